@@ -1,0 +1,66 @@
+"""The envelope every event travels in, on every topic and in every event store."""
+
+from datetime import UTC, datetime
+from typing import Any, Literal, Self
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from events.canonical import canonical_bytes
+from events.registry import EventPayload, decode_payload
+
+ActorKind = Literal["user", "partner", "system"]
+
+
+class Actor(BaseModel):
+    """Who caused an event: a person signed in, a partner system, or the system itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ActorKind
+    id: str = Field(min_length=1, max_length=200)
+    role: str | None = Field(default=None, max_length=50)
+
+    @classmethod
+    def system(cls, name: str) -> "Actor":
+        return cls(kind="system", id=name, role=None)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID
+    event_type: str = Field(min_length=3, max_length=100, pattern=r"^[a-z_]+\.[A-Za-z0-9]+$")
+    schema_version: int = Field(ge=1)
+    # The aggregate's stream. For case aggregates it is the case id; other aggregates (a reviewer,
+    # a QA panel) have streams of their own and may still concern a case.
+    stream_id: str = Field(min_length=1, max_length=200)
+    case_id: UUID | None
+    stream_version: int = Field(ge=1)
+    source: str = Field(min_length=1, max_length=50)
+    source_sequence: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime
+    actor: Actor
+    correlation_id: str = Field(min_length=1, max_length=100)
+    causation_id: str | None = Field(default=None, max_length=100)
+    data: dict[str, Any]
+
+    @field_validator("occurred_at", "recorded_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    def payload(self) -> EventPayload:
+        return decode_payload(self.event_type, self.schema_version, self.data)
+
+    def canonical(self) -> bytes:
+        return canonical_bytes(self)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> Self:
+        return cls.model_validate_json(raw)
+
+    @property
+    def kafka_key(self) -> bytes:
+        return (str(self.case_id) if self.case_id else self.stream_id).encode()

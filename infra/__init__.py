@@ -1,0 +1,1 @@
+"""Infrastructure at the edges: event store, outbox relay, inbox, Kafka and PostgreSQL wiring."""

@@ -1,0 +1,118 @@
+"""`leder`: the one command for people. `leder --help` lists what it does."""
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from typing import Any
+
+from events.topics import SERVICES
+
+
+def _service_definition(name: str) -> Any:
+    return importlib.import_module(f"services.{name}.app").definition
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    from infra.stack import up
+
+    return up()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from infra.service import build_app
+    from infra.settings import Settings
+
+    settings = Settings.from_env(args.service)
+    app = build_app(_service_definition(args.service), settings)
+    uvicorn.run(app, host=os.environ.get("LEDER_HTTP_HOST", "127.0.0.1"), port=settings.http_port,
+                log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from infra.auth import mint_token
+    from infra.stack import env_or_local, home, jwt_secret_file
+
+    secret = os.environ.get("LEDER_JWT_SECRET")
+    if not secret:
+        secret_file = env_or_local("LEDER_JWT_SECRET_FILE")
+        path = secret_file if secret_file else str(jwt_secret_file(home()))
+        secret = open(path).read().strip()
+    print(mint_token(secret, args.sub, args.role, args.organisation))
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from events.jsonschema import write_schemas
+
+    for path in write_schemas():
+        print(path)
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from infra.projections import rebuild
+    from infra.service import open_store
+    from infra.settings import Settings, database_url_for
+    from infra.stack import env_or_local
+
+    server = env_or_local("LEDER_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    definition = _service_definition(args.service)
+    settings = Settings(
+        service=args.service,
+        database_url=os.environ.get(f"LEDER_{args.service.upper()}_DATABASE_URL")
+        or database_url_for(server, f"leder_{args.service}"),
+        kafka_bootstrap="",
+        topic_prefix="",
+        jwt_secret="",
+        http_port=0,
+    )
+
+    async def run() -> int:
+        store = await open_store(definition, settings)
+        try:
+            return await rebuild(store)
+        finally:
+            await store.pool.close()
+
+    count = asyncio.run(run())
+    names = ", ".join(p.name for p in definition.projections()) or "none"
+    print(f"{args.service}: rebuilt projections ({names}) from {count} events")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="leder", description="The LeDeR case system")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run the whole system (embedded PostgreSQL and broker by default)").set_defaults(
+        func=cmd_up
+    )
+    serve = sub.add_parser("serve", help="run one service (leder up runs all five)")
+    serve.add_argument("service", choices=SERVICES)
+    serve.set_defaults(func=cmd_serve)
+    token = sub.add_parser("token", help="mint a bearer token for local use")
+    token.add_argument("--role", required=True)
+    token.add_argument("--sub", required=True)
+    token.add_argument("--organisation")
+    token.set_defaults(func=cmd_token)
+    sub.add_parser("schemas", help="write the JSON Schema of every event to events/schemas/").set_defaults(
+        func=cmd_schemas
+    )
+    rebuild = sub.add_parser("rebuild", help="rebuild a service's projections from its event store")
+    rebuild.add_argument("service", choices=SERVICES)
+    rebuild.set_defaults(func=cmd_rebuild)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

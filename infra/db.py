@@ -1,0 +1,76 @@
+"""PostgreSQL wiring: one database per service, plain SQL migrations applied at start."""
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Migrations of concurrent starters (several instances of a service) must not interleave.
+_MIGRATION_LOCK = 73_011_974
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30)
+    assert pool is not None
+    return pool
+
+
+async def ensure_database(database_url: str) -> None:
+    """Create the database named in the URL if it does not exist (connecting to the server's
+    `postgres` database to do so)."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment))
+    conn = await asyncpg.connect(admin)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # created by a concurrent starter
+    finally:
+        await conn.close()
+
+
+async def drop_database(database_url: str) -> None:
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment))
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def migration_files(*folders: Path) -> list[tuple[str, Path]]:
+    """Platform migrations first, then the service's own; each named by folder and file."""
+    files: list[tuple[str, Path]] = []
+    for folder in folders:
+        files += [(f"{folder.parent.name}/{p.name}", p) for p in sorted(folder.glob("*.sql"))]
+    return files
+
+
+async def migrate(pool: asyncpg.Pool, *folders: Path) -> list[str]:
+    applied: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for name, path in migration_files(PLATFORM_MIGRATIONS, *folders):
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied

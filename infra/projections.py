@@ -1,0 +1,38 @@
+"""Rebuilding read models: replay the service's own event store through its projections.
+
+Projections are updated in the appending transaction (infra.eventstore), so a read model is never
+behind its events; a rebuild empties their tables and replays everything, in one transaction, so
+readers see either the old or the rebuilt model, never a half-built one.
+"""
+
+from collections.abc import Sequence
+
+from events import Envelope
+from infra.eventstore import EventStore, Projection
+
+
+async def rebuild(store: EventStore, projections: Sequence[Projection] | None = None, batch: int = 5000) -> int:
+    projections = store.projections if projections is None else tuple(projections)
+    if not projections:
+        return 0
+    replayed = 0
+    async with store.transaction() as conn:
+        tables = [t for p in projections for t in p.tables]
+        await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
+        position = 0
+        while True:
+            rows = await conn.fetch(
+                "SELECT source_sequence, envelope FROM events WHERE source_sequence > $1"
+                " ORDER BY source_sequence LIMIT $2",
+                position,
+                batch,
+            )
+            if not rows:
+                break
+            for row in rows:
+                envelope = Envelope.from_bytes(row["envelope"])
+                for projection in projections:
+                    await projection.apply(conn, envelope)
+            position = rows[-1]["source_sequence"]
+            replayed += len(rows)
+    return replayed

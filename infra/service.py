@@ -1,0 +1,136 @@
+"""One service's runtime: its database, event store, outbox relay, Kafka consumers and HTTP app.
+
+A service module describes itself with a ServiceDefinition; this module wires it the same way for all.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI
+from faststream.kafka import KafkaBroker
+
+from events.topics import service_topic
+from infra import db
+from infra.eventstore import EventStore, Projection
+from infra.http import create_app
+from infra.inbox import InboxConsumer
+from infra.logging import configure_logging, get_logger
+from infra.relay import OutboxRelay
+from infra.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; routes reach it as request.app.state.runtime."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    store: EventStore
+    broker: KafkaBroker
+    relay: OutboxRelay
+    consumers: list[InboxConsumer[Any]] = field(default_factory=list)
+    broker_connected: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    migrations: Path | None = None
+    projections: Callable[[], Sequence[Projection]] = lambda: ()
+    consumers: Callable[[Runtime], Sequence[InboxConsumer[Any]]] = lambda runtime: ()
+    routers: Sequence[APIRouter] = ()
+
+    @property
+    def migration_folders(self) -> list[Path]:
+        return [self.migrations] if self.migrations and self.migrations.exists() else []
+
+
+async def open_store(definition: ServiceDefinition, settings: Settings) -> EventStore:
+    """Create (if need be) and migrate the service's database; return its event store."""
+    await db.ensure_database(settings.database_url)
+    pool = await db.create_pool(settings.database_url)
+    await db.migrate(pool, *definition.migration_folders)
+    return EventStore(pool, definition.name, definition.projections())
+
+
+def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
+    runtime_box: dict[str, Runtime] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(definition.name)
+        store = await open_store(definition, settings)
+        broker = KafkaBroker(settings.kafka_bootstrap, enable_idempotence=False, acks="all", logger=None)
+        relay = OutboxRelay(
+            store,
+            settings.kafka_bootstrap,
+            service_topic(definition.name, settings.topic_prefix),
+            partitions=settings.topic_partitions,
+        )
+        runtime = Runtime(settings=settings, pool=store.pool, store=store, broker=broker, relay=relay)
+        runtime.consumers = list(definition.consumers(runtime))
+        for consumer in runtime.consumers:
+            consumer.subscribe(broker, group_id=f"{settings.topic_prefix}leder.{definition.name}.{consumer.name}")
+        app.state.runtime = runtime_box["runtime"] = runtime
+        tasks = [
+            asyncio.create_task(relay.run(), name="relay"),
+            asyncio.create_task(_start_broker(runtime), name="broker"),
+        ]
+        log.info("service_started", port=settings.http_port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+            with suppress(Exception):
+                await asyncio.wait_for(broker.stop(), 10)
+            await store.pool.close()
+            log.info("service_stopped")
+
+    async def readiness() -> dict[str, Any]:
+        runtime = runtime_box.get("runtime")
+        if runtime is None:
+            return {"started": False}
+        try:
+            await runtime.pool.fetchval("SELECT 1")
+            database = {"ok": True}
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            database = {"ok": False, "error": repr(exc)}
+        return {
+            "database": database,
+            "relay": {"ok": runtime.relay.connected},
+            "broker": {"ok": runtime.broker_connected},
+        }
+
+    app = create_app(definition.name, settings.jwt_secret, lifespan=lifespan, readiness=readiness)
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+async def _start_broker(runtime: Runtime) -> None:
+    """Consumers connect when the broker answers; the HTTP API serves meanwhile."""
+    delay = 0.5
+    while True:
+        try:
+            await runtime.broker.start()
+            runtime.broker_connected = True
+            log.info("broker_connected")
+            return
+        except (KafkaError, OSError) as exc:
+            log.warning("broker_unavailable", error=repr(exc), retry_in=delay)
+            with suppress(Exception):
+                await runtime.broker.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)

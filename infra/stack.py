@@ -1,0 +1,186 @@
+"""`leder up`: the whole system on one machine, on the embedded default or on existing servers."""
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from events.topics import SERVICES, all_topics
+from infra import kafka
+from infra.embedded import EmbeddedPostgres, TansuBroker, wait_for_port
+from infra.settings import SERVICE_PORTS
+
+LOCAL_ENV = "env"
+
+
+def home() -> Path:
+    return Path(os.environ.get("LEDER_HOME", ".leder")).resolve()
+
+
+def jwt_secret_file(folder: Path) -> Path:
+    """The embedded stack's signing secret, generated once and readable by its owner only."""
+    path = folder / "jwt-secret"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    path.chmod(0o600)
+    return path
+
+
+def local_env() -> dict[str, str]:
+    """What the last `leder up` wrote down, for the other commands (token, rebuild) to find it."""
+    path = home() / LOCAL_ENV
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def env_or_local(name: str) -> str | None:
+    return os.environ.get(name) or local_env().get(name)
+
+
+class Stack:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: TansuBroker | None = None
+        self.services: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> dict[str, str]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "logs").mkdir(exist_ok=True)
+        database_url = os.environ.get("LEDER_DATABASE_URL")
+        if not database_url:
+            port = int(os.environ.get("LEDER_EMBEDDED_PG_PORT", "54329"))
+            self.postgres = EmbeddedPostgres(self.folder / "pgdata", port)
+            _say(f"starting PostgreSQL (embedded) on 127.0.0.1:{port}, data in {self.postgres.data_dir}")
+            self.postgres.start()
+            database_url = self.postgres.url
+        bootstrap = os.environ.get("LEDER_KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            port = int(os.environ.get("LEDER_EMBEDDED_KAFKA_PORT", "9092"))
+            self.broker = TansuBroker(port, log_file=self.folder / "logs" / "tansu.log")
+            _say(f"starting the tansu broker (embedded, in memory) on 127.0.0.1:{port}")
+            self.broker.start()
+            bootstrap = self.broker.bootstrap
+        prefix = os.environ.get("LEDER_TOPIC_PREFIX", "")
+        partitions = int(os.environ.get("LEDER_TOPIC_PARTITIONS", "4"))
+        asyncio.run(_create_topics(bootstrap, prefix, partitions))
+        secret_file = jwt_secret_file(self.folder)
+        env = {
+            "LEDER_DATABASE_URL": database_url,
+            "LEDER_KAFKA_BOOTSTRAP": bootstrap,
+            "LEDER_TOPIC_PREFIX": prefix,
+            "LEDER_JWT_SECRET_FILE": str(secret_file),
+        }
+        (self.folder / LOCAL_ENV).write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        base_port = int(os.environ.get("LEDER_BASE_PORT", "8001"))
+        for offset, service in enumerate(SERVICES):
+            port = base_port + offset if "LEDER_BASE_PORT" in os.environ else SERVICE_PORTS[service]
+            log = open(self.folder / "logs" / f"{service}.log", "ab")  # noqa: SIM115
+            child_env = {**os.environ, **env, "LEDER_HTTP_PORT": str(port)}
+            child_env.pop("LEDER_JWT_SECRET", None)
+            self.services[service] = subprocess.Popen(
+                [sys.executable, "-m", "infra.cli", "serve", service],
+                env=child_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            _say(f"starting {service} on http://127.0.0.1:{port}")
+        urls = {}
+        for offset, (service, process) in enumerate(self.services.items()):
+            port = base_port + offset if "LEDER_BASE_PORT" in os.environ else SERVICE_PORTS[service]
+            wait_for_port(port, timeout=90, process=process)
+            _wait_healthy(f"http://127.0.0.1:{port}/healthz")
+            urls[service] = f"http://127.0.0.1:{port}"
+        return urls
+
+    def stop(self) -> None:
+        for process in self.services.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.services.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.services.clear()
+        if self.broker:
+            self.broker.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    def watch(self) -> str | None:
+        """Block until a service dies; return its name."""
+        while True:
+            for name, process in self.services.items():
+                if process.poll() is not None:
+                    return name
+            time.sleep(0.5)
+
+
+async def _create_topics(bootstrap: str, prefix: str, partitions: int) -> None:
+    await kafka.wait_for_broker(bootstrap)
+    await kafka.ensure_topics(bootstrap, all_topics(prefix), partitions)
+
+
+def _wait_healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer")
+        time.sleep(0.2)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def up() -> int:
+    stack = Stack(home())
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        urls = stack.start()
+        _say("\nThe LeDeR system is running:")
+        for service, url in urls.items():
+            _say(f"  {service:<13} {url}   (API docs: {url}/docs)")
+        _say("\nA token for the HTTP APIs:  leder token --role lac --sub alice")
+        _say("Then:  curl -H \"Authorization: Bearer $(leder token --role lac --sub alice)\" "
+             f"{urls['notification']}/healthz")
+        _say("Logs: " + str(stack.folder / "logs") + "    Stop: Ctrl-C")
+        dead = stack.watch()
+        _say(f"{dead} stopped unexpectedly (see its log); stopping the system")
+        return 1
+    except KeyboardInterrupt:
+        _say("\nstopping...")
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        _say("stopped")

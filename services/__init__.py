@@ -1,0 +1,1 @@
+"""The five LeDeR services. None imports another; they share only `events`."""
