@@ -63,4 +63,6 @@ class Envelope(BaseModel):
 
     @property
     def kafka_key(self) -> bytes:
-        return (str(self.case_id) if self.case_id else self.stream_id).encode()
+        # The stream, so that a stream's events stay in one partition, in order. A case's own
+        # stream is named by its case id, so case events are keyed by case.
+        return self.stream_id.encode()

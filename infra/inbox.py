@@ -9,6 +9,7 @@ transient failure (the database away) rewinds to the message and tries again.
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -56,6 +57,21 @@ def validation_reasons(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+class OutOfOrder(Exception):
+    """An event arrived before an earlier one of its stream. The relay publishes in order, so this
+    happens only when a broker lost records under a consumer whose position is from before; the
+    consumer's group is then reset and the earlier event comes, so the message is retried."""
+
+
+def envelope_order(raw: bytes) -> tuple[str, int] | None:
+    """The stream and version an envelope has, even when its payload is not valid."""
+    try:
+        envelope = Envelope.from_bytes(raw)
+    except ValidationError:
+        return None
+    return f"{envelope.source}/{envelope.stream_id}", envelope.stream_version
+
+
 def parse_envelope(raw: bytes) -> Envelope:
     """The default parser: an event envelope whose payload is a known, valid event."""
     try:
@@ -81,8 +97,10 @@ class InboxConsumer(Generic[T]):
         apply: Apply[T],
         parse: Callable[[bytes], T],
         message_id: Callable[[T], str],
+        order: Callable[[bytes], tuple[str, int] | None] | None = None,
         dead_letter_on: tuple[type[Exception], ...] = (),
         on_handled: Callable[[T], None] | None = None,
+        order_patience: float = 60.0,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -90,10 +108,13 @@ class InboxConsumer(Generic[T]):
         self.apply = apply
         self.parse = parse
         self.message_id = message_id
+        self.order = order
         self.dead_letter_on = (Unprocessable, *dead_letter_on)
         self.on_handled = on_handled
         self.broker: KafkaBroker | None = None
+        self.order_patience = order_patience
         self._retry_delay = 0.2
+        self._waiting_since: dict[str, float] = {}
 
     def subscribe(self, broker: KafkaBroker, group_id: str) -> None:
         self.broker = broker
@@ -114,19 +135,33 @@ class InboxConsumer(Generic[T]):
         structlog.contextvars.bind_contextvars(
             topic=delivery.topic, offset=delivery.offset, correlation_id=delivery.headers.get("correlation_id")
         )
+        order = self.order(raw) if self.order else None
         try:
             try:
                 message = self.parse(raw)
             except self.dead_letter_on as exc:
-                await self.dead_letter(raw, delivery, exc)
+                await self.dead_letter(raw, delivery, exc, order)
                 return
             message_id = self.message_id(message)
             structlog.contextvars.bind_contextvars(message_id=message_id)
             try:
-                handled = await self._apply_once(message, message_id, delivery)
+                handled = await self._apply_once(message, message_id, delivery, order)
             except self.dead_letter_on as exc:
-                await self.dead_letter(raw, delivery, exc)
+                await self.dead_letter(raw, delivery, exc, order)
                 return
+            except OutOfOrder as exc:
+                waited = time.monotonic() - self._waiting_since.setdefault(message_id, time.monotonic())
+                if waited > self.order_patience:
+                    # The earlier event is not coming in the log as it is: set this one aside rather
+                    # than block the partition (it is kept, with the reason, for reconciliation).
+                    self._waiting_since.pop(message_id, None)
+                    reason = Unprocessable([{"field": "stream_version", "type": "out_of_order", "message": str(exc)}])
+                    await self.dead_letter(raw, delivery, reason)
+                    return
+                log.warning("inbox_waiting_for_earlier_event", consumer=self.name, error=str(exc))
+                await asyncio.sleep(min(self._retry_delay, self.order_patience))
+                self._retry_delay = min(self._retry_delay * 2, 5.0)
+                raise
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 # Transient: rewind and try again, a little later each time.
                 log.warning("inbox_retry", consumer=self.name, error=repr(exc), retry_in=self._retry_delay)
@@ -134,6 +169,7 @@ class InboxConsumer(Generic[T]):
                 self._retry_delay = min(self._retry_delay * 2, 5.0)
                 raise
             self._retry_delay = 0.2
+            self._waiting_since.pop(message_id, None)
             if handled:
                 log.info("inbox_handled", consumer=self.name)
                 if self.on_handled is not None:
@@ -143,8 +179,12 @@ class InboxConsumer(Generic[T]):
         finally:
             structlog.contextvars.unbind_contextvars("topic", "offset", "correlation_id", "message_id")
 
-    async def _apply_once(self, message: T, message_id: str, delivery: Delivery) -> bool:
+    async def _apply_once(
+        self, message: T, message_id: str, delivery: Delivery, order: tuple[str, int] | None
+    ) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
+            if order is not None and not await self._next_in_stream(conn, *order):
+                return False
             first_time = await conn.fetchval(
                 "INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
@@ -159,7 +199,38 @@ class InboxConsumer(Generic[T]):
             await self.apply(conn, message, delivery)
             return True
 
-    async def dead_letter(self, raw: bytes, delivery: Delivery, exc: Exception) -> None:
+    async def _next_in_stream(self, conn: asyncpg.Connection, stream: str, version: int) -> bool:
+        """Advance the stream to `version` if it is the next one; False if already applied."""
+        last = await conn.fetchval(
+            "SELECT last_version FROM inbox_streams WHERE consumer = $1 AND stream = $2 FOR UPDATE",
+            self.name,
+            stream,
+        )
+        last = last or 0
+        if version <= last:
+            return False
+        if version > last + 1:
+            raise OutOfOrder(f"{stream} version {version} arrived before version {last + 1}")
+        await conn.execute(
+            "INSERT INTO inbox_streams (consumer, stream, last_version) VALUES ($1, $2, $3)"
+            " ON CONFLICT (consumer, stream) DO UPDATE SET last_version = EXCLUDED.last_version",
+            self.name,
+            stream,
+            version,
+        )
+        return True
+
+    async def _skip_in_stream(self, order: tuple[str, int]) -> None:
+        """A dead-lettered event still takes its place in its stream, or later ones would wait."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                await self._next_in_stream(conn, *order)
+            except OutOfOrder:
+                pass  # an earlier event is still to come; it will be applied, this one stays in the DLQ
+
+    async def dead_letter(
+        self, raw: bytes, delivery: Delivery, exc: Exception, order: tuple[str, int] | None = None
+    ) -> None:
         reasons = exc.reasons if isinstance(exc, Unprocessable) else [{"message": str(exc)}]
         log.warning("dead_lettered", consumer=self.name, reasons=reasons)
         assert self.broker is not None, "subscribe() before handling"
@@ -179,11 +250,13 @@ class InboxConsumer(Generic[T]):
                         **{k: v for k, v in delivery.headers.items() if not k.startswith("dlq_")},
                     },
                 )
-                return
+                break
             except (KafkaError, OSError) as err:
                 # Never commit past a message that is neither applied nor dead-lettered.
                 log.warning("dead_letter_retry", error=repr(err))
                 await asyncio.sleep(1)
+        if order is not None:
+            await self._skip_in_stream(order)
 
 
 def _delivery(message: KafkaMessage) -> Delivery:

@@ -9,6 +9,19 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+
+def broker(bootstrap: str) -> KafkaBroker:
+    """The FastStream broker a service's consumers and DLQ publishing run on."""
+    return KafkaBroker(
+        bootstrap,
+        enable_idempotence=False,
+        acks="all",
+        # Notice a topic made again (the embedded broker restarted) within seconds, not minutes.
+        metadata_max_age_ms=5_000,
+        logger=None,
+    )
 
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
@@ -41,19 +54,17 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 4) 
         await admin.close()
 
 
-async def topic_record_count(bootstrap: str, topic: str) -> int:
-    """Sum of the end offsets of a topic's partitions: how many records it has ever held."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
+def offsets_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A group-less consumer used only to ask for end offsets."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
+
+
+async def end_offsets(reader: AIOKafkaConsumer, topic: str) -> dict[int, int]:
+    """Each partition's end offset: together, how many records the topic has ever held."""
+    await reader._client.force_metadata_update()
+    partitions = reader.partitions_for_topic(topic) or set()
+    ends = await reader.end_offsets([TopicPartition(topic, p) for p in partitions])
+    return {tp.partition: offset for tp, offset in ends.items()}
 
 
 async def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
@@ -70,3 +81,18 @@ async def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.2)
         finally:
             await admin.close()
+
+
+async def recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        for _ in range(50):
+            try:
+                await admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
+                return
+            except TopicAlreadyExistsError:
+                await asyncio.sleep(0.1)  # deletion still under way
+    finally:
+        await admin.close()

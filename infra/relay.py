@@ -4,6 +4,10 @@ The events table is the outbox. The relay remembers how far it has published, an
 only after the broker acknowledged, so a crash or a broker outage can repeat events (inboxes absorb
 them) but never lose one. Only one relay per service publishes at a time (an advisory lock), so
 several instances of a service can run.
+
+A broker that forgot what it held (the in-memory embedded broker after a restart) is noticed before
+each batch, from an empty topic, and after it, from offsets acknowledged lower than before;
+the relay then recreates the topic and publishes everything again, in order.
 """
 
 import asyncio
@@ -11,8 +15,9 @@ import json
 from contextlib import suppress
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from infra import kafka
 from infra.eventstore import NOTIFY_CHANNEL, EventStore
@@ -39,9 +44,12 @@ class OutboxRelay:
         self.partitions = partitions
         self.batch_size = batch_size
         self.idle_wait = idle_wait
-        self._producer: AIOKafkaProducer | None = None
-        self._wake = asyncio.Event()
         self.connected = False
+        self._producer: AIOKafkaProducer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._wake = asyncio.Event()
+        # The offset we expect each partition's next record to get.
+        self._next_offsets: dict[int, int] = {}
 
     async def run(self) -> None:
         """Publish until cancelled, riding out broker and database outages."""
@@ -60,13 +68,15 @@ class OutboxRelay:
                             await lock_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
                             await lock_conn.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK)
             except asyncio.CancelledError:
-                await self._close_producer()
+                await self._disconnect()
                 raise
             except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("relay_interrupted", topic=self.topic, error=repr(exc), retry_in=backoff)
-                await self._close_producer()
+                await self._disconnect()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.2
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
@@ -84,18 +94,21 @@ class OutboxRelay:
         producer = await self._connect()
         position = await self._position()
         rows = await self.store.pool.fetch(
-            "SELECT source_sequence, stream_id, case_id, event_type, schema_version, envelope"
+            "SELECT source_sequence, stream_id, event_type, schema_version, envelope"
             " FROM events WHERE source_sequence > $1 ORDER BY source_sequence LIMIT $2",
             position,
             self.batch_size,
         )
         if not rows:
             return 0
+        if await self._topic_lost_records(position):
+            return 0
         futures = []
         for row in rows:
             envelope = row["envelope"]
             correlation_id = json.loads(envelope)["correlation_id"]
-            key = str(row["case_id"]) if row["case_id"] else row["stream_id"]
+            # Keyed by stream (a case's stream is named by its case id) so each stays in order.
+            key = row["stream_id"]
             futures.append(
                 await producer.send(
                     self.topic,
@@ -108,7 +121,10 @@ class OutboxRelay:
                     ],
                 )
             )
-        await asyncio.gather(*futures)
+        acked: list[RecordMetadata] = await asyncio.gather(*futures)
+        if self._offsets_went_back(acked):
+            await self._republish_all("acknowledged offsets went back", recreate=True)
+            return 0
         last = rows[-1]["source_sequence"]
         await self.store.pool.execute(
             "UPDATE relay_position SET published_through = $2, updated_at = now() WHERE topic = $1",
@@ -124,6 +140,44 @@ class OutboxRelay:
         )
         return position
 
+    async def _topic_lost_records(self, position: int) -> bool:
+        """Whether the topic is empty although we published to it. (Only emptiness is asked: the
+        embedded broker under-reports end offsets, but never reports zero for a partition with
+        records.)"""
+        assert self._reader is not None
+        ends = await kafka.end_offsets(self._reader, self.topic)
+        lost = (position > 0 and not any(ends.values())) or any(
+            ends.get(partition, 0) == 0 for partition in self._next_offsets
+        )
+        if lost:
+            # Empty, so nothing is out of order; only a topic auto-created with the broker's default
+            # partitions needs making again.
+            await self._republish_all(
+                f"topic is empty after {position} events were published",
+                recreate=len(ends) != self.partitions,
+            )
+        return lost
+
+    def _offsets_went_back(self, acked: list[RecordMetadata]) -> bool:
+        went_back = False
+        for metadata in acked:
+            if metadata.offset < self._next_offsets.get(metadata.partition, 0):
+                went_back = True
+            self._next_offsets[metadata.partition] = metadata.offset + 1
+        return went_back
+
+    async def _republish_all(self, why: str, *, recreate: bool) -> None:
+        log.warning("relay_republishing", topic=self.topic, reason=why, recreate=recreate)
+        if recreate:
+            # What the topic holds arrived out of order, or it has the wrong partitions: start it
+            # again, so that it holds every event in sequence.
+            await kafka.recreate_topic(self.bootstrap, self.topic, self.partitions)
+        await self.store.pool.execute(
+            "UPDATE relay_position SET published_through = 0, updated_at = now() WHERE topic = $1", self.topic
+        )
+        self._next_offsets = {}
+        await self._disconnect()
+
     async def _connect(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
@@ -131,16 +185,9 @@ class OutboxRelay:
         await self.store.pool.execute(
             "INSERT INTO relay_position (topic) VALUES ($1) ON CONFLICT DO NOTHING", self.topic
         )
-        # Every published event left at least one record, so a topic holding fewer records than we
-        # published has lost them (the in-memory broker restarted): publish everything again.
-        held = await kafka.topic_record_count(self.bootstrap, self.topic)
-        position = await self._position()
-        if held < position:
-            log.warning("relay_republishing", topic=self.topic, topic_records=held, published_through=position)
-            await self.store.pool.execute(
-                "UPDATE relay_position SET published_through = 0, updated_at = now() WHERE topic = $1",
-                self.topic,
-            )
+        reader = kafka.offsets_reader(self.bootstrap)
+        await reader.start()
+        self._reader = reader
         producer = kafka.producer(self.bootstrap)
         await producer.start()
         self._producer = producer
@@ -148,9 +195,11 @@ class OutboxRelay:
         log.info("relay_connected", topic=self.topic)
         return producer
 
-    async def _close_producer(self) -> None:
+    async def _disconnect(self) -> None:
         self.connected = False
         producer, self._producer = self._producer, None
-        if producer is not None:
-            with suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 5)
+        reader, self._reader = self._reader, None
+        for client in (producer, reader):
+            if client is not None:
+                with suppress(Exception):
+                    await asyncio.wait_for(client.stop(), 5)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 
 from events.topics import service_topic
-from infra import db
+from infra import db, kafka
 from infra.eventstore import EventStore, Projection
 from infra.http import create_app
 from infra.inbox import InboxConsumer
@@ -68,7 +68,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(definition.name)
         store = await open_store(definition, settings)
-        broker = KafkaBroker(settings.kafka_bootstrap, enable_idempotence=False, acks="all", logger=None)
+        broker = kafka.broker(settings.kafka_bootstrap)
         relay = OutboxRelay(
             store,
             settings.kafka_bootstrap,

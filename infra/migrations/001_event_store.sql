@@ -54,3 +54,11 @@ CREATE TABLE inbox (
     handled_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, message_id)
 );
+
+-- Per consumed stream, the last version applied: events of a stream are applied in order, once.
+CREATE TABLE inbox_streams (
+    consumer text NOT NULL,
+    stream text NOT NULL,
+    last_version integer NOT NULL,
+    PRIMARY KEY (consumer, stream)
+);

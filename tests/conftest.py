@@ -1,0 +1,44 @@
+from collections.abc import AsyncIterator, Iterator
+from uuid import uuid4
+
+import pytest
+
+from infra import db
+from infra.eventstore import EventStore
+from infra.settings import database_url_for
+from tests.support import events as _test_events  # noqa: F401  (registers the test payloads)
+from tests.support.backends import kafka_broker, postgres_server
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    with kafka_broker() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str) -> AsyncIterator[str]:
+    """A fresh database for this test alone."""
+    url = database_url_for(pg_server_url, f"leder_test_{uuid4().hex[:12]}")
+    await db.ensure_database(url)
+    yield url
+    await db.drop_database(url)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid4().hex[:10]}."
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[EventStore]:
+    pool = await db.create_pool(database_url, max_size=30)
+    await db.migrate(pool)
+    yield EventStore(pool, "test")
+    await pool.close()
