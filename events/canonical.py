@@ -17,7 +17,8 @@ from pydantic import BaseModel
 def format_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime cannot be made canonical: attach a timezone")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: strftime does not pad years before 1000 on every platform.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _default(value: Any) -> Any:

@@ -37,6 +37,12 @@ class Context:
     correlation_id: str = field(default_factory=lambda: str(uuid4()))
     causation_id: str | None = None
 
+    @classmethod
+    def caused_by(cls, envelope: Envelope, actor: Actor) -> "Context":
+        """For events a consumer records in reaction to another service's event: same correlation,
+        caused by that event."""
+        return cls(actor=actor, correlation_id=envelope.correlation_id, causation_id=str(envelope.event_id))
+
 
 class Projection(Protocol):
     """A read model kept in the same database, updated in the appending transaction."""
