@@ -25,7 +25,12 @@ def load_catalogue() -> None:
 
 def _schema(model: type[BaseModel], schema_id: str, title: str) -> dict[str, Any]:
     schema = model.model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id, **schema, "title": title}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": schema_id,
+        **schema,
+        "title": title,
+    }
 
 
 def schemas() -> dict[str, dict[str, Any]]:

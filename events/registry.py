@@ -36,7 +36,9 @@ def event(event_type: str, version: int = 1) -> Callable[[P], P]:
     def register(cls: P) -> P:
         existing = _payloads.get(event_type)
         if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"{event_type} is registered twice ({existing.__qualname__}, {cls.__qualname__})")
+            raise ValueError(
+                f"{event_type} is registered twice ({existing.__qualname__}, {cls.__qualname__})"
+            )
         cls.event_type = event_type
         cls.schema_version = version
         _payloads[event_type] = cls

@@ -5,6 +5,7 @@ import asyncio
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from events.topics import SERVICES
@@ -28,8 +29,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(args.service)
     app = build_app(_service_definition(args.service), settings)
-    uvicorn.run(app, host=os.environ.get("LEDER_HTTP_HOST", "127.0.0.1"), port=settings.http_port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=os.environ.get("LEDER_HTTP_HOST", "127.0.0.1"),
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 
@@ -41,7 +47,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     if not secret:
         secret_file = env_or_local("LEDER_JWT_SECRET_FILE")
         path = secret_file if secret_file else str(jwt_secret_file(home()))
-        secret = open(path).read().strip()
+        secret = Path(path).read_text().strip()
     print(mint_token(secret, args.sub, args.role, args.organisation))
     return 0
 
@@ -88,9 +94,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leder", description="The LeDeR case system")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run the whole system (embedded PostgreSQL and broker by default)").set_defaults(
-        func=cmd_up
-    )
+    sub.add_parser(
+        "up", help="run the whole system (embedded PostgreSQL and broker by default)"
+    ).set_defaults(func=cmd_up)
     serve = sub.add_parser("serve", help="run one service (leder up runs all five)")
     serve.add_argument("service", choices=SERVICES)
     serve.set_defaults(func=cmd_serve)

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from events import Actor, Envelope, EventPayload, canonical_bytes
+from infra.db import Connection
 
 NOTIFY_CHANNEL = "leder_events"
 
@@ -50,7 +51,7 @@ class Projection(Protocol):
     name: str
     tables: Sequence[str]
 
-    async def apply(self, conn: asyncpg.Connection, envelope: Envelope) -> None: ...
+    async def apply(self, conn: Connection, envelope: Envelope) -> None: ...
 
 
 class EventStore:
@@ -60,7 +61,7 @@ class EventStore:
         self.projections = tuple(projections)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 
@@ -73,7 +74,7 @@ class EventStore:
         *,
         case_id: UUID | None = None,
         occurred_at: datetime | None = None,
-        conn: asyncpg.Connection | None = None,
+        conn: Connection | None = None,
     ) -> list[Envelope]:
         """Append `payloads` to `stream_id` if it is at `expected_version` (0: a new stream).
 
@@ -82,15 +83,17 @@ class EventStore:
             return []
         if conn is None:
             async with self.transaction() as own:
-                return await self._append(own, stream_id, expected_version, payloads, context, case_id,
-                                          occurred_at)
+                return await self._append(
+                    own, stream_id, expected_version, payloads, context, case_id, occurred_at
+                )
         async with conn.transaction():
-            return await self._append(conn, stream_id, expected_version, payloads, context, case_id,
-                                      occurred_at)
+            return await self._append(
+                conn, stream_id, expected_version, payloads, context, case_id, occurred_at
+            )
 
     async def _append(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         stream_id: str,
         expected_version: int,
         payloads: Sequence[EventPayload],
@@ -157,7 +160,8 @@ class EventStore:
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
         rows = await self.pool.fetch(
-            "SELECT envelope FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version",
+            "SELECT envelope FROM events WHERE stream_id = $1 AND stream_version > $2"
+            " ORDER BY stream_version",
             stream_id,
             after_version,
         )
@@ -179,7 +183,7 @@ class EventStore:
         return [Envelope.from_bytes(r["envelope"]) for r in rows]
 
     async def read_all_raw(
-        self, after_sequence: int = 0, limit: int = 1000, conn: asyncpg.Connection | None = None
+        self, after_sequence: int = 0, limit: int = 1000, conn: Connection | None = None
     ) -> list[tuple[int, str]]:
         """(sequence, canonical envelope) pairs, for the relay, which publishes the bytes untouched."""
         executor = conn or self.pool

@@ -31,7 +31,9 @@ def create_app(
     install_problem_handlers(app)
 
     @app.middleware("http")
-    async def correlate_and_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def correlate_and_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid4())
         request.state.correlation_id = correlation_id[:100]
         structlog.contextvars.clear_contextvars()
@@ -60,6 +62,8 @@ def create_app(
     async def readyz() -> JSONResponse:
         checks = await readiness() if readiness else {}
         ready = all(bool(v.get("ok")) if isinstance(v, dict) else bool(v) for v in checks.values())
-        return JSONResponse({"ready": ready, "service": service, "checks": checks}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"ready": ready, "service": service, "checks": checks}, status_code=200 if ready else 503
+        )
 
     return app

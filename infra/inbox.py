@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from events import Envelope, UnknownEventType
 from events.topics import dlq
+from infra.db import Connection
 from infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -52,7 +53,11 @@ class Delivery:
 
 def validation_reasons(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+            "message": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors(include_url=False, include_input=False)
     ]
 
@@ -80,11 +85,13 @@ def parse_envelope(raw: bytes) -> Envelope:
     except ValidationError as exc:
         raise Unprocessable(validation_reasons(exc)) from exc
     except UnknownEventType as exc:
-        raise Unprocessable([{"field": "event_type", "message": str(exc), "type": "unknown_event_type"}]) from exc
+        raise Unprocessable(
+            [{"field": "event_type", "message": str(exc), "type": "unknown_event_type"}]
+        ) from exc
     return envelope
 
 
-Apply = Callable[[asyncpg.Connection, T, Delivery], Awaitable[None]]
+Apply = Callable[[Connection, T, Delivery], Awaitable[None]]
 
 
 class InboxConsumer(Generic[T]):
@@ -109,7 +116,7 @@ class InboxConsumer(Generic[T]):
         self.parse = parse
         self.message_id = message_id
         self.order = order
-        self.dead_letter_on = (Unprocessable, *dead_letter_on)
+        self.dead_letter_on: tuple[type[Exception], ...] = (Unprocessable, *dead_letter_on)
         self.on_handled = on_handled
         self.broker: KafkaBroker | None = None
         self.order_patience = order_patience
@@ -133,7 +140,9 @@ class InboxConsumer(Generic[T]):
 
     async def handle(self, raw: bytes, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(
-            topic=delivery.topic, offset=delivery.offset, correlation_id=delivery.headers.get("correlation_id")
+            topic=delivery.topic,
+            offset=delivery.offset,
+            correlation_id=delivery.headers.get("correlation_id"),
         )
         order = self.order(raw) if self.order else None
         try:
@@ -155,7 +164,9 @@ class InboxConsumer(Generic[T]):
                     # The earlier event is not coming in the log as it is: set this one aside rather
                     # than block the partition (it is kept, with the reason, for reconciliation).
                     self._waiting_since.pop(message_id, None)
-                    reason = Unprocessable([{"field": "stream_version", "type": "out_of_order", "message": str(exc)}])
+                    reason = Unprocessable(
+                        [{"field": "stream_version", "type": "out_of_order", "message": str(exc)}]
+                    )
                     await self.dead_letter(raw, delivery, reason)
                     return
                 log.warning("inbox_waiting_for_earlier_event", consumer=self.name, error=str(exc))
@@ -199,7 +210,7 @@ class InboxConsumer(Generic[T]):
             await self.apply(conn, message, delivery)
             return True
 
-    async def _next_in_stream(self, conn: asyncpg.Connection, stream: str, version: int) -> bool:
+    async def _next_in_stream(self, conn: Connection, stream: str, version: int) -> bool:
         """Advance the stream to `version` if it is the next one; False if already applied."""
         last = await conn.fetchval(
             "SELECT last_version FROM inbox_streams WHERE consumer = $1 AND stream = $2 FOR UPDATE",

@@ -90,7 +90,9 @@ async def recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.delete_topics([topic])
         for _ in range(50):
             try:
-                await admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
+                await admin.create_topics(
+                    [NewTopic(name=topic, num_partitions=partitions, replication_factor=1)]
+                )
                 return
             except TopicAlreadyExistsError:
                 await asyncio.sleep(0.1)  # deletion still under way

@@ -44,7 +44,9 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     errors = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        errors.append({"field": ".".join(loc) or "(body)", "message": str(err.get("msg")), "type": err["type"]})
+        errors.append(
+            {"field": ".".join(loc) or "(body)", "message": str(err.get("msg")), "type": err["type"]}
+        )
     return errors
 
 
@@ -53,14 +55,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = field_errors(exc)
         return problem_response(
-            request, 422, "validation_failed", "The request is not valid",
-            f"{len(errors)} field error(s)", errors=errors,
+            request,
+            422,
+            "validation_failed",
+            "The request is not valid",
+            f"{len(errors)} field error(s)",
+            errors=errors,
         )
 
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.code, exc.code.replace("_", " ").capitalize(),
-                                exc.detail, **exc.extra)
+        return problem_response(
+            request, exc.status, exc.code, exc.code.replace("_", " ").capitalize(), exc.detail, **exc.extra
+        )
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
@@ -72,8 +79,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ConcurrencyError)
     async def conflict(request: Request, exc: ConcurrencyError) -> JSONResponse:
-        return problem_response(request, 409, "concurrent_change", "The case changed meanwhile", str(exc),
-                                expected_version=exc.expected, actual_version=exc.actual)
+        return problem_response(
+            request,
+            409,
+            "concurrent_change",
+            "The case changed meanwhile",
+            str(exc),
+            expected_version=exc.expected,
+            actual_version=exc.actual,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

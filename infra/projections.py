@@ -11,7 +11,9 @@ from events import Envelope
 from infra.eventstore import EventStore, Projection
 
 
-async def rebuild(store: EventStore, projections: Sequence[Projection] | None = None, batch: int = 5000) -> int:
+async def rebuild(
+    store: EventStore, projections: Sequence[Projection] | None = None, batch: int = 5000
+) -> int:
     projections = store.projections if projections is None else tuple(projections)
     if not projections:
         return 0

@@ -78,7 +78,9 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
         runtime = Runtime(settings=settings, pool=store.pool, store=store, broker=broker, relay=relay)
         runtime.consumers = list(definition.consumers(runtime))
         for consumer in runtime.consumers:
-            consumer.subscribe(broker, group_id=f"{settings.topic_prefix}leder.{definition.name}.{consumer.name}")
+            consumer.subscribe(
+                broker, group_id=f"{settings.topic_prefix}leder.{definition.name}.{consumer.name}"
+            )
         app.state.runtime = runtime_box["runtime"] = runtime
         tasks = [
             asyncio.create_task(relay.run(), name="relay"),
@@ -102,6 +104,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
         runtime = runtime_box.get("runtime")
         if runtime is None:
             return {"started": False}
+        database: dict[str, object]
         try:
             await runtime.pool.fetchval("SELECT 1")
             database = {"ok": True}

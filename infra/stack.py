@@ -170,8 +170,10 @@ def up() -> int:
         for service, url in urls.items():
             _say(f"  {service:<13} {url}   (API docs: {url}/docs)")
         _say("\nA token for the HTTP APIs:  leder token --role lac --sub alice")
-        _say("Then:  curl -H \"Authorization: Bearer $(leder token --role lac --sub alice)\" "
-             f"{urls['notification']}/healthz")
+        _say(
+            'Then:  curl -H "Authorization: Bearer $(leder token --role lac --sub alice)" '
+            f"{urls['notification']}/healthz"
+        )
         _say("Logs: " + str(stack.folder / "logs") + "    Stop: Ctrl-C")
         dead = stack.watch()
         _say(f"{dead} stopped unexpectedly (see its log); stopping the system")

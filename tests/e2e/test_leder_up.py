@@ -58,8 +58,13 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
         "LEDER_EMBEDDED_PG_PORT": str(free_port()),
         "LEDER_EMBEDDED_KAFKA_PORT": str(free_port()),
     }
-    up = subprocess.Popen([sys.executable, "-m", "infra.cli", "up"], env=env, cwd=Path(__file__).parents[2],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "up"],
+        env=env,
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     pids: set[int] = set()
     try:
         said = read_until(up, "The LeDeR system is running", timeout=180)

@@ -14,11 +14,24 @@ from tests.support.waiting import eventually, publish_raw
 ROOT = Path(__file__).parents[2]
 
 
-async def run_consumer(database_url: str, bootstrap: str, topic: str, crash_after: int = 0) -> asyncio.subprocess.Process:
+async def run_consumer(
+    database_url: str, bootstrap: str, topic: str, crash_after: int = 0
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.crashing_consumer", "--database-url", database_url,
-        "--bootstrap", bootstrap, "--topic", topic, "--crash-after", str(crash_after),
-        cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.support.crashing_consumer",
+        "--database-url",
+        database_url,
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--crash-after",
+        str(crash_after),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -30,8 +43,12 @@ async def test_a_consumer_killed_after_its_commit_and_before_its_offset_commit_c
     written: list[Envelope] = []
     for i in range(30):
         case = f"case-{i % 3}"
-        written += await store.append(case, await store.stream_version(case), [CounterIncremented(by=i + 1)],
-                                      Context(actor=Actor.system("test")))
+        written += await store.append(
+            case,
+            await store.stream_version(case),
+            [CounterIncremented(by=i + 1)],
+            Context(actor=Actor.system("test")),
+        )
     await publish_raw(kafka_bootstrap, topic, [(e.kafka_key, e.canonical()) for e in written])
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     assert pool is not None
@@ -64,5 +81,3 @@ def _in_stream_order(written: list[Envelope], rows: list[asyncpg.Record]) -> lis
         versions = [e.stream_version for e in applied if e.stream_id == stream]
         assert versions == sorted(versions), stream
     return applied
-
-

@@ -19,8 +19,9 @@ CTX = Context(actor=Actor(kind="user", id="alice", role="lac"))
 
 async def test_append_then_read_stream_in_order(store: EventStore) -> None:
     case_id = uuid4()
-    written = await store.append(str(case_id), 0, [NoteRecorded(text="a"), NoteRecorded(text="b")], CTX,
-                                 case_id=case_id)
+    written = await store.append(
+        str(case_id), 0, [NoteRecorded(text="a"), NoteRecorded(text="b")], CTX, case_id=case_id
+    )
     written += await store.append(str(case_id), 2, [CounterIncremented(by=1)], CTX, case_id=case_id)
 
     read = await store.read_stream(str(case_id))
@@ -48,7 +49,9 @@ async def test_wrong_expected_version_is_refused_and_writes_nothing(store: Event
     assert len(await store.read_stream("s-1")) == 1
 
 
-async def test_two_concurrent_appends_with_the_same_expected_version_exactly_one_wins(store: EventStore) -> None:
+async def test_two_concurrent_appends_with_the_same_expected_version_exactly_one_wins(
+    store: EventStore,
+) -> None:
     await store.append("case", 0, [NoteRecorded(text="first")], CTX)
     for round_ in range(20):
         version = await store.stream_version("case")

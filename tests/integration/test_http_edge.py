@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Annotated
 
 import httpx
 import jwt
@@ -27,10 +28,15 @@ def make_app(store: EventStore) -> httpx.AsyncClient:
 
     @router.post("/cases/{case_id}/notes", status_code=201)
     async def record_note(
-        case_id: str, body: NoteIn, request: Request, caller: Caller = Depends(require_roles("lac", "reviewer"))
+        case_id: str,
+        body: NoteIn,
+        request: Request,
+        caller: Annotated[Caller, Depends(require_roles("lac", "reviewer"))],
     ) -> dict[str, object]:
         context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
-        [envelope] = await store.append(case_id, body.expected_version, [NoteRecorded(text=body.text)], context)
+        [envelope] = await store.append(
+            case_id, body.expected_version, [NoteRecorded(text=body.text)], context
+        )
         return {"event_id": str(envelope.event_id), "stream_version": envelope.stream_version}
 
     app = create_app("test", SECRET)
@@ -64,7 +70,9 @@ async def test_a_request_without_a_token_gets_401_problem_details(client: httpx.
     [
         mint_token("another-secret-another-secret-another", "alice", "lac"),
         mint_token(SECRET, "alice", "lac", ttl=timedelta(seconds=-1)),
-        jwt.encode({"sub": "alice", "role": "lac", "iss": "leder", "exp": 4102444800}, SECRET, algorithm="HS384"),
+        jwt.encode(
+            {"sub": "alice", "role": "lac", "iss": "leder", "exp": 4102444800}, SECRET, algorithm="HS384"
+        ),
         jwt.encode({"sub": "alice", "role": "superuser", "iss": "leder", "exp": 4102444800}, SECRET),
         "not-a-jwt",
     ],
@@ -76,15 +84,21 @@ async def test_a_bad_token_gets_401(client: httpx.AsyncClient, store: EventStore
     assert await store.last_sequence() == 0
 
 
-async def test_a_role_that_may_not_gets_403_and_writes_nothing(client: httpx.AsyncClient, store: EventStore) -> None:
+async def test_a_role_that_may_not_gets_403_and_writes_nothing(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
     response = await client.post("/cases/c1/notes", json=NOTE, headers=bearer("ig_officer"))
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
     assert await store.last_sequence() == 0
 
 
-async def test_invalid_input_gets_422_naming_every_field(client: httpx.AsyncClient, store: EventStore) -> None:
-    response = await client.post("/cases/c1/notes", json={"text": "", "expected_version": -1}, headers=bearer())
+async def test_invalid_input_gets_422_naming_every_field(
+    client: httpx.AsyncClient, store: EventStore
+) -> None:
+    response = await client.post(
+        "/cases/c1/notes", json={"text": "", "expected_version": -1}, headers=bearer()
+    )
     assert response.status_code == 422
     problem = response.json()
     assert problem["code"] == "validation_failed" and problem["status"] == 422
@@ -103,7 +117,9 @@ async def test_a_stale_expected_version_gets_409(client: httpx.AsyncClient, stor
 async def test_the_correlation_id_of_a_request_is_echoed_and_carried_by_its_events(
     client: httpx.AsyncClient, store: EventStore
 ) -> None:
-    response = await client.post("/cases/c1/notes", json=NOTE, headers={**bearer("reviewer"), CORRELATION_HEADER: "corr-42"})
+    response = await client.post(
+        "/cases/c1/notes", json=NOTE, headers={**bearer("reviewer"), CORRELATION_HEADER: "corr-42"}
+    )
     assert response.status_code == 201
     assert response.headers[CORRELATION_HEADER] == "corr-42"
     [event] = await store.read_stream("c1")

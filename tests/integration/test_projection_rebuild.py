@@ -30,7 +30,10 @@ class CaseCounters:
             ON CONFLICT (stream_id) DO UPDATE SET total = case_counters.total + $2,
                 notes = case_counters.notes || $3, last_version = $4
             """,
-            envelope.stream_id, by, notes, envelope.stream_version,
+            envelope.stream_id,
+            by,
+            notes,
+            envelope.stream_version,
         )
 
 
@@ -43,14 +46,16 @@ async def test_a_projection_rebuilt_from_scratch_equals_the_live_one(database_ur
     try:
         await db.migrate(pool)
         await pool.execute(
-            "CREATE TABLE case_counters (stream_id text PRIMARY KEY, total int NOT NULL, notes text[] NOT NULL,"
-            " last_version int NOT NULL)"
+            "CREATE TABLE case_counters (stream_id text PRIMARY KEY, total int NOT NULL,"
+            " notes text[] NOT NULL, last_version int NOT NULL)"
         )
         store = EventStore(pool, "test", [CaseCounters()])
         rng = random.Random(7)
         for i in range(400):
             stream = f"case-{rng.randrange(40)}"
-            payload = CounterIncremented(by=rng.randint(1, 9)) if rng.random() < 0.7 else NoteRecorded(text=f"n{i}")
+            payload = (
+                CounterIncremented(by=rng.randint(1, 9)) if rng.random() < 0.7 else NoteRecorded(text=f"n{i}")
+            )
             await store.append(stream, await store.stream_version(stream), [payload], CTX)
         live = await snapshot(pool)
         assert len(live) == 40 and sum(r[1] for r in live) > 0  # type: ignore[misc]

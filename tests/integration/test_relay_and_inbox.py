@@ -25,7 +25,9 @@ CTX = Context(actor=Actor.system("test"))
 async def _record(conn: asyncpg.Connection, envelope: Envelope, _: Delivery) -> None:
     await conn.execute(
         "INSERT INTO applied (event_id, stream_id, stream_version) VALUES ($1, $2, $3)",
-        envelope.event_id, envelope.stream_id, envelope.stream_version,
+        envelope.event_id,
+        envelope.stream_id,
+        envelope.stream_version,
     )
 
 
@@ -34,11 +36,19 @@ async def consuming(
     store: EventStore, bootstrap: str, topic: str, order_patience: float = 60.0
 ) -> AsyncIterator[InboxConsumer[Envelope]]:
     await store.pool.execute(
-        "CREATE TABLE IF NOT EXISTS applied (n serial PRIMARY KEY, event_id uuid, stream_id text, stream_version int)"
+        "CREATE TABLE IF NOT EXISTS applied"
+        " (n serial PRIMARY KEY, event_id uuid, stream_id text, stream_version int)"
     )
-    consumer = InboxConsumer(name="recorder", topic=topic, pool=store.pool, apply=_record, parse=parse_envelope,
-                             message_id=lambda e: str(e.event_id), order=envelope_order,
-                             order_patience=order_patience)
+    consumer = InboxConsumer(
+        name="recorder",
+        topic=topic,
+        pool=store.pool,
+        apply=_record,
+        parse=parse_envelope,
+        message_id=lambda e: str(e.event_id),
+        order=envelope_order,
+        order_patience=order_patience,
+    )
     broker = kafka.broker(bootstrap)
     consumer.subscribe(broker, group_id=f"{topic}.recorder")
     await broker.start()
@@ -62,7 +72,9 @@ async def relaying(store: EventStore, bootstrap: str, topic: str) -> AsyncIterat
 async def append_round(store: EventStore, cases: list[str], round_: int) -> None:
     for case in cases:
         version = await store.stream_version(case)
-        await store.append(case, version, [NoteRecorded(text=f"{case} r{round_}"), CounterIncremented(by=1)], CTX)
+        await store.append(
+            case, version, [NoteRecorded(text=f"{case} r{round_}"), CounterIncremented(by=1)], CTX
+        )
 
 
 async def test_commands_succeed_while_the_broker_is_down_and_every_event_arrives_once_in_order(
@@ -124,19 +136,35 @@ async def test_relay_publishes_the_canonical_envelope_with_headers(
     assert record.key == str(case_id).encode()
     assert other.key == b"reviewer-1"
     headers = {k: v.decode() for k, v in record.headers}
-    assert headers == {"event_type": "test.NoteRecorded", "schema_version": "2",
-                       "correlation_id": CTX.correlation_id}
-    position = await store.pool.fetchval("SELECT published_through FROM relay_position WHERE topic = $1", topic)
+    assert headers == {
+        "event_type": "test.NoteRecorded",
+        "schema_version": "2",
+        "correlation_id": CTX.correlation_id,
+    }
+    position = await store.pool.fetchval(
+        "SELECT published_through FROM relay_position WHERE topic = $1", topic
+    )
     assert position == 2
 
 
 def _envelope_json(event_type: str, data: dict[str, object], version: int = 1) -> bytes:
-    return json.dumps({
-        "event_id": str(uuid4()), "event_type": event_type, "schema_version": version, "stream_id": f"s-{uuid4()}",
-        "case_id": None, "stream_version": 1, "source": "test", "source_sequence": 1,
-        "occurred_at": "2026-01-01T00:00:00Z", "recorded_at": "2026-01-01T00:00:00Z",
-        "actor": {"kind": "system", "id": "t"}, "correlation_id": "c", "data": data,
-    }).encode()
+    return json.dumps(
+        {
+            "event_id": str(uuid4()),
+            "event_type": event_type,
+            "schema_version": version,
+            "stream_id": f"s-{uuid4()}",
+            "case_id": None,
+            "stream_version": 1,
+            "source": "test",
+            "source_sequence": 1,
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "recorded_at": "2026-01-01T00:00:00Z",
+            "actor": {"kind": "system", "id": "t"},
+            "correlation_id": "c",
+            "data": data,
+        }
+    ).encode()
 
 
 async def test_bad_messages_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_handled(
@@ -160,8 +188,11 @@ async def test_bad_messages_go_to_the_dlq_with_reasons_and_good_ones_after_them_
     assert [r.value for r in dead] == bad  # the original bytes, in order
     reasons = [json.loads(dict(r.headers)["dlq_reason"]) for r in dead]
     assert reasons[0][0]["type"] == "json_invalid"
-    assert reasons[1][0] == {"field": "event_type", "type": "unknown_event_type",
-                             "message": "unknown event type 'test.NoSuchEvent' version 1"}
+    assert reasons[1][0] == {
+        "field": "event_type",
+        "type": "unknown_event_type",
+        "message": "unknown event type 'test.NoSuchEvent' version 1",
+    }
     assert reasons[2][0]["field"] == "text" and "200" in reasons[2][0]["message"]
     assert reasons[3][0]["field"] == "by"
     assert {r["field"] for r in reasons[4]} >= {"event_id", "event_type", "data"}
@@ -190,14 +221,18 @@ async def test_an_event_ahead_of_its_stream_waits_then_is_set_aside_and_the_part
     await kafka.ensure_topics(kafka_bootstrap, [topic, dlq(topic)], partitions=1)
     stream = f"s-{uuid4()}"
     first, second = (
-        json.loads(_envelope_json("test.CounterIncremented", {"by": n})) | {"stream_id": stream, "stream_version": n}
+        json.loads(_envelope_json("test.CounterIncremented", {"by": n}))
+        | {"stream_id": stream, "stream_version": n}
         for n in (1, 2)
     )
     async with consuming(store, kafka_bootstrap, topic, order_patience=1.0):
         # Version 2 before version 1 in the log: it cannot be applied first, so after waiting it goes
         # to the DLQ; version 1 and a later copy of version 2 are applied, in order.
-        await publish_raw(kafka_bootstrap, topic, [(stream.encode(), json.dumps(m).encode())
-                                                   for m in (second, first, second)])
+        await publish_raw(
+            kafka_bootstrap,
+            topic,
+            [(stream.encode(), json.dumps(m).encode()) for m in (second, first, second)],
+        )
         await eventually(lambda: store.pool.fetchval("SELECT count(*) = 2 FROM applied"))
         [dead] = await read_topic(kafka_bootstrap, dlq(topic), at_least=1)
     rows = await store.pool.fetch("SELECT stream_version FROM applied ORDER BY n")

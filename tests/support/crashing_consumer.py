@@ -37,8 +37,16 @@ async def main() -> None:
         if handled == args.crash_after:
             os._exit(137)
 
-    consumer = InboxConsumer(name="effects", topic=args.topic, pool=pool, apply=apply, parse=parse_envelope,
-                             message_id=lambda e: str(e.event_id), order=envelope_order, on_handled=after_commit)
+    consumer = InboxConsumer(
+        name="effects",
+        topic=args.topic,
+        pool=pool,
+        apply=apply,
+        parse=parse_envelope,
+        message_id=lambda e: str(e.event_id),
+        order=envelope_order,
+        on_handled=after_commit,
+    )
     broker = kafka.broker(args.bootstrap)
     consumer.subscribe(broker, group_id=f"{args.topic}.effects")
     await broker.start()

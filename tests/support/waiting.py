@@ -19,9 +19,16 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30.0, i
         await asyncio.sleep(interval)
 
 
-async def read_topic(bootstrap: str, topic: str, at_least: int, timeout: float = 30.0) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+async def read_topic(
+    bootstrap: str, topic: str, at_least: int, timeout: float = 30.0
+) -> list[ConsumerRecord]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:

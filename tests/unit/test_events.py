@@ -43,10 +43,19 @@ def test_canonical_json_refuses_values_with_more_than_one_form(value: object) ->
 
 def make_envelope(**overrides: object) -> Envelope:
     fields: dict[str, object] = {
-        "event_id": uuid4(), "event_type": "test.NoteRecorded", "schema_version": 2, "stream_id": "c1",
-        "case_id": None, "stream_version": 1, "source": "test", "source_sequence": 1,
-        "occurred_at": datetime(2026, 1, 1, tzinfo=UTC), "recorded_at": datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
-        "actor": Actor(kind="user", id="alice", role="lac"), "correlation_id": "c", "causation_id": None,
+        "event_id": uuid4(),
+        "event_type": "test.NoteRecorded",
+        "schema_version": 2,
+        "stream_id": "c1",
+        "case_id": None,
+        "stream_version": 1,
+        "source": "test",
+        "source_sequence": 1,
+        "occurred_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "recorded_at": datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
+        "actor": Actor(kind="user", id="alice", role="lac"),
+        "correlation_id": "c",
+        "causation_id": None,
         "data": {"text": "hello", "author": "a"},
     }
     return Envelope.model_validate(fields | overrides)
@@ -67,8 +76,15 @@ def test_envelope_times_are_kept_in_utc() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("event_type", "no-namespace"), ("schema_version", 0), ("stream_version", 0), ("source_sequence", 0),
-     ("occurred_at", datetime(2026, 1, 1)), ("actor", {"kind": "robot", "id": "x"}), ("surprise", 1)],
+    [
+        ("event_type", "no-namespace"),
+        ("schema_version", 0),
+        ("stream_version", 0),
+        ("source_sequence", 0),
+        ("occurred_at", datetime(2026, 1, 1)),
+        ("actor", {"kind": "robot", "id": "x"}),
+        ("surprise", 1),
+    ],
 )
 def test_an_envelope_with_a_bad_field_is_refused(field: str, value: object) -> None:
     with pytest.raises(ValidationError) as refused:
@@ -77,7 +93,9 @@ def test_an_envelope_with_a_bad_field_is_refused(field: str, value: object) -> N
 
 
 def test_reading_an_old_version_upcasts_it() -> None:
-    assert decode_payload("test.NoteRecorded", 1, {"note": "old"}) == NoteRecorded(text="old", author="unknown")
+    assert decode_payload("test.NoteRecorded", 1, {"note": "old"}) == NoteRecorded(
+        text="old", author="unknown"
+    )
     assert make_envelope(schema_version=1, data={"note": "x"}).payload() == NoteRecorded(text="x")
 
 
