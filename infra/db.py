@@ -1,14 +1,17 @@
 """PostgreSQL wiring: one database per service, plain SQL migrations applied at start."""
 
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 # A connection of our own or one lent by a pool: handlers take either.
-Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+else:
+    Connection = asyncpg.Connection | PoolConnectionProxy
 
 PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -16,8 +16,10 @@ import asyncpg
 
 from events import Actor, Envelope, EventPayload, canonical_bytes
 from infra.db import Connection
+from infra.logging import get_logger
 
 NOTIFY_CHANNEL = "leder_events"
+log = get_logger(__name__)
 
 
 class ConcurrencyError(Exception):
@@ -156,6 +158,14 @@ class EventStore:
             for projection in self.projections:
                 await projection.apply(conn, envelope)
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last))
+        log.info(
+            "events_appended",
+            stream_id=stream_id,
+            case_id=str(case_id) if case_id else None,
+            event_ids=[str(e.event_id) for e in envelopes],
+            event_types=[e.event_type for e in envelopes],
+            through_sequence=last,
+        )
         return envelopes
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:

@@ -152,7 +152,10 @@ class InboxConsumer(Generic[T]):
                 await self.dead_letter(raw, delivery, exc, order)
                 return
             message_id = self.message_id(message)
-            structlog.contextvars.bind_contextvars(message_id=message_id)
+            case_id = getattr(message, "case_id", None)
+            structlog.contextvars.bind_contextvars(
+                message_id=message_id, case_id=str(case_id) if case_id else None
+            )
             try:
                 handled = await self._apply_once(message, message_id, delivery, order)
             except self.dead_letter_on as exc:
@@ -188,7 +191,9 @@ class InboxConsumer(Generic[T]):
             else:
                 log.info("inbox_duplicate_ignored", consumer=self.name)
         finally:
-            structlog.contextvars.unbind_contextvars("topic", "offset", "correlation_id", "message_id")
+            structlog.contextvars.unbind_contextvars(
+                "topic", "offset", "correlation_id", "message_id", "case_id"
+            )
 
     async def _apply_once(
         self, message: T, message_id: str, delivery: Delivery, order: tuple[str, int] | None
