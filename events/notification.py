@@ -1,0 +1,166 @@
+"""Events of the notification service: what became of each death notification.
+
+Identifying details travel only sealed (AES-GCM under a key per case that the notification service
+holds); everything another service needs is in clear in `CaseFacts`."""
+
+from datetime import date
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.partner import (
+    AccommodationType,
+    EthnicCategory,
+    LearningDisabilityLevel,
+    NotifierRole,
+    PlaceOfDeath,
+    Sex,
+)
+from events.registry import EventPayload, event
+
+ReviewType = Literal["initial", "focused"]
+FocusedReason = Literal[
+    "autistic_without_learning_disability",
+    "ethnicity",
+    "detained_within_5_years",
+    "family_request",
+    "concerns_about_care",
+    "likely_learning",
+    "lapse_in_care",
+    "learning",
+]
+Diagnosis = Literal["learning_disability", "autism"]
+
+
+class SealedPersonalData(BaseModel):
+    """Identifying details, AES-256-GCM encrypted under the data key `key_id`. Destroying that key at
+    the end of the retention period makes every copy unreadable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: str
+    nonce: str = Field(description="base64")
+    ciphertext: str = Field(description="base64")
+
+
+class CaseFacts(BaseModel):
+    """What other services may know about the person: nothing that identifies them by itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    age_at_death: int
+    sex: Sex
+    ethnicity: EthnicCategory
+    learning_disability: bool | None
+    learning_disability_level: LearningDisabilityLevel
+    autism: bool | None
+    accommodation_type: AccommodationType
+    opted_out_of_secondary_use: bool | None
+    date_of_death: date
+    place_of_death: PlaceOfDeath
+    place_of_death_organisation: str | None
+    gp_practice_code: str | None
+    organisations_involved: list[str]
+    notifier_organisation: str
+    notifier_role: NotifierRole
+    involve_family: bool | None
+
+
+@event("notification.CaseOpened")
+class CaseOpened(EventPayload):
+    case_id: UUID
+    notification_id: UUID
+    review_type: ReviewType
+    focused_reasons: list[FocusedReason]
+    flags: list[str]
+    facts: CaseFacts
+    personal: SealedPersonalData
+
+
+@event("notification.EligibilityToConfirm")
+class EligibilityToConfirm(EventPayload):
+    """A diagnosis the notifier did not know: the Local Area Contact decides."""
+
+    case_id: UUID
+    notification_id: UUID
+    unknown: list[Diagnosis]
+    focused_reasons: list[FocusedReason] = Field(description="reasons known before the diagnoses are")
+    flags: list[str]
+    facts: CaseFacts
+    personal: SealedPersonalData
+
+
+@event("notification.EligibilityConfirmed")
+class EligibilityConfirmed(EventPayload):
+    case_id: UUID
+    learning_disability: bool
+    autism: bool
+
+
+@event("notification.EligibilityRejected")
+class EligibilityRejected(EventPayload):
+    case_id: UUID
+    reason: str
+
+
+@event("notification.ReferredToChildDeathOverviewPanel")
+class ReferredToChildDeathOverviewPanel(EventPayload):
+    notification_id: UUID
+    facts: CaseFacts
+    personal: SealedPersonalData
+
+
+@event("notification.NotificationNotEligible")
+class NotificationNotEligible(EventPayload):
+    notification_id: UUID
+    reason: str
+    facts: CaseFacts
+    personal: SealedPersonalData
+
+
+@event("notification.DuplicateNotificationLinked")
+class DuplicateNotificationLinked(EventPayload):
+    case_id: UUID
+    notification_id: UUID
+    matched_on: Literal["nhs_number", "name_and_dates"]
+    notifier_organisation: str
+    notifier_role: NotifierRole
+    personal: SealedPersonalData
+
+
+@event("notification.EthnicityRecorded")
+class EthnicityRecorded(EventPayload):
+    case_id: UUID
+    ethnicity: EthnicCategory
+
+
+@event("notification.CaseEscalatedToFocused")
+class CaseEscalatedToFocused(EventPayload):
+    case_id: UUID
+    reasons: list[FocusedReason]
+    source: Literal["ethnicity_recorded", "review"]
+
+
+@event("notification.CaseAllocationRecorded")
+class CaseAllocationRecorded(EventPayload):
+    """The allocation service allocated the case: who may now see its personal details."""
+
+    case_id: UUID
+    reviewer_user_id: str
+    senior_reviewer_user_id: str | None
+
+
+@event("notification.PersonalDetailsViewed")
+class PersonalDetailsViewed(EventPayload):
+    case_id: UUID
+    viewer: str
+    role: str
+    reason: str
+
+
+@event("notification.PersonalDataDestroyed")
+class PersonalDataDestroyed(EventPayload):
+    case_id: UUID
+    reason: Literal["retention_period_ended"]
+    retention_years: int

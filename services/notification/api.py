@@ -1,0 +1,187 @@
+"""The notification service's HTTP API: parse, authorise, decide through the handlers, answer."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.partner import EthnicCategory, InvalidNotification, parse_notification
+from infra.auth import Caller, require_roles
+from infra.eventstore import Context, EventStore
+from infra.problems import Problem
+from services.notification import domain, handlers
+
+router = APIRouter(tags=["notification"])
+LAC = Depends(require_roles("lac"))
+
+
+def _store(request: Request) -> EventStore:
+    store: EventStore = request.app.state.runtime.store
+    return store
+
+
+def _context(request: Request, caller: Caller) -> Context:
+    return Context(actor=caller.actor, correlation_id=request.state.correlation_id)
+
+
+def _problem(error: domain.DomainError | handlers.CaseNotFound) -> Problem:
+    if isinstance(error, handlers.CaseNotFound):
+        return Problem(404, "case_not_found", f"no case {error}")
+    return Problem(error.status, error.code, error.detail)
+
+
+class NotificationOutcome(BaseModel):
+    notification_id: UUID
+    outcome: Literal[
+        "case_opened", "duplicate_linked", "referred_to_cdop", "not_eligible", "eligibility_to_confirm"
+    ]
+    case_id: UUID | None
+    review_type: Literal["initial", "focused"] | None
+    focused_reasons: list[str]
+    flags: list[str]
+
+
+@router.post(
+    "/notifications",
+    status_code=201,
+    response_model=NotificationOutcome,
+    summary="Notify a death (partner notification v1: events/schemas/partner-notification.v1.json)",
+    responses={200: {"description": "a re-send of a notification_id: its first outcome, nothing written"}},
+)
+async def notify(
+    request: Request,
+    response: Response,
+    caller: Annotated[Caller, Depends(require_roles("partner_system", "lac"))],
+) -> NotificationOutcome:
+    try:
+        notification = parse_notification(await request.body())
+    except InvalidNotification as invalid:
+        raise Problem(
+            422,
+            "validation_failed",
+            f"{len(invalid.errors)} field error(s)",
+            errors=[e.as_dict() for e in invalid.errors],
+        ) from invalid
+    store = _store(request)
+    async with store.pool.acquire() as conn:
+        result = await handlers.take_notification(store, conn, notification, _context(request, caller))
+    if not result.created:
+        response.status_code = 200
+    return NotificationOutcome.model_validate(result, from_attributes=True)
+
+
+class EligibilityDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["confirm", "reject"]
+    learning_disability: bool | None = None
+    autism: bool | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+@router.post("/cases/{case_id}/eligibility")
+async def decide_eligibility(
+    case_id: UUID, body: EligibilityDecision, request: Request, caller: Annotated[Caller, LAC]
+) -> dict[str, Any]:
+    if body.decision == "reject" and not body.reason:
+        raise Problem(422, "reason_required", "rejecting eligibility needs a reason")
+
+    def decide(case: domain.Case) -> list[Any]:
+        return domain.decide_eligibility(
+            case, body.decision == "confirm", body.learning_disability, body.autism, body.reason
+        )
+
+    return await _change(request, caller, case_id, decide)
+
+
+class EthnicityRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ethnicity: EthnicCategory
+
+
+@router.post("/cases/{case_id}/ethnicity")
+async def record_ethnicity(
+    case_id: UUID, body: EthnicityRecord, request: Request, caller: Annotated[Caller, LAC]
+) -> dict[str, Any]:
+    return await _change(request, caller, case_id, lambda case: domain.decide_ethnicity(case, body.ethnicity))
+
+
+async def _change(
+    request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision
+) -> dict[str, Any]:
+    store = _store(request)
+    try:
+        events = await handlers.change_case(store, case_id, decide, _context(request, caller))
+    except (domain.DomainError, handlers.CaseNotFound) as error:
+        raise _problem(error) from error
+    case = await get_case_row(store, case_id)
+    return {"events": [e.event_type for e in events], "case": case}
+
+
+@router.get("/cases")
+async def list_cases(
+    request: Request,
+    _: Annotated[Caller, LAC],
+    status: Annotated[Literal["open", "eligibility_to_confirm", "not_eligible"] | None, Query()] = None,
+    review_type: Annotated[Literal["initial", "focused"] | None, Query()] = None,
+    notified_from: Annotated[date | None, Query(description="inclusive")] = None,
+    notified_to: Annotated[date | None, Query(description="inclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    start = datetime.combine(notified_from, time.min, UTC) if notified_from else None
+    end = datetime.combine(notified_to + timedelta(days=1), time.min, UTC) if notified_to else None
+    rows = await _store(request).pool.fetch(
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE ($1::text IS NULL OR status = $1)"
+        " AND ($2::text IS NULL OR review_type = $2) AND ($3::timestamptz IS NULL OR notified_at >= $3)"
+        " AND ($4::timestamptz IS NULL OR notified_at < $4) ORDER BY notified_at LIMIT $5 OFFSET $6",
+        status, review_type, start, end, limit, offset,
+    )  # fmt: skip
+    return {"cases": [_case_json(r) for r in rows], "limit": limit, "offset": offset}
+
+
+@router.get("/cases/{case_id}")
+async def get_case(case_id: UUID, request: Request, _: Annotated[Caller, LAC]) -> dict[str, Any]:
+    return await get_case_row(_store(request), case_id)
+
+
+_CASE_COLUMNS = (
+    "case_id, status, review_type, focused_reasons, flags, unknown_diagnoses, notified_at, facts, notifiers,"
+    " reviewer_user_id, senior_reviewer_user_id, personal_destroyed"
+)
+
+
+async def get_case_row(store: EventStore, case_id: UUID) -> dict[str, Any]:
+    row = await store.pool.fetchrow(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = $1", case_id)
+    if row is None:
+        raise Problem(404, "case_not_found", f"no case {case_id}")
+    return _case_json(row)
+
+
+def _case_json(row: Any) -> dict[str, Any]:
+    import json
+
+    case = dict(row)
+    case["facts"] = json.loads(case["facts"])
+    case["notifiers"] = json.loads(case["notifiers"])
+    case["outcome"] = "case_opened" if case["status"] == "open" else case["status"]
+    return case
+
+
+@router.get("/cases/{case_id}/person")
+async def get_person(
+    case_id: UUID,
+    request: Request,
+    caller: Annotated[Caller, Depends(require_roles("lac", "reviewer", "senior_reviewer"))],
+    reason: Annotated[str, Query(min_length=3, max_length=500, description="why you need to see it")],
+) -> dict[str, Any]:
+    try:
+        details = await handlers.personal_details(
+            _store(request), case_id, caller.sub, caller.role, reason, request.state.correlation_id
+        )
+    except (domain.DomainError, handlers.CaseNotFound) as error:
+        raise _problem(error) from error
+    return {"case_id": str(case_id), "person": details.model_dump(mode="json")}

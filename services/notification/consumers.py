@@ -1,0 +1,81 @@
+"""What the notification service consumes: partner notifications (the Kafka door), allocations (who
+may see a case's personal details) and review escalations (the case's review type)."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from events import Actor, Envelope
+from events.allocation import ReviewerAllocated
+from events.notification import CaseAllocationRecorded
+from events.partner import InvalidNotification, PartnerNotification, parse_notification
+from events.review import ReviewEscalatedToFocused
+from events.topics import partner_topic, service_topic
+from infra.db import Connection
+from infra.eventstore import Context, EventStore
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.service import Runtime
+from services.notification import domain, handlers
+
+SYSTEM = Actor.system("notification")
+
+
+def parse_partner(raw: bytes) -> PartnerNotification:
+    try:
+        return parse_notification(raw)
+    except InvalidNotification as invalid:
+        raise Unprocessable([e.as_dict() for e in invalid.errors]) from invalid
+
+
+def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[PartnerNotification]:
+    async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
+        # The partner's own system is the actor; its Kafka key says which notification it sent.
+        actor = Actor(kind="partner", id=notification.notifier.organisation[:200], role="partner_system")
+        correlation = delivery.headers.get("correlation_id") or str(notification.notification_id)
+        await handlers.take_notification(store, conn, notification, Context(actor, correlation))
+
+    return InboxConsumer(
+        name="partner-notifications", topic=topic, pool=store.pool, apply=apply, parse=parse_partner,
+        message_id=lambda n: str(n.notification_id),
+    )  # fmt: skip
+
+
+def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envelope]:
+    async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
+        event = envelope.payload()
+        context = Context.caused_by(envelope, SYSTEM)
+        if isinstance(event, ReviewerAllocated):
+            allocation = CaseAllocationRecorded(
+                case_id=event.case_id, reviewer_user_id=event.reviewer_user_id,
+                senior_reviewer_user_id=event.senior_reviewer_user_id,
+            )  # fmt: skip
+            await _on_case(store, conn, event.case_id, lambda _case: [allocation], context)
+        elif isinstance(event, ReviewEscalatedToFocused):
+            reasons = event.reasons
+            await _on_case(
+                store, conn, event.case_id, lambda c: domain.decide_review_escalation(c, reasons), context
+            )
+
+    return InboxConsumer(
+        name=name, topic=topic, pool=store.pool, apply=apply, parse=parse_envelope,
+        message_id=lambda e: str(e.event_id), order=envelope_order,
+    )  # fmt: skip
+
+
+async def _on_case(
+    store: EventStore, conn: Connection, case_id: Any, decide: handlers.Decision, context: Context
+) -> None:
+    try:
+        await handlers.change_case(store, case_id, decide, context, conn=conn)
+    except handlers.CaseNotFound as missing:
+        raise Unprocessable(f"no case {missing} in the notification service") from missing
+    except domain.DomainError as broken:
+        raise Unprocessable([{"field": "case_id", "type": broken.code, "message": broken.detail}]) from broken
+
+
+def consumers(runtime: Runtime) -> Sequence[InboxConsumer[Any]]:
+    prefix = runtime.settings.topic_prefix
+    return [
+        partner_notifications(runtime.store, partner_topic(prefix)),
+        case_events(runtime.store, service_topic("allocation", prefix), "allocation-events"),
+        case_events(runtime.store, service_topic("review", prefix), "review-events"),
+    ]

@@ -1,0 +1,400 @@
+"""The notification domain: what a death notification is, and what becomes of a case here.
+
+Plain Python: decide (command + state -> events, or a DomainError naming the rule) and evolve
+(state + event -> state). No I/O; sealing personal data and finding duplicates happen at the edge.
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Literal
+from uuid import UUID
+
+from events import EventPayload
+from events.notification import (
+    CaseAllocationRecorded,
+    CaseEscalatedToFocused,
+    CaseFacts,
+    CaseOpened,
+    Diagnosis,
+    DuplicateNotificationLinked,
+    EligibilityConfirmed,
+    EligibilityRejected,
+    EligibilityToConfirm,
+    EthnicityRecorded,
+    FocusedReason,
+    NotificationNotEligible,
+    PersonalDataDestroyed,
+    PersonalDetailsViewed,
+    ReferredToChildDeathOverviewPanel,
+    SealedPersonalData,
+)
+from events.partner import EthnicCategory, PartnerNotification
+
+ADULT_AGE = 18
+ETHNICITY_NOT_STATED: frozenset[str] = frozenset({"Z", "99"})
+FLAG_ETHNICITY_NOT_STATED = "ethnicity_not_stated"
+
+Outcome = Literal[
+    "case_opened", "duplicate_linked", "referred_to_cdop", "not_eligible", "eligibility_to_confirm"
+]
+CaseStatus = Literal["eligibility_to_confirm", "open", "not_eligible"]
+
+
+class DomainError(Exception):
+    """A rule was broken; `code` names it, for the API's problem details."""
+
+    code = "rule_broken"
+    status = 409
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotAwaitingEligibility(DomainError):
+    code = "not_awaiting_eligibility"
+
+
+class NoDiagnosisConfirmed(DomainError):
+    code = "no_diagnosis_confirmed"
+    status = 422
+
+
+class NotAnOpenCase(DomainError):
+    code = "case_not_open"
+
+
+class PersonalDataWasDestroyed(DomainError):
+    code = "personal_data_destroyed"
+    status = 410
+
+
+class NotAllowedToSeePersonalDetails(DomainError):
+    code = "not_allocated_to_caller"
+    status = 403
+
+
+def age_at(date_of_birth: date, on: date) -> int:
+    """Completed years. A 29 February birthday falls on 1 March in other years."""
+    birthday_month, birthday_day = date_of_birth.month, date_of_birth.day
+    if (birthday_month, birthday_day) == (2, 29) and not _is_leap(on.year):
+        birthday_month, birthday_day = 3, 1
+    had_birthday = (on.month, on.day) >= (birthday_month, birthday_day)
+    return on.year - date_of_birth.year - (0 if had_birthday else 1)
+
+
+def _is_leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def facts_of(notification: PartnerNotification) -> CaseFacts:
+    person, death = notification.person, notification.death
+    return CaseFacts(
+        age_at_death=age_at(person.date_of_birth, death.date_of_death),
+        sex=person.sex,
+        ethnicity=person.ethnicity,
+        learning_disability=person.learning_disability,
+        learning_disability_level=person.learning_disability_level,
+        autism=person.autism,
+        accommodation_type=person.accommodation_type,
+        opted_out_of_secondary_use=person.opted_out_of_secondary_use,
+        date_of_death=death.date_of_death,
+        place_of_death=death.place_of_death,
+        place_of_death_organisation=death.place_of_death_organisation,
+        gp_practice_code=person.gp_practice_code,
+        organisations_involved=list(notification.organisations_involved),
+        notifier_organisation=notification.notifier.organisation,
+        notifier_role=notification.notifier.role,
+        involve_family=notification.next_of_kin.involve_family if notification.next_of_kin else None,
+    )
+
+
+def focused_reasons(notification: PartnerNotification) -> list[FocusedReason]:
+    """Every reason for a focused review that the notification gives, in the policy's order."""
+    person, circumstances = notification.person, notification.circumstances
+    reasons: list[FocusedReason] = []
+    if person.autism is True and person.learning_disability is False:
+        reasons.append("autistic_without_learning_disability")
+    if person.ethnicity != "A" and person.ethnicity not in ETHNICITY_NOT_STATED:
+        reasons.append("ethnicity")
+    if (
+        circumstances.detained_mental_health_act_within_5_years
+        or circumstances.detained_criminal_justice_within_5_years
+    ):
+        reasons.append("detained_within_5_years")
+    if circumstances.family_requested_focused_review:
+        reasons.append("family_request")
+    if circumstances.concerns_about_care:
+        reasons.append("concerns_about_care")
+    if circumstances.likely_learning:
+        reasons.append("likely_learning")
+    return reasons
+
+
+def flags_of(notification: PartnerNotification) -> list[str]:
+    return [FLAG_ETHNICITY_NOT_STATED] if notification.person.ethnicity in ETHNICITY_NOT_STATED else []
+
+
+@dataclass(frozen=True)
+class Match:
+    """An existing case for the same person, found by the edge."""
+
+    case_id: UUID
+    matched_on: Literal["nhs_number", "name_and_dates"]
+
+
+@dataclass(frozen=True)
+class Intake:
+    outcome: Outcome
+    stream_id: str
+    case_id: UUID | None
+    events: list[EventPayload]
+    review_type: str | None = None
+    focused_reasons: list[FocusedReason] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+def classify(notification: PartnerNotification, match: Match | None) -> Outcome:
+    person = notification.person
+    if age_at(person.date_of_birth, notification.death.date_of_death) < ADULT_AGE:
+        return "referred_to_cdop"  # never a LeDeR case, not even a duplicate of one
+    if match is not None:
+        return "duplicate_linked"
+    diagnoses = (person.learning_disability, person.autism)
+    if True in diagnoses:
+        return "case_opened"
+    return "eligibility_to_confirm" if None in diagnoses else "not_eligible"
+
+
+def intake_stream(
+    outcome: Outcome, notification: PartnerNotification, match: Match | None, new_case_id: UUID
+) -> str:
+    """The stream a notification's events go to, and so the key its personal data is sealed under."""
+    if outcome == "duplicate_linked":
+        assert match is not None
+        return str(match.case_id)
+    if outcome in ("case_opened", "eligibility_to_confirm"):
+        return str(new_case_id)
+    return f"notification-{notification.notification_id}"
+
+
+def decide_intake(
+    notification: PartnerNotification,
+    match: Match | None,
+    new_case_id: UUID,
+    personal: SealedPersonalData,
+) -> Intake:
+    """What a notification is. `personal` is sealed under the key of its intake_stream."""
+    outcome = classify(notification, match)
+    stream_id = intake_stream(outcome, notification, match, new_case_id)
+    facts = facts_of(notification)
+    nid = notification.notification_id
+    flags = flags_of(notification)
+    if outcome == "referred_to_cdop":
+        event: EventPayload = ReferredToChildDeathOverviewPanel(
+            notification_id=nid, facts=facts, personal=personal
+        )
+        return Intake(outcome, stream_id, None, [event])
+    if outcome == "not_eligible":
+        event = NotificationNotEligible(
+            notification_id=nid,
+            reason="neither a learning disability nor autism",
+            facts=facts,
+            personal=personal,
+        )
+        return Intake(outcome, stream_id, None, [event])
+    if outcome == "duplicate_linked":
+        assert match is not None
+        event = DuplicateNotificationLinked(
+            case_id=match.case_id,
+            notification_id=nid,
+            matched_on=match.matched_on,
+            notifier_organisation=facts.notifier_organisation,
+            notifier_role=facts.notifier_role,
+            personal=personal,
+        )
+        return Intake(outcome, stream_id, match.case_id, [event])
+    reasons = focused_reasons(notification)
+    if outcome == "eligibility_to_confirm":
+        known: dict[Diagnosis, bool | None] = {
+            "learning_disability": facts.learning_disability,
+            "autism": facts.autism,
+        }
+        unknown = [diagnosis for diagnosis, value in known.items() if value is None]
+        event = EligibilityToConfirm(
+            case_id=new_case_id,
+            notification_id=nid,
+            unknown=unknown,
+            focused_reasons=reasons,
+            flags=flags,
+            facts=facts,
+            personal=personal,
+        )
+        return Intake(outcome, stream_id, new_case_id, [event], None, reasons, flags)
+    review_type = "focused" if reasons else "initial"
+    event = CaseOpened(
+        case_id=new_case_id,
+        notification_id=nid,
+        review_type=review_type,
+        focused_reasons=reasons,
+        flags=flags,
+        facts=facts,
+        personal=personal,
+    )
+    return Intake(outcome, stream_id, new_case_id, [event], review_type, reasons, flags)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A case as the notification service sees it."""
+
+    case_id: UUID
+    status: CaseStatus
+    notification_id: UUID
+    facts: CaseFacts
+    personal: SealedPersonalData
+    review_type: str | None = None
+    focused_reasons: tuple[FocusedReason, ...] = ()
+    flags: tuple[str, ...] = ()
+    unknown: tuple[Diagnosis, ...] = ()
+    allowed_viewers: frozenset[str] = frozenset()
+    personal_destroyed: bool = False
+
+
+def evolve(state: Case | None, event: EventPayload) -> Case | None:
+    match event:
+        case CaseOpened() if state is None:
+            return Case(
+                case_id=event.case_id,
+                status="open",
+                notification_id=event.notification_id,
+                facts=event.facts,
+                personal=event.personal,
+                review_type=event.review_type,
+                focused_reasons=tuple(event.focused_reasons),
+                flags=tuple(event.flags),
+            )
+        case CaseOpened():
+            assert state is not None
+            return replace(
+                state,
+                status="open",
+                review_type=event.review_type,
+                focused_reasons=tuple(event.focused_reasons),
+                flags=tuple(event.flags),
+                facts=event.facts,
+                unknown=(),
+            )
+        case EligibilityToConfirm():
+            return Case(
+                case_id=event.case_id,
+                status="eligibility_to_confirm",
+                notification_id=event.notification_id,
+                facts=event.facts,
+                personal=event.personal,
+                focused_reasons=tuple(event.focused_reasons),
+                flags=tuple(event.flags),
+                unknown=tuple(event.unknown),
+            )
+        case EligibilityRejected():
+            assert state is not None
+            return replace(state, status="not_eligible")
+        case EthnicityRecorded():
+            assert state is not None
+            flags = tuple(f for f in state.flags if f != FLAG_ETHNICITY_NOT_STATED)
+            if event.ethnicity in ETHNICITY_NOT_STATED:
+                flags = (*flags, FLAG_ETHNICITY_NOT_STATED)
+            return replace(
+                state, facts=state.facts.model_copy(update={"ethnicity": event.ethnicity}), flags=flags
+            )
+        case CaseEscalatedToFocused():
+            assert state is not None
+            reasons = state.focused_reasons + tuple(
+                r for r in event.reasons if r not in state.focused_reasons
+            )
+            return replace(state, review_type="focused", focused_reasons=reasons)
+        case CaseAllocationRecorded():
+            assert state is not None
+            viewers = {event.reviewer_user_id} | ({event.senior_reviewer_user_id} - {None})
+            return replace(state, allowed_viewers=frozenset(viewers))  # type: ignore[arg-type]
+        case PersonalDataDestroyed():
+            assert state is not None
+            return replace(state, personal_destroyed=True)
+        case _:
+            return state  # EligibilityConfirmed, DuplicateNotificationLinked, PersonalDetailsViewed
+
+
+def decide_eligibility(
+    case: Case, confirm: bool, learning_disability: bool | None, autism: bool | None, reason: str | None
+) -> list[EventPayload]:
+    if case.status != "eligibility_to_confirm":
+        raise NotAwaitingEligibility(
+            f"case {case.case_id} is {case.status}, not awaiting an eligibility decision"
+        )
+    if not confirm:
+        return [EligibilityRejected(case_id=case.case_id, reason=reason or "not eligible")]
+    if not (learning_disability or autism):
+        raise NoDiagnosisConfirmed("confirming eligibility needs a learning disability or autism, or both")
+    facts = case.facts.model_copy(
+        update={"learning_disability": bool(learning_disability), "autism": bool(autism)}
+    )
+    reasons: list[FocusedReason] = list(case.focused_reasons)
+    if autism and not learning_disability:
+        reasons.insert(0, "autistic_without_learning_disability")
+    return [
+        EligibilityConfirmed(
+            case_id=case.case_id, learning_disability=bool(learning_disability), autism=bool(autism)
+        ),
+        CaseOpened(
+            case_id=case.case_id,
+            notification_id=case.notification_id,
+            review_type="focused" if reasons else "initial",
+            focused_reasons=reasons,
+            flags=list(case.flags),
+            facts=facts,
+            personal=case.personal,
+        ),
+    ]
+
+
+def decide_ethnicity(case: Case, ethnicity: EthnicCategory) -> list[EventPayload]:
+    if case.status == "not_eligible":
+        raise NotAnOpenCase(f"case {case.case_id} is not eligible")
+    events: list[EventPayload] = [EthnicityRecorded(case_id=case.case_id, ethnicity=ethnicity)]
+    if (
+        ethnicity != "A"
+        and ethnicity not in ETHNICITY_NOT_STATED
+        and case.status == "open"
+        and "ethnicity" not in case.focused_reasons
+    ):
+        events.append(
+            CaseEscalatedToFocused(case_id=case.case_id, reasons=["ethnicity"], source="ethnicity_recorded")
+        )
+    return events
+
+
+def decide_review_escalation(case: Case, reasons: list[FocusedReason]) -> list[EventPayload]:
+    new = [r for r in reasons if r not in case.focused_reasons]
+    if case.review_type == "focused" and not new:
+        return []
+    return [CaseEscalatedToFocused(case_id=case.case_id, reasons=new, source="review")]
+
+
+def decide_view(case: Case, viewer: str, role: str, reason: str) -> list[EventPayload]:
+    if role != "lac" and viewer not in case.allowed_viewers:
+        raise NotAllowedToSeePersonalDetails(f"{viewer} is not allocated to case {case.case_id}")
+    if case.personal_destroyed:
+        raise PersonalDataWasDestroyed(
+            f"the personal data of case {case.case_id} was destroyed at the end of its retention period"
+        )
+    return [PersonalDetailsViewed(case_id=case.case_id, viewer=viewer, role=role, reason=reason)]
+
+
+def decide_destruction(case: Case, retention_years: int) -> list[EventPayload]:
+    if case.personal_destroyed:
+        return []
+    return [
+        PersonalDataDestroyed(
+            case_id=case.case_id, reason="retention_period_ended", retention_years=retention_years
+        )
+    ]

@@ -1,0 +1,181 @@
+"""The notification service's use cases: load a case, decide, append. Both doors (HTTP and the
+partner topic) and every consumer come through here."""
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID, uuid4
+
+from events import Actor, Envelope, EventPayload
+from events.partner import PartnerNotification
+from infra.db import Connection
+from infra.eventstore import Context, EventStore
+from services.notification import domain
+from services.notification.personal import PersonalDetails, data_key, destroy_key, seal, unseal
+from services.notification.projections import name_and_dates
+
+# Intake is serialised so that two notifications of one person cannot both open a case. Intake is
+# a few thousand a year nationally: one lock costs nothing.
+_INTAKE_LOCK = 31_415_926
+
+
+@dataclass(frozen=True)
+class NotificationResult:
+    notification_id: UUID
+    outcome: str
+    case_id: UUID | None
+    review_type: str | None
+    focused_reasons: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    created: bool = True
+
+
+async def take_notification(
+    store: EventStore, conn: Connection, notification: PartnerNotification, context: Context
+) -> NotificationResult:
+    """Decide what a notification is and record it, once per notification_id, in `conn`'s transaction."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
+        earlier = await result_of(conn, notification.notification_id)
+        if earlier is not None:
+            return earlier
+        match = await find_match(conn, notification)
+        new_case_id = uuid4()
+        outcome = domain.classify(notification, match)
+        stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
+        key = await data_key(conn, stream_id, create=True)
+        personal = seal(key, stream_id, PersonalDetails.of(notification))
+        intake = domain.decide_intake(notification, match, new_case_id, personal)
+        version = await _version(conn, intake.stream_id)
+        await store.append(
+            intake.stream_id, version, intake.events, context, case_id=intake.case_id, conn=conn
+        )
+        result = await result_of(conn, notification.notification_id)
+        assert result is not None
+        return replace(result, created=True)
+
+
+async def result_of(conn: Connection, notification_id: UUID) -> NotificationResult | None:
+    row = await conn.fetchrow(
+        "SELECT n.outcome, n.case_id, c.review_type, c.focused_reasons, c.flags"
+        " FROM notifications n LEFT JOIN cases c USING (case_id) WHERE n.notification_id = $1",
+        notification_id,
+    )
+    if row is None:
+        return None
+    return NotificationResult(
+        notification_id=notification_id,
+        outcome=row["outcome"],
+        case_id=row["case_id"],
+        review_type=row["review_type"],
+        focused_reasons=list(row["focused_reasons"] or []),
+        flags=list(row["flags"] or []),
+        created=False,
+    )
+
+
+async def find_match(conn: Connection, notification: PartnerNotification) -> domain.Match | None:
+    """The same person: same NHS number; without a match on one, same family name (case- and
+    accent-insensitive), date of birth and date of death."""
+    person = notification.person
+    if person.nhs_number:
+        case_id = await _indexed(conn, "nhs_number", person.nhs_number)
+        if case_id:
+            return domain.Match(case_id, "nhs_number")
+    key = name_and_dates(person.family_name, str(person.date_of_birth), str(notification.death.date_of_death))
+    case_id = await _indexed(conn, "name_and_dates", key)
+    return domain.Match(case_id, "name_and_dates") if case_id else None
+
+
+async def _indexed(conn: Connection, kind: str, value: str) -> UUID | None:
+    found: UUID | None = await conn.fetchval(
+        "SELECT p.case_id FROM person_index p JOIN cases c USING (case_id)"
+        " WHERE p.match_kind = $1 AND p.match_value = $2 ORDER BY c.notified_at LIMIT 1",
+        kind,
+        value,
+    )
+    return found
+
+
+async def _version(conn: Connection, stream_id: str) -> int:
+    version: int = await conn.fetchval(
+        "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id
+    )
+    return version
+
+
+class CaseNotFound(Exception):
+    pass
+
+
+async def load_case(conn: Connection, case_id: UUID) -> tuple[domain.Case, int]:
+    rows = await conn.fetch(
+        "SELECT envelope FROM events WHERE stream_id = $1 ORDER BY stream_version", str(case_id)
+    )
+    state: domain.Case | None = None
+    for row in rows:
+        state = domain.evolve(state, Envelope.from_bytes(row["envelope"]).payload())
+    if state is None:
+        raise CaseNotFound(str(case_id))
+    return state, len(rows)
+
+
+Decision = Callable[[domain.Case], Sequence[EventPayload]]
+
+
+async def change_case(
+    store: EventStore, case_id: UUID, decide: Decision, context: Context, conn: Connection | None = None
+) -> list[EventPayload]:
+    """Load the case, decide, append with the version read (a concurrent change is a 409)."""
+    async with store.transaction() if conn is None else nullcontext(conn) as tx:
+        case, version = await load_case(tx, case_id)
+        events = list(decide(case))
+        await store.append(str(case_id), version, events, context, case_id=case_id, conn=tx)
+        return events
+
+
+async def personal_details(
+    store: EventStore, case_id: UUID, viewer: str, role: str, reason: str, correlation_id: str
+) -> PersonalDetails:
+    """Decrypt the case's personal details, recording who looked and why in the same transaction."""
+    async with store.transaction() as conn:
+        case, version = await load_case(conn, case_id)
+        events = domain.decide_view(case, viewer, role, reason)
+        await store.append(
+            str(case_id), version, events, Context(Actor(kind="user", id=viewer, role=role), correlation_id),
+            case_id=case_id, conn=conn,
+        )  # fmt: skip
+        return unseal(await data_key(conn, case.personal.key_id), case.personal)
+
+
+async def destroy_personal_data(
+    store: EventStore, case_id: UUID, retention_years: int, context: Context
+) -> bool:
+    """Crypto-shred a case: record it, then destroy its key, in one transaction."""
+    async with store.transaction() as conn:
+        case, version = await load_case(conn, case_id)
+        events = domain.decide_destruction(case, retention_years)
+        if not events:
+            return False
+        await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
+        await destroy_key(conn, case.personal.key_id)
+        return True
+
+
+async def destroy_expired(
+    store: EventStore, retention_years: int, today: date, context: Context
+) -> list[UUID]:
+    """End of retention: crypto-shred every case notified more than `retention_years` before today."""
+    cutoff = (
+        today.replace(year=today.year - retention_years) if retention_years else today + timedelta(days=1)
+    )
+    due = await store.pool.fetch(
+        "SELECT case_id FROM cases WHERE NOT personal_destroyed AND notified_at < $1 ORDER BY notified_at",
+        datetime.combine(cutoff, time.min, UTC),
+    )
+    destroyed = []
+    for row in due:
+        if await destroy_personal_data(store, row["case_id"], retention_years, context):
+            destroyed.append(row["case_id"])
+    return destroyed
