@@ -4,7 +4,7 @@ A service module describes itself with a ServiceDefinition; this module wires it
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,8 @@ class ServiceDefinition:
     projections: Callable[[], Sequence[Projection]] = lambda: ()
     consumers: Callable[[Runtime], Sequence[InboxConsumer[Any]]] = lambda runtime: ()
     routers: Sequence[APIRouter] = ()
+    # Long-running jobs of the service (schedulers, sweeps), started with it and cancelled at stop.
+    tasks: Callable[[Runtime], Sequence[Callable[[], Coroutine[Any, Any, None]]]] = lambda runtime: ()
 
     @property
     def migration_folders(self) -> list[Path]:
@@ -85,6 +87,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
         tasks = [
             asyncio.create_task(relay.run(), name="relay"),
             asyncio.create_task(_start_broker(runtime), name="broker"),
+            *(asyncio.create_task(job()) for job in definition.tasks(runtime)),
         ]
         log.info("service_started", port=settings.http_port)
         try:

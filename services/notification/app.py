@@ -6,6 +6,7 @@ from infra.service import ServiceDefinition
 from services.notification.api import router
 from services.notification.consumers import consumers
 from services.notification.projections import projections
+from services.notification.retention import tasks
 
 definition = ServiceDefinition(
     name="notification",
@@ -13,4 +14,5 @@ definition = ServiceDefinition(
     projections=projections,
     consumers=consumers,
     routers=[router],
+    tasks=tasks,
 )

@@ -76,24 +76,30 @@ async def result_of(conn: Connection, notification_id: UUID) -> NotificationResu
 
 
 async def find_match(conn: Connection, notification: PartnerNotification) -> domain.Match | None:
-    """The same person: same NHS number; without a match on one, same family name (case- and
-    accent-insensitive), date of birth and date of death."""
+    """The same person: the same NHS number; or, where the notification or the case has none, the same
+    family name (case- and accent-insensitive), date of birth and date of death. Two different NHS
+    numbers are two different people, whatever their names."""
     person = notification.person
     if person.nhs_number:
-        case_id = await _indexed(conn, "nhs_number", person.nhs_number)
+        case_id = await _indexed(conn, "nhs_number", person.nhs_number, skip_cases_with_nhs_number=False)
         if case_id:
             return domain.Match(case_id, "nhs_number")
     key = name_and_dates(person.family_name, str(person.date_of_birth), str(notification.death.date_of_death))
-    case_id = await _indexed(conn, "name_and_dates", key)
+    case_id = await _indexed(conn, "name_and_dates", key, skip_cases_with_nhs_number=bool(person.nhs_number))
     return domain.Match(case_id, "name_and_dates") if case_id else None
 
 
-async def _indexed(conn: Connection, kind: str, value: str) -> UUID | None:
+async def _indexed(
+    conn: Connection, kind: str, value: str, *, skip_cases_with_nhs_number: bool
+) -> UUID | None:
     found: UUID | None = await conn.fetchval(
         "SELECT p.case_id FROM person_index p JOIN cases c USING (case_id)"
-        " WHERE p.match_kind = $1 AND p.match_value = $2 ORDER BY c.notified_at LIMIT 1",
+        " WHERE p.match_kind = $1 AND p.match_value = $2 AND NOT ($3 AND EXISTS ("
+        "   SELECT 1 FROM person_index q WHERE q.case_id = p.case_id AND q.match_kind = 'nhs_number'))"
+        " ORDER BY c.notified_at LIMIT 1",
         kind,
         value,
+        skip_cases_with_nhs_number,
     )
     return found
 

@@ -293,3 +293,65 @@ def _envelope(source: str, case_id: UUID, payload: Any) -> Envelope:
         correlation_id=str(uuid4()),
         data=payload.model_dump(mode="json"),
     )
+
+
+async def test_the_lac_filters_cases_and_a_rebuild_of_every_projection_equals_the_live_one(
+    svc: RunningService,
+) -> None:
+    await notify(svc, notification())
+    await notify(svc, notification(**{"person.nhs_number": None}))  # duplicate
+    focused = (
+        await notify(svc, notification(**{"person.nhs_number": "4010232137", "person.ethnicity": "B"}))
+    ).json()
+    await notify(
+        svc,
+        notification(
+            **{"person.nhs_number": None, "person.family_name": "Ng", "person.learning_disability": None}
+        ),
+    )
+    await notify(svc, notification(**{"person.date_of_birth": "2012-03-03"}))
+    listed = await svc.client.get("/cases", params={"review_type": "focused"}, headers=svc.headers("lac"))
+    assert [c["case_id"] for c in listed.json()["cases"]] == [focused["case_id"]]
+    waiting = await svc.client.get(
+        "/cases", params={"status": "eligibility_to_confirm"}, headers=svc.headers("lac")
+    )
+    assert len(waiting.json()["cases"]) == 1
+    today = datetime.now(UTC).date().isoformat()
+    assert (
+        len(
+            (
+                await svc.client.get(
+                    "/cases",
+                    params={"notified_from": today, "notified_to": today},
+                    headers=svc.headers("lac"),
+                )
+            ).json()["cases"]
+        )
+        == 3
+    )
+    assert (
+        await svc.client.get("/cases", params={"notified_to": "2020-01-01"}, headers=svc.headers("lac"))
+    ).json()["cases"] == []
+    assert (await svc.client.get("/cases", headers=svc.headers("reviewer"))).status_code == 403
+
+    pool = svc.runtime.pool
+    tables = ("cases", "notifications", "person_index")
+
+    async def snapshot() -> dict[str, list[Any]]:
+        return {t: [dict(r) for r in await pool.fetch(f"SELECT * FROM {t} ORDER BY 1, 2")] for t in tables}
+
+    live = await snapshot()
+    assert len(live["notifications"]) == 5 and len(live["person_index"]) >= 4
+    from infra.projections import rebuild
+
+    await pool.execute("DELETE FROM person_index; UPDATE cases SET status = 'broken'")
+    assert await rebuild(svc.runtime.store) == await svc.runtime.store.last_sequence()
+    assert await snapshot() == live
+
+
+async def test_two_different_nhs_numbers_are_two_people_whatever_their_names_and_dates(
+    svc: RunningService,
+) -> None:
+    first = (await notify(svc, notification())).json()
+    second = (await notify(svc, notification(**{"person.nhs_number": "4010232137"}))).json()
+    assert second["outcome"] == "case_opened" and second["case_id"] != first["case_id"]
