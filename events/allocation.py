@@ -1,10 +1,66 @@
-"""Events of the allocation service that other services consume (the contract; issue 4 builds the
-service that records them)."""
+"""Events of the allocation service: reviewers, the queue, allocations and conflicts of interest."""
 
 from datetime import date
+from typing import Literal
 from uuid import UUID
 
+from pydantic import Field
+
+from events.notification import FocusedReason, ReviewType
 from events.registry import EventPayload, event
+
+
+@event("allocation.ReviewerRegistered")
+class ReviewerRegistered(EventPayload):
+    reviewer_id: UUID
+    user_id: str = Field(description="the `sub` of the reviewer's token")
+    name: str
+    organisations: list[str] = Field(description="employing organisation(s)")
+    senior: bool
+    capacity: int = Field(ge=1, description="the most active cases at once")
+
+
+@event("allocation.ReviewerTrainingRecorded")
+class ReviewerTrainingRecorded(EventPayload):
+    reviewer_id: UUID
+    completed_on: date
+
+
+@event("allocation.ReviewerConflictRecorded")
+class ReviewerConflictRecorded(EventPayload):
+    """A standing conflict of interest: an organisation, or a named person."""
+
+    reviewer_id: UUID
+    kind: Literal["organisation", "person"]
+    name: str
+
+
+@event("allocation.ReviewerDeactivated")
+class ReviewerDeactivated(EventPayload):
+    reviewer_id: UUID
+    reason: str
+
+
+@event("allocation.ReviewerReactivated")
+class ReviewerReactivated(EventPayload):
+    reviewer_id: UUID
+
+
+@event("allocation.CaseAwaitingAllocation")
+class CaseAwaitingAllocation(EventPayload):
+    case_id: UUID
+    notified_on: date
+    deadline: date = Field(description="six months from notification")
+    review_type: ReviewType
+    focused_reasons: list[FocusedReason]
+    organisations_involved: list[str]
+
+
+@event("allocation.CaseReviewTypeChanged")
+class CaseReviewTypeChanged(EventPayload):
+    case_id: UUID
+    review_type: ReviewType
+    focused_reasons: list[FocusedReason]
 
 
 @event("allocation.ReviewerAllocated")
@@ -15,3 +71,39 @@ class ReviewerAllocated(EventPayload):
     senior_reviewer_id: UUID
     senior_reviewer_user_id: str
     allocated_on: date
+
+
+@event("allocation.ConflictOfInterestDeclared")
+class ConflictOfInterestDeclared(EventPayload):
+    case_id: UUID
+    reviewer_id: UUID
+    reason: str
+
+
+@event("allocation.CaseReturnedToQueue")
+class CaseReturnedToQueue(EventPayload):
+    """Back at the front of the queue; the reviewer it leaves no longer has it."""
+
+    case_id: UUID
+    reviewer_id: UUID
+    reason: str
+
+
+@event("allocation.CaseReallocated")
+class CaseReallocated(EventPayload):
+    """The LAC moved the case to another reviewer (a ReviewerAllocated follows); the review's
+    history stays with the case."""
+
+    case_id: UUID
+    from_reviewer_id: UUID
+    to_reviewer_id: UUID
+    reason: str
+
+
+@event("allocation.AllocationEnded")
+class AllocationEnded(EventPayload):
+    """The review was completed or the case closed: the reviewer's caseload drops."""
+
+    case_id: UUID
+    reviewer_id: UUID | None
+    reason: Literal["review_completed", "case_closed"]

@@ -12,3 +12,10 @@ class ReviewEscalatedToFocused(EventPayload):
     case_id: UUID
     reasons: list[FocusedReason]
     detail: str | None = None
+
+
+@event("review.ReviewCompleted")
+class ReviewCompleted(EventPayload):
+    """The QA panel approved the review."""
+
+    case_id: UUID

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ class Runtime:
     relay: OutboxRelay
     consumers: list[InboxConsumer[Any]] = field(default_factory=list)
     broker_connected: bool = False
+    # The service's sense of now; tests move it to cross a date (a training anniversary, a deadline).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def today(self) -> date:
+        return self.clock().date()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,16 @@
-"""Wiring of the allocation service. Until its domain lands (issue 4) it serves health and relays
-its outbox."""
+"""Wiring of the allocation service: the LAC's queue, reviewers, conflicts of interest, allocation."""
 
 from pathlib import Path
 
 from infra.service import ServiceDefinition
+from services.allocation.api import router
+from services.allocation.consumers import consumers
+from services.allocation.projections import projections
 
-definition = ServiceDefinition(name="allocation", migrations=Path(__file__).parent / "migrations")
+definition = ServiceDefinition(
+    name="allocation",
+    migrations=Path(__file__).parent / "migrations",
+    projections=projections,
+    consumers=consumers,
+    routers=[router],
+)

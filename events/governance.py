@@ -1,0 +1,11 @@
+"""Events of the governance service that other services consume (the contract; issue 6 builds the
+service that records them)."""
+
+from uuid import UUID
+
+from events.registry import EventPayload, event
+
+
+@event("governance.CaseClosed")
+class CaseClosed(EventPayload):
+    case_id: UUID

@@ -1,0 +1,90 @@
+"""What the allocation service consumes: opened and escalated cases from the notification service;
+completed reviews and closed cases, which end an allocation."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from events import Actor, Envelope
+from events.allocation import CaseAwaitingAllocation
+from events.governance import CaseClosed
+from events.notification import CaseEscalatedToFocused, CaseOpened
+from events.review import ReviewCompleted
+from events.topics import service_topic
+from infra.db import Connection
+from infra.eventstore import Context, EventStore
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.service import Runtime
+from services.allocation import domain, handlers
+from services.allocation.domain import six_months_after
+
+SYSTEM = Actor.system("allocation")
+
+
+def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envelope]:
+    async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
+        event = envelope.payload()
+        context = Context.caused_by(envelope, SYSTEM)
+        if isinstance(event, CaseOpened):
+            await _queue(store, conn, envelope, event, context)
+        elif isinstance(event, CaseEscalatedToFocused):
+            reasons = list(event.reasons)
+            await _on_case(
+                store,
+                conn,
+                event.case_id,
+                context,
+                lambda c: domain.decide_review_type(c, "focused", reasons),
+            )
+        elif isinstance(event, ReviewCompleted):
+            await _on_case(
+                store, conn, event.case_id, context, lambda c: domain.decide_end(c, "review_completed")
+            )
+        elif isinstance(event, CaseClosed):
+            await _on_case(store, conn, event.case_id, context, lambda c: domain.decide_end(c, "case_closed"))
+
+    return InboxConsumer(
+        name=name,
+        topic=topic,
+        pool=store.pool,
+        apply=apply,
+        parse=parse_envelope,
+        message_id=lambda e: str(e.event_id),
+        order=envelope_order,
+    )
+
+
+async def _queue(
+    store: EventStore, conn: Connection, envelope: Envelope, event: CaseOpened, context: Context
+) -> None:
+    if await conn.fetchval("SELECT 1 FROM events WHERE stream_id = $1", str(event.case_id)):
+        return  # already queued
+    notified_on = envelope.occurred_at.date()
+    waiting = CaseAwaitingAllocation(
+        case_id=event.case_id,
+        notified_on=notified_on,
+        deadline=six_months_after(notified_on),
+        review_type=event.review_type,
+        focused_reasons=event.focused_reasons,
+        organisations_involved=[
+            *event.facts.organisations_involved,
+            *([event.facts.place_of_death_organisation] if event.facts.place_of_death_organisation else []),
+        ],
+    )
+    await store.append(str(event.case_id), 0, [waiting], context, case_id=event.case_id, conn=conn)
+
+
+async def _on_case(
+    store: EventStore, conn: Connection, case_id: Any, context: Context, decide: handlers.CaseDecision
+) -> None:
+    try:
+        await handlers.change_case(store, case_id, decide, context, conn=conn)
+    except handlers.NotFound as missing:
+        raise Unprocessable(f"no {missing.what} in the allocation service") from missing
+
+
+def consumers(runtime: Runtime) -> Sequence[InboxConsumer[Any]]:
+    prefix = runtime.settings.topic_prefix
+    return [
+        case_events(runtime.store, service_topic(source, prefix), f"{source}-events")
+        for source in ("notification", "review", "governance")
+    ]

@@ -1,0 +1,339 @@
+"""The allocation domain: reviewers, the queue, and the rules an allocation must keep.
+
+Plain Python, no I/O: evolve folds events into state; decide turns a command and state into events
+or refuses, naming every rule broken."""
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Literal
+from uuid import UUID
+
+from events import EventPayload
+from events.allocation import (
+    AllocationEnded,
+    CaseAwaitingAllocation,
+    CaseReallocated,
+    CaseReturnedToQueue,
+    CaseReviewTypeChanged,
+    ConflictOfInterestDeclared,
+    ReviewerAllocated,
+    ReviewerConflictRecorded,
+    ReviewerDeactivated,
+    ReviewerReactivated,
+    ReviewerRegistered,
+    ReviewerTrainingRecorded,
+)
+from events.notification import FocusedReason, ReviewType
+from events.partner import normalise_name
+
+TRAINING_VALID_MONTHS = 12
+
+# The order in which refusals are reported; the first broken rule is the problem's code.
+RULES = (
+    "case_not_waiting",
+    "reviewer_inactive",
+    "training_expired",
+    "conflict_of_interest",
+    "at_capacity",
+    "same_person",
+    "not_senior",
+)
+
+
+class DomainError(Exception):
+    code = "rule_broken"
+    status = 409
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class AllocationRefused(DomainError):
+    def __init__(self, violations: list["Violation"]) -> None:
+        super().__init__("; ".join(v.detail for v in violations))
+        self.violations = violations
+        self.code = violations[0].code
+
+
+class NotAllocatedToCaller(DomainError):
+    code = "not_allocated_to_caller"
+    status = 403
+
+
+class ReviewerNotSenior(DomainError):
+    code = "not_senior"
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str
+    detail: str
+
+
+def conflict_rule() -> str:
+    """The national conflict rule was not published: `employing_organisation` (a reviewer whose
+    employer was involved in the person's care is conflicted) or `standing_only` (declared and
+    recorded conflicts only). LEDER_CONFLICT_RULE, default employing_organisation."""
+    return os.environ.get("LEDER_CONFLICT_RULE", "employing_organisation")
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    reviewer_id: UUID
+    user_id: str
+    name: str
+    organisations: tuple[str, ...]
+    senior: bool
+    capacity: int
+    active: bool = True
+    trained_on: date | None = None
+    conflicts: tuple[tuple[str, str], ...] = ()
+
+    def training_expires_on(self) -> date | None:
+        """The last day the training is valid: its first anniversary (28 Feb for 29 Feb)."""
+        if self.trained_on is None:
+            return None
+        try:
+            return self.trained_on.replace(year=self.trained_on.year + 1)
+        except ValueError:
+            return date(self.trained_on.year + 1, 2, 28)
+
+    def trained_on_day(self, day: date) -> bool:
+        expires = self.training_expires_on()
+        return expires is not None and self.trained_on is not None and self.trained_on <= day <= expires
+
+
+def evolve_reviewer(state: Reviewer | None, event: EventPayload) -> Reviewer | None:
+    match event:
+        case ReviewerRegistered():
+            return Reviewer(
+                event.reviewer_id,
+                event.user_id,
+                event.name,
+                tuple(event.organisations),
+                event.senior,
+                event.capacity,
+            )
+        case ReviewerTrainingRecorded() if state is not None:
+            latest = max(filter(None, (state.trained_on, event.completed_on)))
+            return replace(state, trained_on=latest)
+        case ReviewerConflictRecorded() if state is not None:
+            return replace(state, conflicts=(*state.conflicts, (event.kind, event.name)))
+        case ReviewerDeactivated() if state is not None:
+            return replace(state, active=False)
+        case ReviewerReactivated() if state is not None:
+            return replace(state, active=True)
+    return state
+
+
+CaseStatus = Literal["waiting", "allocated", "ended"]
+
+
+@dataclass(frozen=True)
+class CaseAllocation:
+    case_id: UUID
+    status: CaseStatus
+    notified_on: date
+    deadline: date
+    review_type: str
+    organisations_involved: tuple[str, ...]
+    reviewer_id: UUID | None = None
+    senior_reviewer_id: UUID | None = None
+    declared_conflicts: frozenset[UUID] = field(default_factory=frozenset)
+
+
+def evolve_case(state: CaseAllocation | None, event: EventPayload) -> CaseAllocation | None:
+    match event:
+        case CaseAwaitingAllocation():
+            return CaseAllocation(
+                event.case_id,
+                "waiting",
+                event.notified_on,
+                event.deadline,
+                event.review_type,
+                tuple(event.organisations_involved),
+            )
+        case CaseReviewTypeChanged() if state is not None:
+            return replace(state, review_type=event.review_type)
+        case ReviewerAllocated() if state is not None:
+            return replace(
+                state,
+                status="allocated",
+                reviewer_id=event.reviewer_id,
+                senior_reviewer_id=event.senior_reviewer_id,
+            )
+        case ConflictOfInterestDeclared() if state is not None:
+            return replace(state, declared_conflicts=state.declared_conflicts | {event.reviewer_id})
+        case CaseReturnedToQueue() if state is not None:
+            return replace(state, status="waiting", reviewer_id=None, senior_reviewer_id=None)
+        case AllocationEnded() if state is not None:
+            return replace(state, status="ended")
+    return state  # CaseReallocated: the ReviewerAllocated that follows it moves the case
+
+
+def _same_organisation(a: str, b: str) -> bool:
+    return normalise_name(a) == normalise_name(b)
+
+
+def conflicts_with(case: CaseAllocation, reviewer: Reviewer, rule: str) -> list[str]:
+    """Why `reviewer` may not touch `case`, if they may not."""
+    reasons = []
+    if reviewer.reviewer_id in case.declared_conflicts:
+        reasons.append(f"{reviewer.name} declared a conflict of interest on this case")
+    for kind, name in reviewer.conflicts:
+        if kind == "organisation" and any(_same_organisation(name, o) for o in case.organisations_involved):
+            reasons.append(
+                f"{reviewer.name} has a standing conflict with {name}, involved in the person's care"
+            )
+    if rule == "employing_organisation":
+        for employer in reviewer.organisations:
+            if any(_same_organisation(employer, o) for o in case.organisations_involved):
+                reasons.append(f"{reviewer.name}'s employer {employer} was involved in the person's care")
+    return reasons
+
+
+def exclusions(
+    case: CaseAllocation, reviewer: Reviewer, load: int, today: date, rule: str
+) -> list[Violation]:
+    """Why `reviewer` cannot take `case` as its reviewer today (empty: they can)."""
+    found = []
+    if not reviewer.active:
+        found.append(Violation("reviewer_inactive", f"{reviewer.name} is inactive"))
+    if not reviewer.trained_on_day(today):
+        expired = reviewer.training_expires_on()
+        found.append(
+            Violation(
+                "training_expired",
+                f"{reviewer.name}'s training " + (f"expired on {expired}" if expired else "is not recorded"),
+            )
+        )
+    for reason in conflicts_with(case, reviewer, rule):
+        found.append(Violation("conflict_of_interest", reason))
+    if load >= reviewer.capacity:
+        found.append(
+            Violation("at_capacity", f"{reviewer.name} has {load} active cases, capacity {reviewer.capacity}")
+        )
+    return found
+
+
+def decide_allocation(
+    case: CaseAllocation,
+    reviewer: Reviewer,
+    senior: Reviewer,
+    reviewer_load: int,
+    today: date,
+    rule: str,
+) -> list[EventPayload]:
+    violations = []
+    if case.status != "waiting":
+        violations.append(Violation("case_not_waiting", f"case {case.case_id} is {case.status}, not waiting"))
+    violations += exclusions(case, reviewer, reviewer_load, today, rule)
+    if not senior.active:
+        violations.append(Violation("reviewer_inactive", f"{senior.name} (senior reviewer) is inactive"))
+    for reason in conflicts_with(case, senior, rule):
+        violations.append(Violation("conflict_of_interest", f"senior reviewer: {reason}"))
+    if reviewer.reviewer_id == senior.reviewer_id or reviewer.user_id == senior.user_id:
+        violations.append(
+            Violation("same_person", "the reviewer and the senior reviewer are the same person")
+        )
+    if not senior.senior:
+        violations.append(Violation("not_senior", f"{senior.name} is not a senior reviewer"))
+    if violations:
+        raise AllocationRefused(sorted(violations, key=lambda v: RULES.index(v.code)))
+    return [
+        ReviewerAllocated(
+            case_id=case.case_id,
+            reviewer_id=reviewer.reviewer_id,
+            reviewer_user_id=reviewer.user_id,
+            senior_reviewer_id=senior.reviewer_id,
+            senior_reviewer_user_id=senior.user_id,
+            allocated_on=today,
+        )
+    ]
+
+
+def decide_reallocation(
+    case: CaseAllocation,
+    reviewer: Reviewer,
+    senior: Reviewer,
+    reviewer_load: int,
+    today: date,
+    rule: str,
+    reason: str,
+) -> list[EventPayload]:
+    if case.status != "allocated" or case.reviewer_id is None:
+        raise AllocationRefused([Violation("case_not_allocated", f"case {case.case_id} is {case.status}")])
+    waiting = replace(case, status="waiting")
+    allocated = decide_allocation(waiting, reviewer, senior, reviewer_load, today, rule)
+    moved = CaseReallocated(
+        case_id=case.case_id,
+        from_reviewer_id=case.reviewer_id,
+        to_reviewer_id=reviewer.reviewer_id,
+        reason=reason,
+    )
+    return [moved, *allocated]
+
+
+def decide_conflict_declaration(case: CaseAllocation, reviewer: Reviewer, reason: str) -> list[EventPayload]:
+    if case.status != "allocated" or case.reviewer_id != reviewer.reviewer_id:
+        raise NotAllocatedToCaller(f"case {case.case_id} is not allocated to {reviewer.name}")
+    return [
+        ConflictOfInterestDeclared(case_id=case.case_id, reviewer_id=reviewer.reviewer_id, reason=reason),
+        CaseReturnedToQueue(
+            case_id=case.case_id,
+            reviewer_id=reviewer.reviewer_id,
+            reason="the reviewer declared a conflict of interest",
+        ),
+    ]
+
+
+def decide_end(
+    case: CaseAllocation, reason: Literal["review_completed", "case_closed"]
+) -> list[EventPayload]:
+    if case.status == "ended":
+        return []
+    return [AllocationEnded(case_id=case.case_id, reviewer_id=case.reviewer_id, reason=reason)]
+
+
+def decide_review_type(
+    case: CaseAllocation, review_type: ReviewType, reasons: Sequence[FocusedReason]
+) -> list[EventPayload]:
+    return [
+        CaseReviewTypeChanged(case_id=case.case_id, review_type=review_type, focused_reasons=list(reasons))
+    ]
+
+
+def six_months_after(day: date) -> date:
+    month = day.month + 6
+    year = day.year + (month - 1) // 12
+    month = (month - 1) % 12 + 1
+    for last in (day.day, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    reviewer: Reviewer
+    load: int
+    last_allocated_on: date | None
+    excluded_because: list[Violation]
+
+
+def rank(suggestions: list[Suggestion]) -> list[Suggestion]:
+    """Eligible first; then lowest load relative to capacity; then longest since their last allocation."""
+    return sorted(
+        suggestions,
+        key=lambda s: (
+            bool(s.excluded_because),
+            s.load / s.reviewer.capacity,
+            s.last_allocated_on or date.min,
+            s.reviewer.name,
+        ),
+    )

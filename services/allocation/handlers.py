@@ -1,0 +1,188 @@
+"""The allocation service's use cases: load, decide, append."""
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from datetime import date
+from typing import Literal
+from uuid import UUID, uuid4
+
+from events import Envelope, EventPayload
+from events.allocation import (
+    ReviewerConflictRecorded,
+    ReviewerDeactivated,
+    ReviewerReactivated,
+    ReviewerRegistered,
+    ReviewerTrainingRecorded,
+)
+from infra.db import Connection
+from infra.eventstore import Context, EventStore
+from services.allocation import domain
+
+
+class NotFound(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def reviewer_stream(reviewer_id: UUID) -> str:
+    return f"reviewer-{reviewer_id}"
+
+
+async def _fold(conn: Connection, stream_id: str) -> tuple[list[EventPayload], int]:
+    rows = await conn.fetch(
+        "SELECT envelope FROM events WHERE stream_id = $1 ORDER BY stream_version", stream_id
+    )
+    return [Envelope.from_bytes(r["envelope"]).payload() for r in rows], len(rows)
+
+
+async def load_reviewer(conn: Connection, reviewer_id: UUID) -> tuple[domain.Reviewer, int]:
+    events, version = await _fold(conn, reviewer_stream(reviewer_id))
+    state: domain.Reviewer | None = None
+    for event in events:
+        state = domain.evolve_reviewer(state, event)
+    if state is None:
+        raise NotFound(f"reviewer {reviewer_id}")
+    return state, version
+
+
+async def load_case(conn: Connection, case_id: UUID) -> tuple[domain.CaseAllocation, int]:
+    events, version = await _fold(conn, str(case_id))
+    state: domain.CaseAllocation | None = None
+    for event in events:
+        state = domain.evolve_case(state, event)
+    if state is None:
+        raise NotFound(f"case {case_id}")
+    return state, version
+
+
+async def register_reviewer(
+    store: EventStore,
+    context: Context,
+    user_id: str,
+    name: str,
+    organisations: list[str],
+    senior: bool,
+    capacity: int,
+) -> UUID:
+    reviewer_id = uuid4()
+    registered = ReviewerRegistered(
+        reviewer_id=reviewer_id,
+        user_id=user_id,
+        name=name,
+        organisations=organisations,
+        senior=senior,
+        capacity=capacity,
+    )
+    await store.append(reviewer_stream(reviewer_id), 0, [registered], context)
+    return reviewer_id
+
+
+ReviewerDecision = Callable[[domain.Reviewer], Sequence[EventPayload]]
+
+
+async def change_reviewer(
+    store: EventStore, reviewer_id: UUID, decide: ReviewerDecision, context: Context
+) -> None:
+    async with store.transaction() as conn:
+        reviewer, version = await load_reviewer(conn, reviewer_id)
+        await store.append(reviewer_stream(reviewer_id), version, list(decide(reviewer)), context, conn=conn)
+
+
+def training(completed_on: date) -> ReviewerDecision:
+    return lambda r: [ReviewerTrainingRecorded(reviewer_id=r.reviewer_id, completed_on=completed_on)]
+
+
+def conflict(kind: Literal["organisation", "person"], name: str) -> ReviewerDecision:
+    return lambda r: [ReviewerConflictRecorded(reviewer_id=r.reviewer_id, kind=kind, name=name)]
+
+
+def deactivation(reason: str) -> ReviewerDecision:
+    return lambda r: [ReviewerDeactivated(reviewer_id=r.reviewer_id, reason=reason)] if r.active else []
+
+
+def reactivation() -> ReviewerDecision:
+    return lambda r: [] if r.active else [ReviewerReactivated(reviewer_id=r.reviewer_id)]
+
+
+async def _caseload(conn: Connection, reviewer_id: UUID) -> int:
+    # Allocations to one reviewer are serialised, so two cannot both take their last free place.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"caseload-{reviewer_id}")
+    load: int | None = await conn.fetchval(
+        "SELECT active_caseload FROM reviewers WHERE reviewer_id = $1", reviewer_id
+    )
+    return load or 0
+
+
+async def allocate(
+    store: EventStore,
+    case_id: UUID,
+    reviewer_id: UUID,
+    senior_id: UUID,
+    today: date,
+    context: Context,
+    reallocation_reason: str | None = None,
+) -> list[EventPayload]:
+    async with store.transaction() as conn:
+        case, version = await load_case(conn, case_id)
+        reviewer, _ = await load_reviewer(conn, reviewer_id)
+        senior, _ = await load_reviewer(conn, senior_id)
+        load = await _caseload(conn, reviewer_id)
+        rule = domain.conflict_rule()
+        if reallocation_reason is None:
+            events = domain.decide_allocation(case, reviewer, senior, load, today, rule)
+        else:
+            events = domain.decide_reallocation(
+                case, reviewer, senior, load, today, rule, reallocation_reason
+            )
+        await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
+        return events
+
+
+CaseDecision = Callable[[domain.CaseAllocation], Sequence[EventPayload]]
+
+
+async def change_case(
+    store: EventStore, case_id: UUID, decide: CaseDecision, context: Context, conn: Connection | None = None
+) -> list[EventPayload]:
+    async with store.transaction() if conn is None else nullcontext(conn) as tx:
+        case, version = await load_case(tx, case_id)
+        events = list(decide(case))
+        await store.append(str(case_id), version, events, context, case_id=case_id, conn=tx)
+        return events
+
+
+async def declare_conflict(
+    store: EventStore, case_id: UUID, user_id: str, reason: str, context: Context
+) -> None:
+    async with store.transaction() as conn:
+        reviewer_id = await conn.fetchval("SELECT reviewer_id FROM reviewers WHERE user_id = $1", user_id)
+        if reviewer_id is None:
+            raise domain.NotAllocatedToCaller(f"{user_id} is not a registered reviewer")
+        reviewer, _ = await load_reviewer(conn, reviewer_id)
+        await change_case(
+            store,
+            case_id,
+            lambda c: domain.decide_conflict_declaration(c, reviewer, reason),
+            context,
+            conn=conn,
+        )
+
+
+async def suggestions(store: EventStore, case_id: UUID, today: date) -> list[domain.Suggestion]:
+    async with store.pool.acquire() as conn:
+        case, _ = await load_case(conn, case_id)
+        rows = await conn.fetch("SELECT reviewer_id, active_caseload, last_allocated_on FROM reviewers")
+        rule = domain.conflict_rule()
+        found = []
+        for row in rows:
+            reviewer, _ = await load_reviewer(conn, row["reviewer_id"])
+            found.append(
+                domain.Suggestion(
+                    reviewer,
+                    row["active_caseload"],
+                    row["last_allocated_on"],
+                    domain.exclusions(case, reviewer, row["active_caseload"], today, rule),
+                )
+            )
+    return domain.rank(found)

@@ -1,0 +1,120 @@
+"""Read models of the allocation service: reviewers with their caseloads, and the queue."""
+
+import json
+from collections.abc import Sequence
+
+from events import Envelope
+from events.allocation import (
+    AllocationEnded,
+    CaseAwaitingAllocation,
+    CaseReallocated,
+    CaseReturnedToQueue,
+    CaseReviewTypeChanged,
+    ReviewerAllocated,
+    ReviewerConflictRecorded,
+    ReviewerDeactivated,
+    ReviewerReactivated,
+    ReviewerRegistered,
+    ReviewerTrainingRecorded,
+)
+from infra.db import Connection
+
+
+class AllocationProjection:
+    name = "allocation"
+    tables: Sequence[str] = ("reviewers", "allocation_cases")
+
+    async def apply(self, conn: Connection, envelope: Envelope) -> None:
+        event = envelope.payload()
+        at = envelope.occurred_at
+        match event:
+            case ReviewerRegistered():
+                await conn.execute(
+                    "INSERT INTO reviewers (reviewer_id, user_id, name, organisations, senior, capacity)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                    event.reviewer_id,
+                    event.user_id,
+                    event.name,
+                    event.organisations,
+                    event.senior,
+                    event.capacity,
+                )
+            case ReviewerTrainingRecorded():
+                await conn.execute(
+                    "UPDATE reviewers SET trained_on = greatest(trained_on, $2) WHERE reviewer_id = $1",
+                    event.reviewer_id,
+                    event.completed_on,
+                )
+            case ReviewerConflictRecorded():
+                conflict = json.dumps([{"kind": event.kind, "name": event.name}])
+                await conn.execute(
+                    "UPDATE reviewers SET conflicts = conflicts || $2::jsonb WHERE reviewer_id = $1",
+                    event.reviewer_id,
+                    conflict,
+                )
+            case ReviewerDeactivated() | ReviewerReactivated():
+                await conn.execute(
+                    "UPDATE reviewers SET active = $2 WHERE reviewer_id = $1",
+                    event.reviewer_id,
+                    isinstance(event, ReviewerReactivated),
+                )
+            case CaseAwaitingAllocation():
+                await conn.execute(
+                    "INSERT INTO allocation_cases (case_id, status, notified_on, deadline, review_type,"
+                    " focused_reasons, organisations_involved, waiting_since)"
+                    " VALUES ($1, 'waiting', $2, $3, $4, $5, $6, $7)",
+                    event.case_id,
+                    event.notified_on,
+                    event.deadline,
+                    event.review_type,
+                    event.focused_reasons,
+                    event.organisations_involved,
+                    at,
+                )
+            case CaseReviewTypeChanged():
+                await conn.execute(
+                    "UPDATE allocation_cases SET review_type = $2, focused_reasons = $3 WHERE case_id = $1",
+                    event.case_id,
+                    event.review_type,
+                    event.focused_reasons,
+                )
+            case ReviewerAllocated():
+                await conn.execute(
+                    "UPDATE allocation_cases SET status = 'allocated', reviewer_id = $2,"
+                    " senior_reviewer_id = $3, returned_at = NULL WHERE case_id = $1",
+                    event.case_id,
+                    event.reviewer_id,
+                    event.senior_reviewer_id,
+                )
+                await conn.execute(
+                    "UPDATE reviewers SET active_caseload = active_caseload + 1, last_allocated_on = $2"
+                    " WHERE reviewer_id = $1",
+                    event.reviewer_id,
+                    event.allocated_on,
+                )
+            case CaseReturnedToQueue():
+                await conn.execute(
+                    "UPDATE allocation_cases SET status = 'waiting', reviewer_id = NULL,"
+                    " senior_reviewer_id = NULL, returned_at = $2, waiting_since = $2 WHERE case_id = $1",
+                    event.case_id,
+                    at,
+                )
+                await _drop_caseload(conn, event.reviewer_id)
+            case CaseReallocated():
+                await _drop_caseload(conn, event.from_reviewer_id)
+            case AllocationEnded():
+                await conn.execute(
+                    "UPDATE allocation_cases SET status = 'ended' WHERE case_id = $1", event.case_id
+                )
+                if event.reviewer_id is not None:
+                    await _drop_caseload(conn, event.reviewer_id)
+
+
+async def _drop_caseload(conn: Connection, reviewer_id: object) -> None:
+    await conn.execute(
+        "UPDATE reviewers SET active_caseload = active_caseload - 1 WHERE reviewer_id = $1", reviewer_id
+    )
+
+
+def projections() -> list[AllocationProjection]:
+    return [AllocationProjection()]

@@ -1,0 +1,327 @@
+"""The allocation service through its real doors: cases from the notification topic, the LAC's API,
+and allocation events on leder.allocation.events."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from events import Actor, Envelope
+from events.notification import CaseFacts, CaseOpened, SealedPersonalData
+from events.topics import service_topic
+from services.allocation.app import definition
+from tests.support.service import RunningService, running_service
+from tests.support.waiting import eventually, publish_raw, read_topic
+
+TODAY = date(2026, 11, 26)
+
+
+@pytest.fixture
+async def svc(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> AsyncIterator[RunningService]:
+    async with running_service(definition, database_url, kafka_bootstrap, topic_prefix) as running:
+        running.runtime.clock = lambda: datetime(2026, 11, 26, 10, tzinfo=UTC)
+        yield running
+
+
+def opened_envelope(case_id: UUID, organisations: list[str], occurred: datetime) -> Envelope:
+    facts = CaseFacts(
+        age_at_death=62,
+        sex="male",
+        ethnicity="A",
+        learning_disability=True,
+        learning_disability_level="severe",
+        autism=False,
+        accommodation_type="residential_care",
+        opted_out_of_secondary_use=False,
+        date_of_death=date(2026, 9, 1),
+        place_of_death="hospital",
+        place_of_death_organisation=None,
+        gp_practice_code=None,
+        organisations_involved=organisations,
+        notifier_organisation="GP",
+        notifier_role="gp",
+        involve_family=True,
+    )
+    payload = CaseOpened(
+        case_id=case_id,
+        notification_id=uuid4(),
+        review_type="initial",
+        focused_reasons=[],
+        flags=[],
+        facts=facts,
+        personal=SealedPersonalData(key_id="k", nonce="n", ciphertext="c"),
+    )
+    return Envelope(
+        event_id=uuid4(),
+        event_type=payload.event_type,
+        schema_version=1,
+        stream_id=str(case_id),
+        case_id=case_id,
+        stream_version=1,
+        source="notification",
+        source_sequence=1,
+        occurred_at=occurred,
+        recorded_at=occurred,
+        actor=Actor.system("notification"),
+        correlation_id="c",
+        data=payload.model_dump(mode="json"),
+    )
+
+
+async def open_cases(
+    svc: RunningService, bootstrap: str, prefix: str, *days_ago: int, organisations: list[str] | None = None
+) -> list[str]:
+    ids = [uuid4() for _ in days_ago]
+    envelopes = [
+        opened_envelope(
+            i, organisations or ["Southmead Hospital"], datetime(2026, 11, 26, tzinfo=UTC) - timedelta(days=d)
+        )
+        for i, d in zip(ids, days_ago, strict=True)
+    ]
+    await publish_raw(
+        bootstrap, service_topic("notification", prefix), [(e.kafka_key, e.canonical()) for e in envelopes]
+    )
+
+    async def queued() -> bool:
+        return len(await queue(svc)) >= len(ids)
+
+    await eventually(queued, timeout=60)
+    return [str(i) for i in ids]
+
+
+async def queue(svc: RunningService) -> list[dict[str, Any]]:
+    response = await svc.client.get("/allocation-queue", headers=svc.headers("lac"))
+    assert response.status_code == 200, response.text
+    return response.json()["cases"]  # type: ignore[no-any-return]
+
+
+async def register(
+    svc: RunningService,
+    name: str,
+    *,
+    senior: bool = False,
+    capacity: int = 3,
+    organisations: tuple[str, ...] = ("Sirona Care",),
+    trained_on: date | None = date(2026, 1, 10),
+) -> str:
+    response = await svc.client.post(
+        "/reviewers",
+        headers=svc.headers("lac"),
+        json={
+            "user_id": name.lower(),
+            "name": name,
+            "organisations": list(organisations),
+            "senior": senior,
+            "capacity": capacity,
+        },
+    )
+    assert response.status_code == 201, response.text
+    reviewer_id: str = response.json()["reviewer_id"]
+    if trained_on:
+        trained = await svc.client.post(
+            f"/reviewers/{reviewer_id}/training",
+            headers=svc.headers("lac"),
+            json={"completed_on": trained_on.isoformat()},
+        )
+        assert trained.status_code == 200, trained.text
+    return reviewer_id
+
+
+async def allocate(svc: RunningService, case_id: str, reviewer_id: str, senior_id: str) -> Any:
+    return await svc.client.post(
+        f"/cases/{case_id}/allocation",
+        headers=svc.headers("lac"),
+        json={"reviewer_id": reviewer_id, "senior_reviewer_id": senior_id},
+    )
+
+
+async def test_an_opened_case_is_queued_and_allocating_it_publishes_reviewer_allocated(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    older, newer = await open_cases(svc, kafka_bootstrap, topic_prefix, 20, 3)
+    waiting = await queue(svc)
+    assert [c["case_id"] for c in waiting] == [older, newer]  # oldest first
+    assert (waiting[0]["days_waiting"], waiting[0]["deadline"]) == (20, "2027-05-06")
+
+    rae, sam = await register(svc, "Rae"), await register(svc, "Sam", senior=True)
+    response = await allocate(svc, older, rae, sam)
+    assert response.status_code == 201, response.text
+    assert [c["case_id"] for c in await queue(svc)] == [newer]
+    records = await read_topic(kafka_bootstrap, service_topic("allocation", topic_prefix), at_least=6)
+    allocated = [Envelope.from_bytes(r.value) for r in records]
+    allocated = [e for e in allocated if e.event_type == "allocation.ReviewerAllocated"]
+    assert [
+        (str(e.case_id), e.data["reviewer_user_id"], e.data["senior_reviewer_user_id"]) for e in allocated
+    ] == [(older, "rae", "sam")]
+    reviewers = {
+        r["name"]: r
+        for r in (await svc.client.get("/reviewers", headers=svc.headers("lac"))).json()["reviewers"]
+    }
+    assert reviewers["Rae"]["active_caseload"] == 1 and reviewers["Rae"]["can_take_a_case_today"] is True
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "case_not_waiting",
+        "reviewer_inactive",
+        "training_expired",
+        "conflict_of_interest",
+        "at_capacity",
+        "same_person",
+        "not_senior",
+    ],
+)
+async def test_each_refusal_answers_409_naming_the_rule_and_writes_nothing(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str, rule: str
+) -> None:
+    [case_id, other] = await open_cases(svc, kafka_bootstrap, topic_prefix, 5, 4)
+    sam = await register(svc, "Sam", senior=True)
+    rae = await register(
+        svc,
+        "Rae",
+        capacity=1,
+        trained_on=date(2025, 10, 1) if rule == "training_expired" else date(2026, 1, 10),
+        organisations=("Southmead Hospital",) if rule == "conflict_of_interest" else ("Sirona Care",),
+    )
+    senior = sam
+    if rule == "case_not_waiting":
+        assert (await allocate(svc, case_id, rae, sam)).status_code == 201
+        rae = await register(svc, "Ria")
+    elif rule == "reviewer_inactive":
+        await svc.client.post(
+            f"/reviewers/{rae}/deactivation", headers=svc.headers("lac"), json={"reason": "leave"}
+        )
+    elif rule == "at_capacity":
+        assert (await allocate(svc, other, rae, sam)).status_code == 201
+    elif rule == "same_person":
+        senior = rae = sam
+    elif rule == "not_senior":
+        senior = await register(svc, "Sid")
+    before = await svc.runtime.store.last_sequence()
+
+    response = await allocate(svc, case_id, rae, senior)
+
+    assert response.status_code == 409, response.text
+    problem = response.json()
+    assert problem["code"] == rule and problem["violations"][0]["code"] == rule
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await svc.runtime.store.last_sequence() == before
+
+
+async def test_training_that_expires_between_two_allocations_allows_the_first_and_refuses_the_second(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    first, second = await open_cases(svc, kafka_bootstrap, topic_prefix, 10, 9)
+    rae = await register(svc, "Rae", trained_on=date(2025, 11, 26))  # the anniversary is today
+    sam = await register(svc, "Sam", senior=True)
+    assert (await allocate(svc, first, rae, sam)).status_code == 201
+    svc.runtime.clock = lambda: datetime(2026, 11, 27, 9, tzinfo=UTC)  # a day later: older than 12 months
+    refused = await allocate(svc, second, rae, sam)
+    assert refused.status_code == 409 and refused.json()["code"] == "training_expired"
+
+
+async def test_a_declared_conflict_puts_the_case_at_the_front_of_the_queue_and_blocks_that_reviewer(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    oldest, case_id = await open_cases(svc, kafka_bootstrap, topic_prefix, 30, 2)
+    rae, sam, ria = (
+        await register(svc, "Rae"),
+        await register(svc, "Sam", senior=True),
+        await register(svc, "Ria"),
+    )
+    assert (await allocate(svc, case_id, rae, sam)).status_code == 201
+    not_theirs = await svc.client.post(
+        f"/cases/{case_id}/conflict-declaration",
+        headers=svc.headers("reviewer", "ria"),
+        json={"reason": "not mine"},
+    )
+    assert not_theirs.status_code == 403
+    declared = await svc.client.post(
+        f"/cases/{case_id}/conflict-declaration",
+        headers=svc.headers("reviewer", "rae"),
+        json={"reason": "I supported him at Brunswick"},
+    )
+    assert declared.status_code == 200, declared.text
+
+    waiting = await queue(svc)
+    assert [c["case_id"] for c in waiting] == [case_id, oldest]
+    assert waiting[0]["returned_to_queue"] is True
+    again = await allocate(svc, case_id, rae, sam)
+    assert again.status_code == 409 and again.json()["code"] == "conflict_of_interest"
+    assert (await allocate(svc, case_id, ria, sam)).status_code == 201
+    caseloads = {
+        r["name"]: r["active_caseload"]
+        for r in (await svc.client.get("/reviewers", headers=svc.headers("lac"))).json()["reviewers"]
+    }
+    assert caseloads == {"Rae": 0, "Ria": 1, "Sam": 0}
+
+
+async def test_two_lacs_allocating_the_same_case_at_once_one_wins_and_the_other_gets_409(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    [case_id] = await open_cases(svc, kafka_bootstrap, topic_prefix, 1)
+    rae, ria, sam = (
+        await register(svc, "Rae"),
+        await register(svc, "Ria"),
+        await register(svc, "Sam", senior=True),
+    )
+    for round_ in range(3):
+        results = await asyncio.gather(allocate(svc, case_id, rae, sam), allocate(svc, case_id, ria, sam))
+        statuses = sorted(r.status_code for r in results)
+        assert statuses == [201, 409], [r.text for r in results]
+        loser = next(r for r in results if r.status_code == 409).json()
+        assert loser["code"] in ("concurrent_change", "case_not_waiting")
+        allocated = [
+            e
+            for e in await svc.runtime.store.read_stream(case_id)
+            if e.event_type == "allocation.ReviewerAllocated"
+        ]
+        assert len(allocated) == round_ + 1  # one allocation per round, never two
+        # Put it back for the next round: the winner declares a conflict.
+        winner = allocated[-1].data["reviewer_user_id"]
+        await svc.client.post(
+            f"/cases/{case_id}/conflict-declaration",
+            headers=svc.headers("reviewer", winner),
+            json={"reason": "for the test"},
+        )
+        if winner.startswith("rae"):
+            rae = await register(svc, f"Rae{round_}")
+        else:
+            ria = await register(svc, f"Ria{round_}")
+
+
+async def test_suggested_reviewers_never_offer_a_conflicted_untrained_inactive_or_full_reviewer(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    [case_id, other] = await open_cases(
+        svc, kafka_bootstrap, topic_prefix, 3, 2, organisations=["Southmead Hospital"]
+    )
+    sam = await register(svc, "Sam", senior=True, capacity=5)
+    good = await register(svc, "Good", capacity=4)
+    await register(svc, "Conflicted", organisations=("Southmead Hospital",))
+    await register(svc, "Untrained", trained_on=None)
+    inactive = await register(svc, "Inactive")
+    await svc.client.post(
+        f"/reviewers/{inactive}/deactivation", headers=svc.headers("lac"), json={"reason": "left"}
+    )
+    full = await register(svc, "Full", capacity=1)
+    assert (await allocate(svc, other, full, sam)).status_code == 201
+
+    response = await svc.client.get(f"/cases/{case_id}/suggested-reviewers", headers=svc.headers("lac"))
+    suggestions = response.json()["suggestions"]
+    eligible = [s["name"] for s in suggestions if s["eligible"]]
+    assert eligible == ["Good", "Sam"]  # both idle and never allocated: by name
+    excluded = {
+        s["name"]: [e["code"] for e in s["excluded_because"]] for s in suggestions if not s["eligible"]
+    }
+    assert excluded == {
+        "Conflicted": ["conflict_of_interest"],
+        "Untrained": ["training_expired"],
+        "Inactive": ["reviewer_inactive"],
+        "Full": ["at_capacity"],
+    }
+    assert good in [s["reviewer_id"] for s in suggestions]

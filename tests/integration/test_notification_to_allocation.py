@@ -1,0 +1,75 @@
+"""Two services, one broker: a death notified to the notification service reaches the allocation
+queue, and the allocation it gets lets the reviewer see the person's details."""
+
+from datetime import UTC, date, datetime
+from uuid import uuid4
+
+from infra import db
+from infra.settings import database_url_for
+from services.allocation.app import definition as allocation
+from services.notification.app import definition as notification_service
+from tests.support.notifications import notification
+from tests.support.service import running_service
+from tests.support.waiting import eventually
+
+
+async def test_a_notified_case_is_queued_allocated_and_then_visible_to_its_reviewer(
+    pg_server_url: str, database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    allocation_db = database_url_for(pg_server_url, f"leder_test_{uuid4().hex[:12]}")
+    await db.ensure_database(allocation_db)
+    try:
+        async with (
+            running_service(notification_service, database_url, kafka_bootstrap, topic_prefix) as notify,
+            running_service(allocation, allocation_db, kafka_bootstrap, topic_prefix) as alloc,
+        ):
+            alloc.runtime.clock = lambda: datetime.now(UTC)
+            opened = await notify.client.post(
+                "/notifications", json=notification(), headers=notify.headers("lac")
+            )
+            case_id = opened.json()["case_id"]
+
+            async def queued() -> list[str]:
+                response = await alloc.client.get("/allocation-queue", headers=alloc.headers("lac"))
+                return [c["case_id"] for c in response.json()["cases"]]
+
+            assert await eventually(queued, timeout=60) == [case_id]
+            ids = {}
+            for name, senior in (("rae", False), ("sam", True)):
+                made = await alloc.client.post(
+                    "/reviewers",
+                    headers=alloc.headers("lac"),
+                    json={
+                        "user_id": name,
+                        "name": name.title(),
+                        "organisations": ["Sirona Care"],
+                        "senior": senior,
+                        "capacity": 3,
+                    },
+                )
+                ids[name] = made.json()["reviewer_id"]
+                await alloc.client.post(
+                    f"/reviewers/{ids[name]}/training",
+                    headers=alloc.headers("lac"),
+                    json={"completed_on": date.today().isoformat()},
+                )
+            allocated = await alloc.client.post(
+                f"/cases/{case_id}/allocation",
+                headers=alloc.headers("lac"),
+                json={"reviewer_id": ids["rae"], "senior_reviewer_id": ids["sam"]},
+            )
+            assert allocated.status_code == 201, allocated.text
+
+            async def reviewer_sees_the_person() -> bool:
+                response = await notify.client.get(
+                    f"/cases/{case_id}/person",
+                    params={"reason": "the review"},
+                    headers=notify.headers("reviewer", "rae"),
+                )
+                return response.status_code == 200
+
+            await eventually(reviewer_sees_the_person, timeout=60)
+            case = (await notify.client.get(f"/cases/{case_id}", headers=notify.headers("lac"))).json()
+            assert (case["reviewer_user_id"], case["senior_reviewer_user_id"]) == ("rae", "sam")
+    finally:
+        await db.drop_database(allocation_db)
