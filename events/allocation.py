@@ -71,6 +71,11 @@ class ReviewerAllocated(EventPayload):
     senior_reviewer_id: UUID
     senior_reviewer_user_id: str
     allocated_on: date
+    # What the review service needs to start the review and its six-month clock.
+    notified_on: date
+    deadline: date
+    review_type: ReviewType
+    focused_reasons: list[FocusedReason]
 
 
 @event("allocation.ConflictOfInterestDeclared")

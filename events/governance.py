@@ -9,3 +9,16 @@ from events.registry import EventPayload, event
 @event("governance.CaseClosed")
 class CaseClosed(EventPayload):
     case_id: UUID
+
+
+@event("governance.ReviewApprovedByQA")
+class ReviewApprovedByQA(EventPayload):
+    case_id: UUID
+    quality_rating: int
+    themes: list[str]
+
+
+@event("governance.ReviewReturnedByQA")
+class ReviewReturnedByQA(EventPayload):
+    case_id: UUID
+    comments: str

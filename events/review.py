@@ -1,10 +1,143 @@
-"""Events of the review service that other services consume (the contract; issue 5 builds the
-service that records them)."""
+"""Events of the review service: the reviewer's work on a case, from start to QA and completion."""
 
+from datetime import date
+from typing import Literal
 from uuid import UUID
 
-from events.notification import FocusedReason
+from pydantic import Field
+
+from events.notification import FocusedReason, ReviewType
 from events.registry import EventPayload, event
+
+ContactParty = Literal["family", "gp", "gp_records", "professional"]
+ContactStatus = Literal["offered", "declined", "completed", "not_wanted"]
+PauseReason = Literal[
+    "police_investigation",
+    "coroners_investigation_or_inquest",
+    "safeguarding_adult_review_or_enquiry",
+    "domestic_homicide_review",
+    "serious_incident_review",
+    "family_asked_for_delay",
+]
+Contribution = Literal["contributed", "possibly_contributed", "did_not_contribute", "unknown"]
+
+
+@event("review.ReviewStarted")
+class ReviewStarted(EventPayload):
+    case_id: UUID
+    review_type: ReviewType
+    focused_reasons: list[FocusedReason]
+    reviewer_user_id: str
+    senior_reviewer_user_id: str
+    notified_on: date
+    deadline: date
+
+
+@event("review.ReviewHandedOver")
+class ReviewHandedOver(EventPayload):
+    """Reallocation: the review, with its whole history, passes to another reviewer."""
+
+    case_id: UUID
+    from_reviewer_user_id: str
+    reviewer_user_id: str
+    senior_reviewer_user_id: str
+
+
+@event("review.ContactRecorded")
+class ContactRecorded(EventPayload):
+    case_id: UUID
+    party: ContactParty
+    status: ContactStatus
+    on: date
+    role: str | None = Field(default=None, max_length=200)
+    organisation: str | None = Field(default=None, max_length=200)
+
+
+@event("review.RecordsRequested")
+class RecordsRequested(EventPayload):
+    case_id: UUID
+    source: str
+    requested_on: date
+
+
+@event("review.RecordsReceived")
+class RecordsReceived(EventPayload):
+    case_id: UUID
+    source: str
+    received_on: date
+
+
+@event("review.PenPortraitWritten")
+class PenPortraitWritten(EventPayload):
+    case_id: UUID
+    text: str
+
+
+@event("review.FamilyInvolvementRecorded")
+class FamilyInvolvementRecorded(EventPayload):
+    """The family was invited to comment on the draft, commented, or was offered the final copy."""
+
+    case_id: UUID
+    step: Literal["invited_to_comment", "comments_received", "final_copy_offered"]
+    on: date
+    comments: str | None = None
+
+
+@event("review.CareJudged")
+class CareJudged(EventPayload):
+    case_id: UUID
+    phase: str
+    grade: int = Field(description="a point on the configured ordinal scale (scale_version)")
+    scale_version: str
+    rationale: str
+
+
+@event("review.LapseInCareRecorded")
+class LapseInCareRecorded(EventPayload):
+    case_id: UUID
+    what: str
+    where: str
+    organisation: str
+    contribution: Contribution
+
+
+@event("review.GoodPracticeRecorded")
+class GoodPracticeRecorded(EventPayload):
+    case_id: UUID
+    text: str
+    themes: list[str]
+    themes_version: str
+
+
+@event("review.LearningRecorded")
+class LearningRecorded(EventPayload):
+    case_id: UUID
+    text: str
+    themes: list[str]
+    themes_version: str
+
+
+@event("review.RecommendationRecorded")
+class RecommendationRecorded(EventPayload):
+    case_id: UUID
+    what: str
+    organisation: str
+
+
+@event("review.CauseOfDeathRecorded")
+class CauseOfDeathRecorded(EventPayload):
+    case_id: UUID
+    cause: str
+    preventable_or_treatable: bool
+    avoidable: bool = Field(description="under 75 and from a preventable or treatable cause")
+
+
+@event("review.SafeguardingReferralMade")
+class SafeguardingReferralMade(EventPayload):
+    case_id: UUID
+    to: str
+    on: date
+    why: str
 
 
 @event("review.ReviewEscalatedToFocused")
@@ -14,8 +147,53 @@ class ReviewEscalatedToFocused(EventPayload):
     detail: str | None = None
 
 
+@event("review.ReviewPaused")
+class ReviewPaused(EventPayload):
+    case_id: UUID
+    reason: PauseReason
+    paused_on: date
+
+
+@event("review.ReviewResumed")
+class ReviewResumed(EventPayload):
+    case_id: UUID
+    resumed_on: date
+
+
+@event("review.NoteAdded")
+class NoteAdded(EventPayload):
+    case_id: UUID
+    text: str
+
+
+@event("review.ReviewSubmittedForQA")
+class ReviewSubmittedForQA(EventPayload):
+    case_id: UUID
+    submitted_on: date
+
+
+@event("review.ReviewReturnedForRework")
+class ReviewReturnedForRework(EventPayload):
+    case_id: UUID
+    comments: str
+
+
 @event("review.ReviewCompleted")
 class ReviewCompleted(EventPayload):
     """The QA panel approved the review."""
 
     case_id: UUID
+    completed_on: date
+
+
+@event("review.ReviewDeadlineApproaching")
+class ReviewDeadlineApproaching(EventPayload):
+    case_id: UUID
+    months: Literal[4, 5]
+    deadline: date
+
+
+@event("review.ReviewOverdue")
+class ReviewOverdue(EventPayload):
+    case_id: UUID
+    deadline: date

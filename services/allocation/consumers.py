@@ -6,6 +6,7 @@ from typing import Any
 
 from events import Actor, Envelope
 from events.allocation import CaseAwaitingAllocation
+from events.calendar import review_deadline
 from events.governance import CaseClosed
 from events.notification import CaseEscalatedToFocused, CaseOpened
 from events.review import ReviewCompleted
@@ -15,7 +16,6 @@ from infra.eventstore import Context, EventStore
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
 from infra.service import Runtime
 from services.allocation import domain, handlers
-from services.allocation.domain import six_months_after
 
 SYSTEM = Actor.system("allocation")
 
@@ -62,7 +62,7 @@ async def _queue(
     waiting = CaseAwaitingAllocation(
         case_id=event.case_id,
         notified_on=notified_on,
-        deadline=six_months_after(notified_on),
+        deadline=review_deadline(notified_on),
         review_type=event.review_type,
         focused_reasons=event.focused_reasons,
         organisations_involved=[

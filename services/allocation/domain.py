@@ -138,8 +138,9 @@ class CaseAllocation:
     status: CaseStatus
     notified_on: date
     deadline: date
-    review_type: str
+    review_type: ReviewType
     organisations_involved: tuple[str, ...]
+    focused_reasons: tuple[FocusedReason, ...] = ()
     reviewer_id: UUID | None = None
     senior_reviewer_id: UUID | None = None
     declared_conflicts: frozenset[UUID] = field(default_factory=frozenset)
@@ -155,9 +156,10 @@ def evolve_case(state: CaseAllocation | None, event: EventPayload) -> CaseAlloca
                 event.deadline,
                 event.review_type,
                 tuple(event.organisations_involved),
+                tuple(event.focused_reasons),
             )
         case CaseReviewTypeChanged() if state is not None:
-            return replace(state, review_type=event.review_type)
+            return replace(state, review_type=event.review_type, focused_reasons=tuple(event.focused_reasons))
         case ReviewerAllocated() if state is not None:
             return replace(
                 state,
@@ -251,6 +253,10 @@ def decide_allocation(
             senior_reviewer_id=senior.reviewer_id,
             senior_reviewer_user_id=senior.user_id,
             allocated_on=today,
+            notified_on=case.notified_on,
+            deadline=case.deadline,
+            review_type=case.review_type,
+            focused_reasons=list(case.focused_reasons),
         )
     ]
 
@@ -304,18 +310,6 @@ def decide_review_type(
     return [
         CaseReviewTypeChanged(case_id=case.case_id, review_type=review_type, focused_reasons=list(reasons))
     ]
-
-
-def six_months_after(day: date) -> date:
-    month = day.month + 6
-    year = day.year + (month - 1) // 12
-    month = (month - 1) % 12 + 1
-    for last in (day.day, 30, 29, 28):
-        try:
-            return date(year, month, min(day.day, last))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,10 @@ async def test_viewing_personal_details_is_recorded_and_allowed_to_the_lac_and_t
             senior_reviewer_id=uuid4(),
             senior_reviewer_user_id="sen-1",
             allocated_on=date(2026, 11, 1),
+            notified_on=date(2026, 10, 30),
+            deadline=date(2027, 4, 30),
+            review_type="initial",
+            focused_reasons=[],
         ),
     )
     await publish_raw(

@@ -9,6 +9,7 @@ from events.allocation import (
     CaseAwaitingAllocation,
     ReviewerAllocated,
 )
+from events.calendar import review_deadline
 from services.allocation import domain
 
 TODAY = date(2026, 11, 26)
@@ -199,4 +200,4 @@ def test_suggestions_rank_eligible_first_then_lowest_relative_load_then_longest_
     ],
 )
 def test_the_deadline_is_six_months_from_notification(notified: date, deadline: date) -> None:
-    assert domain.six_months_after(notified) == deadline
+    assert review_deadline(notified) == deadline

@@ -1,0 +1,386 @@
+"""The review service's HTTP API. Only the allocated reviewer writes; their senior reviewer and the
+LAC read; nobody else. Every record is its own event."""
+
+from collections.abc import Awaitable
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from events import EventPayload
+from events.review import (
+    CareJudged,
+    CauseOfDeathRecorded,
+    ContactParty,
+    ContactRecorded,
+    ContactStatus,
+    Contribution,
+    FamilyInvolvementRecorded,
+    GoodPracticeRecorded,
+    LapseInCareRecorded,
+    LearningRecorded,
+    NoteAdded,
+    PauseReason,
+    PenPortraitWritten,
+    RecommendationRecorded,
+    RecordsReceived,
+    RecordsRequested,
+    SafeguardingReferralMade,
+)
+from infra.auth import Caller, require_roles
+from infra.eventstore import Context, EventStore
+from infra.problems import Problem
+from infra.service import Runtime
+from services.review import domain, handlers
+from services.review.vocabulary import THEMES, THEMES_VERSION, care_scale
+
+router = APIRouter(tags=["review"])
+REVIEWER = Annotated[Caller, Depends(require_roles("reviewer", "senior_reviewer"))]
+READER = Annotated[Caller, Depends(require_roles("reviewer", "senior_reviewer", "lac"))]
+LAC = Annotated[Caller, Depends(require_roles("lac"))]
+T = TypeVar("T")
+Short = Annotated[str, Field(min_length=1, max_length=300)]
+Long = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _store(request: Request) -> EventStore:
+    return _runtime(request).store
+
+
+async def _checked(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except handlers.ReviewNotFound as missing:
+        raise Problem(404, "review_not_found", f"no review of case {missing}") from missing
+    except domain.ReviewIncomplete as incomplete:
+        raise Problem(422, incomplete.code, incomplete.detail, missing=incomplete.missing) from incomplete
+    except domain.DomainError as broken:
+        raise Problem(broken.status, broken.code, broken.detail) from broken
+
+
+async def _write(
+    request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision
+) -> dict[str, Any]:
+    context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
+    events = await _checked(handlers.change_review(_store(request), case_id, decide, context))
+    return {"case_id": str(case_id), "events": [e.event_type for e in events]}
+
+
+async def _record(request: Request, caller: Caller, case_id: UUID, payload: EventPayload) -> dict[str, Any]:
+    return await _write(request, caller, case_id, lambda r: domain.decide_record(r, caller.sub, payload))
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Contact(_Body):
+    party: ContactParty
+    status: ContactStatus
+    on: date
+    role: Short | None = None
+    organisation: Short | None = None
+
+
+@router.post("/reviews/{case_id}/contacts", status_code=201)
+async def record_contact(case_id: UUID, body: Contact, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    if body.party == "professional" and not (body.role and body.organisation):
+        raise Problem(
+            422, "professional_needs_role_and_organisation", "give the professional's role and organisation"
+        )
+    return await _record(request, caller, case_id, ContactRecorded(case_id=case_id, **body.model_dump()))
+
+
+class Records(_Body):
+    source: Short
+    requested_on: date | None = None
+    received_on: date | None = None
+
+
+@router.post("/reviews/{case_id}/records", status_code=201)
+async def record_records(case_id: UUID, body: Records, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    if body.received_on:
+        payload: EventPayload = RecordsReceived(
+            case_id=case_id, source=body.source, received_on=body.received_on
+        )
+    elif body.requested_on:
+        payload = RecordsRequested(case_id=case_id, source=body.source, requested_on=body.requested_on)
+    else:
+        raise Problem(422, "records_need_a_date", "give requested_on or received_on")
+    return await _record(request, caller, case_id, payload)
+
+
+class PenPortrait(_Body):
+    text: Long
+
+
+@router.post("/reviews/{case_id}/pen-portrait", status_code=201)
+async def write_pen_portrait(
+    case_id: UUID, body: PenPortrait, request: Request, caller: REVIEWER
+) -> dict[str, Any]:
+    return await _record(request, caller, case_id, PenPortraitWritten(case_id=case_id, text=body.text))
+
+
+class FamilyInvolvement(_Body):
+    step: Literal["invited_to_comment", "comments_received", "final_copy_offered"]
+    on: date
+    comments: Long | None = None
+
+
+@router.post("/reviews/{case_id}/family-involvement", status_code=201)
+async def record_family_involvement(
+    case_id: UUID, body: FamilyInvolvement, request: Request, caller: REVIEWER
+) -> dict[str, Any]:
+    return await _record(
+        request, caller, case_id, FamilyInvolvementRecorded(case_id=case_id, **body.model_dump())
+    )
+
+
+class Judgement(_Body):
+    phase: Short
+    grade: int
+    rationale: Long
+
+    @field_validator("grade")
+    @classmethod
+    def _on_scale(cls, grade: int) -> int:
+        _, names = care_scale()
+        if not 1 <= grade <= len(names):
+            raise ValueError(f"a grade from 1 ({names[0]}) to {len(names)} ({names[-1]})")
+        return grade
+
+
+@router.post("/reviews/{case_id}/care-judgements", status_code=201)
+async def judge_care(case_id: UUID, body: Judgement, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    version, _ = care_scale()
+    return await _record(
+        request, caller, case_id, CareJudged(case_id=case_id, scale_version=version, **body.model_dump())
+    )
+
+
+class Lapse(_Body):
+    what: Long
+    where: Short
+    organisation: Short
+    contribution: Contribution
+
+
+@router.post("/reviews/{case_id}/lapses-in-care", status_code=201)
+async def record_lapse(case_id: UUID, body: Lapse, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    return await _record(request, caller, case_id, LapseInCareRecorded(case_id=case_id, **body.model_dump()))
+
+
+class Themed(_Body):
+    text: Long
+    themes: list[str] = Field(min_length=1, max_length=10)
+
+    @field_validator("themes")
+    @classmethod
+    def _known(cls, themes: list[str]) -> list[str]:
+        unknown = sorted(set(themes) - THEMES)
+        if unknown:
+            raise ValueError(f"not in themes {THEMES_VERSION}: {', '.join(unknown)}")
+        return themes
+
+
+@router.post("/reviews/{case_id}/good-practice", status_code=201)
+async def record_good_practice(
+    case_id: UUID, body: Themed, request: Request, caller: REVIEWER
+) -> dict[str, Any]:
+    return await _record(
+        request,
+        caller,
+        case_id,
+        GoodPracticeRecorded(
+            case_id=case_id, text=body.text, themes=body.themes, themes_version=THEMES_VERSION
+        ),
+    )
+
+
+@router.post("/reviews/{case_id}/learning", status_code=201)
+async def record_learning(case_id: UUID, body: Themed, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    return await _record(
+        request,
+        caller,
+        case_id,
+        LearningRecorded(case_id=case_id, text=body.text, themes=body.themes, themes_version=THEMES_VERSION),
+    )
+
+
+class Recommendation(_Body):
+    what: Long
+    organisation: Short
+
+
+@router.post("/reviews/{case_id}/recommendations", status_code=201)
+async def record_recommendation(
+    case_id: UUID, body: Recommendation, request: Request, caller: REVIEWER
+) -> dict[str, Any]:
+    return await _record(
+        request, caller, case_id, RecommendationRecorded(case_id=case_id, **body.model_dump())
+    )
+
+
+class CauseOfDeath(_Body):
+    cause: Long
+    preventable_or_treatable: bool
+    age_at_death: int = Field(ge=0, le=130)
+
+
+@router.post("/reviews/{case_id}/cause-of-death", status_code=201)
+async def record_cause_of_death(
+    case_id: UUID, body: CauseOfDeath, request: Request, caller: REVIEWER
+) -> dict[str, Any]:
+    avoidable = body.age_at_death < 75 and body.preventable_or_treatable
+    return await _record(
+        request,
+        caller,
+        case_id,
+        CauseOfDeathRecorded(
+            case_id=case_id,
+            cause=body.cause,
+            preventable_or_treatable=body.preventable_or_treatable,
+            avoidable=avoidable,
+        ),
+    )
+
+
+class Referral(_Body):
+    to: Short
+    on: date
+    why: Long
+
+
+@router.post("/reviews/{case_id}/safeguarding-referrals", status_code=201)
+async def refer(case_id: UUID, body: Referral, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    return await _record(
+        request, caller, case_id, SafeguardingReferralMade(case_id=case_id, **body.model_dump())
+    )
+
+
+class Escalation(_Body):
+    detail: Long
+
+
+@router.post("/reviews/{case_id}/escalation", status_code=201)
+async def escalate_for_learning(
+    case_id: UUID, body: Escalation, request: Request, caller: READER
+) -> dict[str, Any]:
+    return await _write(
+        request,
+        caller,
+        case_id,
+        lambda r: domain.decide_escalation_for_learning(r, caller.sub, caller.role, body.detail),
+    )
+
+
+class Pause(_Body):
+    reason: PauseReason
+
+
+@router.post("/reviews/{case_id}/pause", status_code=201)
+async def pause(case_id: UUID, body: Pause, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    today = _runtime(request).today()
+    return await _write(
+        request, caller, case_id, lambda r: domain.decide_pause(r, caller.sub, body.reason, today)
+    )
+
+
+@router.post("/reviews/{case_id}/resumption", status_code=201)
+async def resume(case_id: UUID, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    today = _runtime(request).today()
+    return await _write(request, caller, case_id, lambda r: domain.decide_resume(r, caller.sub, today))
+
+
+class Note(_Body):
+    text: Long
+
+
+@router.post("/reviews/{case_id}/notes", status_code=201)
+async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    return await _record(request, caller, case_id, NoteAdded(case_id=case_id, text=body.text))
+
+
+@router.post("/reviews/{case_id}/submission", status_code=201)
+async def submit(case_id: UUID, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    today = _runtime(request).today()
+    return await _write(request, caller, case_id, lambda r: domain.decide_submission(r, caller.sub, today))
+
+
+@router.get("/reviews/overdue")
+async def overdue(request: Request, _: LAC) -> dict[str, Any]:
+    rows = await _deadline_rows(request, None)
+    return {"reviews": [r for r in rows if r["overdue"] or r["overdue_excluding_pauses"]]}
+
+
+@router.get("/reviews")
+async def reviews_due(
+    request: Request,
+    _: LAC,
+    due_before: Annotated[date | None, Query(description="deadline before this date")] = None,
+) -> dict[str, Any]:
+    return {"reviews": await _deadline_rows(request, due_before)}
+
+
+async def _deadline_rows(request: Request, due_before: date | None) -> list[dict[str, Any]]:
+    """Each open review's deadline counting paused time and not counting it."""
+    today = _runtime(request).today()
+    rows = await _store(request).pool.fetch(
+        "SELECT * FROM reviews WHERE status <> 'completed' ORDER BY deadline, case_id"
+    )
+    out = []
+    for row in rows:
+        paused = row["paused_days"] + ((today - row["paused_since"]).days if row["paused_since"] else 0)
+        excluding = row["deadline"] + timedelta(days=paused)
+        if due_before and not (row["deadline"] < due_before or excluding < due_before):
+            continue
+        out.append(
+            {
+                "case_id": str(row["case_id"]),
+                "status": row["status"],
+                "review_type": row["review_type"],
+                "reviewer_user_id": row["reviewer_user_id"],
+                "notified_on": row["notified_on"],
+                "deadline": row["deadline"],
+                "paused_days": paused,
+                "deadline_excluding_pauses": excluding,
+                "days_left": (row["deadline"] - today).days,
+                "days_left_excluding_pauses": (excluding - today).days,
+                "overdue": today > row["deadline"],
+                "overdue_excluding_pauses": today > excluding,
+            }
+        )
+    return out
+
+
+@router.get("/reviews/{case_id}")
+async def get_review(case_id: UUID, request: Request, caller: READER) -> dict[str, Any]:
+    store = _store(request)
+    async with store.pool.acquire() as conn:
+        review, _ = await _checked(handlers.load_review(conn, case_id))
+    if caller.role != "lac" and caller.sub not in (review.reviewer_user_id, review.senior_reviewer_user_id):
+        raise Problem(403, "not_allocated_reviewer", f"case {case_id} is not allocated to {caller.sub}")
+    today = _runtime(request).today()
+    history = await store.read_stream(str(case_id))
+    return {
+        "case_id": str(case_id),
+        "status": review.status,
+        "review_type": review.review_type,
+        "focused_reasons": list(review.focused_reasons),
+        "reviewer_user_id": review.reviewer_user_id,
+        "senior_reviewer_user_id": review.senior_reviewer_user_id,
+        "deadline": review.deadline,
+        "deadline_excluding_pauses": review.deadline_excluding_pauses(today),
+        "missing_for_submission": domain.missing_for_submission(review),
+        "history": [
+            {"event_type": e.event_type, "at": e.occurred_at, "by": e.actor.id, "data": e.data}
+            for e in history
+        ],
+    }

@@ -1,0 +1,91 @@
+"""What the review service consumes: allocations (start or hand over a review), escalations of the
+case from the notification service, and the QA panel's decisions from the governance service."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from events import Actor, Envelope
+from events.allocation import ReviewerAllocated
+from events.governance import ReviewApprovedByQA, ReviewReturnedByQA
+from events.notification import CaseEscalatedToFocused
+from events.review import ReviewEscalatedToFocused
+from events.topics import service_topic
+from infra.db import Connection
+from infra.eventstore import Context, EventStore
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.service import Runtime
+from services.review import domain, handlers
+
+SYSTEM = Actor.system("review")
+
+
+def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]:
+    store = runtime.store
+
+    async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
+        event = envelope.payload()
+        context = Context.caused_by(envelope, SYSTEM)
+        if isinstance(event, ReviewerAllocated):
+            await handlers.start_or_hand_over(store, conn, event, context)
+        elif isinstance(event, CaseEscalatedToFocused) and event.source != "review":
+            reasons = [r for r in event.reasons]
+
+            def escalate(review: domain.Review) -> list[Any]:
+                new = [r for r in reasons if r not in review.focused_reasons]
+                return (
+                    [
+                        ReviewEscalatedToFocused(
+                            case_id=review.case_id, reasons=new, detail="the case was escalated"
+                        )
+                    ]
+                    if new
+                    else []
+                )
+
+            await _on_review(store, conn, event.case_id, escalate, context, missing_ok=True)
+        elif isinstance(event, ReviewApprovedByQA | ReviewReturnedByQA):
+            approved = isinstance(event, ReviewApprovedByQA)
+            comments = "" if approved else event.comments  # type: ignore[union-attr]
+            today = runtime.today()
+            await _on_review(
+                store,
+                conn,
+                event.case_id,
+                lambda r: domain.decide_qa_outcome(r, approved, comments, today),
+                context,
+            )
+
+    return InboxConsumer(
+        name=name,
+        topic=topic,
+        pool=store.pool,
+        apply=apply,
+        parse=parse_envelope,
+        message_id=lambda e: str(e.event_id),
+        order=envelope_order,
+    )
+
+
+async def _on_review(
+    store: EventStore,
+    conn: Connection,
+    case_id: Any,
+    decide: handlers.Decision,
+    context: Context,
+    missing_ok: bool = False,
+) -> None:
+    try:
+        await handlers.change_review(store, case_id, decide, context, conn=conn)
+    except handlers.ReviewNotFound as missing:
+        if not missing_ok:  # an escalation before allocation: the review will start with the case's type
+            raise Unprocessable(f"no review of case {missing}") from missing
+    except domain.DomainError as broken:
+        raise Unprocessable([{"field": "case_id", "type": broken.code, "message": broken.detail}]) from broken
+
+
+def consumers(runtime: Runtime) -> Sequence[InboxConsumer[Any]]:
+    prefix = runtime.settings.topic_prefix
+    return [
+        case_events(runtime, service_topic(source, prefix), f"{source}-events")
+        for source in ("allocation", "notification", "governance")
+    ]

@@ -1,0 +1,94 @@
+"""The review service's read model: each review's status and clock, for the LAC's deadline reports."""
+
+from collections.abc import Sequence
+
+from events import Envelope
+from events.review import (
+    LapseInCareRecorded,
+    ReviewCompleted,
+    ReviewEscalatedToFocused,
+    ReviewHandedOver,
+    ReviewPaused,
+    ReviewResumed,
+    ReviewReturnedForRework,
+    ReviewStarted,
+    ReviewSubmittedForQA,
+)
+from infra.db import Connection
+
+
+class ReviewsProjection:
+    name = "reviews"
+    tables: Sequence[str] = ("reviews",)
+
+    async def apply(self, conn: Connection, envelope: Envelope) -> None:
+        event = envelope.payload()
+        at = envelope.occurred_at
+        match event:
+            case ReviewStarted():
+                await conn.execute(
+                    "INSERT INTO reviews (case_id, status, review_type, focused_reasons, reviewer_user_id,"
+                    " senior_reviewer_user_id, notified_on, deadline, updated_at)"
+                    " VALUES ($1, 'in_progress', $2, $3, $4, $5, $6, $7, $8)",
+                    event.case_id,
+                    event.review_type,
+                    event.focused_reasons,
+                    event.reviewer_user_id,
+                    event.senior_reviewer_user_id,
+                    event.notified_on,
+                    event.deadline,
+                    at,
+                )
+            case ReviewHandedOver():
+                await self._set(
+                    conn,
+                    event.case_id,
+                    at,
+                    "reviewer_user_id = $3, senior_reviewer_user_id = $4",
+                    event.reviewer_user_id,
+                    event.senior_reviewer_user_id,
+                )
+            case ReviewEscalatedToFocused():
+                await self._set(
+                    conn,
+                    event.case_id,
+                    at,
+                    "review_type = 'focused', focused_reasons = focused_reasons || ARRAY(SELECT r FROM"
+                    " unnest($3::text[]) AS r WHERE r <> ALL(focused_reasons))",
+                    event.reasons,
+                )
+            case LapseInCareRecorded():
+                await self._set(conn, event.case_id, at, "lapses = lapses + 1")
+            case ReviewPaused():
+                await self._set(
+                    conn, event.case_id, at, "status = 'paused', paused_since = $3", event.paused_on
+                )
+            case ReviewResumed():
+                await self._set(
+                    conn,
+                    event.case_id,
+                    at,
+                    "status = 'in_progress', paused_days = paused_days"
+                    " + ($3::date - paused_since), paused_since = NULL",
+                    event.resumed_on,
+                )
+            case ReviewSubmittedForQA():
+                await self._set(
+                    conn, event.case_id, at, "status = 'submitted', submitted_on = $3", event.submitted_on
+                )
+            case ReviewReturnedForRework():
+                await self._set(conn, event.case_id, at, "status = 'in_progress'")
+            case ReviewCompleted():
+                await self._set(
+                    conn, event.case_id, at, "status = 'completed', completed_on = $3", event.completed_on
+                )
+
+    @staticmethod
+    async def _set(conn: Connection, case_id: object, at: object, assignments: str, *args: object) -> None:
+        await conn.execute(
+            f"UPDATE reviews SET {assignments}, updated_at = $2 WHERE case_id = $1", case_id, at, *args
+        )
+
+
+def projections() -> list[ReviewsProjection]:
+    return [ReviewsProjection()]
