@@ -150,7 +150,8 @@ async def test_an_opened_case_is_queued_and_allocating_it_publishes_reviewer_all
     response = await allocate(svc, older, rae, sam)
     assert response.status_code == 201, response.text
     assert [c["case_id"] for c in await queue(svc)] == [newer]
-    records = await read_topic(kafka_bootstrap, service_topic("allocation", topic_prefix), at_least=6)
+    # Two cases queued, two reviewers registered and trained, one allocation.
+    records = await read_topic(kafka_bootstrap, service_topic("allocation", topic_prefix), at_least=7)
     allocated = [Envelope.from_bytes(r.value) for r in records]
     allocated = [e for e in allocated if e.event_type == "allocation.ReviewerAllocated"]
     assert [
