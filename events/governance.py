@@ -1,24 +1,83 @@
-"""Events of the governance service that other services consume (the contract; issue 6 builds the
-service that records them)."""
+"""Events of the governance service: QA panels and their decisions, case closure, and actions."""
 
+from datetime import date
 from uuid import UUID
+
+from pydantic import Field
 
 from events.registry import EventPayload, event
 
 
-@event("governance.CaseClosed")
-class CaseClosed(EventPayload):
+@event("governance.QAPanelScheduled")
+class QAPanelScheduled(EventPayload):
+    panel_id: UUID
+    held_on: date
+
+
+@event("governance.ReviewAwaitingQA")
+class ReviewAwaitingQA(EventPayload):
     case_id: UUID
+    submitted_on: date
+
+
+@event("governance.ReviewAddedToPanelAgenda")
+class ReviewAddedToPanelAgenda(EventPayload):
+    case_id: UUID
+    panel_id: UUID
 
 
 @event("governance.ReviewApprovedByQA")
 class ReviewApprovedByQA(EventPayload):
     case_id: UUID
-    quality_rating: int
+    panel_id: UUID
+    quality_rating: int = Field(ge=1, le=5)
     themes: list[str]
 
 
 @event("governance.ReviewReturnedByQA")
 class ReviewReturnedByQA(EventPayload):
     case_id: UUID
+    panel_id: UUID
     comments: str
+
+
+@event("governance.CaseClosed")
+class CaseClosed(EventPayload):
+    case_id: UUID
+    closed_on: date
+
+
+@event("governance.CaseReopened")
+class CaseReopened(EventPayload):
+    case_id: UUID
+    reason: str
+
+
+@event("governance.ActionAgreed")
+class ActionAgreed(EventPayload):
+    action_id: UUID
+    what: str
+    organisation: str
+    lead: str
+    due_on: date
+    case_ids: list[UUID]
+    themes: list[str]
+
+
+@event("governance.ActionProgressUpdated")
+class ActionProgressUpdated(EventPayload):
+    action_id: UUID
+    update: str
+
+
+@event("governance.ActionCompleted")
+class ActionCompleted(EventPayload):
+    action_id: UUID
+    evidence: str
+    completed_on: date
+
+
+@event("governance.ActionOverdue")
+class ActionOverdue(EventPayload):
+    action_id: UUID
+    due_on: date

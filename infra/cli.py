@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -60,26 +61,28 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rebuild(args: argparse.Namespace) -> int:
-    from infra.projections import rebuild
-    from infra.service import open_store
+def _offline_settings(service: str) -> Any:
+    """Settings for a command that needs only the service's database (not its broker or secret)."""
     from infra.settings import Settings, database_url_for
     from infra.stack import env_or_local
 
     server = env_or_local("LEDER_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-    definition = _service_definition(args.service)
-    settings = Settings(
-        service=args.service,
-        database_url=os.environ.get(f"LEDER_{args.service.upper()}_DATABASE_URL")
-        or database_url_for(server, f"leder_{args.service}"),
-        kafka_bootstrap="",
-        topic_prefix="",
-        jwt_secret="",
-        http_port=0,
+    own = os.environ.get(f"LEDER_{service.upper()}_DATABASE_URL") or database_url_for(
+        server, f"leder_{service}"
+    )
+    return Settings(
+        service=service, database_url=own, kafka_bootstrap="", topic_prefix="", jwt_secret="", http_port=0
     )
 
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from infra.projections import rebuild
+    from infra.service import open_store
+
+    definition = _service_definition(args.service)
+
     async def run() -> int:
-        store = await open_store(definition, settings)
+        store = await open_store(definition, _offline_settings(args.service))
         try:
             return await rebuild(store)
         finally:
@@ -88,6 +91,49 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     count = asyncio.run(run())
     names = ", ".join(p.name for p in definition.projections()) or "none"
     print(f"{args.service}: rebuilt projections ({names}) from {count} events")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from infra.service import open_store
+    from services.governance import report_service
+    from services.governance.rendering import to_csv, to_html
+
+    async def run() -> tuple[str, dict[str, Any]]:
+        store = await open_store(_service_definition("governance"), _offline_settings("governance"))
+        try:
+            if args.kind == "kpis":
+                start, end = report_service.month_bounds(args.month)
+                return f"LeDeR key performance indicators, {args.month}", await report_service.kpi_report(
+                    store, start, end
+                )
+            if args.kind == "activity":
+                start, end = date.fromisoformat(args.from_), date.fromisoformat(args.to)
+                return f"LeDeR activity report, {start} to {end}", await report_service.activity_report(
+                    store, start, end
+                )
+            if args.kind == "governance":
+                start, end = report_service.quarter_bounds(args.quarter)
+                return f"LeDeR governance report, {args.quarter}", await report_service.governance_report(
+                    store, start, end
+                )
+            return f"LeDeR annual report, {args.year}", await report_service.annual_report(
+                store, int(args.year)
+            )
+        finally:
+            await store.pool.close()
+
+    title, report = asyncio.run(run())
+    if args.html:
+        Path(args.html).write_text(to_html(title, report))
+        print(f"wrote {args.html}")
+    if args.csv:
+        Path(args.csv).write_text(to_csv(report))
+        print(f"wrote {args.csv}")
+    if not (args.html or args.csv):
+        print(json.dumps(report, indent=2, default=str))
     return 0
 
 
@@ -111,6 +157,16 @@ def parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser("rebuild", help="rebuild a service's projections from its event store")
     rebuild.add_argument("service", choices=SERVICES)
     rebuild.set_defaults(func=cmd_rebuild)
+    report = sub.add_parser("report", help="a governance report: kpis, activity, governance or annual")
+    report.add_argument("kind", choices=["kpis", "activity", "governance", "annual"])
+    report.add_argument("--month", help="YYYY-MM (kpis)")
+    report.add_argument("--from", dest="from_", help="YYYY-MM-DD (activity)")
+    report.add_argument("--to", help="YYYY-MM-DD (activity)")
+    report.add_argument("--quarter", help="YYYY-Qn (governance)")
+    report.add_argument("--year", help="YYYY (annual)")
+    report.add_argument("--html", help="write a self-contained HTML page with charts here")
+    report.add_argument("--csv", help="write CSV here")
+    report.set_defaults(func=cmd_report)
     return p
 
 

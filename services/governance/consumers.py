@@ -1,0 +1,77 @@
+"""What the governance service consumes: every event of the notification, allocation and review
+services, kept as the facts its reports are computed from; and submitted reviews, which wait for a
+QA panel."""
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from events import Actor, Envelope
+from events.review import ReviewSubmittedForQA
+from events.topics import service_topic
+from infra.db import Connection
+from infra.eventstore import Context
+from infra.inbox import Delivery, InboxConsumer, envelope_order, parse_envelope
+from infra.logging import get_logger
+from infra.service import Runtime
+from services.governance import handlers
+
+SYSTEM = Actor.system("governance")
+log = get_logger(__name__)
+
+
+def observed(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]:
+    store = runtime.store
+
+    async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
+        await conn.execute(
+            "INSERT INTO observed_events (event_id, source, event_type, case_id, occurred_at, data)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            envelope.event_id,
+            envelope.source,
+            envelope.event_type,
+            envelope.case_id,
+            envelope.occurred_at,
+            json.dumps(envelope.data),
+        )
+        event = envelope.payload()
+        if isinstance(event, ReviewSubmittedForQA):
+            await handlers.on_submission(
+                store, conn, event.case_id, event.submitted_on, Context.caused_by(envelope, SYSTEM)
+            )
+
+    return InboxConsumer(
+        name=name,
+        topic=topic,
+        pool=store.pool,
+        apply=apply,
+        parse=parse_envelope,
+        message_id=lambda e: str(e.event_id),
+        order=envelope_order,
+    )
+
+
+def consumers(runtime: Runtime) -> Sequence[InboxConsumer[Any]]:
+    prefix = runtime.settings.topic_prefix
+    return [
+        observed(runtime, service_topic(source, prefix), f"{source}-events")
+        for source in ("notification", "allocation", "review")
+    ]
+
+
+def tasks(runtime: Runtime) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+    every = float(os.environ.get("LEDER_ACTION_SWEEP_SECONDS", "600"))
+
+    async def overdue_actions() -> None:
+        while True:
+            try:
+                await handlers.flag_overdue_actions(
+                    runtime.store, runtime.today(), Context(Actor.system("scheduler"))
+                )
+            except Exception as exc:  # tried again next time; the service goes on
+                log.error("action_sweep_failed", error=repr(exc))
+            await asyncio.sleep(every)
+
+    return [overdue_actions]

@@ -1,0 +1,79 @@
+"""The governance service's use cases."""
+
+from datetime import date
+from uuid import UUID, uuid4
+
+from events.governance import ActionAgreed, QAPanelScheduled
+from infra.aggregates import StreamNotFound, change, load
+from infra.db import Connection
+from infra.eventstore import Context, EventStore
+from services.governance import domain
+
+
+def panel_stream(panel_id: UUID) -> str:
+    return f"qa-panel-{panel_id}"
+
+
+def action_stream(action_id: UUID) -> str:
+    return f"action-{action_id}"
+
+
+async def schedule_panel(store: EventStore, held_on: date, context: Context) -> UUID:
+    panel_id = uuid4()
+    await store.append(
+        panel_stream(panel_id), 0, [QAPanelScheduled(panel_id=panel_id, held_on=held_on)], context
+    )
+    return panel_id
+
+
+def _panel(state: QAPanelScheduled | None, event: object) -> QAPanelScheduled | None:
+    return event if isinstance(event, QAPanelScheduled) else state
+
+
+async def add_to_agenda(store: EventStore, case_id: UUID, panel_id: UUID, context: Context) -> None:
+    async with store.transaction() as conn:
+        panel, _ = await load(conn, panel_stream(panel_id), _panel)
+        if panel is None:
+            raise StreamNotFound(panel_stream(panel_id))
+        await change(
+            store,
+            str(case_id),
+            domain.evolve_case,
+            lambda c: domain.decide_add_to_agenda(c, panel),
+            context,
+            case_id=case_id,
+            conn=conn,
+        )
+
+
+async def on_submission(
+    store: EventStore, conn: Connection, case_id: UUID, submitted_on: date, context: Context
+) -> None:
+    state, version = await load(conn, str(case_id), domain.evolve_case)
+    events = domain.decide_resubmission(state, case_id, submitted_on)
+    await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
+
+
+async def agree_action(store: EventStore, context: Context, **fields: object) -> UUID:
+    action_id = uuid4()
+    agreed = ActionAgreed(action_id=action_id, **fields)
+    await store.append(action_stream(action_id), 0, [agreed], context)
+    return action_id
+
+
+async def flag_overdue_actions(store: EventStore, today: date, context: Context) -> int:
+    """Once each, for actions past their due date and not completed; a restart repeats nothing."""
+    due = await store.pool.fetch(
+        "SELECT action_id FROM actions WHERE status = 'open' AND NOT flagged_overdue AND due_on < $1", today
+    )
+    flagged = 0
+    for row in due:
+        events = await change(
+            store,
+            action_stream(row["action_id"]),
+            domain.evolve_action,
+            lambda a: domain.decide_overdue(a, today),
+            context,
+        )
+        flagged += len(events)
+    return flagged

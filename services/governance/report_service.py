@@ -1,0 +1,100 @@
+"""Assembles each report from the facts in the governance database, for any past period."""
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from events.calendar import add_months
+from infra.eventstore import EventStore
+from services.governance import reports
+from services.governance.reports import Fact
+
+
+async def load_facts(store: EventStore, until: date) -> list[Fact]:
+    """Every event observed from other services and every governance event, up to `until`."""
+    rows = await store.pool.fetch(
+        """
+        SELECT event_type, case_id, occurred_at, data::text AS data FROM observed_events
+        WHERE occurred_at < $1::date + 1
+        UNION ALL
+        SELECT event_type, case_id, (envelope::jsonb->>'occurred_at')::timestamptz,
+               (envelope::jsonb->'data')::text FROM events
+        WHERE (envelope::jsonb->>'occurred_at')::timestamptz < $1::date + 1
+        ORDER BY 3
+        """,
+        until,
+    )
+    return [Fact(r["event_type"], r["case_id"], r["occurred_at"].date(), json.loads(r["data"])) for r in rows]
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    year, number = (int(p) for p in month.split("-"))
+    start = date(year, number, 1)
+    return start, add_months(start, 1) - timedelta(days=1)
+
+
+def quarter_bounds(quarter: str) -> tuple[date, date]:
+    year, q = quarter.upper().split("-Q")
+    start = date(int(year), 3 * (int(q) - 1) + 1, 1)
+    return start, add_months(start, 3) - timedelta(days=1)
+
+
+async def kpi_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
+    facts = await load_facts(store, end)
+    return {
+        **reports.kpis(facts, start, end),
+        "backlog_by_age": reports.backlog_by_age(facts, end),
+        "monthly": reports.monthly_series(facts, add_months(start, -11), end),
+    }
+
+
+async def activity_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
+    facts = await load_facts(store, end)
+    return {
+        **reports.kpis(facts, start, end),
+        "themes": reports.themes(facts, start, end),
+        "backlog_by_age": reports.backlog_by_age(facts, end),
+        "monthly": reports.monthly_series(facts, start, end),
+    }
+
+
+async def governance_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
+    facts = await load_facts(store, end)
+    actions = await store.pool.fetch("SELECT * FROM actions")
+    quarters = [
+        (add_months(start, -3 * k), add_months(start, -3 * k + 3) - timedelta(days=1))
+        for k in range(3, -1, -1)
+    ]
+    return {
+        **reports.kpis(facts, start, end),
+        "themes": reports.themes(facts, start, end),
+        "actions": {
+            "opened": sum(1 for a in actions if start <= a["agreed_on"] <= end),
+            "overdue_at_end": sum(
+                1
+                for a in actions
+                if a["due_on"] < end and (a["completed_on"] is None or a["completed_on"] > end)
+            ),
+            "completed": sum(1 for a in actions if a["completed_on"] and start <= a["completed_on"] <= end),
+        },
+        "backlog_by_age": reports.backlog_by_age(facts, end),
+        "monthly": reports.monthly_series(facts, start, end),
+        "themes_over_time": [{"period": f"{s:%Y-%m}", **reports.themes(facts, s, e)} for s, e in quarters],
+    }
+
+
+async def annual_report(store: EventStore, year: int) -> dict[str, Any]:
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    facts = await load_facts(store, end)
+    completed = [
+        c
+        for c in reports.cases_as_of(facts, end).values()
+        if c.completed_on and start <= c.completed_on <= end
+    ]
+    return {
+        **reports.kpis(facts, start, end),
+        "completed_reviews_by_group": reports.grouped(completed),
+        "median_age_at_death": reports.median_age(completed),
+        "themes": reports.themes(facts, start, end),
+        "monthly": reports.monthly_series(facts, start, end),
+    }

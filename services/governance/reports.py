@@ -1,0 +1,278 @@
+"""Reports computed from events only, for any past period: what the system knew at the period's end.
+
+Pure functions over `Fact`s (the events the governance service observed or recorded), so each figure
+can be checked by hand. Groups smaller than SMALL_NUMBER are suppressed in every grouped output:
+small numbers identify people."""
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+from uuid import UUID
+
+from events.calendar import add_months
+
+SMALL_NUMBER = 5
+SUPPRESSED = "<5"
+NOTIFICATION_OUTCOMES = {
+    "notification.EligibilityToConfirm",
+    "notification.ReferredToChildDeathOverviewPanel",
+    "notification.NotificationNotEligible",
+    "notification.DuplicateNotificationLinked",
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    event_type: str
+    case_id: UUID | None
+    on: date
+    data: dict[str, Any]
+
+
+@dataclass
+class Case:
+    case_id: UUID
+    notified_on: date | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    allocated_on: date | None = None
+    completed_on: date | None = None
+    closed_on: date | None = None
+    pauses: list[tuple[date, date | None]] = field(default_factory=list)
+    lapses: list[date] = field(default_factory=list)
+    learning: list[tuple[date, str]] = field(default_factory=list)
+    good_practice: list[tuple[date, str]] = field(default_factory=list)
+    recommendations: list[date] = field(default_factory=list)
+    avoidable: bool | None = None
+
+    @property
+    def deadline(self) -> date | None:
+        return add_months(self.notified_on, 6) if self.notified_on else None
+
+    def paused_days(self, until: date) -> int:
+        return sum(
+            ((min(end, until) if end else until) - start).days for start, end in self.pauses if start <= until
+        )
+
+
+def cases_as_of(facts: Iterable[Fact], as_of: date) -> dict[UUID, Case]:
+    cases: dict[UUID, Case] = {}
+    for fact in facts:
+        if fact.on > as_of or fact.case_id is None:
+            continue
+        case = cases.setdefault(fact.case_id, Case(fact.case_id))
+        d = fact.data
+        match fact.event_type:
+            case "notification.CaseOpened":
+                case.notified_on = case.notified_on or fact.on
+                case.facts = d["facts"]
+            case "notification.EligibilityToConfirm":
+                case.facts = d["facts"]
+            case "allocation.ReviewerAllocated":
+                case.allocated_on = case.allocated_on or fact.on
+            case "review.ReviewPaused":
+                case.pauses.append((fact.on, None))
+            case "review.ReviewResumed" if case.pauses:
+                case.pauses[-1] = (case.pauses[-1][0], fact.on)
+            case "review.LapseInCareRecorded":
+                case.lapses.append(fact.on)
+            case "review.LearningRecorded":
+                case.learning += [(fact.on, t) for t in d["themes"]]
+            case "review.GoodPracticeRecorded":
+                case.good_practice += [(fact.on, t) for t in d["themes"]]
+            case "review.RecommendationRecorded":
+                case.recommendations.append(fact.on)
+            case "review.CauseOfDeathRecorded":
+                case.avoidable = d["avoidable"]
+            case "review.ReviewCompleted":
+                case.completed_on = fact.on
+            case "governance.CaseClosed":
+                case.closed_on = fact.on
+            case "governance.CaseReopened":
+                case.closed_on = None
+    return {k: v for k, v in cases.items() if v.notified_on is not None}
+
+
+def _median(values: list[int]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def kpis(facts: list[Fact], start: date, end: date) -> dict[str, Any]:
+    """NHS England's monthly figures (for any period): counts in the period and the state at its end."""
+    cases = cases_as_of(facts, end)
+    in_period = [c for c in cases.values() if c.notified_on and start <= c.notified_on <= end]
+    others = [f for f in facts if f.event_type in NOTIFICATION_OUTCOMES and start <= f.on <= end]
+    allocated = [c for c in cases.values() if c.allocated_on and start <= c.allocated_on <= end]
+    completed = [c for c in cases.values() if c.completed_on and start <= c.completed_on <= end]
+    within = [c for c in completed if c.completed_on and c.deadline and c.completed_on <= c.deadline]
+    within_excl = [
+        c
+        for c in completed
+        if c.completed_on
+        and c.deadline
+        and c.completed_on <= c.deadline + timedelta(days=c.paused_days(c.completed_on))
+    ]
+    return {
+        "period": {"from": start.isoformat(), "to": end.isoformat()},
+        "notified": len(in_period)
+        + len([f for f in others if f.event_type != "notification.EligibilityToConfirm"]),
+        "eligible": len(in_period),
+        "allocated": len(allocated),
+        "in_progress": len([c for c in cases.values() if c.allocated_on and not c.completed_on]),
+        "completed": len(completed),
+        "not_yet_allocated": len([c for c in cases.values() if not c.allocated_on and not c.closed_on]),
+        "completed_within_six_months": len(within),
+        "completed_within_six_months_excluding_paused_time": len(within_excl),
+        "per_cent_completed_within_six_months": _per_cent(len(within), len(completed)),
+        "per_cent_completed_within_six_months_excluding_paused_time": _per_cent(
+            len(within_excl), len(completed)
+        ),
+        "median_days_notification_to_allocation": _median(
+            [(c.allocated_on - c.notified_on).days for c in allocated if c.allocated_on and c.notified_on]
+        ),
+        "median_days_notification_to_completion": _median(
+            [(c.completed_on - c.notified_on).days for c in completed if c.completed_on and c.notified_on]
+        ),
+    }
+
+
+def _per_cent(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
+
+
+def suppress(count: int) -> int | str:
+    return SUPPRESSED if 0 < count < SMALL_NUMBER else count
+
+
+def age_band(age: int) -> str:
+    for low, high in ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64), (65, 74), (75, 84)):
+        if low <= age <= high:
+            return f"{low}-{high}"
+    return "85+" if age >= 85 else "under 18"
+
+
+GROUPS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "ethnicity": lambda f: f.get("ethnicity"),
+    "age_band": lambda f: age_band(f["age_at_death"]) if "age_at_death" in f else None,
+    "sex": lambda f: f.get("sex"),
+    "learning_disability_level": lambda f: f.get("learning_disability_level"),
+    "place_of_death": lambda f: f.get("place_of_death"),
+}
+
+
+def grouped(cases: Iterable[Case]) -> dict[str, dict[str, int | str]]:
+    """Completed reviews by each grouping, with small numbers suppressed."""
+    out: dict[str, dict[str, int | str]] = {}
+    cases = list(cases)
+    for name, key in GROUPS.items():
+        counts = Counter(str(key(c.facts)) for c in cases)
+        out[name] = {group: suppress(n) for group, n in sorted(counts.items())}
+    avoidable = Counter(
+        "avoidable" if c.avoidable else "not_avoidable" if c.avoidable is False else "not_recorded"
+        for c in cases
+    )
+    out["avoidable"] = {k: suppress(v) for k, v in sorted(avoidable.items())}
+    return out
+
+
+def median_age(cases: Iterable[Case]) -> dict[str, Any]:
+    cases = [c for c in cases if "age_at_death" in c.facts]
+    result: dict[str, Any] = {"overall": _median_or_suppressed([c.facts["age_at_death"] for c in cases])}
+    for name, key in GROUPS.items():
+        if name == "age_band":
+            continue
+        by: dict[str, list[int]] = defaultdict(list)
+        for c in cases:
+            by[str(key(c.facts))].append(c.facts["age_at_death"])
+        result[name] = {g: _median_or_suppressed(ages) for g, ages in sorted(by.items())}
+    return result
+
+
+def _median_or_suppressed(ages: list[int]) -> float | str | None:
+    if not ages:
+        return None
+    return SUPPRESSED if len(ages) < SMALL_NUMBER else statistics.median(ages)
+
+
+def themes(facts: list[Fact], start: date, end: date, previous_periods: int = 3) -> dict[str, Any]:
+    """Learning themes, lapses, good practice and recommendations in the period. A theme is emerging
+    when it appears at least SMALL_NUMBER times in the period and more than one and a half times its
+    average over the `previous_periods` periods of the same length before it."""
+    length = (end - start).days + 1
+    cases = cases_as_of(facts, end).values()
+
+    def count(s: date, e: date) -> Counter[str]:
+        return Counter(t for c in cases for on, t in c.learning if s <= on <= e)
+
+    now = count(start, end)
+    history = [
+        count(start - timedelta(days=length * k), start - timedelta(days=length * (k - 1) + 1))
+        for k in range(1, previous_periods + 1)
+    ]
+    emerging = sorted(
+        t
+        for t, n in now.items()
+        if n >= SMALL_NUMBER and n > 1.5 * (sum(h[t] for h in history) / previous_periods)
+    )
+    return {
+        "learning_themes": {t: suppress(n) for t, n in sorted(now.items())},
+        "good_practice_themes": {
+            t: suppress(n)
+            for t, n in sorted(
+                Counter(t for c in cases for on, t in c.good_practice if start <= on <= end).items()
+            )
+        },
+        "lapses_in_care": suppress(sum(1 for c in cases for on in c.lapses if start <= on <= end)),
+        "recommendations": suppress(sum(1 for c in cases for on in c.recommendations if start <= on <= end)),
+        "emerging_themes": emerging,
+        "emerging_rule": f"at least {SMALL_NUMBER} in the period and more than 1.5 times the average of the "
+        f"{previous_periods} periods before it",
+    }
+
+
+def monthly_series(facts: list[Fact], start: date, end: date) -> list[dict[str, Any]]:
+    """Per month: notified, allocated, completed, median days to allocation, per cent within six months."""
+    series = []
+    month = date(start.year, start.month, 1)
+    while month <= end:
+        month_end = add_months(month, 1) - timedelta(days=1)
+        k = kpis(facts, month, month_end)
+        series.append(
+            {
+                "month": month.strftime("%Y-%m"),
+                **{
+                    key: k[key]
+                    for key in (
+                        "notified",
+                        "allocated",
+                        "completed",
+                        "median_days_notification_to_allocation",
+                        "per_cent_completed_within_six_months",
+                        "per_cent_completed_within_six_months_excluding_paused_time",
+                    )
+                },
+            }
+        )
+        month = add_months(month, 1)
+    return series
+
+
+def backlog_by_age(facts: list[Fact], as_of: date) -> dict[str, int | str]:
+    """Open cases (not completed, not closed) by months since notification."""
+    buckets: Counter[str] = Counter()
+    for case in cases_as_of(facts, as_of).values():
+        if case.completed_on or case.closed_on or case.notified_on is None:
+            continue
+        days = (as_of - case.notified_on).days
+        buckets[
+            "0-3 months"
+            if days < 92
+            else "3-6 months"
+            if days < 183
+            else "6-12 months"
+            if days < 366
+            else "over 12 months"
+        ] += 1
+    return {k: buckets.get(k, 0) for k in ("0-3 months", "3-6 months", "6-12 months", "over 12 months")}
