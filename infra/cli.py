@@ -75,6 +75,12 @@ def _offline_settings(service: str) -> Any:
     )
 
 
+async def _open_store(service: str) -> Any:
+    from infra.service import open_store
+
+    return await open_store(_service_definition(service), _offline_settings(service))
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.projections import rebuild
     from infra.service import open_store
@@ -167,6 +173,9 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--html", help="write a self-contained HTML page with charts here")
     report.add_argument("--csv", help="write CSV here")
     report.set_defaults(func=cmd_report)
+    from services.audit.cli import add_commands
+
+    add_commands(sub, _open_store)
     return p
 
 

@@ -9,15 +9,16 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from faststream.kafka import KafkaBroker
 
 from events.topics import service_topic
 from infra import db, kafka
+from infra.auth import Caller, require_roles
 from infra.eventstore import EventStore, Projection
 from infra.http import create_app
 from infra.inbox import InboxConsumer
@@ -55,6 +56,8 @@ class ServiceDefinition:
     routers: Sequence[APIRouter] = ()
     # Long-running jobs of the service (schedulers, sweeps), started with it and cancelled at stop.
     tasks: Callable[[Runtime], Sequence[Callable[[], Coroutine[Any, Any, None]]]] = lambda runtime: ()
+    # Extra readiness checks of the service's own (the audit service's open gaps, say).
+    readiness: Callable[[Runtime], Coroutine[Any, Any, dict[str, Any]]] | None = None
 
     @property
     def migration_folders(self) -> list[Path]:
@@ -119,13 +122,17 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
             database = {"ok": True}
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             database = {"ok": False, "error": repr(exc)}
-        return {
+        checks: dict[str, Any] = {
             "database": database,
             "relay": {"ok": runtime.relay.connected},
             "broker": {"ok": runtime.broker_connected},
         }
+        if definition.readiness is not None and database["ok"]:
+            checks |= await definition.readiness(runtime)
+        return checks
 
     app = create_app(definition.name, settings.jwt_secret, lifespan=lifespan, readiness=readiness)
+    app.include_router(event_feed)
     for router in definition.routers:
         app.include_router(router)
     return app
@@ -146,3 +153,23 @@ async def _start_broker(runtime: Runtime) -> None:
                 await runtime.broker.stop()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
+
+
+event_feed = APIRouter(tags=["events"])
+
+
+@event_feed.get("/events")
+async def feed(
+    request: Request,
+    _: Annotated[Caller, Depends(require_roles("ig_officer", "system"))],
+    after: Annotated[int, Query(ge=0, description="the source_sequence to start after")] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> dict[str, Any]:
+    """The service's events in sequence order, as canonical envelopes: what the audit service's
+    reconciliation fetches when its log has a gap."""
+    runtime: Runtime = request.app.state.runtime
+    rows = await runtime.store.read_all_raw(after, limit)
+    return {
+        "events": [envelope for _, envelope in rows],
+        "last_sequence": await runtime.store.last_sequence(),
+    }

@@ -1,0 +1,29 @@
+"""Events of the audit service: who read the audit log, and notifications that were rejected."""
+
+from datetime import datetime
+from uuid import UUID
+
+from events.registry import EventPayload, event
+
+
+@event("audit.AuditLogRead")
+class AuditLogRead(EventPayload):
+    """Every read of the audit log is itself in the log."""
+
+    reader: str
+    role: str
+    what: str
+    case_id: UUID | None = None
+    as_of: datetime | None = None
+
+
+@event("audit.RejectedNotificationRecorded")
+class RejectedNotificationRecorded(EventPayload):
+    """A partner notification that went to the DLQ: accounted for, by hash (its bytes may hold personal
+    data, so they stay in the DLQ), with the reasons."""
+
+    topic: str
+    partition: int
+    offset: int
+    sha256: str
+    reasons: str

@@ -1,0 +1,238 @@
+"""The audit log: appending entries, signed checkpoints, proofs, and verification of the whole log."""
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from events import Envelope
+from infra.db import Connection
+from services.audit import merkle
+
+_APPEND_LOCK = 27_182_818
+
+
+async def append(conn: Connection, raw: bytes, envelope: Envelope) -> bool:
+    """Log an event once, at the next position; False if it is already in the log."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
+    if await conn.fetchval("SELECT 1 FROM audit_log WHERE event_id = $1", envelope.event_id):
+        return False
+    position = await conn.fetchval("SELECT coalesce(max(position) + 1, 0) FROM audit_log")
+    row = await conn.fetchrow("SELECT hashes, sizes FROM log_frontier")
+    frontier = list(zip(row["sizes"], map(bytes, row["hashes"]), strict=True)) if row else []
+    leaf = merkle.leaf_hash(raw)
+    frontier = merkle.push(frontier, leaf)
+    await conn.execute(
+        "INSERT INTO audit_log (position, event_id, source, source_sequence, event_type, stream_id, case_id,"
+        " occurred_at, actor_id, actor_role, envelope, content_hash, leaf_hash, root_after)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        position,
+        envelope.event_id,
+        envelope.source,
+        envelope.source_sequence,
+        envelope.event_type,
+        envelope.stream_id,
+        envelope.case_id,
+        envelope.occurred_at,
+        envelope.actor.id,
+        envelope.actor.role,
+        raw.decode(),
+        hashlib.sha256(raw).digest(),
+        leaf,
+        merkle.frontier_root(frontier),
+    )
+    await conn.execute(
+        "INSERT INTO log_frontier (hashes, sizes) VALUES ($1, $2)"
+        " ON CONFLICT (only_row) DO UPDATE SET hashes = $1, sizes = $2",
+        [h for _, h in frontier],
+        [n for n, _ in frontier],
+    )
+    return True
+
+
+async def leaf_hashes(conn: Connection, tree_size: int | None = None) -> list[bytes]:
+    rows = await conn.fetch(
+        "SELECT leaf_hash FROM audit_log WHERE $1::bigint IS NULL OR position < $1 ORDER BY position",
+        tree_size,
+    )
+    return [bytes(r["leaf_hash"]) for r in rows]
+
+
+def signing_key_from_env() -> Ed25519PrivateKey | None:
+    path = os.environ.get("LEDER_AUDIT_SIGNING_KEY_FILE")
+    if not path:
+        return None
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+async def signing_key(conn: Connection) -> Ed25519PrivateKey:
+    configured = signing_key_from_env()
+    if configured:
+        return configured
+    raw = await conn.fetchval("SELECT private_key FROM signing_key")
+    if raw is None:
+        key = Ed25519PrivateKey.generate()
+        raw = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        await conn.execute("INSERT INTO signing_key (private_key) VALUES ($1) ON CONFLICT DO NOTHING", raw)
+        raw = await conn.fetchval("SELECT private_key FROM signing_key")
+    return Ed25519PrivateKey.from_private_bytes(bytes(raw))
+
+
+def checkpoint_message(tree_size: int, root_hash: bytes, signed_at: datetime) -> bytes:
+    """What is signed: a line a verifier can rebuild from the checkpoint's three fields."""
+    return f"leder-audit-checkpoint\n{tree_size}\n{root_hash.hex()}\n{signed_at.isoformat()}\n".encode()
+
+
+def public_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    tree_size: int
+    root_hash: bytes
+    signed_at: datetime
+    signature: bytes
+    public_key: bytes
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "signed_at": self.signed_at.isoformat(),
+            "signature": self.signature.hex(),
+            "public_key": self.public_key.hex(),
+            "algorithm": "Ed25519",
+        }
+
+    def signature_valid(self) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(
+                self.signature, checkpoint_message(self.tree_size, self.root_hash, self.signed_at)
+            )
+            return True
+        except Exception:
+            return False
+
+
+async def sign_checkpoint(conn: Connection) -> Checkpoint:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
+        hashes = await leaf_hashes(conn)
+        key = await signing_key(conn)
+        signed_at = datetime.now(UTC).replace(microsecond=0)
+        top = merkle.root(hashes)
+        signature = key.sign(checkpoint_message(len(hashes), top, signed_at))
+        checkpoint = Checkpoint(len(hashes), top, signed_at, signature, public_bytes(key))
+        await conn.execute(
+            "INSERT INTO checkpoints VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            checkpoint.tree_size,
+            top,
+            signed_at,
+            signature,
+            checkpoint.public_key,
+        )
+    return checkpoint
+
+
+async def latest_checkpoint(conn: Connection) -> Checkpoint | None:
+    row = await conn.fetchrow("SELECT * FROM checkpoints ORDER BY signed_at DESC, tree_size DESC LIMIT 1")
+    if row is None:
+        return None
+    return Checkpoint(
+        row["tree_size"],
+        bytes(row["root_hash"]),
+        row["signed_at"],
+        bytes(row["signature"]),
+        bytes(row["public_key"]),
+    )
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    entries: int
+    first_bad_position: int | None = None
+    problem: str | None = None
+    checkpoint_tree_size: int | None = None
+
+
+async def verify(
+    conn: Connection, progress: Callable[[int, int], None] | None = None, batch: int = 10_000
+) -> Verification:
+    """Recompute every entry's hashes from its stored bytes, check positions run 0..n-1 without a hole,
+    then recompute the tree and check it against the latest signed checkpoint."""
+    total = await conn.fetchval("SELECT count(*) FROM audit_log")
+    hashes: list[bytes] = []
+    expected = 0
+    async with conn.transaction():
+        cursor = conn.cursor(
+            "SELECT position, envelope, content_hash, leaf_hash, root_after FROM audit_log ORDER BY position",
+            prefetch=batch,
+        )
+        frontier: list[tuple[int, bytes]] = []
+        async for row in cursor:
+            position = row["position"]
+            if position != expected:
+                missing = f"entry {expected} is missing (the next is {position})"
+                return Verification(False, expected, expected, missing)
+            raw = row["envelope"].encode()
+            leaf = bytes(row["leaf_hash"])
+            if hashlib.sha256(raw).digest() != bytes(row["content_hash"]) or merkle.leaf_hash(raw) != leaf:
+                return Verification(False, expected, position, f"entry {position} does not match its hash")
+            frontier = merkle.push(frontier, leaf)
+            if merkle.frontier_root(frontier) != bytes(row["root_after"]):
+                changed = f"the history up to entry {position} is not the one that was logged"
+                return Verification(False, expected, position, changed)
+            hashes.append(leaf)
+            expected += 1
+            if progress and expected % batch == 0:
+                progress(expected, total)
+    if progress:
+        progress(expected, total)
+    checkpoint = await latest_checkpoint(conn)
+    if checkpoint is None:
+        return Verification(True, expected, problem="no signed checkpoint yet")
+    if not checkpoint.signature_valid():
+        return Verification(
+            False, expected, None, "the latest checkpoint's signature is not valid", checkpoint.tree_size
+        )
+    if checkpoint.tree_size > len(hashes):
+        return Verification(
+            False,
+            expected,
+            len(hashes),
+            f"the checkpoint covers {checkpoint.tree_size} entries, the log has {len(hashes)}",
+            checkpoint.tree_size,
+        )
+    if merkle.root(hashes[: checkpoint.tree_size]) != checkpoint.root_hash:
+        first_bad = await _first_divergence(conn, hashes, checkpoint)
+        return Verification(
+            False, expected, first_bad, "the log does not match the signed checkpoint", checkpoint.tree_size
+        )
+    return Verification(True, expected, checkpoint_tree_size=checkpoint.tree_size)
+
+
+async def _first_divergence(conn: Connection, hashes: list[bytes], checkpoint: Checkpoint) -> int | None:
+    """An entry inserted or replaced wholesale (hashes and all) keeps its own hashes consistent; find the
+    first position whose leaf is not the one earlier checkpoints committed to."""
+    rows = await conn.fetch(
+        "SELECT tree_size, root_hash FROM checkpoints WHERE tree_size <= $1 ORDER BY tree_size",
+        checkpoint.tree_size,
+    )
+    good = 0
+    for row in rows:
+        if merkle.root(hashes[: row["tree_size"]]) == bytes(row["root_hash"]):
+            good = row["tree_size"]
+        else:
+            return good  # the first bad entry lies between the last good checkpoint and this one
+    return good

@@ -1,0 +1,38 @@
+"""The audit service's reads of its log, and its own events (each also logged, in one transaction)."""
+
+from typing import Any
+from uuid import uuid4
+
+from events import EventPayload
+from infra.db import Connection
+from infra.eventstore import Context, EventStore
+from services.audit import log
+
+
+async def record(
+    store: EventStore, conn: Connection, payload: EventPayload, context: Context, case_id: Any = None
+) -> None:
+    """An event of the audit service's own: in its event store (and so on leder.audit.events), and in
+    the audit log, in the same transaction."""
+    [envelope] = await store.append(f"audit-{uuid4()}", 0, [payload], context, case_id=case_id, conn=conn)
+    await log.append(conn, envelope.canonical(), envelope)
+
+
+async def gaps(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    """Per source, the ranges of source_sequence missing from the log (a source's sequence is gapless)."""
+    rows = await conn.fetch(
+        """
+        SELECT source, prev + 1 AS first, source_sequence - 1 AS last, logged_at FROM (
+            SELECT source, source_sequence, logged_at,
+                   coalesce(lag(source_sequence) OVER (PARTITION BY source ORDER BY source_sequence), 0)
+                AS prev
+            FROM audit_log) s
+        WHERE source_sequence > prev + 1 ORDER BY source, first
+        """
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row["source"], []).append(
+            {"first": row["first"], "last": row["last"], "noticed_at": row["logged_at"].isoformat()}
+        )
+    return out
