@@ -2,10 +2,13 @@
 gap; the case's state can be rebuilt as it was at past moments; and who looked is on record."""
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import uuid4
+
+import httpx
 
 from infra import db
 from infra.settings import database_url_for
@@ -18,6 +21,12 @@ from tests.integration.review.test_review_service import FOCUSED_MORE, MINIMUM, 
 from tests.support.notifications import notification
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually
+
+
+class Service(Protocol):
+    client: httpx.AsyncClient
+
+    def headers(self, role: str, sub: str = "alice", **extra: str) -> dict[str, str]: ...
 
 
 async def test_every_event_of_a_case_is_logged_once_and_its_past_states_and_readers_are_on_record(
@@ -49,23 +58,28 @@ async def test_every_event_of_a_case_is_logged_once_and_its_past_states_and_read
             await db.drop_database(url)
 
 
-async def drive_a_case(svc: dict[str, RunningService]) -> dict[str, Any]:
+async def notify_over_http(n: Service, body: dict[str, Any]) -> None:
+    response = await n.client.post(
+        "/notifications", headers=n.headers("partner_system", "southmead"), json=body
+    )
+    assert response.status_code == 201, response.text
+
+
+async def drive_a_case(
+    svc: Mapping[str, Service],
+    notify: Callable[[Service, dict[str, Any]], Awaitable[None]] = notify_over_http,
+) -> dict[str, Any]:
+    """A case the way the world makes one: notified, queued, allocated, reviewed (with a pause for an
+    inquest), submitted and approved by the QA panel."""
     n, a, r, g = svc["notification"], svc["allocation"], svc["review"], svc["governance"]
-    opened = (
-        await n.client.post(
-            "/notifications",
-            headers=n.headers("partner_system", "southmead"),
-            json=notification(**{"circumstances.concerns_about_care": True}),
-        )
-    ).json()
-    case_id = opened["case_id"]
-    moments: dict[str, Any] = {"case_id": case_id}
+    await notify(n, notification(**{"circumstances.concerns_about_care": True}))
 
-    async def queued() -> bool:
+    async def queued() -> list[str]:
         waiting = (await a.client.get("/allocation-queue", headers=a.headers("lac"))).json()["cases"]
-        return [c["case_id"] for c in waiting] == [case_id]
+        return [c["case_id"] for c in waiting]
 
-    await eventually(queued, timeout=60)
+    [case_id] = await eventually(queued, timeout=60)
+    moments: dict[str, Any] = {"case_id": case_id}
     await asyncio.sleep(0.05)
     moments["notified"] = datetime.now(UTC)
     ids = {}
