@@ -81,6 +81,14 @@ async def _open_store(service: str) -> Any:
     return await open_store(_service_definition(service), _offline_settings(service))
 
 
+def cmd_docs(_: argparse.Namespace) -> int:
+    from infra.docs import write_docs
+
+    for path in write_docs():
+        print(path)
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.projections import rebuild
     from infra.service import open_store
@@ -160,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("schemas", help="write the JSON Schema of every event to events/schemas/").set_defaults(
         func=cmd_schemas
     )
+    sub.add_parser(
+        "docs", help="write the AsyncAPI and OpenAPI documents of every service to docs/"
+    ).set_defaults(func=cmd_docs)
     rebuild = sub.add_parser("rebuild", help="rebuild a service's projections from its event store")
     rebuild.add_argument("service", choices=SERVICES)
     rebuild.set_defaults(func=cmd_rebuild)
