@@ -162,8 +162,9 @@ class EventStore:
             "events_appended",
             stream_id=stream_id,
             case_id=str(case_id) if case_id else None,
-            event_ids=[str(e.event_id) for e in envelopes],
-            event_types=[e.event_type for e in envelopes],
+            count=len(envelopes),
+            event_ids=[str(e.event_id) for e in envelopes[:10]],  # a batch's first ten: the store has them all
+            event_types=sorted({e.event_type for e in envelopes}),
             through_sequence=last,
         )
         return envelopes

@@ -1,0 +1,181 @@
+"""Event store throughput: our store against the eventsourcing library's PostgreSQL recorder and a bare
+asyncpg insert of the same rows, on the same server, in the same run. Prints ratios and writes
+bench/results.md. `--quick` runs a small workload (CI runs it so the script cannot rot)."""
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+from bench.common import machine, server, write_section
+from events import Actor
+from infra import db
+from infra.eventstore import Context, EventStore
+from infra.logging import configure_logging
+from infra.settings import database_url_for
+from tests.support.events import CounterIncremented
+
+CTX = Context(actor=Actor.system("bench"))
+
+
+async def run_writers(writers: int, commands: int, command: Callable[[int], Awaitable[None]]) -> float:
+    """Commands per second with `writers` concurrent writers sharing `commands` commands."""
+    per = commands // writers
+
+    async def writer(w: int) -> None:
+        for i in range(per):
+            await command(w * per + i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    return per * writers / (time.perf_counter() - started)
+
+
+async def ours(url: str, writers: int, commands: int, batch: int) -> float:
+    pool = await db.create_pool(url, max_size=writers + 2)
+    await db.migrate(pool)
+    store = EventStore(pool, "bench")
+    payloads = [CounterIncremented(by=1)] * batch
+
+    async def command(i: int) -> None:
+        await store.append(f"case-{uuid4()}", 0, payloads, CTX)
+
+    try:
+        return await run_writers(writers, commands, command) * batch
+    finally:
+        await pool.close()
+
+
+async def bare(url: str, writers: int, commands: int, batch: int) -> float:
+    """The floor: the same rows, one transaction per command, nothing else."""
+    pool = await db.create_pool(url, max_size=writers + 2)
+    await pool.execute(
+        "CREATE TABLE IF NOT EXISTS bare (id bigserial PRIMARY KEY, event_id uuid, stream_id text,"
+        " stream_version int, envelope text)"
+    )
+    body = json.dumps({"data": {"by": 1}, "padding": "x" * 400})
+
+    async def command(i: int) -> None:
+        stream = f"case-{uuid4()}"
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO bare (event_id, stream_id, stream_version, envelope) VALUES ($1, $2, $3, $4)",
+                [(uuid4(), stream, v, body) for v in range(batch)],
+            )
+
+    try:
+        return await run_writers(writers, commands, command) * batch
+    finally:
+        await pool.close()
+
+
+def eventsourcing_library(url: str, writers: int, commands: int, batch: int) -> float:
+    from eventsourcing.persistence import StoredEvent
+    from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+    parts = urlsplit(url)
+    datastore = PostgresDatastore(
+        dbname=parts.path.lstrip("/"),
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password or "",
+        pool_size=writers,
+        max_overflow=0,
+    )
+    recorder = PostgresApplicationRecorder(datastore)
+    recorder.create_table()
+    state = json.dumps({"data": {"by": 1}, "padding": "x" * 400}).encode()
+    per = commands // writers
+
+    def writer() -> None:
+        for _ in range(per):
+            originator = uuid4()
+            recorder.insert_events(
+                [StoredEvent(originator, v + 1, "bench:CounterIncremented", state) for v in range(batch)]
+            )
+
+    threads = [threading.Thread(target=writer) for _ in range(writers)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    datastore.close()
+    return per * writers * batch / elapsed
+
+
+async def read_rates(url: str, events: int) -> tuple[float, float]:
+    pool = await db.create_pool(url, max_size=4)
+    await db.migrate(pool)
+    store = EventStore(pool, "bench")
+    for start in range(0, events, 100):
+        await store.append("one-case", start, [CounterIncremented(by=1)] * 100, CTX)
+    started = time.perf_counter()
+    read = await store.read_stream("one-case")
+    stream_rate = len(read) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    total, position = 0, 0
+    while batch := await store.read_all(position, 5000):
+        total += len(batch)
+        position = batch[-1].source_sequence
+    replay_rate = total / (time.perf_counter() - started)
+    await pool.close()
+    return stream_rate, replay_rate
+
+
+async def fresh(server_url: str) -> str:
+    url = database_url_for(server_url, f"bench_{uuid4().hex[:10]}")
+    await db.ensure_database(url)
+    return url
+
+
+async def main(quick: bool) -> None:
+    commands = 400 if quick else 4000
+    lines = [
+        "| workload | ours (events/s) | eventsourcing (events/s) | bare insert (events/s)"
+        " | ours / eventsourcing | ours / bare |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    with server() as server_url:
+        for writers, batch in ((1, 1), (16, 1), (1, 10), (16, 10)):
+            n = commands if batch == 1 else commands // 5
+            rates = {
+                "ours": await ours(await fresh(server_url), writers, n, batch),
+                "eventsourcing": await asyncio.to_thread(
+                    eventsourcing_library, await fresh(server_url), writers, n, batch
+                ),
+                "bare": await bare(await fresh(server_url), writers, n, batch),
+            }
+            row = (
+                f"| {writers} writer(s), {batch} event(s)/command | {rates['ours']:,.0f} |"
+                f" {rates['eventsourcing']:,.0f} | {rates['bare']:,.0f} |"
+                f" {rates['ours'] / rates['eventsourcing']:.2f}x | {rates['ours'] / rates['bare']:.2f}x |"
+            )
+            print(row, flush=True)
+            lines.append(row)
+        stream_rate, replay_rate = await read_rates(await fresh(server_url), 1000 if quick else 10_000)
+    print(f"stream read {stream_rate:,.0f} events/s; replay (read everything) {replay_rate:,.0f} events/s")
+    lines += [
+        "",
+        f"Stream read: {stream_rate:,.0f} events/s. Replay of the whole store: {replay_rate:,.0f} events/s.",
+        "",
+        "Targets at 16 writers, one event per command: at least 5x the eventsourcing library, at least"
+        " half the bare insert.",
+        "",
+        f"Machine: {machine()}. Workload: {commands} commands"
+        f"{' (--quick)' if quick else ''}; each command a new stream; events of ~450 bytes.",
+    ]
+    write_section("Event store", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    configure_logging("bench", "WARNING")
+    asyncio.run(main(parser.parse_args().quick))
