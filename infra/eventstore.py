@@ -19,6 +19,8 @@ from infra.db import Connection
 from infra.logging import get_logger
 
 NOTIFY_CHANNEL = "leder_events"
+_SEQUENCE_PLACEHOLDER = '"source_sequence":1,'
+
 log = get_logger(__name__)
 
 
@@ -48,7 +50,9 @@ class Context:
 
 
 class Projection(Protocol):
-    """A read model kept in the same database, updated in the appending transaction."""
+    """A read model kept in the same database, updated in the appending transaction. It sees each
+    event before the event's source_sequence is allocated (that happens last, to keep the sequence
+    lock short), so a projection must not use source_sequence."""
 
     name: str
     tables: Sequence[str]
@@ -83,6 +87,12 @@ class EventStore:
         With `conn` the append joins the caller's transaction (an inbox handler's, say)."""
         if not payloads:
             return []
+        if conn is None and not self.projections:
+            # One statement is atomic by itself: no BEGIN and COMMIT round trips.
+            async with self.pool.acquire() as own:
+                return await self._append(
+                    own, stream_id, expected_version, payloads, context, case_id, occurred_at
+                )
         if conn is None:
             async with self.transaction() as own:
                 return await self._append(
@@ -103,18 +113,11 @@ class EventStore:
         case_id: UUID | None,
         occurred_at: datetime | None,
     ) -> list[Envelope]:
-        actual = await conn.fetchval(
-            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id
-        )
-        if actual != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, actual)
-        # From here to commit this transaction holds the sequence row: keep it short.
-        last = await conn.fetchval(
-            "UPDATE event_sequence SET last_value = last_value + $1 RETURNING last_value", len(payloads)
-        )
         recorded_at = datetime.now(UTC)
-        first = last - len(payloads) + 1
-        envelopes = [
+        # The sequence is allocated last, in the one statement that inserts: from there to commit this
+        # transaction holds the sequence row, so nothing else may happen in between. Envelopes are made
+        # with a placeholder sequence of 1 and the statement writes the real one into their text.
+        drafts = [
             Envelope(
                 event_id=uuid4(),
                 event_type=p.event_type,
@@ -123,7 +126,7 @@ class EventStore:
                 case_id=case_id,
                 stream_version=expected_version + i + 1,
                 source=self.source,
-                source_sequence=first + i,
+                source_sequence=1,
                 occurred_at=occurred_at or recorded_at,
                 recorded_at=recorded_at,
                 actor=context.actor,
@@ -133,37 +136,71 @@ class EventStore:
             )
             for i, p in enumerate(payloads)
         ]
+        texts = [canonical_bytes(e).decode() for e in drafts]
+        # Keys are sorted, so the top-level source_sequence is the last one in the text.
+        cuts = [t.rindex(_SEQUENCE_PLACEHOLDER) + len('"source_sequence":') for t in texts]
+        for draft in drafts:
+            for projection in self.projections:
+                await projection.apply(conn, draft)
         try:
-            await conn.execute(
+            # One round trip: check the stream's version, allocate the sequence (taking its lock only
+            # if the version is right), insert, and wake the relay at commit.
+            row = await conn.fetchrow(
                 """
-                INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,
-                                    event_type, schema_version, recorded_at, envelope)
-                SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::uuid[],
-                                     $6::text[], $7::int[], $8::timestamptz[], $9::text[])
+                WITH current AS (
+                    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $11
+                ), allocated AS (
+                    UPDATE event_sequence SET last_value = last_value + $1
+                    WHERE (SELECT version FROM current) = $12
+                    RETURNING last_value - $1 AS base
+                ), inserted AS (
+                    INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,
+                                        event_type, schema_version, recorded_at, envelope)
+                    SELECT a.base + d.n, d.event_id, d.stream_id, d.stream_version, d.case_id, d.event_type,
+                           d.schema_version, d.recorded_at, d.head || (a.base + d.n)::text || d.tail
+                    FROM allocated a, unnest($2::uuid[], $3::text[], $4::int[], $5::uuid[], $6::text[],
+                                             $7::int[], $8::timestamptz[], $9::text[], $10::text[])
+                         WITH ORDINALITY AS d(event_id, stream_id, stream_version, case_id, event_type,
+                                              schema_version, recorded_at, head, tail, n)
+                    RETURNING 1
+                ), notified AS (
+                    SELECT pg_notify($13, $11) FROM allocated
+                )
+                SELECT (SELECT base + 1 FROM allocated) AS first, (SELECT version FROM current) AS version,
+                       (SELECT count(*) FROM inserted) AS inserted,
+                       (SELECT count(*) FROM notified) AS notified
                 """,
-                [e.source_sequence for e in envelopes],
-                [e.event_id for e in envelopes],
-                [e.stream_id for e in envelopes],
-                [e.stream_version for e in envelopes],
-                [e.case_id for e in envelopes],
-                [e.event_type for e in envelopes],
-                [e.schema_version for e in envelopes],
-                [e.recorded_at for e in envelopes],
-                [canonical_bytes(e).decode() for e in envelopes],
+                len(drafts),
+                [e.event_id for e in drafts],
+                [e.stream_id for e in drafts],
+                [e.stream_version for e in drafts],
+                [e.case_id for e in drafts],
+                [e.event_type for e in drafts],
+                [e.schema_version for e in drafts],
+                [e.recorded_at for e in drafts],
+                [t[:c] for t, c in zip(texts, cuts, strict=True)],
+                [t[c + 1 :] for t, c in zip(texts, cuts, strict=True)],
+                stream_id,
+                expected_version,
+                NOTIFY_CHANNEL,
             )
         except asyncpg.UniqueViolationError as exc:
             # A concurrent append took the version between our check and our insert.
             raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
-        for envelope in envelopes:
-            for projection in self.projections:
-                await projection.apply(conn, envelope)
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last))
+        assert row is not None
+        if row["first"] is None:
+            raise ConcurrencyError(stream_id, expected_version, row["version"])
+        first = row["first"]
+        envelopes = [d.model_copy(update={"source_sequence": first + i}) for i, d in enumerate(drafts)]
+        last = first + len(envelopes) - 1
         log.info(
             "events_appended",
             stream_id=stream_id,
             case_id=str(case_id) if case_id else None,
             count=len(envelopes),
-            event_ids=[str(e.event_id) for e in envelopes[:10]],  # a batch's first ten: the store has them all
+            event_ids=[
+                str(e.event_id) for e in envelopes[:10]
+            ],  # a batch's first ten: the store has them all
             event_types=sorted({e.event_type for e in envelopes}),
             through_sequence=last,
         )
