@@ -191,6 +191,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from infra.logging import configure_logging
+
+    # Commands print their results on stdout; logs go to stderr (a service reconfigures them at start).
+    configure_logging("leder", os.environ.get("LEDER_LOG_LEVEL", "WARNING"))
     args = parser().parse_args(argv)
     result: int = args.func(args)
     return result

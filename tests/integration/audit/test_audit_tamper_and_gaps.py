@@ -1,7 +1,11 @@
 """The audit log's tamper evidence, proofs, catch-up, gaps and reconciliation."""
 
+import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
@@ -20,6 +24,8 @@ from services.notification.app import definition as notification_service
 from tests.support.notifications import notification
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw, read_topic
+
+ROOT = Path(__file__).parents[3]
 
 
 @pytest.fixture
@@ -206,3 +212,48 @@ async def test_inclusion_and_consistency_proofs_verify_with_the_standalone_verif
         bad = dict(proof, proof=[*proof["proof"][:-1], "00" * 32])
         good.write_text(json.dumps(bad))
         assert _verify_proof(type("Args", (), {"file": str(good)})(), None) == 1
+
+
+async def test_the_ig_officers_command_line_verifies_exports_and_is_itself_on_record(
+    source: tuple[RunningService, str],
+    database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    async with running_service(definition, database_url, kafka_bootstrap, topic_prefix) as audit:
+        await filled_log(audit, kafka_bootstrap, topic_prefix, source, n=3)
+        case_id = await audit.runtime.pool.fetchval(
+            "SELECT case_id FROM audit_log WHERE case_id IS NOT NULL LIMIT 1"
+        )
+        env = {**os.environ, "LEDER_AUDIT_DATABASE_URL": database_url}
+
+        def leder(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "infra.cli", "audit", *args],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        verified = await asyncio.to_thread(leder, "verify", "--as", "iggy")
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)["ok"] is True
+        exported = await asyncio.to_thread(
+            leder, "export", str(case_id), "--out", str(tmp_path), "--as", "iggy"
+        )
+        assert exported.returncode == 0, exported.stderr
+        line = json.loads((tmp_path / f"{case_id}.jsonl").read_text().splitlines()[0])
+        proof = tmp_path / "one.json"
+        proof.write_text(json.dumps(line))
+        assert _verify_proof(type("Args", (), {"file": str(proof)})(), None) == 0
+        line["envelope"] = line["envelope"].replace("notification", "notificatioN", 1)
+        proof.write_text(json.dumps(line))
+        assert _verify_proof(type("Args", (), {"file": str(proof)})(), None) == 1  # the event itself changed
+        readers = await audit.runtime.pool.fetch(
+            "SELECT envelope::jsonb->'data'->>'what' AS what FROM audit_log WHERE actor_id = 'iggy'"
+            " ORDER BY position"
+        )
+        assert [r["what"] for r in readers] == ["cli verify", "cli export"]
