@@ -1,12 +1,11 @@
 """The allocation service's use cases: load, decide, append."""
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from datetime import date
 from typing import Literal
 from uuid import UUID, uuid4
 
-from events import Envelope, EventPayload
+from events import EventPayload
 from events.allocation import (
     ReviewerConflictRecorded,
     ReviewerDeactivated,
@@ -14,6 +13,7 @@ from events.allocation import (
     ReviewerRegistered,
     ReviewerTrainingRecorded,
 )
+from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
 from services.allocation import domain
@@ -29,28 +29,15 @@ def reviewer_stream(reviewer_id: UUID) -> str:
     return f"reviewer-{reviewer_id}"
 
 
-async def _fold(conn: Connection, stream_id: str) -> tuple[list[EventPayload], int]:
-    rows = await conn.fetch(
-        "SELECT envelope FROM events WHERE stream_id = $1 ORDER BY stream_version", stream_id
-    )
-    return [Envelope.from_bytes(r["envelope"]).payload() for r in rows], len(rows)
-
-
 async def load_reviewer(conn: Connection, reviewer_id: UUID) -> tuple[domain.Reviewer, int]:
-    events, version = await _fold(conn, reviewer_stream(reviewer_id))
-    state: domain.Reviewer | None = None
-    for event in events:
-        state = domain.evolve_reviewer(state, event)
+    state, version = await aggregates.load(conn, reviewer_stream(reviewer_id), domain.evolve_reviewer)
     if state is None:
         raise NotFound(f"reviewer {reviewer_id}")
     return state, version
 
 
 async def load_case(conn: Connection, case_id: UUID) -> tuple[domain.CaseAllocation, int]:
-    events, version = await _fold(conn, str(case_id))
-    state: domain.CaseAllocation | None = None
-    for event in events:
-        state = domain.evolve_case(state, event)
+    state, version = await aggregates.load(conn, str(case_id), domain.evolve_case)
     if state is None:
         raise NotFound(f"case {case_id}")
     return state, version
@@ -84,9 +71,10 @@ ReviewerDecision = Callable[[domain.Reviewer], Sequence[EventPayload]]
 async def change_reviewer(
     store: EventStore, reviewer_id: UUID, decide: ReviewerDecision, context: Context
 ) -> None:
-    async with store.transaction() as conn:
-        reviewer, version = await load_reviewer(conn, reviewer_id)
-        await store.append(reviewer_stream(reviewer_id), version, list(decide(reviewer)), context, conn=conn)
+    try:
+        await aggregates.change(store, reviewer_stream(reviewer_id), domain.evolve_reviewer, decide, context)
+    except aggregates.StreamNotFound as missing:
+        raise NotFound(f"reviewer {reviewer_id}") from missing
 
 
 def training(completed_on: date) -> ReviewerDecision:
@@ -145,11 +133,12 @@ CaseDecision = Callable[[domain.CaseAllocation], Sequence[EventPayload]]
 async def change_case(
     store: EventStore, case_id: UUID, decide: CaseDecision, context: Context, conn: Connection | None = None
 ) -> list[EventPayload]:
-    async with store.transaction() if conn is None else nullcontext(conn) as tx:
-        case, version = await load_case(tx, case_id)
-        events = list(decide(case))
-        await store.append(str(case_id), version, events, context, case_id=case_id, conn=tx)
-        return events
+    try:
+        return await aggregates.change(
+            store, str(case_id), domain.evolve_case, decide, context, case_id=case_id, conn=conn
+        )
+    except aggregates.StreamNotFound as missing:
+        raise NotFound(f"case {case_id}") from missing
 
 
 async def declare_conflict(

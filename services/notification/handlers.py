@@ -2,13 +2,13 @@
 partner topic) and every consumer come through here."""
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID, uuid4
 
-from events import Actor, Envelope, EventPayload
+from events import Actor, EventPayload
 from events.partner import PartnerNotification
+from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
 from services.notification import domain
@@ -116,15 +116,10 @@ class CaseNotFound(Exception):
 
 
 async def load_case(conn: Connection, case_id: UUID) -> tuple[domain.Case, int]:
-    rows = await conn.fetch(
-        "SELECT envelope FROM events WHERE stream_id = $1 ORDER BY stream_version", str(case_id)
-    )
-    state: domain.Case | None = None
-    for row in rows:
-        state = domain.evolve(state, Envelope.from_bytes(row["envelope"]).payload())
+    state, version = await aggregates.load(conn, str(case_id), domain.evolve)
     if state is None:
         raise CaseNotFound(str(case_id))
-    return state, len(rows)
+    return state, version
 
 
 Decision = Callable[[domain.Case], Sequence[EventPayload]]
@@ -134,11 +129,12 @@ async def change_case(
     store: EventStore, case_id: UUID, decide: Decision, context: Context, conn: Connection | None = None
 ) -> list[EventPayload]:
     """Load the case, decide, append with the version read (a concurrent change is a 409)."""
-    async with store.transaction() if conn is None else nullcontext(conn) as tx:
-        case, version = await load_case(tx, case_id)
-        events = list(decide(case))
-        await store.append(str(case_id), version, events, context, case_id=case_id, conn=tx)
-        return events
+    try:
+        return await aggregates.change(
+            store, str(case_id), domain.evolve, decide, context, case_id=case_id, conn=conn
+        )
+    except aggregates.StreamNotFound as missing:
+        raise CaseNotFound(str(case_id)) from missing
 
 
 async def personal_details(

@@ -1,13 +1,13 @@
 """The review service's use cases: load the review, decide, append."""
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from datetime import date
 from uuid import UUID
 
-from events import Envelope, EventPayload
+from events import EventPayload
 from events.allocation import ReviewerAllocated
 from events.review import ReviewHandedOver, ReviewStarted
+from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
 from services.review import domain
@@ -18,15 +18,10 @@ class ReviewNotFound(Exception):
 
 
 async def load_review(conn: Connection, case_id: UUID) -> tuple[domain.Review, int]:
-    rows = await conn.fetch(
-        "SELECT envelope FROM events WHERE stream_id = $1 ORDER BY stream_version", str(case_id)
-    )
-    state: domain.Review | None = None
-    for row in rows:
-        state = domain.evolve(state, Envelope.from_bytes(row["envelope"]).payload())
+    state, version = await aggregates.load(conn, str(case_id), domain.evolve)
     if state is None:
         raise ReviewNotFound(str(case_id))
-    return state, len(rows)
+    return state, version
 
 
 Decision = Callable[[domain.Review], Sequence[EventPayload]]
@@ -35,11 +30,12 @@ Decision = Callable[[domain.Review], Sequence[EventPayload]]
 async def change_review(
     store: EventStore, case_id: UUID, decide: Decision, context: Context, conn: Connection | None = None
 ) -> list[EventPayload]:
-    async with store.transaction() if conn is None else nullcontext(conn) as tx:
-        review, version = await load_review(tx, case_id)
-        events = list(decide(review))
-        await store.append(str(case_id), version, events, context, case_id=case_id, conn=tx)
-        return events
+    try:
+        return await aggregates.change(
+            store, str(case_id), domain.evolve, decide, context, case_id=case_id, conn=conn
+        )
+    except aggregates.StreamNotFound as missing:
+        raise ReviewNotFound(str(case_id)) from missing
 
 
 async def start_or_hand_over(
