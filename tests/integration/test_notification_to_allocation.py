@@ -1,13 +1,14 @@
 """Two services, one broker: a death notified to the notification service reaches the allocation
 queue, and the allocation it gets lets the reviewer see the person's details."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from uuid import uuid4
 
 from infra import db
 from infra.settings import database_url_for
 from services.allocation.app import definition as allocation
 from services.notification.app import definition as notification_service
+from tests.support.allocating import allocate_to_rae_with_sam
 from tests.support.notifications import notification
 from tests.support.service import running_service
 from tests.support.waiting import eventually
@@ -34,31 +35,7 @@ async def test_a_notified_case_is_queued_allocated_and_then_visible_to_its_revie
                 return [c["case_id"] for c in response.json()["cases"]]
 
             assert await eventually(queued, timeout=60) == [case_id]
-            ids = {}
-            for name, senior in (("rae", False), ("sam", True)):
-                made = await alloc.client.post(
-                    "/reviewers",
-                    headers=alloc.headers("lac"),
-                    json={
-                        "user_id": name,
-                        "name": name.title(),
-                        "organisations": ["Sirona Care"],
-                        "senior": senior,
-                        "capacity": 3,
-                    },
-                )
-                ids[name] = made.json()["reviewer_id"]
-                await alloc.client.post(
-                    f"/reviewers/{ids[name]}/training",
-                    headers=alloc.headers("lac"),
-                    json={"completed_on": date.today().isoformat()},
-                )
-            allocated = await alloc.client.post(
-                f"/cases/{case_id}/allocation",
-                headers=alloc.headers("lac"),
-                json={"reviewer_id": ids["rae"], "senior_reviewer_id": ids["sam"]},
-            )
-            assert allocated.status_code == 201, allocated.text
+            await allocate_to_rae_with_sam(alloc, case_id)
 
             async def reviewer_sees_the_person() -> bool:
                 response = await notify.client.get(

@@ -4,7 +4,7 @@ gap; the case's state can be rebuilt as it was at past moments; and who looked i
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import uuid4
 
@@ -18,6 +18,7 @@ from services.governance.app import definition as governance
 from services.notification.app import definition as notification_service
 from services.review.app import definition as review
 from tests.integration.review.test_review_service import FOCUSED_MORE, MINIMUM, post
+from tests.support.allocating import allocate_to_rae_with_sam
 from tests.support.notifications import notification
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually
@@ -82,31 +83,7 @@ async def drive_a_case(
     moments: dict[str, Any] = {"case_id": case_id}
     await asyncio.sleep(0.05)
     moments["notified"] = datetime.now(UTC)
-    ids = {}
-    for name, senior in (("rae", False), ("sam", True)):
-        made = await a.client.post(
-            "/reviewers",
-            headers=a.headers("lac"),
-            json={
-                "user_id": name,
-                "name": name.title(),
-                "organisations": ["Sirona Care"],
-                "senior": senior,
-                "capacity": 3,
-            },
-        )
-        ids[name] = made.json()["reviewer_id"]
-        await a.client.post(
-            f"/reviewers/{ids[name]}/training",
-            headers=a.headers("lac"),
-            json={"completed_on": date.today().isoformat()},
-        )
-    allocated = await a.client.post(
-        f"/cases/{case_id}/allocation",
-        headers=a.headers("lac"),
-        json={"reviewer_id": ids["rae"], "senior_reviewer_id": ids["sam"]},
-    )
-    assert allocated.status_code == 201, allocated.text
+    await allocate_to_rae_with_sam(a, case_id)
 
     async def started() -> bool:
         return (await r.client.get(f"/reviews/{case_id}", headers=r.headers("lac"))).status_code == 200
