@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -49,31 +50,47 @@ def env_or_local(name: str) -> str | None:
 
 
 class Stack:
-    def __init__(self, folder: Path) -> None:
+    """The whole system. `environ` (default: this process's) configures it and its children; `ports`
+    (service -> port) overrides LEDER_BASE_PORT and the defaults; `durable=False` trades the embedded
+    PostgreSQL's crash safety for speed (tests)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        environ: Mapping[str, str] | None = None,
+        ports: Mapping[str, int] | None = None,
+        durable: bool = True,
+    ) -> None:
         self.folder = folder
+        self.environ = dict(os.environ if environ is None else environ)
+        self.ports = dict(ports or {})
+        self.durable = durable
         self.postgres: EmbeddedPostgres | None = None
         self.broker: TansuBroker | None = None
         self.services: dict[str, subprocess.Popen[bytes]] = {}
+        # Kept so that a service can be started again (after a crash, in fault tests) exactly as before.
+        self.child_env: dict[str, dict[str, str]] = {}
 
     def start(self) -> dict[str, str]:
+        environ = self.environ
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "logs").mkdir(exist_ok=True)
-        database_url = os.environ.get("LEDER_DATABASE_URL")
+        database_url = environ.get("LEDER_DATABASE_URL")
         if not database_url:
-            port = int(os.environ.get("LEDER_EMBEDDED_PG_PORT", "54329"))
-            self.postgres = EmbeddedPostgres(self.folder / "pgdata", port)
+            port = int(environ.get("LEDER_EMBEDDED_PG_PORT", "54329"))
+            self.postgres = EmbeddedPostgres(self.folder / "pgdata", port, durable=self.durable)
             _say(f"starting PostgreSQL (embedded) on 127.0.0.1:{port}, data in {self.postgres.data_dir}")
             self.postgres.start()
             database_url = self.postgres.url
-        bootstrap = os.environ.get("LEDER_KAFKA_BOOTSTRAP")
+        bootstrap = environ.get("LEDER_KAFKA_BOOTSTRAP")
         if not bootstrap:
-            port = int(os.environ.get("LEDER_EMBEDDED_KAFKA_PORT", "9092"))
+            port = int(environ.get("LEDER_EMBEDDED_KAFKA_PORT", "9092"))
             self.broker = TansuBroker(port, log_file=self.folder / "logs" / "tansu.log")
             _say(f"starting the tansu broker (embedded, in memory) on 127.0.0.1:{port}")
             self.broker.start()
             bootstrap = self.broker.bootstrap
-        prefix = os.environ.get("LEDER_TOPIC_PREFIX", "")
-        partitions = int(os.environ.get("LEDER_TOPIC_PARTITIONS", "4"))
+        prefix = environ.get("LEDER_TOPIC_PREFIX", "")
+        partitions = int(environ.get("LEDER_TOPIC_PARTITIONS", "4"))
         asyncio.run(_create_topics(bootstrap, prefix, partitions))
         secret_file = jwt_secret_file(self.folder)
         env = {
@@ -83,27 +100,41 @@ class Stack:
             "LEDER_JWT_SECRET_FILE": str(secret_file),
         }
         (self.folder / LOCAL_ENV).write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-        base_port = int(os.environ.get("LEDER_BASE_PORT", "8001"))
+        base_port = int(environ.get("LEDER_BASE_PORT", "8001"))
         for offset, service in enumerate(SERVICES):
-            port = base_port + offset if "LEDER_BASE_PORT" in os.environ else SERVICE_PORTS[service]
-            log = open(self.folder / "logs" / f"{service}.log", "ab")  # noqa: SIM115
-            child_env = {**os.environ, **env, "LEDER_HTTP_PORT": str(port)}
+            if service not in self.ports:
+                self.ports[service] = (
+                    base_port + offset if "LEDER_BASE_PORT" in environ else SERVICE_PORTS[service]
+                )
+            child_env = {**environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
             child_env.pop("LEDER_JWT_SECRET", None)
-            self.services[service] = subprocess.Popen(
-                [sys.executable, "-m", "infra.cli", "serve", service],
-                env=child_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            _say(f"starting {service} on http://127.0.0.1:{port}")
-        urls = {}
-        for offset, (service, process) in enumerate(self.services.items()):
-            port = base_port + offset if "LEDER_BASE_PORT" in os.environ else SERVICE_PORTS[service]
-            wait_for_port(port, timeout=90, process=process)
-            _wait_healthy(f"http://127.0.0.1:{port}/healthz")
-            urls[service] = f"http://127.0.0.1:{port}"
-        return urls
+            self.child_env[service] = child_env
+            self.start_service(service)
+            _say(f"starting {service} on {self.url(service)}")
+        for service in SERVICES:
+            self.wait_service(service)
+        return {service: self.url(service) for service in SERVICES}
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start_service(self, service: str) -> subprocess.Popen[bytes]:
+        """Start one service's process (again) with the environment `start` gave it; do not wait."""
+        log = open(self.folder / "logs" / f"{service}.log", "ab")  # noqa: SIM115
+        self.services[service] = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "serve", service],
+            env=self.child_env[service],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()  # the child holds its own copy of the descriptor
+        return self.services[service]
+
+    def wait_service(self, service: str, timeout: float = 90) -> None:
+        """Until the service's process listens and its /healthz answers."""
+        wait_for_port(self.ports[service], timeout=timeout, process=self.services[service])
+        _wait_healthy(f"{self.url(service)}/healthz")
 
     def stop(self) -> None:
         for process in self.services.values():
