@@ -8,13 +8,14 @@ can serve as the transactional outbox.
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from events import Actor, Envelope, EventPayload, canonical_bytes
+from infra.clock import Clock, system_clock
 from infra.db import Connection
 from infra.logging import get_logger
 
@@ -61,10 +62,17 @@ class Projection(Protocol):
 
 
 class EventStore:
-    def __init__(self, pool: asyncpg.Pool, source: str, projections: Sequence[Projection] = ()) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        source: str,
+        projections: Sequence[Projection] = (),
+        clock: Clock = system_clock,
+    ) -> None:
         self.pool = pool
         self.source = source
         self.projections = tuple(projections)
+        self.clock = clock
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -113,7 +121,7 @@ class EventStore:
         case_id: UUID | None,
         occurred_at: datetime | None,
     ) -> list[Envelope]:
-        recorded_at = datetime.now(UTC)
+        recorded_at = self.clock()
         # The sequence is allocated last, in the one statement that inserts: from there to commit this
         # transaction holds the sequence row, so nothing else may happen in between. Envelopes are made
         # with a placeholder sequence of 1 and the statement writes the real one into their text.

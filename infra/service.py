@@ -4,10 +4,11 @@ A service module describes itself with a ServiceDefinition; this module wires it
 """
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from faststream.kafka import KafkaBroker
 from events.topics import service_topic
 from infra import db, kafka
 from infra.auth import Caller, require_roles
+from infra.clock import clock_from_env, system_clock
 from infra.eventstore import EventStore, Projection
 from infra.http import create_app
 from infra.inbox import InboxConsumer
@@ -40,8 +42,9 @@ class Runtime:
     relay: OutboxRelay
     consumers: list[InboxConsumer[Any]] = field(default_factory=list)
     broker_connected: bool = False
-    # The service's sense of now; tests move it to cross a date (a training anniversary, a deadline).
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # The service's sense of now; tests move it to cross a date (a training anniversary, a deadline),
+    # `leder demo` through simulated months (infra.clock).
+    clock: Callable[[], datetime] = field(default=system_clock)
 
     def today(self) -> date:
         return self.clock().date()
@@ -79,6 +82,9 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(definition.name)
         store = await open_store(definition, settings)
+        store.clock = clock = clock_from_env()
+        if clock is not system_clock:
+            log.warning("simulated_clock", file=os.environ.get("LEDER_CLOCK_FILE"), now=clock().isoformat())
         broker = kafka.broker(settings.kafka_bootstrap)
         relay = OutboxRelay(
             store,
@@ -86,7 +92,9 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
             service_topic(definition.name, settings.topic_prefix),
             partitions=settings.topic_partitions,
         )
-        runtime = Runtime(settings=settings, pool=store.pool, store=store, broker=broker, relay=relay)
+        runtime = Runtime(
+            settings=settings, pool=store.pool, store=store, broker=broker, relay=relay, clock=clock
+        )
         runtime.consumers = list(definition.consumers(runtime))
         for consumer in runtime.consumers:
             consumer.subscribe(

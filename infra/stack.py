@@ -49,6 +49,11 @@ def env_or_local(name: str) -> str | None:
     return os.environ.get(name) or local_env().get(name)
 
 
+# On one machine the schedulers look often (a deadline passes within seconds of simulated time in
+# `leder demo`); production keeps the services' own defaults.
+SWEEPS = {"LEDER_DEADLINE_SWEEP_SECONDS": "1", "LEDER_ACTION_SWEEP_SECONDS": "1"}
+
+
 class Stack:
     """The whole system. `environ` (default: this process's) configures it and its children; `ports`
     (service -> port) overrides LEDER_BASE_PORT and the defaults; `durable=False` trades the embedded
@@ -93,24 +98,30 @@ class Stack:
         partitions = int(environ.get("LEDER_TOPIC_PARTITIONS", "4"))
         asyncio.run(_create_topics(bootstrap, prefix, partitions))
         secret_file = jwt_secret_file(self.folder)
+        # The stack's clock: real time unless `leder demo` is running simulated months (infra.clock).
+        # A file left by a demo that was stopped half-way must not start the system in the past.
+        clock_file = self.folder / "clock"
+        clock_file.unlink(missing_ok=True)
         env = {
             "LEDER_DATABASE_URL": database_url,
             "LEDER_KAFKA_BOOTSTRAP": bootstrap,
             "LEDER_TOPIC_PREFIX": prefix,
             "LEDER_JWT_SECRET_FILE": str(secret_file),
+            "LEDER_CLOCK_FILE": str(clock_file),
         }
-        (self.folder / LOCAL_ENV).write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         base_port = int(environ.get("LEDER_BASE_PORT", "8001"))
         for offset, service in enumerate(SERVICES):
             if service not in self.ports:
                 self.ports[service] = (
                     base_port + offset if "LEDER_BASE_PORT" in environ else SERVICE_PORTS[service]
                 )
-            child_env = {**environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
+            child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
             child_env.pop("LEDER_JWT_SECRET", None)
             self.child_env[service] = child_env
             self.start_service(service)
             _say(f"starting {service} on {self.url(service)}")
+        urls = {f"LEDER_{service.upper()}_URL": self.url(service) for service in SERVICES}
+        (self.folder / LOCAL_ENV).write_text("".join(f"{k}={v}\n" for k, v in (env | urls).items()))
         for service in SERVICES:
             self.wait_service(service)
         return {service: self.url(service) for service in SERVICES}
