@@ -72,6 +72,25 @@ async def notify(
     return NotificationOutcome.model_validate(result, from_attributes=True)
 
 
+@router.get("/notifications/{notification_id}", response_model=NotificationOutcome)
+async def notification_outcome(
+    notification_id: UUID,
+    request: Request,
+    _: Annotated[Caller, Depends(require_roles("partner_system", "lac"))],
+) -> NotificationOutcome:
+    """What became of a notification, whichever door it came through: a partner that published on
+    the topic learns its outcome and case here (404 until it has been taken)."""
+    row = await _store(request).pool.fetchrow(
+        "SELECT n.notification_id, n.outcome, n.case_id, c.review_type,"
+        " coalesce(c.focused_reasons, '{}') AS focused_reasons, coalesce(c.flags, '{}') AS flags"
+        " FROM notifications n LEFT JOIN cases c ON c.case_id = n.case_id WHERE n.notification_id = $1",
+        notification_id,
+    )
+    if row is None:
+        raise Problem(404, "notification_not_found", f"no notification {notification_id} has been taken")
+    return NotificationOutcome.model_validate(dict(row))
+
+
 class EligibilityDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -57,6 +57,16 @@ async def test_a_notification_opens_a_case_and_a_resend_returns_the_first_outcom
     assert again.json() == outcome
     assert await svc.runtime.store.last_sequence() == events_before
 
+    asked = await svc.client.get(
+        f"/notifications/{body['notification_id']}", headers=svc.headers("partner_system")
+    )
+    assert asked.status_code == 200 and asked.json() == outcome
+    unknown = await svc.client.get(f"/notifications/{uuid4()}", headers=svc.headers("partner_system"))
+    assert unknown.status_code == 404 and unknown.json()["code"] == "notification_not_found"
+    assert (
+        await svc.client.get(f"/notifications/{body['notification_id']}", headers=svc.headers("reviewer"))
+    ).status_code == 403
+
 
 async def test_the_same_person_notified_again_by_nhs_number_or_by_name_and_dates_links_to_one_case(
     svc: RunningService,
