@@ -9,9 +9,10 @@ from uuid import UUID
 
 from events import Envelope, EventPayload
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import ConcurrencyError, Context, EventStore
 
 S = TypeVar("S")
+RETRIES = 3
 
 
 class StreamNotFound(Exception):
@@ -42,12 +43,22 @@ async def change(
     case_id: UUID | None = None,
     conn: Connection | None = None,
 ) -> list[EventPayload]:
-    """Decide on the stream's current state and append what was decided, at the version read (a
-    concurrent change raises ConcurrencyError and writes nothing)."""
-    async with store.transaction() if conn is None else nullcontext(conn) as tx:
-        state, version = await load(tx, stream_id, evolve)
-        if state is None:
-            raise StreamNotFound(stream_id)
-        events = list(decide(state))
-        await store.append(stream_id, version, events, context, case_id=case_id, conn=tx)
-        return events
+    """Decide on the stream's current state and append what was decided, at the version read.
+
+    Another writer between the read and the append (a scheduler's milestone on the case the reviewer
+    is writing to, say) makes the append fail and write nothing; the command is then decided again on
+    the new state, a few times, since deciding is pure and the rules may now say otherwise. Inside a
+    caller's transaction (`conn`) the ConcurrencyError goes to the caller, whose retry is its own."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            async with store.transaction() if conn is None else nullcontext(conn) as tx:
+                state, version = await load(tx, stream_id, evolve)
+                if state is None:
+                    raise StreamNotFound(stream_id)
+                events = list(decide(state))
+                await store.append(stream_id, version, events, context, case_id=case_id, conn=tx)
+                return events
+        except ConcurrencyError:
+            if conn is not None or attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")

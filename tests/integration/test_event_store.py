@@ -3,6 +3,7 @@ PostgreSQL 15 (LEDER_DATABASE_URL), since ICBs bring their own server."""
 
 import asyncio
 import random
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -140,3 +141,45 @@ async def test_read_all_pages_by_sequence(store: EventStore) -> None:
     first = await store.read_all(0, limit=3)
     rest = await store.read_all(first[-1].source_sequence, limit=100)
     assert [e.source_sequence for e in first + rest] == list(range(1, 8))
+
+
+async def test_a_command_that_loses_a_race_is_decided_again_on_the_new_state(store: EventStore) -> None:
+    """infra.aggregates.change: when another writer (a scheduler's milestone, say) lands between the
+    command's read and its append, the command is decided again on the new state and lands after it;
+    a rule that the new state breaks refuses it, writing nothing."""
+    from infra import aggregates
+
+    def evolve(count: int | None, event: object) -> int:
+        return (count or 0) + 1
+
+    class SchedulerGetsThereFirst(EventStore):
+        interruptions = 1
+
+        async def append(self, stream_id: str, expected_version: int, *args: Any, **kwargs: Any) -> Any:
+            if self.interruptions:
+                self.interruptions -= 1
+                await store.append(stream_id, expected_version, [NoteRecorded(text="milestone")], CTX)
+            return await super().append(stream_id, expected_version, *args, **kwargs)
+
+    seen: list[int] = []
+
+    def note(count: int) -> list[NoteRecorded]:
+        seen.append(count)
+        return [NoteRecorded(text=f"after {count}")]
+
+    await store.append("race", 0, [NoteRecorded(text="opened")], CTX)
+    racing = SchedulerGetsThereFirst(store.pool, store.source)
+    await aggregates.change(racing, "race", evolve, note, CTX)
+    assert seen == [1, 2]  # decided on one event, then again on two
+    assert [e.data["text"] for e in await store.read_stream("race")] == ["opened", "milestone", "after 2"]
+
+    def at_most_three(count: int) -> list[NoteRecorded]:
+        if count >= 4:
+            raise ValueError("the rule now says no")
+        return [NoteRecorded(text="one more")]
+
+    racing.interruptions = 1
+    with pytest.raises(ValueError):
+        await aggregates.change(racing, "race", evolve, at_most_three, CTX)
+    assert [e.data["text"] for e in await store.read_stream("race")][-1] == "milestone"
+    assert len(await store.read_stream("race")) == 4
