@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -9,6 +10,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.auth import Forbidden, Unauthenticated
 from infra.eventstore import ConcurrencyError
+from infra.logging import get_logger
+
+log = get_logger(__name__)
+
+# The database cannot be reached, or dropped the connection mid-command (a restart, a failover): the
+# command's transaction did not commit, or its outcome is unknown; either way the caller should try
+# again shortly, which a 503 with Retry-After says (a 500 would say the request itself is at fault).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -88,6 +102,19 @@ def install_problem_handlers(app: FastAPI) -> None:
             expected_version=exc.expected,
             actual_version=exc.actual,
         )
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, asyncpg.InterfaceError) and "closed" not in str(exc):
+            raise exc  # a misuse of a connection (a bug), not a lost one
+        log.warning("database_unavailable", path=request.url.path, error=repr(exc))
+        response = problem_response(
+            request, 503, "database_unavailable", "The database is unavailable", "try again shortly"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, database_unavailable)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

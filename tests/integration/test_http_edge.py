@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
 
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from infra.auth import Caller, mint_token, require_roles
+from infra.embedded import free_port
 from infra.eventstore import Context, EventStore
 from infra.http import CORRELATION_HEADER, create_app
 from tests.support.events import NoteRecorded
@@ -133,3 +135,19 @@ async def test_the_correlation_id_of_a_request_is_echoed_and_carried_by_its_even
 async def test_health_endpoints_answer_without_a_token(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok", "service": "test"}
     assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_a_command_while_the_database_is_unreachable_gets_503_problem_details_with_retry_after() -> (
+    None
+):
+    # A pool towards a port nothing listens on: what a service's pool meets while PostgreSQL restarts.
+    pool = await asyncpg.create_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/leder", min_size=0)
+    try:
+        async with make_app(EventStore(pool, "test")) as client:
+            response = await client.post("/cases/c1/notes", json=NOTE, headers=bearer())
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["Retry-After"] == "1"
+        assert response.json()["code"] == "database_unavailable"
+    finally:
+        await pool.close()
