@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from events import Envelope, UnknownEventType
 from events.topics import dlq
 from infra.db import Connection
+from infra.kafka import FETCH_MAX_WAIT_MS
 from infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -135,6 +136,7 @@ class InboxConsumer(Generic[T]):
             group_id=group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             description=f"{self.name}: applied once each through the idempotent inbox",
         )(handle)
 
