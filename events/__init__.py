@@ -25,3 +25,9 @@ __all__ = [
     "registered_events",
     "upcaster",
 ]
+
+# Payloads register themselves when their module is imported. Importing every event module here makes
+# the registry whole in every process, whatever its own code happens to name: a consumer must know
+# every event on the topics it reads (the governance service observes allocation events but names
+# none of them, and so dead-lettered them all).
+from events import allocation, audit, governance, notification, review  # noqa: F401
