@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,18 +65,25 @@ class NewReviewer(BaseModel):
 
 @router.post("/reviewers", status_code=201)
 async def register_reviewer(body: NewReviewer, request: Request, caller: LAC) -> dict[str, Any]:
-    existing = await _store(request).pool.fetchval("SELECT 1 FROM reviewers WHERE user_id = $1", body.user_id)
-    if existing:
-        raise Problem(409, "reviewer_exists", f"a reviewer signs in as {body.user_id} already")
-    reviewer_id = await handlers.register_reviewer(
-        _store(request),
-        _context(request, caller),
-        body.user_id,
-        body.name,
-        body.organisations,
-        body.senior,
-        body.capacity,
-    )
+    exists = Problem(409, "reviewer_exists", f"a reviewer signs in as {body.user_id} already")
+    if await _store(request).pool.fetchval("SELECT 1 FROM reviewers WHERE user_id = $1", body.user_id):
+        raise exists
+    try:
+        reviewer_id = await handlers.register_reviewer(
+            _store(request),
+            _context(request, caller),
+            body.user_id,
+            body.name,
+            body.organisations,
+            body.senior,
+            body.capacity,
+        )
+    except asyncpg.UniqueViolationError as clash:
+        # Registered at the same moment by another request, after the check above: the read model,
+        # written in the same transaction, admits one reviewer per sub, and this one wrote nothing.
+        if clash.constraint_name != "reviewers_user_id_key":
+            raise
+        raise exists from clash
     return await _reviewer_view(request, reviewer_id)
 
 
