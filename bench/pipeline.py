@@ -1,0 +1,781 @@
+"""Pipeline latency and throughput: from a partner's notification published on the partner topic to
+the case in the LAC's allocation queue, through the whole system as `leder up` runs it (five service
+processes, the embedded PostgreSQL with fsync on, the in-memory tansu broker), in its own temporary
+folder and on free ports.
+
+Each notification is timed from the publisher's send to the commit of the allocation service's
+`CaseAwaitingAllocation` (its queue projection is written in that same transaction). The commit is
+seen by a separate watcher process LISTENing on the allocation database's event-store channel, so
+neither the publisher's work nor the services are slowed by the observation; the notification
+database is watched the same way, to split the time between the two hops.
+
+Prints a table and writes its section of bench/results.md. Exits non-zero if any notification was
+lost or doubled. `--quick` runs a few seconds per rate (CI runs it so the script cannot rot)."""
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.common import machine, write_section
+from events.partner import nhs_number_is_valid
+from events.topics import SERVICES, partner_topic
+from infra import kafka
+from infra.auth import mint_token
+from infra.embedded import free_port
+from infra.eventstore import NOTIFY_CHANNEL
+from infra.inbox import Delivery
+from infra.logging import configure_logging
+from infra.service import open_store
+from infra.settings import Settings, database_url_for
+from infra.stack import Stack
+from services.notification.app import definition as notification_service
+from services.notification.consumers import partner_notifications
+from tests.e2e.test_leder_up import five_free_ports
+from tests.support.notifications import notification
+
+TITLE = "Pipeline: partner notification to allocation queue"
+WATCHED = ("notification", "allocation")
+P99_TARGET_MS = 100.0
+P99_TARGET_RATE = 100
+SUSTAINED_TARGET = 1000
+# A run is abandoned when no case reaches the queue for this long: what has not arrived by then is lost.
+STALL_SECONDS = 30.0
+
+
+# --- what the partners send -------------------------------------------------------------------------
+
+
+def nhs_numbers() -> Iterator[str]:
+    """Distinct valid NHS numbers, so that every notification is a different person."""
+    for stem in range(400_000_000, 1_000_000_000):
+        digits = str(stem)
+        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+        number = f"{digits}{check % 11}"
+        if nhs_number_is_valid(number):  # a check of 10 makes no valid number
+            yield number
+
+
+class People:
+    """Eligible adults with a learning disability, each a new person: each notification opens a case."""
+
+    def __init__(self) -> None:
+        self._numbers = nhs_numbers()
+        self._count = 0
+        self._died = datetime.now(UTC).date() - timedelta(days=10)
+
+    def next(self) -> tuple[str, bytes]:
+        self._count += 1
+        # Distinct names and dates as well as NHS numbers: real intake rarely shares them, and the
+        # name-and-dates match would otherwise scan every earlier bench case.
+        born = date(1940, 1, 1) + timedelta(days=self._count % 20_000)
+        body = notification(
+            **{
+                "person.nhs_number": next(self._numbers),
+                "person.family_name": f"Bench-{self._count}",
+                "person.date_of_birth": born.isoformat(),
+                "death.date_of_death": self._died.isoformat(),
+            }
+        )
+        return body["notification_id"], json.dumps(body).encode()
+
+
+# --- the watcher: commits seen through LISTEN, in its own process -----------------------------------
+
+
+def _watch(urls: dict[str, str], out: "mp.Queue[Any]", stop: EventType) -> None:
+    asyncio.run(_listen(urls, out, stop))
+
+
+async def _listen(urls: dict[str, str], out: "mp.Queue[Any]", stop: EventType) -> None:
+    seen: list[tuple[str, str, float]] = []
+    connections = []
+
+    def recorder(service: str) -> Callable[[Any, int, str, object], None]:
+        def on_commit(_conn: Any, _pid: int, _channel: str, stream: object) -> None:
+            # NOTIFY is delivered at commit, so its arrival is when the events became visible.
+            seen.append((service, str(stream), time.time()))
+
+        return on_commit
+
+    for service, url in urls.items():
+        conn = await asyncpg.connect(url)
+        await conn.add_listener(NOTIFY_CHANNEL, recorder(service))
+        connections.append(conn)
+    out.put("listening")
+    while not stop.is_set():
+        await asyncio.sleep(0.02)
+        if seen:
+            batch, seen[:] = seen[:], []
+            out.put(batch)
+    for conn in connections:
+        await conn.close()
+
+
+class Watcher:
+    def __init__(self, urls: dict[str, str]) -> None:
+        context = mp.get_context("spawn")
+        self._out: mp.Queue[Any] = context.Queue()
+        self._stop = context.Event()
+        self._process = context.Process(target=_watch, args=(urls, self._out, self._stop), daemon=True)
+        # First commit of each stream, per watched service: a case's stream is named by its case id.
+        self.first: dict[str, dict[str, float]] = {s: {} for s in urls}
+
+    def start(self) -> None:
+        self._process.start()
+        if self._out.get(timeout=30) != "listening":
+            raise RuntimeError("the watcher did not start")
+
+    def drain(self) -> None:
+        while True:
+            try:
+                batch = self._out.get_nowait()
+            except queue.Empty:
+                return
+            for service, stream, at in batch:
+                self.first[service].setdefault(stream, at)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+
+# --- one run: publish at a rate, wait for the queue, check and measure ------------------------------
+
+
+@dataclass
+class Run:
+    label: str
+    asked: float | None  # notifications per second; None: as fast as the producer goes
+    sent_at: dict[str, float] = field(default_factory=dict)
+    published_in: float = 0.0
+    case_of: dict[str, UUID] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    first_hop: list[float] = field(default_factory=list)
+    second_hop: list[float] = field(default_factory=list)
+    first_in_queue: float = math.inf
+    last_in_queue: float = 0.0
+    # From the first to the last case each watched service committed: how fast it drained the run.
+    span: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process while in flight
+    cpu_wall: float = 0.0
+    machine_cpu: float = 0.0  # CPU seconds of every process on the machine meanwhile, ours or not
+    consumed: dict[str, int] = field(default_factory=dict)  # messages each service's inboxes took
+    recorded: dict[str, int] = field(default_factory=dict)  # events each service appended (and relayed)
+
+    @property
+    def kept_up(self) -> bool:
+        """Whether cases reached the queue as fast as they were sent (no backlog grew)."""
+        if self.asked is None or len(self.latencies) < 2:
+            return False
+        span = self.last_in_queue - self.first_in_queue
+        return span > 0 and (len(self.latencies) - 1) / span >= 0.9 * self.asked
+
+    @property
+    def count(self) -> int:
+        return len(self.sent_at)
+
+    @property
+    def published_rate(self) -> float:
+        return self.count / self.published_in if self.published_in else math.inf
+
+    @property
+    def in_queue_rate(self) -> float:
+        """End to end: notifications per second from the first send to the last case in the queue."""
+        span = self.last_in_queue - min(self.sent_at.values())
+        return len(self.latencies) / span if span > 0 else math.inf
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.doubled or self.wrong)
+
+
+def machine_cpu_seconds() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest rank: always a latency that was observed."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+class Pipeline:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        # What the stack wrote down for the other commands: its broker, server and secret.
+        env = dict(
+            line.split("=", 1) for line in (stack.folder / "env").read_text().splitlines() if "=" in line
+        )
+        self.bootstrap = env["LEDER_KAFKA_BOOTSTRAP"]
+        self.server = env["LEDER_DATABASE_URL"]
+        self.urls = {s: database_url_for(self.server, f"leder_{s}") for s in WATCHED}
+        self.queue_url = f"{stack.url('allocation')}/allocation-queue"
+        self.secret = Path(env["LEDER_JWT_SECRET_FILE"]).read_text().strip()
+        self.people = People()
+        self.watcher = Watcher(self.urls)
+        self.producer: AIOKafkaProducer | None = None
+        self.pools: dict[str, asyncpg.Pool] = {}
+        self.idle: dict[str, float] = {}  # cores each process uses with nothing to do
+        self.idle_machine = 0.0  # cores the whole machine used meanwhile
+
+    async def __aenter__(self) -> "Pipeline":
+        await asyncio.to_thread(self.watcher.start)
+        # As a partner system would: acks from every replica, no idempotence (tansu has none).
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=False
+        )
+        await self.producer.start()
+        for service in SERVICES:
+            url = database_url_for(self.server, f"leder_{service}")
+            self.pools[service] = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+        for pool in self.pools.values():
+            await pool.close()
+        self.watcher.stop()
+
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        """Each part of the system, for its CPU time: the services, PostgreSQL (all its backends),
+        the broker, and this script with its watcher."""
+        found: dict[str, list[psutil.Process]] = {
+            name: [psutil.Process(p.pid)] for name, p in self.stack.services.items()
+        }
+        if self.stack.postgres is not None and (pid := self.stack.postgres.pid()):
+            postmaster = psutil.Process(pid)
+            found["postgres"] = [postmaster, *postmaster.children(recursive=True)]
+        if self.stack.broker is not None and self.stack.broker.process is not None:
+            found["tansu"] = [psutil.Process(self.stack.broker.process.pid)]
+        found["bench"] = [psutil.Process()] + ([psutil.Process(w)] if (w := self.watcher.pid) else [])
+        return found
+
+    def cpu_seconds(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for name, procs in self.processes().items():
+            for proc in procs:
+                try:
+                    times = proc.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue  # a PostgreSQL backend that ended meanwhile
+                total[name] = total.get(name, 0.0) + times.user + times.system
+        return total
+
+    async def measure_idle(self, seconds: float) -> None:
+        """What the stack costs with nothing to do (its consumers' polling, say), to tell it apart from
+        what each notification costs."""
+        before, machine_before, started = self.cpu_seconds(), machine_cpu_seconds(), time.monotonic()
+        await asyncio.sleep(seconds)
+        after, wall = self.cpu_seconds(), time.monotonic() - started
+        self.idle = {k: (after.get(k, 0.0) - v) / wall for k, v in before.items()}
+        self.idle_machine = (machine_cpu_seconds() - machine_before) / wall
+
+    async def run(self, label: str, asked: float | None, count: int) -> Run:
+        run = Run(label, asked)
+        messages = [self.people.next() for _ in range(count)]
+        counts_before = await self.counts()
+        cpu_before, machine_before, started = self.cpu_seconds(), machine_cpu_seconds(), time.monotonic()
+        await self._publish(run, messages)
+        await self._wait_for_queue(run)
+        # The CPU window closes when every service has consumed what the run caused (review,
+        # governance and audit may still be at it when the last case is queued).
+        counts_after = await self._settle()
+        cpu_after, run.cpu_wall = self.cpu_seconds(), time.monotonic() - started
+        run.machine_cpu = machine_cpu_seconds() - machine_before
+        run.cpu = {k: cpu_after.get(k, 0.0) - v for k, v in cpu_before.items()}
+        run.consumed = {k: counts_after[k][0] - v[0] for k, v in counts_before.items()}
+        run.recorded = {k: counts_after[k][1] - v[1] for k, v in counts_before.items()}
+        await self._check(run)
+        return run
+
+    async def _publish(self, run: Run, messages: list[tuple[str, bytes]]) -> None:
+        assert self.producer is not None
+        topic = partner_topic()
+        acks = []
+        started = time.time()
+        for i, (notification_id, body) in enumerate(messages):
+            if run.asked is not None:
+                # Paced by schedule, not by gaps: a late send is followed by an early one.
+                delay = started + i / run.asked - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            run.sent_at[notification_id] = time.time()
+            acks.append(await self.producer.send(topic, key=notification_id.encode(), value=body))
+        run.published_in = time.time() - started
+        await asyncio.gather(*acks)  # a send the broker refused raises here
+
+    async def _wait_for_queue(self, run: Run) -> None:
+        """Until as many new cases are in the allocation queue as notifications were sent, or until
+        none has arrived for STALL_SECONDS."""
+        queued = self.watcher.first["allocation"]
+        before = {s for s, at in queued.items() if at < min(run.sent_at.values())}
+        progress_at, arrived = time.monotonic(), 0
+        while True:
+            await asyncio.sleep(0.1)
+            self.watcher.drain()
+            now_arrived = len(queued.keys() - before)
+            if now_arrived >= run.count:
+                return
+            if now_arrived > arrived:
+                progress_at, arrived = time.monotonic(), now_arrived
+            elif time.monotonic() - progress_at > STALL_SECONDS:
+                return
+
+    async def counts(self) -> dict[str, tuple[int, int]]:
+        """For each service, how many messages its inboxes have taken and events it has recorded."""
+        counts = {}
+        for service, pool in self.pools.items():
+            row = await pool.fetchrow(
+                "SELECT (SELECT count(*) FROM inbox) AS consumed,"
+                " (SELECT coalesce(max(source_sequence), 0) FROM events) AS recorded"
+            )
+            assert row is not None
+            counts[service] = (row["consumed"], row["recorded"])
+        return counts
+
+    async def _settle(self, timeout: float = 60.0) -> dict[str, tuple[int, int]]:
+        """Until no service's inbox takes anything for a second."""
+        deadline = time.monotonic() + timeout
+        last = await self.counts()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            now = await self.counts()
+            if now == last:
+                break
+            last = now
+        return last
+
+    async def _check(self, run: Run) -> None:
+        """Every notification opened exactly one case (one `CaseOpened` caused by it), which is queued
+        exactly once (one `CaseAwaitingAllocation`) and is in the LAC's queue (its HTTP API)."""
+        ids = list(run.sent_at)
+        outcome = {
+            str(r["notification_id"]): (r["outcome"], r["case_id"])
+            for r in await self.pools["notification"].fetch(
+                "SELECT notification_id, outcome, case_id FROM notifications"
+                " WHERE notification_id = ANY($1::uuid[])",
+                ids,
+            )
+        }
+        # The notification's id is the correlation id of everything it caused (no header was sent).
+        opened = await self._caused("notification", "notification.CaseOpened", ids)
+        queued_events = await self._caused("allocation", "allocation.CaseAwaitingAllocation", ids)
+        async with httpx.AsyncClient(timeout=60) as client:
+            token = mint_token(self.secret, "bench", "lac")
+            response = await client.get(self.queue_url, headers={"Authorization": f"Bearer {token}"})
+            response.raise_for_status()
+        in_queue = {case["case_id"] for case in response.json()["cases"]}
+        committed = self.watcher.first
+        for notification_id, sent in run.sent_at.items():
+            got = outcome.get(notification_id)
+            if got is not None and got[0] != "case_opened":
+                run.wrong.append(f"{notification_id}: {got[0]}")
+                continue
+            if got is None or str(got[1]) not in in_queue or str(got[1]) not in committed["allocation"]:
+                run.lost.append(notification_id)
+                continue
+            if len(opened.get(notification_id, [])) != 1 or len(queued_events.get(notification_id, [])) != 1:
+                run.doubled.append(notification_id)
+                continue
+            case_id = str(got[1])
+            if opened[notification_id] != [case_id] or queued_events[notification_id] != [case_id]:
+                run.wrong.append(f"{notification_id}: its events name another case")
+                continue
+            run.case_of[notification_id] = got[1]
+            at = committed["allocation"][case_id]
+            run.latencies.append(at - sent)
+            run.first_in_queue = min(run.first_in_queue, at)
+            run.last_in_queue = max(run.last_in_queue, at)
+            if case_id in committed["notification"]:
+                run.first_hop.append(committed["notification"][case_id] - sent)
+                run.second_hop.append(at - committed["notification"][case_id])
+        for service in WATCHED:
+            moments = [committed[service][str(c)] for c in run.case_of.values()]
+            run.span[service] = max(moments, default=0.0) - min(moments, default=0.0)
+
+    async def _caused(self, service: str, event_type: str, ids: list[str]) -> dict[str, list[str]]:
+        """The case ids of the events of `event_type` each notification caused, in `service`'s store."""
+        rows = await self.pools[service].fetch(
+            "SELECT envelope::jsonb ->> 'correlation_id' AS correlation, case_id FROM events"
+            " WHERE event_type = $1 AND envelope::jsonb ->> 'correlation_id' = ANY($2::text[])",
+            event_type,
+            ids,
+        )
+        caused: dict[str, list[str]] = {}
+        for r in rows:
+            caused.setdefault(r["correlation"], []).append(str(r["case_id"]))
+        return caused
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f}" if seconds >= 0.01 else f"{seconds * 1000:.1f}"
+
+
+def rate(value: float) -> str:
+    return "-" if math.isinf(value) else f"{value:,.0f}"
+
+
+def row(run: Run) -> str:
+    lat = run.latencies or [math.nan]
+    return (
+        f"| {run.label} | {run.count:,} | {rate(run.published_rate)} | {rate(run.in_queue_rate)} |"
+        f" {ms(percentile(lat, 50))} | {ms(percentile(lat, 95))} | {ms(percentile(lat, 99))} |"
+        f" {ms(max(lat))} | {len(run.lost)} | {len(run.doubled)} |"
+    )
+
+
+def hops_row(run: Run) -> str:
+    first, second = run.first_hop or [math.nan], run.second_hop or [math.nan]
+    drained = {s: len(run.case_of) / span if span else math.inf for s, span in run.span.items()}
+    return (
+        f"| {run.label} | {ms(percentile(first, 50))} / {ms(percentile(first, 99))} |"
+        f" {ms(percentile(second, 50))} / {ms(percentile(second, 99))} |"
+        f" {rate(drained.get('notification', math.inf))} | {rate(drained.get('allocation', math.inf))} |"
+    )
+
+
+def per_notification(run: Run, idle: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each process spent per notification, above what it spends idle."""
+    return {
+        name: (seconds - idle.get(name, 0.0) * run.cpu_wall) / max(run.count, 1)
+        for name, seconds in run.cpu.items()
+    }
+
+
+def cpu_line(run: Run, idle: dict[str, float]) -> str:
+    wall, cores = run.cpu_wall, os.cpu_count() or 1
+    order = sorted(run.cpu, key=lambda name: -run.cpu[name])
+    shares = ", ".join(f"{name} {run.cpu[name] / wall:.0%}" for name in order if run.cpu[name] / wall >= 0.01)
+    cost = per_notification(run, idle)
+    per = ", ".join(f"{name} {cost[name] * 1000:.1f}" for name in order)
+    return (
+        f"- {run.label}: {shares}; this stack {sum(run.cpu.values()) / wall:.2f} of {cores} cores, the whole"
+        f" machine {run.machine_cpu / wall:.2f}. Per notification (ms of CPU above idle): {per};"
+        f" in all **{sum(cost.values()) * 1000:.1f} ms**."
+    )
+
+
+def idle_line(idle: dict[str, float], machine_busy: float) -> str:
+    order = sorted(idle, key=lambda name: -idle[name])
+    shares = ", ".join(f"{name} {idle[name]:.0%}" for name in order if idle[name] >= 0.005)
+    return (
+        f"Idle, the stack uses {sum(idle.values()):.2f} of {os.cpu_count()} cores ({shares}); the whole"
+        f" machine was using {machine_busy:.2f} meanwhile."
+    )
+
+
+HEADER = [
+    "| rate asked (/s) | notifications | published (/s) | into the queue (/s) | p50 (ms) | p95 (ms)"
+    " | p99 (ms) | max (ms) | lost | doubled |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+]
+HOPS_HEADER = [
+    "| rate asked (/s) | send to case opened, p50 / p99 (ms) | case opened to queued, p50 / p99 (ms)"
+    " | notification service drained (/s) | allocation service drained (/s) |",
+    "| --- | --- | --- | --- | --- |",
+]
+
+
+def verdicts(runs: list[Run], burst: Run) -> list[str]:
+    lines = []
+    at_target = next((r for r in runs if r.asked == P99_TARGET_RATE), None)
+    if at_target is not None and at_target.latencies:
+        p99 = percentile(at_target.latencies, 99) * 1000
+        lines.append(
+            f"- p99 at {P99_TARGET_RATE}/s: **{p99:,.0f} ms**; target under {P99_TARGET_MS:.0f} ms:"
+            f" **{'met' if p99 < P99_TARGET_MS else 'missed'}**."
+        )
+    sustained = burst.in_queue_rate if burst.ok else 0.0
+    lines.append(
+        f"- Highest sustained rate with nothing lost (a burst of {burst.count:,}, from the first send to"
+        f" the last case in the queue): **{rate(sustained)}/s**; target {SUSTAINED_TARGET:,}/s:"
+        f" **{'met' if sustained >= SUSTAINED_TARGET else 'missed'}**."
+    )
+    paced = next((r for r in runs if r.asked == SUSTAINED_TARGET), None)
+    if paced is not None and paced.latencies:
+        lines.append(
+            f"- Paced at {SUSTAINED_TARGET:,}/s for {paced.count:,}: {rate(paced.in_queue_rate)}/s reached"
+            f" the queue ({'kept up' if paced.kept_up else 'fell behind for the whole run'})."
+        )
+    return lines
+
+
+def limits(results: "Results") -> list[str]:
+    """What limits the figures, from what this run measured."""
+    cores = os.cpu_count() or 1
+    burst = results.burst
+    cost = sum(per_notification(burst, results.idle).values())
+    cpu_ceiling = cores / cost if cost > 0 else math.inf
+    intake = percentile(results.intake, 50)
+    serial_ceiling = 1 / intake
+    wake = percentile(results.wakeup, 50)
+    consumed = ", ".join(f"{s} {n / burst.count:.1f}" for s, n in burst.consumed.items() if n)
+    recorded = ", ".join(f"{s} {n / burst.count:.1f}" for s, n in burst.recorded.items() if n)
+    lines = [
+        f"- **Throughput: {'CPU' if cpu_ceiling < serial_ceiling else 'one notification at a time'}.**"
+        f" In the burst, each notification cost {cost * 1000:.1f} ms of CPU across the stack (above"
+        f" idle; by process below): {cores} cores carry at most ~{rate(cpu_ceiling)}/s. Each one became"
+        f" {sum(burst.consumed.values()) / burst.count:.1f} consumed messages ({consumed}), each its own"
+        f" transaction and offset commit; and {sum(burst.recorded.values()) / burst.count:.1f} recorded"
+        f" and relayed events ({recorded}). Apart from CPU, the"
+        " notification service's partner consumer takes one message at a time (one FastStream"
+        " subscriber; intake also holds one lock): its inbox handler alone, without Kafka, took"
+        f" {ms(intake)} ms at the median ({ms(percentile(results.intake, 99))} ms p99,"
+        f" {len(results.intake):,} notifications), so one consumer takes at most ~{rate(serial_ceiling)}/s"
+        " whatever the number of cores.",
+    ]
+    below = [r for r in results.runs if r.kept_up and r.latencies]
+    above = [r for r in results.runs if not r.kept_up and r.first_hop and r.second_hop]
+    if below:
+        lines.append(
+            "- **Latency below capacity"
+            f" ({', '.join(f'{r.label}/s' for r in below)}): the two hops.** Each includes the broker"
+            f" handing the consumer the record: {ms(wake)} ms at the median, {ms(max(results.wakeup))} ms"
+            f" at most with fetch_max_wait_ms {kafka.FETCH_MAX_WAIT_MS} as the inboxes have it (the"
+            " embedded broker answers a waiting fetch late, not when a record arrives), then the"
+            " consumer's transaction and offset commit and the relay's publish."
+        )
+    for run in above:
+        first, second = percentile(run.first_hop, 50), percentile(run.second_hop, 50)
+        where = (
+            "on the partner topic, for the notification service"
+            if first > second
+            else "between the notification and allocation services"
+        )
+        lines.append(
+            f"- **Latency at {run.label}/s: the backlog.** Only {rate(run.in_queue_rate)}/s reached the"
+            f" queue, so notifications waited, mostly {where} (hop medians {ms(first)} and"
+            f" {ms(second)} ms), and latency grows with the length of the run."
+        )
+    return lines
+
+
+def show_dead_services(stack: Stack) -> None:
+    for service, process in stack.services.items():
+        if process.poll() is not None:
+            log = (stack.folder / "logs" / f"{service}.log").read_text(errors="replace")
+            print(
+                f"--- {service} exited with {process.returncode}; its log ends:\n{log[-3000:]}",
+                file=sys.stderr,
+            )
+
+
+async def broker_wakeup(bootstrap: str, samples: int) -> list[float]:
+    """How long the broker takes to hand a waiting consumer (fetch settings as the services' inboxes
+    have them) a record just produced: the floor of each hop of the pipeline."""
+    topic = f"bench.wakeup.{uuid4().hex[:8]}"
+    await kafka.ensure_topics(bootstrap, [topic], 1)
+    producer = kafka.producer(bootstrap)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"{topic}.group",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=kafka.FETCH_MAX_WAIT_MS,
+    )
+    await producer.start()
+    await consumer.start()
+    waits = []
+    try:
+        for i in range(samples):
+            # At a random moment of the consumer's wait, as a notification comes.
+            await asyncio.sleep(0.05 + (i * 0.037) % 0.2)
+            sent = time.perf_counter()
+            await producer.send_and_wait(topic, b"x")
+            await consumer.getone()
+            waits.append(time.perf_counter() - sent)
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return waits
+
+
+async def intake_alone(server_url: str, people: People, count: int) -> list[float]:
+    """The notification service's own work for each partner notification, without Kafka: its inbox
+    handler, called one message at a time as FastStream runs a subscriber, on a database of its own
+    on the same server."""
+    url = database_url_for(server_url, f"bench_intake_{uuid4().hex[:8]}")
+    store = await open_store(notification_service, Settings("notification", url, "", "", "", 0))
+    consumer = partner_notifications(store, partner_topic())
+    times = []
+    try:
+        for offset in range(count):
+            notification_id, body = people.next()
+            delivery = Delivery(partner_topic(), 0, offset, notification_id.encode(), {})
+            started = time.perf_counter()
+            await consumer.handle(body, delivery)
+            times.append(time.perf_counter() - started)
+    finally:
+        await store.pool.close()
+    return times
+
+
+@dataclass
+class Results:
+    runs: list[Run]
+    burst: Run
+    idle: dict[str, float]
+    idle_machine: float
+    wakeup: list[float]
+    intake: list[float]
+
+
+async def measure(
+    pipeline: Pipeline, plan: list[tuple[float, int]], burst: int, idle_seconds: float, intakes: int
+) -> Results:
+    async with pipeline:
+        # Not counted: connection pools, consumer group joins and caches warm up on the first cases.
+        warm = await pipeline.run("warm-up", 20, 40)
+        if not warm.ok:
+            raise SystemExit(f"the warm-up lost {len(warm.lost)} and doubled {len(warm.doubled)}")
+        await asyncio.sleep(2)
+        await pipeline.measure_idle(idle_seconds)
+        wakeup = await broker_wakeup(pipeline.bootstrap, 20)
+        runs = []
+        for asked, count in plan:
+            await asyncio.sleep(2)
+            run = await pipeline.run(f"{asked:,.0f}", asked, count)
+            print(row(run), flush=True)
+            runs.append(run)
+        await asyncio.sleep(2)
+        fastest = await pipeline.run("burst", None, burst)
+        print(row(fastest), flush=True)
+        intake = await intake_alone(pipeline.server, pipeline.people, intakes)
+    return Results(runs, fastest, pipeline.idle, pipeline.idle_machine, wakeup, intake)
+
+
+def main(quick: bool) -> int:
+    plan: list[tuple[float, int]] = (
+        [(10, 30), (100, 300)] if quick else [(10, 200), (100, 2_000), (1_000, 10_000)]
+    )
+    burst = 500 if quick else 10_000
+    # The embedded stack, always (that is what is measured), on free ports.
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP", "LEDER_TOPIC_PREFIX", "LEDER_JWT_SECRET")
+    }
+    environ |= {
+        "LEDER_BASE_PORT": str(five_free_ports()),
+        "LEDER_EMBEDDED_PG_PORT": str(free_port()),
+        "LEDER_EMBEDDED_KAFKA_PORT": str(free_port()),
+    }
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    with tempfile.TemporaryDirectory(prefix="leder-bench-") as folder:
+        stack = Stack(Path(folder) / ".leder", environ=environ)
+        try:
+            stack.start()
+            print("\n" + "\n".join(HEADER), flush=True)
+            results = asyncio.run(
+                measure(Pipeline(stack), plan, burst, 3 if quick else 10, 200 if quick else 1_000)
+            )
+        except BaseException:
+            show_dead_services(stack)  # their logs go with the temporary folder
+            raise
+        finally:
+            stack.stop()
+    every = [*results.runs, results.burst]
+    problems = [
+        f"{r.label}: {len(r.lost)} lost, {len(r.doubled)} doubled, {len(r.wrong)} wrong"
+        f" (e.g. {(r.lost + r.doubled + r.wrong)[:3]})"
+        for r in every
+        if not r.ok
+    ]
+    workload = ", ".join(f"{asked:,.0f}/s x {count:,}" for asked, count in plan)
+    rest = [
+        "Targets:",
+        "",
+        *verdicts(results.runs, results.burst),
+        "",
+        "What limits them:",
+        "",
+        *limits(results),
+        "",
+        "Each hop's commit, seen by LISTEN on its service's database:",
+        "",
+        *HOPS_HEADER,
+        *(hops_row(r) for r in every),
+        "",
+        "CPU while each run was in flight (share of one core), and per notification:",
+        "",
+        *(cpu_line(r, results.idle) for r in every),
+        "",
+        idle_line(results.idle, results.idle_machine),
+        *(["", "**Failed:** " + "; ".join(problems)] if problems else []),
+        "",
+        f"Machine: {machine()}. Workload{' (--quick)' if quick else ''}: {workload}, then a burst of"
+        f" {burst:,} sent as fast as one producer sends; each notification a new eligible adult, so each"
+        " opens a case; 40 warm-up notifications not counted. Latency is from the publisher's send to"
+        " the commit seen by a watcher process; the other three services consume the same events on the"
+        " same cores meanwhile. Where the whole machine used much more CPU than this stack, something"
+        " else was running and the figures understate what this stack can do.",
+    ]
+    print("\n" + "\n".join(rest))
+    write_section(
+        TITLE,
+        "\n".join(
+            [
+                "From a partner's notification published on the partner topic to its case in the LAC's"
+                " allocation queue (the commit of `allocation.CaseAwaitingAllocation`, which writes the"
+                " queue's row), through the five services as `leder up` runs them on the embedded stack"
+                " (PostgreSQL with fsync on, the in-memory tansu broker, four partitions per topic).",
+                "",
+                *HEADER,
+                *(row(r) for r in every),
+                "",
+                *rest,
+            ]
+        ),
+    )
+    if problems:
+        print("FAILED: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few seconds per rate (what CI runs)")
+    configure_logging("bench", "WARNING")
+    sys.exit(main(parser.parse_args().quick))
