@@ -120,12 +120,14 @@ class InboxConsumer(Generic[T]):
         self.dead_letter_on: tuple[type[Exception], ...] = (Unprocessable, *dead_letter_on)
         self.on_handled = on_handled
         self.broker: KafkaBroker | None = None
+        self.group_id: str | None = None
         self.order_patience = order_patience
         self._retry_delay = 0.2
         self._waiting_since: dict[str, float] = {}
 
     def subscribe(self, broker: KafkaBroker, group_id: str) -> None:
         self.broker = broker
+        self.group_id = group_id
 
         async def handle(message: KafkaMessage) -> None:
             await self.handle(message.body, _delivery(message))
@@ -262,6 +264,9 @@ class InboxConsumer(Generic[T]):
                         "dlq_reason": json.dumps(reasons, sort_keys=True),
                         "dlq_error_type": type(exc).__name__,
                         "dlq_consumer": self.name,
+                        # Several services consume one topic under the same consumer name: the group
+                        # says which of them could not handle the message.
+                        "dlq_group": self.group_id or self.name,
                         "original_topic": delivery.topic,
                         "original_partition": str(delivery.partition),
                         "original_offset": str(delivery.offset),
