@@ -22,6 +22,12 @@ def cmd_up(_: argparse.Namespace) -> int:
     return up()
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from infra.demo.run import main
+
+    return main(args)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -157,6 +163,15 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "up", help="run the whole system (embedded PostgreSQL and broker by default)"
     ).set_defaults(func=cmd_up)
+    demo = sub.add_parser(
+        "demo",
+        help="drive a realistic caseload through the running system over simulated months (starts it if need be)",
+    )
+    demo.add_argument("--notifications", type=int, default=300)
+    demo.add_argument("--months", type=int, default=18)
+    demo.add_argument("--seed", type=int, default=2026, help="the same seed makes the same caseload")
+    demo.add_argument("--stop", action="store_true", help="stop the system afterwards if the demo started it")
+    demo.set_defaults(func=cmd_demo)
     serve = sub.add_parser("serve", help="run one service (leder up runs all five)")
     serve.add_argument("service", choices=SERVICES)
     serve.set_defaults(func=cmd_serve)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -16,11 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from events.calendar import add_months
 from events.topics import SERVICES, partner_topic
 from infra.auth import mint_token
+from infra.demo.caseload import generate
 from infra.embedded import free_port
 from tests.e2e.test_leder_up import five_free_ports, read_until
 from tests.integration.audit.test_audit_lifecycle import drive_a_case
+from tests.support.browser import NHS_BLUE, chromium_missing, screenshot
 from tests.support.waiting import eventually, publish_raw
 
 pytestmark = pytest.mark.slow
@@ -87,6 +91,73 @@ async def services(stack: Stack) -> AsyncIterator[dict[str, Remote]]:
     finally:
         for client in clients.values():
             await client.aclose()
+
+
+async def test_leder_demo_carries_a_seeded_caseload_through_simulated_months_and_its_reports_open(
+    stack: Stack, services: dict[str, Remote], tmp_path: Path
+) -> None:
+    """First in this module: the demo needs an empty system. What it made is checked through the
+    APIs against the caseload its seed generates, so a notification lost, doubled or decided
+    otherwise fails here; its reports are opened in a real browser."""
+    notifications, months, seed = 60, 12, 7
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDER_")} | {
+        "LEDER_HOME": str(stack.home)
+    }
+    demo = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "infra.cli", "demo", "--notifications", str(notifications),
+         "--months", str(months), "--seed", str(seed)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    print(demo.stdout)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "decided otherwise" not in demo.stdout
+    assert not (stack.home / "clock").exists()  # back to real time
+
+    today = date.today()
+    caseload = generate(seed, notifications, add_months(today, -months), today)
+    opened = [n for n in caseload.notices if n.expected == "case_opened"] + [
+        n
+        for n in caseload.notices
+        if n.expected == "eligibility_to_confirm" and n.story and n.story.eligibility_confirmed
+    ]
+    n = services["notification"]
+    cases = (
+        await n.client.get("/cases", params={"status": "open", "limit": 1000}, headers=n.headers("lac"))
+    ).json()
+    assert len(cases["cases"]) == len(opened)
+    for notice in caseload.notices:  # every notification once, with the outcome its person calls for
+        answer = await n.client.get(
+            f"/notifications/{notice.body['notification_id']}", headers=n.headers("partner_system")
+        )
+        assert answer.json()["outcome"] == notice.expected, notice
+    # The simulated months are in the events: the first case opened on its simulated day.
+    first = min(n.day for n in opened if n.expected == "case_opened")
+    assert min(date.fromisoformat(c["notified_at"][:10]) for c in cases["cases"]) == first
+
+    r, a = services["review"], services["allocation"]
+    feed = (await r.client.get("/events", params={"limit": 5000}, headers=r.headers("ig_officer"))).json()
+    events = [json.loads(e) for e in feed["events"]]  # the canonical envelopes, as text
+    types = Counter(e["event_type"] for e in events)
+    assert (
+        types["review.ReviewPaused"] and types["review.ReviewResumed"] and types["review.LapseInCareRecorded"]
+    )
+    assert types["review.ReviewSubmittedForQA"] > types["review.ReviewCompleted"] > 0  # some returned by QA
+    # The deadline scheduler ran on the simulated calendar: its milestones lie in the simulated months.
+    milestones = [
+        e for e in events if e["event_type"] in ("review.ReviewDeadlineApproaching", "review.ReviewOverdue")
+    ]
+    assert milestones and all(e["occurred_at"][:10] < today.isoformat() for e in milestones)
+    queue = (await a.client.get("/allocation-queue", headers=a.headers("lac"))).json()["cases"]
+    assert all(c["days_waiting"] >= 0 for c in queue)
+
+    reports = sorted((stack.home / "demo").glob("*.html"))
+    assert [p.name.split("-")[0] for p in reports] == ["activity", "governance", "kpis"]
+    for report in reports:
+        assert str(report.as_uri()) in demo.stdout  # the demo says where to look
+    if not chromium_missing():
+        colours = await screenshot(next(p for p in reports if p.name.startswith("activity")), tmp_path)
+        assert colours.get(NHS_BLUE, 0) > 2000, "the activity report's charts did not render"
 
 
 async def test_a_case_from_a_partners_notification_to_an_ig_officers_verified_replay(

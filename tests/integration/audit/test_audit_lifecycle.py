@@ -73,13 +73,23 @@ async def drive_a_case(
     """A case the way the world makes one: notified, queued, allocated, reviewed (with a pause for an
     inquest), submitted and approved by the QA panel."""
     n, a, r, g = svc["notification"], svc["allocation"], svc["review"], svc["governance"]
-    await notify(n, notification(**{"circumstances.concerns_about_care": True}))
+    body = notification(**{"circumstances.concerns_about_care": True})
+    await notify(n, body)
 
-    async def queued() -> list[str]:
+    async def opened() -> str | None:
+        # The partner asks what became of its notification (it may have published on the topic).
+        answer = await n.client.get(
+            f"/notifications/{body['notification_id']}", headers=n.headers("partner_system", "southmead")
+        )
+        return answer.json()["case_id"] if answer.status_code == 200 else None
+
+    case_id = await eventually(opened, timeout=60)
+
+    async def queued() -> bool:
         waiting = (await a.client.get("/allocation-queue", headers=a.headers("lac"))).json()["cases"]
-        return [c["case_id"] for c in waiting]
+        return case_id in [c["case_id"] for c in waiting]
 
-    [case_id] = await eventually(queued, timeout=60)
+    await eventually(queued, timeout=60)
     moments: dict[str, Any] = {"case_id": case_id}
     await asyncio.sleep(0.05)
     moments["notified"] = datetime.now(UTC)
@@ -111,7 +121,7 @@ async def drive_a_case(
 
     async def awaiting() -> bool:
         reviews = (await g.client.get("/qa/awaiting", headers=g.headers("lac"))).json()["reviews"]
-        return [x["case_id"] for x in reviews] == [case_id]
+        return case_id in [x["case_id"] for x in reviews]
 
     await eventually(awaiting, timeout=60)
     moments["submitted"] = datetime.now(UTC)

@@ -4,7 +4,6 @@ following on the broker, actions flagged overdue once, and reports (JSON, CSV, H
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from services.governance.app import definition
 from services.governance.handlers import flag_overdue_actions
 from services.review.app import definition as review_service
 from tests.integration.review.test_review_service import MINIMUM, allocate, post
+from tests.support.browser import NHS_BLUE, NHS_GREEN, chromium_missing, screenshot
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, read_topic
 
@@ -247,9 +247,7 @@ async def test_reports_suppress_small_numbers_and_come_as_json_csv_and_html(gov:
     }
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+@pytest.mark.skipif(chromium_missing(), reason="Debian's chromium is not installed (.ci/run installs it)")
 async def test_the_html_report_opens_in_a_real_headless_browser_and_its_charts_render(
     gov: RunningService, tmp_path: Path
 ) -> None:
@@ -263,34 +261,8 @@ async def test_the_html_report_opens_in_a_real_headless_browser_and_its_charts_r
     assert "http://" not in page.text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # loads nothing
     report = tmp_path / "activity.html"
     report.write_text(page.text)
-    shot = tmp_path / "activity.png"
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=900,1400",
-            f"--screenshot={shot}",
-            report.as_uri(),
-        ],
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
-    from PIL import Image
-
-    image = Image.open(shot).convert("RGB")
-    colours = image.getcolors(maxcolors=1_000_000) or []
-    nhs_blue = sum(n for n, rgb in colours if rgb == (0, 94, 184))
-    nhs_green = sum(n for n, rgb in colours if rgb == (0, 150, 57))
+    colours = await screenshot(report, tmp_path)
+    nhs_blue, nhs_green = colours.get(NHS_BLUE, 0), colours.get(NHS_GREEN, 0)
     assert nhs_blue > 2000, "the bars of the charts did not render"
     assert nhs_green > 500, "the second series did not render"
 
