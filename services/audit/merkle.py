@@ -39,6 +39,34 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+def levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the tree of `leaves` (non-empty), leaves first, its root last, built as root()
+    builds it: with these, each inclusion proof is a walk up, not a rehash of the whole tree."""
+    if not leaves:
+        raise ValueError("the empty tree has no levels")
+    tree = [list(leaves)]
+    while len(tree[-1]) > 1:
+        level = tree[-1]
+        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        tree.append(paired)
+    return tree
+
+
+def path(index: int, tree: Sequence[Sequence[bytes]]) -> list[bytes]:
+    """PATH(m, D[n]) from the tree's levels: the same proof as inclusion_proof(index, leaves)."""
+    if not 0 <= index < len(tree[0]):
+        raise ValueError(f"leaf {index} is not in a tree of {len(tree[0])}")
+    proof = []
+    for level in tree[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):  # an odd last node has no sibling here: it is carried up as it is
+            proof.append(level[sibling])
+        index >>= 1
+    return proof
+
+
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PATH(m, D[n]) for the leaf at `index` in the tree of `leaves`."""
     if not 0 <= index < len(leaves):
@@ -133,6 +161,31 @@ def push(frontier: list[tuple[int, bytes]], leaf: bytes) -> list[tuple[int, byte
         (size, left), (_, right) = edge[-2], edge[-1]
         edge[-2:] = [(size * 2, node_hash(left, right))]
     return edge
+
+
+class RightEdge:
+    """push and frontier_root in one pass over a whole log: add each leaf in turn and get the tree
+    head after it. Kept as bare hashes (the sizes are the bits of the count), to verify a log of
+    millions of entries without building a list per entry."""
+
+    __slots__ = ("_edge", "size")
+
+    def __init__(self) -> None:
+        self._edge: list[bytes] = []
+        self.size = 0
+
+    def add(self, leaf: bytes) -> bytes:
+        sha256, edge = hashlib.sha256, self._edge
+        node, n = leaf, self.size
+        while n & 1:  # equal perfect subtrees merge: as many as the count's trailing one bits
+            node = sha256(b"\x01" + edge.pop() + node).digest()
+            n >>= 1
+        edge.append(node)
+        self.size += 1
+        top = node
+        for i in range(len(edge) - 2, -1, -1):
+            top = sha256(b"\x01" + edge[i] + top).digest()
+        return top
 
 
 def frontier_root(frontier: list[tuple[int, bytes]]) -> bytes:
