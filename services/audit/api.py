@@ -51,17 +51,14 @@ def _without_personal(data: Any) -> Any:
 
 @router.get("/audit/cases/{case_id}/history")
 async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> dict[str, Any]:
-    rows = await _store(request).pool.fetch(
-        "SELECT position, envelope FROM audit_log WHERE case_id = $1 ORDER BY occurred_at, position", case_id
-    )
+    logged = await store.case_entries(_store(request).pool, case_id)
     await _read(request, caller, "history", case_id)
     entries = []
-    for row in rows:
-        e = Envelope.from_bytes(row["envelope"])
+    for position, e in logged:
         data = e.data if caller.role == "ig_officer" else _without_personal(e.data)
         entries.append(
             {
-                "position": row["position"],
+                "position": position,
                 "event_id": str(e.event_id),
                 "when": e.occurred_at,
                 "recorded_at": e.recorded_at,
@@ -87,11 +84,9 @@ async def state(
 ) -> dict[str, Any]:
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # a time without a zone is UTC
-    rows = await _store(request).pool.fetch(
-        "SELECT envelope FROM audit_log WHERE case_id = $1 ORDER BY occurred_at, position", case_id
-    )
+    logged = await store.case_entries(_store(request).pool, case_id)
     await _read(request, caller, "state", case_id, moment)
-    return state_as_of(str(case_id), [Envelope.from_bytes(r["envelope"]) for r in rows], moment).__dict__
+    return state_as_of(str(case_id), [e for _, e in logged], moment).__dict__
 
 
 @router.get("/audit/access")
@@ -161,16 +156,10 @@ async def inclusion(request: Request, _: IG, event_id: UUID, tree_size: int | No
         position = await conn.fetchval("SELECT position FROM audit_log WHERE event_id = $1", event_id)
         if position is None:
             raise Problem(404, "not_in_log", f"event {event_id} is not in the audit log")
-        hashes = await log.leaf_hashes(conn, tree_size)
-    if tree_size is not None and (tree_size > len(hashes) or position >= tree_size):
+        proof = await log.inclusion_proof(conn, position, tree_size)
+    if proof is None:
         raise Problem(422, "bad_tree_size", f"entry {position} is not in a tree of {tree_size}")
-    return {
-        "leaf_index": position,
-        "tree_size": len(hashes),
-        "leaf_hash": hashes[position].hex(),
-        "proof": [h.hex() for h in merkle.inclusion_proof(position, hashes)],
-        "root_hash": merkle.root(hashes).hex(),
-    }
+    return proof.as_json()
 
 
 @router.get("/audit/proofs/consistency")

@@ -125,17 +125,10 @@ def _verify_proof(args: argparse.Namespace, _: Any) -> int:
     return 0 if ok else 1
 
 
-async def _case_envelopes(s: EventStore, case_id: UUID) -> list[tuple[int, Envelope]]:
-    rows = await s.pool.fetch(
-        "SELECT position, envelope FROM audit_log WHERE case_id = $1 ORDER BY occurred_at, position", case_id
-    )
-    return [(r["position"], Envelope.from_bytes(r["envelope"])) for r in rows]
-
-
 async def _replay(args: argparse.Namespace, s: EventStore) -> int:
     case_id = UUID(args.case_id)
     await _record(s, args, "replay", case_id)
-    entries = await _case_envelopes(s, case_id)
+    entries = await store.case_entries(s.pool, case_id)
     for position, e in entries:
         print(
             f"{position:>8}  {e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.actor.id:<20} {e.actor.role or '':<16}"
@@ -200,7 +193,7 @@ async def _reconcile(args: argparse.Namespace, s: EventStore) -> int:
 async def _export(args: argparse.Namespace, s: EventStore) -> int:
     case_id = UUID(args.case_id)
     await _record(s, args, "export", case_id)
-    entries = await _case_envelopes(s, case_id)
+    entries = await store.case_entries(s.pool, case_id)
     async with s.pool.acquire() as conn:
         checkpoint = await log.latest_checkpoint(conn) or await log.sign_checkpoint(conn)
         hashes = await log.leaf_hashes(conn, checkpoint.tree_size)
@@ -217,6 +210,7 @@ def _write_export(
     hashes: list[bytes],
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    tree = merkle.levels(hashes) if hashes else []  # built once: each event's proof is then a walk up
     with (out / f"{case_id}.jsonl").open("w") as jsonl, (out / f"{case_id}.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["position", "occurred_at", "who", "role", "event_type", "summary", "event_id"])
@@ -228,7 +222,7 @@ def _write_export(
                     "tree_size": checkpoint.tree_size,
                     "leaf_hash": hashes[position].hex(),
                     "root_hash": checkpoint.root_hash.hex(),
-                    "proof": [h.hex() for h in merkle.inclusion_proof(position, hashes)],
+                    "proof": [h.hex() for h in merkle.path(position, tree)],
                 }
             jsonl.write(json.dumps(record) + "\n")
             writer.writerow(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -61,6 +62,36 @@ async def leaf_hashes(conn: Connection, tree_size: int | None = None) -> list[by
         tree_size,
     )
     return [bytes(r["leaf_hash"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    leaf_index: int
+    tree_size: int
+    leaf_hash: bytes
+    path: list[bytes]
+    root_hash: bytes
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "leaf_hash": self.leaf_hash.hex(),
+            "proof": [h.hex() for h in self.path],
+            "root_hash": self.root_hash.hex(),
+        }
+
+
+async def inclusion_proof(
+    conn: Connection, position: int, tree_size: int | None = None
+) -> InclusionProof | None:
+    """The proof that entry `position` is in the tree of the first `tree_size` entries (default: all
+    of them), with that tree's root; None if the log has no such tree or the entry is not in it."""
+    hashes = await leaf_hashes(conn, tree_size)
+    if (tree_size is not None and tree_size > len(hashes)) or not 0 <= position < len(hashes):
+        return None
+    tree = merkle.levels(hashes)
+    return InclusionProof(position, len(hashes), hashes[position], merkle.path(position, tree), tree[-1][0])
 
 
 def signing_key_from_env() -> Ed25519PrivateKey | None:
@@ -171,67 +202,71 @@ async def verify(
 ) -> Verification:
     """Recompute every entry's hashes from its stored bytes, check positions run 0..n-1 without a hole,
     then recompute the tree and check it against the latest signed checkpoint."""
-    total = await conn.fetchval("SELECT count(*) FROM audit_log")
-    hashes: list[bytes] = []
+    # The checkpoints first: one signed while the log is read covers entries the reading cannot see.
+    checkpoint = await latest_checkpoint(conn)
+    checkpoints = await conn.fetch(
+        "SELECT tree_size, root_hash FROM checkpoints WHERE tree_size <= $1 ORDER BY tree_size",
+        checkpoint.tree_size if checkpoint else -1,
+    )
+    signed_sizes = {row["tree_size"] for row in checkpoints}
+    roots = {0: merkle.EMPTY_ROOT}  # the recomputed tree head at each signed size
+    total = await conn.fetchval("SELECT count(*) FROM audit_log") if progress else 0
+    sha256 = hashlib.sha256
+    edge = merkle.RightEdge()
     expected = 0
     async with conn.transaction():
         cursor = conn.cursor(
             "SELECT position, envelope, content_hash, leaf_hash, root_after FROM audit_log ORDER BY position",
             prefetch=batch,
         )
-        frontier: list[tuple[int, bytes]] = []
-        async for row in cursor:
-            position = row["position"]
+        # Millions of entries: each row unpacked, nothing built per entry that is not needed.
+        async for position, envelope, content_hash, leaf_hash, root_after in cursor:
             if position != expected:
                 missing = f"entry {expected} is missing (the next is {position})"
                 return Verification(False, expected, expected, missing)
-            raw = row["envelope"].encode()
-            leaf = bytes(row["leaf_hash"])
-            if hashlib.sha256(raw).digest() != bytes(row["content_hash"]) or merkle.leaf_hash(raw) != leaf:
+            raw = envelope.encode()
+            leaf = sha256(b"\x00" + raw).digest()
+            if sha256(raw).digest() != content_hash or leaf != leaf_hash:
                 return Verification(False, expected, position, f"entry {position} does not match its hash")
-            frontier = merkle.push(frontier, leaf)
-            if merkle.frontier_root(frontier) != bytes(row["root_after"]):
+            top = edge.add(leaf)
+            if top != root_after:
                 changed = f"the history up to entry {position} is not the one that was logged"
                 return Verification(False, expected, position, changed)
-            hashes.append(leaf)
             expected += 1
+            if expected in signed_sizes:
+                roots[expected] = top
             if progress and expected % batch == 0:
                 progress(expected, total)
     if progress:
         progress(expected, total)
-    checkpoint = await latest_checkpoint(conn)
     if checkpoint is None:
         return Verification(True, expected, problem="no signed checkpoint yet")
     if not checkpoint.signature_valid():
         return Verification(
             False, expected, None, "the latest checkpoint's signature is not valid", checkpoint.tree_size
         )
-    if checkpoint.tree_size > len(hashes):
+    if checkpoint.tree_size > expected:
         return Verification(
             False,
             expected,
-            len(hashes),
-            f"the checkpoint covers {checkpoint.tree_size} entries, the log has {len(hashes)}",
+            expected,
+            f"the checkpoint covers {checkpoint.tree_size} entries, the log has {expected}",
             checkpoint.tree_size,
         )
-    if merkle.root(hashes[: checkpoint.tree_size]) != checkpoint.root_hash:
-        first_bad = await _first_divergence(conn, hashes, checkpoint)
+    if roots[checkpoint.tree_size] != checkpoint.root_hash:
+        first_bad = _first_divergence(checkpoints, roots)
         return Verification(
             False, expected, first_bad, "the log does not match the signed checkpoint", checkpoint.tree_size
         )
     return Verification(True, expected, checkpoint_tree_size=checkpoint.tree_size)
 
 
-async def _first_divergence(conn: Connection, hashes: list[bytes], checkpoint: Checkpoint) -> int | None:
+def _first_divergence(checkpoints: list[asyncpg.Record], roots: dict[int, bytes]) -> int | None:
     """An entry inserted or replaced wholesale (hashes and all) keeps its own hashes consistent; find the
     first position whose leaf is not the one earlier checkpoints committed to."""
-    rows = await conn.fetch(
-        "SELECT tree_size, root_hash FROM checkpoints WHERE tree_size <= $1 ORDER BY tree_size",
-        checkpoint.tree_size,
-    )
     good = 0
-    for row in rows:
-        if merkle.root(hashes[: row["tree_size"]]) == bytes(row["root_hash"]):
+    for row in checkpoints:
+        if roots[row["tree_size"]] == bytes(row["root_hash"]):
             good = row["tree_size"]
         else:
             return good  # the first bad entry lies between the last good checkpoint and this one

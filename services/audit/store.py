@@ -1,9 +1,11 @@
 """The audit service's reads of its log, and its own events (each also logged, in one transaction)."""
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
-from events import EventPayload
+import asyncpg
+
+from events import Envelope, EventPayload
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
 from services.audit import log
@@ -16,6 +18,15 @@ async def record(
     the audit log, in the same transaction."""
     [envelope] = await store.append(f"audit-{uuid4()}", 0, [payload], context, case_id=case_id, conn=conn)
     await log.append(conn, envelope.canonical(), envelope)
+
+
+async def case_entries(executor: Connection | asyncpg.Pool, case_id: UUID) -> list[tuple[int, Envelope]]:
+    """A case's entries, from every service, in the order things happened: what its history, its
+    replay and its export are made of."""
+    rows = await executor.fetch(
+        "SELECT position, envelope FROM audit_log WHERE case_id = $1 ORDER BY occurred_at, position", case_id
+    )
+    return [(r["position"], Envelope.from_bytes(r["envelope"])) for r in rows]
 
 
 async def gaps(conn: Connection) -> dict[str, list[dict[str, Any]]]:
