@@ -165,7 +165,7 @@ def parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_up)
     demo = sub.add_parser(
         "demo",
-        help="drive a realistic caseload through the running system over simulated months (starts it if need be)",
+        help="a realistic caseload through the running system over simulated months (starts it if need be)",
     )
     demo.add_argument("--notifications", type=int, default=300)
     demo.add_argument("--months", type=int, default=18)
