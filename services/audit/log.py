@@ -1,6 +1,7 @@
 """The audit log: appending entries, signed checkpoints, proofs, and verification of the whole log."""
 
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,12 +57,33 @@ async def append(conn: Connection, raw: bytes, envelope: Envelope) -> bool:
     return True
 
 
+_LEAVES = "SELECT leaf_hash FROM audit_log WHERE $1::bigint IS NULL OR position < $1 ORDER BY position"
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, no flags, no header extension
+_HASH_ROW = b"\x00\x01\x00\x00\x00\x20"  # one field, of 32 bytes
+
+
 async def leaf_hashes(conn: Connection, tree_size: int | None = None) -> list[bytes]:
-    rows = await conn.fetch(
-        "SELECT leaf_hash FROM audit_log WHERE $1::bigint IS NULL OR position < $1 ORDER BY position",
-        tree_size,
-    )
-    return [bytes(r["leaf_hash"]) for r in rows]
+    """The leaf hashes in log order (of the first `tree_size` entries). A checkpoint and a proof need
+    all of them: read as one binary COPY, a million take a fraction of the time rows take."""
+    copied = io.BytesIO()
+    await conn.copy_from_query(_LEAVES, tree_size, output=copied, format="binary")
+    hashes = hashes_from_copy(copied.getvalue())
+    if hashes is None:  # a leaf hash that is not 32 bytes (a tampered row): read row by row
+        hashes = [bytes(r["leaf_hash"]) for r in await conn.fetch(_LEAVES, tree_size)]
+    return hashes
+
+
+def hashes_from_copy(copied: bytes) -> list[bytes] | None:
+    """The values of a binary COPY of one bytea column when every value is 32 bytes long; None if
+    any is not. Then each row is the same 38 bytes, so the checks and the cutting run in C."""
+    body = len(copied) - len(_COPY_HEADER) - 2
+    if not copied.startswith(_COPY_HEADER) or not copied.endswith(b"\xff\xff") or body % 38:
+        return None
+    n, start = body // 38, len(_COPY_HEADER)
+    end = start + 38 * n
+    if any(copied[start + k : end : 38] != bytes([b]) * n for k, b in enumerate(_HASH_ROW)):
+        return None
+    return [copied[at : at + 32] for at in range(start + 6, end, 38)]
 
 
 @dataclass(frozen=True)
