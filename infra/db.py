@@ -1,7 +1,7 @@
 """PostgreSQL wiring: one database per service, plain SQL migrations applied at start."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,9 +20,31 @@ _MIGRATION_LOCK = 73_011_974
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30)
+    """A pool whose connections go back as they are: asyncpg's default reset (UNLISTEN, RESET ALL,
+    advisory unlock) costs a round trip per command. So nothing may leave session state on a pooled
+    connection: use SET LOCAL and pg_advisory_xact_lock, or release what you take before you give the
+    connection back; a session-long lock or LISTEN takes a connection of its own (`connect_like`).
+    An open transaction is still rolled back on release, by asyncpg, without a round trip when none
+    is open."""
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, command_timeout=30, reset=_keep_session
+    )
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: Connection) -> None:
+    """No reset query; see create_pool."""
+
+
+async def connect_like(pool: asyncpg.Pool) -> "asyncpg.Connection[asyncpg.Record]":
+    """A connection of its own to the pool's database, with the pool's settings."""
+    # asyncpg keeps the arguments the pool was made with (Pool.set_connect_args sets them); the type
+    # stubs do not declare them.
+    args: list[Any] = getattr(pool, "_connect_args")  # noqa: B009
+    kwargs: dict[str, Any] = getattr(pool, "_connect_kwargs")  # noqa: B009
+    connection: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(*args, **kwargs)
+    return connection
 
 
 async def ensure_database(database_url: str) -> None:

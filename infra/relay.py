@@ -19,12 +19,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
-from infra import kafka
+from infra import db, kafka
 from infra.eventstore import NOTIFY_CHANNEL, EventStore
 from infra.logging import get_logger
 
 log = get_logger(__name__)
 _RELAY_LOCK = 48_151_623
+
+
+class _LockLost(Exception):
+    """The connection holding the relay's advisory lock closed."""
 
 
 class OutboxRelay:
@@ -54,23 +58,30 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until cancelled, riding out broker and database outages."""
         backoff = 0.2
+        lock_conn: asyncpg.Connection[asyncpg.Record] | None = None
         while True:
             try:
-                async with self.store.pool.acquire() as lock_conn:
-                    if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
-                        await asyncio.sleep(2)  # another instance publishes; stand by
-                        continue
-                    await lock_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                    try:
-                        await self._publish_forever()
-                    finally:
-                        with suppress(Exception):
-                            await lock_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-                            await lock_conn.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK)
+                if lock_conn is None or lock_conn.is_closed():
+                    # Its own connection, not a pool's: the lock and the LISTEN are session state,
+                    # and the service pools do not reset a connection when it is released.
+                    lock_conn = await db.connect_like(self.store.pool)
+                    lock_conn.add_termination_listener(self._on_lock_lost)
+                if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+                    await asyncio.sleep(2)  # another instance publishes; stand by
+                    continue
+                await lock_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                try:
+                    await self._publish_forever(lock_conn)
+                finally:
+                    with suppress(Exception):
+                        await lock_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+                        await lock_conn.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK)
             except asyncio.CancelledError:
                 await self._disconnect()
+                if lock_conn is not None:
+                    lock_conn.terminate()
                 raise
-            except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, _LockLost) as exc:
                 log.warning("relay_interrupted", topic=self.topic, error=repr(exc), retry_in=backoff)
                 await self._disconnect()
                 await asyncio.sleep(backoff)
@@ -78,11 +89,17 @@ class OutboxRelay:
             else:
                 backoff = 0.2
 
+    def _on_lock_lost(self, *_: object) -> None:
+        self._wake.set()  # so the publishing loop sees the closed connection now, not after idle_wait
+
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def _publish_forever(self) -> None:
+    async def _publish_forever(self, lock_conn: "asyncpg.Connection[asyncpg.Record]") -> None:
         while True:
+            if lock_conn.is_closed():
+                # The lock went with its session: another instance may publish now.
+                raise _LockLost("the relay's lock connection closed")
             published = await self.publish_pending()
             if published < self.batch_size:
                 self._wake.clear()
