@@ -1,0 +1,318 @@
+"""Projection rebuild rate per service (issue 9, item 4): events per second of `leder rebuild`
+(infra.projections.rebuild), target at least 50,000 per service.
+
+Each case service's event store is filled with cases that went through all four case services' own
+code (bench/world.py), then with copies of them: every case again under fresh ids (and, for the
+notification service, a fresh person sealed under the copy's own key), each of its original appends
+appended again through the event store, so the projections are built live as in production, until
+the store holds the workload's number of events. The rebuild is then timed, and afterwards every
+projection table must hold exactly what the live appends had built. The audit service has no
+projections (its log is its record), so it has nothing to rebuild.
+
+`--quick` (CI) runs a few thousand events per service, checks the same things and writes nothing to
+bench/results.md; the full run (100,000 events per service) writes its section."""
+
+import argparse
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID, uuid4
+
+from bench.common import machine, server, write_section
+from bench.world import SERVICES, hire_staff, nhs_number, open_world, run_cases
+from events import Envelope, decode_payload
+from events.notification import SealedPersonalData
+from infra.db import Connection
+from infra.eventstore import Context, EventStore, Projection
+from infra.logging import configure_logging
+from infra.projections import rebuild
+from services.notification.personal import data_key, seal, unseal_with_stored_key
+
+TARGET = 50_000
+# Reviewers and QA panels are shared by the cases, not copied with them.
+SHARED_STREAMS = ("reviewer-", "qa-panel-")
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+Batch = list[Envelope]  # what one command appended: one stream, one recorded_at
+
+
+async def all_events(store: EventStore) -> list[Envelope]:
+    events: list[Envelope] = []
+    while batch := await store.read_all(events[-1].source_sequence if events else 0, 5000):
+        events += batch
+    return events
+
+
+def units_of(events: Sequence[Envelope]) -> tuple[list[list[Batch]], set[str]]:
+    """The store's events as units to copy (a case with everything about it; a notification that
+    opened none), each a list of its original appends, and the ids of what the units share."""
+    unit_of_stream: dict[str, str] = {}
+    units: dict[str, list[Batch]] = {}
+    shared: set[str] = set()
+    for e in events:
+        if e.stream_id.startswith(SHARED_STREAMS):
+            shared.update(UUID_TEXT.findall(e.model_dump_json(include={"data"})))
+            continue
+        case_ids = e.data.get("case_ids") or [None]
+        key = unit_of_stream.setdefault(e.stream_id, str(e.case_id or case_ids[0] or e.stream_id))
+        batches = units.setdefault(key, [])
+        last = batches[-1][-1] if batches else None
+        if last and (last.stream_id, last.recorded_at) == (e.stream_id, e.recorded_at):
+            batches[-1].append(e)
+        else:
+            batches.append([e])
+    return list(units.values()), shared
+
+
+class Copier:
+    """Appends copies of units under fresh ids through the store's own append."""
+
+    def __init__(self, store: EventStore, shared: set[str]) -> None:
+        self.store = store
+        self.shared = shared
+        self.people = 0
+
+    async def copy(self, unit: list[Batch], n: int) -> int:
+        ids: dict[str, str] = {}
+        people: dict[str, str] = {}
+
+        def fresh(match: re.Match[str]) -> str:
+            old = match.group()
+            return old if old in self.shared else ids.setdefault(old, str(uuid4()))
+
+        def remap(value: Any) -> Any:
+            if isinstance(value, str):
+                return UUID_TEXT.sub(fresh, value)
+            if isinstance(value, dict):
+                return {k: remap(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [remap(v) for v in value]
+            return value
+
+        versions: dict[str, int] = {}
+        appended = 0
+        for batch in unit:
+            first = batch[0]
+            stream = remap(first.stream_id)
+            payloads = []
+            for e in batch:
+                data = remap(e.data)
+                if "personal" in e.data:
+                    data["personal"] = await self._reseal(e.data["personal"], data["personal"], people, n)
+                payloads.append(decode_payload(e.event_type, e.schema_version, data))
+            context = Context(first.actor, remap(first.correlation_id))
+            case_id = UUID(remap(str(first.case_id))) if first.case_id else None
+            await self.store.append(stream, versions.get(stream, 0), payloads, context, case_id=case_id)
+            versions[stream] = versions.get(stream, 0) + len(payloads)
+            appended += len(payloads)
+        return appended
+
+    async def _reseal(
+        self, old: dict[str, Any], new: dict[str, Any], people: dict[str, str], n: int
+    ) -> dict[str, Any]:
+        """The copy's person is another person (their own NHS number and name), sealed under the
+        copy's own key, as the notification service seals everyone."""
+        async with self.store.pool.acquire() as conn:
+            details = await unseal_with_stored_key(conn, SealedPersonalData.model_validate(old))
+            if details is None:
+                return new  # destroyed at the end of its retention: the copy's key never exists either
+            if details.nhs_number:
+                if details.nhs_number not in people:
+                    self.people += 1
+                    people[details.nhs_number] = nhs_number(10_000_000 + self.people)
+                details = details.model_copy(update={"nhs_number": people[details.nhs_number]})
+            details = details.model_copy(update={"family_name": f"{details.family_name} {n}"})
+            key_id = new["key_id"]
+            return seal(await data_key(conn, key_id, create=True), key_id, details).model_dump(mode="json")
+
+
+async def fill(store: EventStore, target: int, concurrency: int = 6) -> None:
+    """Copies of the store's units, `concurrency` at a time, until the store holds `target` events."""
+    units, shared = units_of(await all_events(store))
+    copier = Copier(store, shared)
+    total = await store.last_sequence()
+    copies = iter(range(10**9))
+
+    async def worker() -> None:
+        nonlocal total
+        while total < target:
+            n = next(copies)
+            appended = await copier.copy(units[n % len(units)], n // len(units) + 1)
+            total += appended
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def snapshot(store: EventStore) -> dict[str, list[str]]:
+    """Every row of every projection table, as text, in order."""
+    return {
+        table: [r[0] for r in await store.pool.fetch(f'SELECT t::text FROM "{table}" t ORDER BY 1')]
+        for projection in store.projections
+        for table in projection.tables
+    }
+
+
+class _Counting:
+    """A projection whose statements are counted: each is one round trip to the server."""
+
+    def __init__(self, projection: Projection, counter: list[int]) -> None:
+        self.projection = projection
+        self.name = projection.name
+        self.tables = projection.tables
+        self.counter = counter
+
+    async def apply(self, conn: Connection, envelope: Envelope) -> None:
+        await self.projection.apply(cast(Connection, _CountingConnection(conn, self.counter)), envelope)
+
+
+class _CountingConnection:
+    def __init__(self, conn: Connection, counter: list[int]) -> None:
+        self._conn = conn
+        self._counter = counter
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+            self._counter[0] += 1
+        return getattr(self._conn, name)
+
+
+@dataclass
+class Figures:
+    service: str
+    events: int
+    seconds: float
+    statements_per_event: float
+    parse_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def limit(self) -> str:
+        """What bounds the rate, from what was measured: the round trips, or the Python per event."""
+        statements = self.statements_per_event * self.events
+        waiting = max(self.seconds - self.parse_seconds, 0)
+        per_trip = waiting / max(statements, 1)
+        cap = 1 / (self.statements_per_event * per_trip) if statements and per_trip else float("inf")
+        return (
+            f"{self.statements_per_event:.2f} statements per event, each its own round trip to PostgreSQL"
+            f" (~{per_trip * 1e6:.0f} µs each with the server's work), are {waiting / self.seconds:.0%} of"
+            f" the time and cap the rate near {cap:,.0f} events/s; decoding the events and their payloads"
+            f" alone runs at {self.events / self.parse_seconds:,.0f} events/s"
+        )
+
+
+async def statements_per_event(store: EventStore, sample: int = 3000) -> float:
+    """Statements the projections send per event, counted on the store's first `sample` events in a
+    transaction that is then rolled back."""
+    counter = [0]
+    projections = [_Counting(p, counter) for p in store.projections]
+    envelopes = await store.read_all(0, sample)
+    async with store.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            tables = [t for p in projections for t in p.tables]
+            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
+            for envelope in envelopes:
+                for projection in projections:
+                    await projection.apply(conn, envelope)
+        finally:
+            await transaction.rollback()
+    return counter[0] / len(envelopes)
+
+
+async def measure(name: str, store: EventStore) -> Figures:
+    before = await snapshot(store)
+    events = await store.last_sequence()
+    started = time.perf_counter()
+    replayed = await rebuild(store)
+    seconds = time.perf_counter() - started
+    after = await snapshot(store)
+    if replayed != events:
+        raise AssertionError(f"{name}: the rebuild replayed {replayed} events of {events}")
+    if after != before:
+        changed = [t for t in before if before[t] != after[t]]
+        raise AssertionError(f"{name}: rebuilt tables {changed} differ from the live ones")
+    raws = [raw for _, raw in await store.read_all_raw(0, events)]
+    started = time.perf_counter()
+    for raw in raws:
+        envelope = Envelope.from_bytes(raw)
+        for _ in store.projections:  # each projection decodes the payload, as in the rebuild
+            envelope.payload()
+    parse_seconds = time.perf_counter() - started
+    return Figures(name, events, seconds, await statements_per_event(store), parse_seconds)
+
+
+async def main(quick: bool, events: int, cases: int) -> list[Figures]:
+    figures = []
+    with server() as server_url:
+        world = await open_world(server_url)
+        try:
+            await hire_staff(world)
+            started = time.perf_counter()
+            await run_cases(world, cases)
+            print(f"{cases} cases through the services in {time.perf_counter() - started:.0f} s:", flush=True)
+            print("  " + ", ".join(f"{k} {v:,}" for k, v in (await world.counts()).items()), flush=True)
+            for name in SERVICES:
+                store = world.store(name)
+                started = time.perf_counter()
+                await fill(store, events)
+                filled = time.perf_counter() - started
+                print(f"{name}: {await store.last_sequence():,} events in {filled:.0f} s", flush=True)
+                figures.append(await measure(name, store))
+        finally:
+            await world.close()
+    lines = [
+        "| service | events | rebuild (s) | events/s | target | |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in figures:
+        met = "met" if f.rate >= TARGET else "missed"
+        lines.append(
+            f"| {f.service} | {f.events:,} | {f.seconds:.1f} | {f.rate:,.0f} | ≥ {TARGET:,} | {met} |"
+        )
+    lines.append("| audit | no projections (its log is its record) | | | | n/a |")
+    print("\n".join(lines))
+    limits = [f"- {f.service}: {f.limit}." for f in figures]
+    print("\n".join(limits))
+    if not quick:
+        write_section(
+            "Projection rebuild",
+            "\n".join(
+                [
+                    *lines,
+                    "",
+                    "What limits each figure:",
+                    "",
+                    *limits,
+                    "",
+                    f"Machine: {machine()}. Workload: {cases} cases through the four case services'"
+                    f" own code (bench/world.py), copied under fresh ids to {events:,} events per"
+                    " service; `python -m bench.rebuild`.",
+                ]
+            ),
+        )
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few thousand events; writes no results")
+    parser.add_argument("--events", type=int, help="events per service (default 100,000; quick 2,000)")
+    parser.add_argument("--cases", type=int, help="cases run through the services (default 300; quick 20)")
+    args = parser.parse_args()
+    configure_logging("bench", "WARNING")
+    asyncio.run(
+        main(
+            args.quick,
+            args.events or (2_000 if args.quick else 100_000),
+            args.cases or (20 if args.quick else 300),
+        )
+    )
