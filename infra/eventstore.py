@@ -24,6 +24,56 @@ _SEQUENCE_PLACEHOLDER = '"source_sequence":1,'
 
 log = get_logger(__name__)
 
+# One round trip: check the stream's version, allocate the sequence (taking its lock only if the
+# version is right), insert, and wake the relay at commit.
+_APPEND_MANY = """
+WITH current AS (
+    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $11
+), allocated AS (
+    UPDATE event_sequence SET last_value = last_value + $1
+    WHERE (SELECT version FROM current) = $12
+    RETURNING last_value - $1 AS base
+), inserted AS (
+    INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,
+                        event_type, schema_version, recorded_at, envelope)
+    SELECT a.base + d.n, d.event_id, d.stream_id, d.stream_version, d.case_id, d.event_type,
+           d.schema_version, d.recorded_at, d.head || (a.base + d.n)::text || d.tail
+    FROM allocated a, unnest($2::uuid[], $3::text[], $4::int[], $5::uuid[], $6::text[],
+                             $7::int[], $8::timestamptz[], $9::text[], $10::text[])
+         WITH ORDINALITY AS d(event_id, stream_id, stream_version, case_id, event_type,
+                              schema_version, recorded_at, head, tail, n)
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify($13, $11) FROM allocated
+)
+SELECT (SELECT base + 1 FROM allocated) AS first, (SELECT version FROM current) AS version,
+       (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT count(*) FROM notified) AS notified
+"""
+
+# The same for one event.
+_APPEND_ONE = """
+WITH current AS (
+    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $2
+), allocated AS (
+    UPDATE event_sequence SET last_value = last_value + 1
+    WHERE (SELECT version FROM current) = $10::int
+    RETURNING last_value AS sequence
+), inserted AS (
+    INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,
+                        event_type, schema_version, recorded_at, envelope)
+    SELECT a.sequence, $1::uuid, $2::text, $3::int, $4::uuid, $5::text, $6::int, $7::timestamptz,
+           $8::text || a.sequence::text || $9::text
+    FROM allocated a
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify($11, $2) FROM allocated
+)
+SELECT (SELECT sequence FROM allocated) AS first, (SELECT version FROM current) AS version,
+       (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT count(*) FROM notified) AS notified
+"""
+
 
 class ConcurrencyError(Exception):
     """The stream moved on since the caller read it; nothing was written."""
@@ -151,47 +201,41 @@ class EventStore:
             for projection in self.projections:
                 await projection.apply(conn, draft)
         try:
-            # One round trip: check the stream's version, allocate the sequence (taking its lock only
-            # if the version is right), insert, and wake the relay at commit.
-            row = await conn.fetchrow(
-                """
-                WITH current AS (
-                    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $11
-                ), allocated AS (
-                    UPDATE event_sequence SET last_value = last_value + $1
-                    WHERE (SELECT version FROM current) = $12
-                    RETURNING last_value - $1 AS base
-                ), inserted AS (
-                    INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,
-                                        event_type, schema_version, recorded_at, envelope)
-                    SELECT a.base + d.n, d.event_id, d.stream_id, d.stream_version, d.case_id, d.event_type,
-                           d.schema_version, d.recorded_at, d.head || (a.base + d.n)::text || d.tail
-                    FROM allocated a, unnest($2::uuid[], $3::text[], $4::int[], $5::uuid[], $6::text[],
-                                             $7::int[], $8::timestamptz[], $9::text[], $10::text[])
-                         WITH ORDINALITY AS d(event_id, stream_id, stream_version, case_id, event_type,
-                                              schema_version, recorded_at, head, tail, n)
-                    RETURNING 1
-                ), notified AS (
-                    SELECT pg_notify($13, $11) FROM allocated
+            if len(drafts) == 1:
+                # Most commands record one event: scalar parameters cost less to send and to execute
+                # than arrays to unnest.
+                draft, text, cut = drafts[0], texts[0], cuts[0]
+                row = await conn.fetchrow(
+                    _APPEND_ONE,
+                    draft.event_id,
+                    stream_id,
+                    draft.stream_version,
+                    case_id,
+                    draft.event_type,
+                    draft.schema_version,
+                    recorded_at,
+                    text[:cut],
+                    text[cut + 1 :],
+                    expected_version,
+                    NOTIFY_CHANNEL,
                 )
-                SELECT (SELECT base + 1 FROM allocated) AS first, (SELECT version FROM current) AS version,
-                       (SELECT count(*) FROM inserted) AS inserted,
-                       (SELECT count(*) FROM notified) AS notified
-                """,
-                len(drafts),
-                [e.event_id for e in drafts],
-                [e.stream_id for e in drafts],
-                [e.stream_version for e in drafts],
-                [e.case_id for e in drafts],
-                [e.event_type for e in drafts],
-                [e.schema_version for e in drafts],
-                [e.recorded_at for e in drafts],
-                [t[:c] for t, c in zip(texts, cuts, strict=True)],
-                [t[c + 1 :] for t, c in zip(texts, cuts, strict=True)],
-                stream_id,
-                expected_version,
-                NOTIFY_CHANNEL,
-            )
+            else:
+                row = await conn.fetchrow(
+                    _APPEND_MANY,
+                    len(drafts),
+                    [e.event_id for e in drafts],
+                    [e.stream_id for e in drafts],
+                    [e.stream_version for e in drafts],
+                    [e.case_id for e in drafts],
+                    [e.event_type for e in drafts],
+                    [e.schema_version for e in drafts],
+                    [e.recorded_at for e in drafts],
+                    [t[:c] for t, c in zip(texts, cuts, strict=True)],
+                    [t[c + 1 :] for t, c in zip(texts, cuts, strict=True)],
+                    stream_id,
+                    expected_version,
+                    NOTIFY_CHANNEL,
+                )
         except asyncpg.UniqueViolationError as exc:
             # A concurrent append took the version between our check and our insert.
             raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
