@@ -303,7 +303,7 @@ def _notification(rng: random.Random, n: int, plan: Plan) -> dict[str, Any]:
     if plan.outcome == "not_eligible":
         learning_disability, autism = False, False
     elif plan.outcome in ("confirm", "reject"):
-        learning_disability = None
+        learning_disability, autism = None, rng.choice([None, False])  # a diagnosis not known
     elif rng.random() < 0.06:
         learning_disability, autism = False, True
     concerns = rng.random() < 0.2
@@ -601,7 +601,7 @@ async def run_case(world: World, n: int, plan: Plan | None = None) -> UUID | Non
         return None
     lac = Context(LAC)
     notifications = world.store("notification")
-    if plan.outcome in ("confirm", "reject"):
+    if taken.outcome == "eligibility_to_confirm":
         confirm = plan.outcome == "confirm"
         await notification.change_case(
             notifications,
