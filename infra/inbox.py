@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from events import Envelope, UnknownEventType
 from events.topics import dlq
 from infra.db import Connection
-from infra.kafka import FETCH_MAX_WAIT_MS, SESSION_TIMEOUT_MS
+from infra.kafka import FETCH_MAX_WAIT_MS
 from infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -139,8 +139,6 @@ class InboxConsumer(Generic[T]):
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            heartbeat_interval_ms=SESSION_TIMEOUT_MS // 4,
             description=f"{self.name}: applied once each through the idempotent inbox",
         )(handle)
 

@@ -18,12 +18,6 @@ from faststream.kafka import KafkaBroker
 # The price: the idle embedded stack spends about a quarter of a core more on fetches.
 FETCH_MAX_WAIT_MS = 50
 
-# Kafka's smallest allowed session (group.min.session.timeout.ms): a consumer whose process died is
-# noticed, and its partitions handed on, within 6 s rather than 10. The embedded broker also
-# completes a group join after about half the session, so a service's consumers start in 3 s, not 5.
-# Heartbeats run beside message handling, so a slow message does not cost the session.
-SESSION_TIMEOUT_MS = 6_000
-
 
 def broker(bootstrap: str) -> KafkaBroker:
     """The FastStream broker a service's consumers and DLQ publishing run on."""
