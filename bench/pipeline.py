@@ -282,16 +282,29 @@ class Pipeline:
         found["bench"] = [psutil.Process()] + ([psutil.Process(w)] if (w := self.watcher.pid) else [])
         return found
 
-    def cpu_seconds(self) -> dict[str, float]:
-        total: dict[str, float] = {}
+    def cpu_seconds(self) -> dict[tuple[str, int, float], float]:
+        """CPU seconds so far of each process, by part of the system and process identity."""
+        seen: dict[tuple[str, int, float], float] = {}
         for name, procs in self.processes().items():
             for proc in procs:
                 try:
                     times = proc.cpu_times()
+                    seen[(name, proc.pid, proc.create_time())] = times.user + times.system
                 except psutil.NoSuchProcess:
                     continue  # a PostgreSQL backend that ended meanwhile
-                total[name] = total.get(name, 0.0) + times.user + times.system
-        return total
+        return seen
+
+    @staticmethod
+    def cpu_between(
+        before: dict[tuple[str, int, float], float], after: dict[tuple[str, int, float], float]
+    ) -> dict[str, float]:
+        """CPU seconds each part used between two snapshots. A process that started meanwhile counts
+        whole; one that ended meanwhile is missed, not subtracted (PostgreSQL's autovacuum workers
+        come and go)."""
+        used = {name: 0.0 for name, _, _ in before}
+        for key, seconds in after.items():
+            used[key[0]] = used.get(key[0], 0.0) + seconds - before.get(key, 0.0)
+        return used
 
     async def measure_idle(self, seconds: float) -> None:
         """What the stack costs with nothing to do (its consumers' polling, say), to tell it apart from
@@ -299,7 +312,7 @@ class Pipeline:
         before, machine_before, started = self.cpu_seconds(), machine_cpu_seconds(), time.monotonic()
         await asyncio.sleep(seconds)
         after, wall = self.cpu_seconds(), time.monotonic() - started
-        self.idle = {k: (after.get(k, 0.0) - v) / wall for k, v in before.items()}
+        self.idle = {k: v / wall for k, v in self.cpu_between(before, after).items()}
         self.idle_machine = (machine_cpu_seconds() - machine_before) / wall
 
     async def run(self, label: str, asked: float | None, count: int) -> Run:
@@ -314,7 +327,7 @@ class Pipeline:
         counts_after = await self._settle()
         cpu_after, run.cpu_wall = self.cpu_seconds(), time.monotonic() - started
         run.machine_cpu = machine_cpu_seconds() - machine_before
-        run.cpu = {k: cpu_after.get(k, 0.0) - v for k, v in cpu_before.items()}
+        run.cpu = self.cpu_between(cpu_before, cpu_after)
         run.consumed = {k: counts_after[k][0] - v[0] for k, v in counts_before.items()}
         run.recorded = {k: counts_after[k][1] - v[1] for k, v in counts_before.items()}
         await self._check(run)
@@ -547,8 +560,9 @@ def limits(results: "Results") -> list[str]:
     consumed = ", ".join(f"{s} {n / burst.count:.1f}" for s, n in burst.consumed.items() if n)
     recorded = ", ".join(f"{s} {n / burst.count:.1f}" for s, n in burst.recorded.items() if n)
     lines = [
-        f"- **Throughput: {'CPU' if cpu_ceiling < serial_ceiling else 'one notification at a time'}.**"
-        f" In the burst, each notification cost {cost * 1000:.1f} ms of CPU across the stack (above"
+        f"- **Throughput ({rate(burst.in_queue_rate)}/s in the burst): the lower of two ceilings,"
+        f" {'CPU' if cpu_ceiling < serial_ceiling else 'one notification at a time'}.**"
+        f" Each notification cost {cost * 1000:.1f} ms of CPU across the stack (above"
         f" idle; by process below): {cores} cores carry at most ~{rate(cpu_ceiling)}/s. Each one became"
         f" {sum(burst.consumed.values()) / burst.count:.1f} consumed messages ({consumed}), each its own"
         f" transaction and offset commit; and {sum(burst.recorded.values()) / burst.count:.1f} recorded"
