@@ -17,7 +17,7 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID, uuid4
 
@@ -155,10 +155,19 @@ async def snapshot(store: EventStore) -> dict[str, list[str]]:
     }
 
 
+@dataclass
+class Statement:
+    """One projection statement over a rebuild: how often, how long, and on how many rows' keys."""
+
+    count: int = 0
+    seconds: float = 0.0
+    keys: set[Any] = field(default_factory=set)  # its first argument: the row it is about
+
+
 class _Timed:
     """A projection whose statements are counted and timed, each by its SQL: each is a round trip."""
 
-    def __init__(self, projection: Projection, stats: dict[str, list[float]]) -> None:
+    def __init__(self, projection: Projection, stats: dict[str, Statement]) -> None:
         self.projection = projection
         self.name = projection.name
         self.tables = projection.tables
@@ -169,7 +178,7 @@ class _Timed:
 
 
 class _TimedConnection:
-    def __init__(self, conn: Connection, stats: dict[str, list[float]]) -> None:
+    def __init__(self, conn: Connection, stats: dict[str, Statement]) -> None:
         self._conn = conn
         self._stats = stats
 
@@ -183,17 +192,18 @@ class _TimedConnection:
             try:
                 return await method(query, *args, **kwargs)
             finally:
-                count_and_seconds = self._stats.setdefault(query, [0, 0.0])
-                count_and_seconds[0] += 1
-                count_and_seconds[1] += time.perf_counter() - started
+                statement = self._stats.setdefault(query, Statement())
+                statement.count += 1
+                statement.seconds += time.perf_counter() - started
+                statement.keys.add(args[0] if args else None)
 
         return timed
 
 
-async def profile(store: EventStore) -> dict[str, list[float]]:
+async def profile(store: EventStore) -> dict[str, Statement]:
     """Each statement the projections send in a rebuild, counted and timed: the same rebuild again,
     in a transaction that is then rolled back."""
-    stats: dict[str, list[float]] = {}
+    stats: dict[str, Statement] = {}
     async with store.pool.acquire() as conn:
         transaction = conn.transaction()
         await transaction.start()
@@ -209,7 +219,7 @@ class Figures:
     service: str
     events: int
     seconds: float
-    statements: dict[str, list[float]]  # SQL: [count, seconds]
+    statements: dict[str, Statement]
     parse_seconds: float
 
     @property
@@ -220,8 +230,8 @@ class Figures:
     def limit(self) -> str:
         """What bounds the rate, from what was measured: the round trips and what the server does in
         them, or the Python per event."""
-        count = sum(c for c, _ in self.statements.values())
-        seconds = sum(t for _, t in self.statements.values())
+        count = sum(s.count for s in self.statements.values())
+        seconds = sum(s.seconds for s in self.statements.values())
         per_event, mean = count / self.events, seconds / max(count, 1)
         said = (
             f"{per_event:.2f} statements per event, each its own round trip to PostgreSQL"
@@ -230,15 +240,20 @@ class Figures:
             f" {1 / (per_event * mean) if count else float('inf'):,.0f} events/s; decoding the events and"
             f" their payloads alone runs at {self.events / self.parse_seconds:,.0f} events/s"
         )
-        frequent = {sql: (c, t) for sql, (c, t) in self.statements.items() if c >= count / 100}
-        sql, (c, t) = max(frequent.items(), key=lambda kv: kv[1][1] / kv[1][0])
-        rest_count, rest_seconds = count - c, seconds - t
-        if rest_count and t / c > 2 * rest_seconds / rest_count:
+        frequent = {sql: s for sql, s in self.statements.items() if s.count >= count / 100}
+        sql, slowest = max(frequent.items(), key=lambda kv: kv[1].seconds / kv[1].count)
+        rest = (seconds - slowest.seconds) / max(count - slowest.count, 1)
+        if count > slowest.count and slowest.seconds / slowest.count > 2 * rest:
             said += (
-                f". The slowest, `{' '.join(sql.split())[:60]}…` ({c / self.events * 100:.0f} per 100"
-                f" events), averages {t / c * 1e6:.0f} µs against {rest_seconds / rest_count * 1e6:.0f} µs"
-                " for the others"
+                f". The slowest, `{' '.join(sql.split())[:60]}…` ({slowest.count / self.events * 100:.0f}"
+                f" per 100 events), averages {slowest.seconds / slowest.count * 1e6:.0f} µs against"
+                f" {rest * 1e6:.0f} µs for the others"
             )
+            if len(slowest.keys) * 100 <= slowest.count:
+                said += (
+                    f": it updates the same {len(slowest.keys)} rows again and again, and the rebuild is"
+                    " one transaction, in which PostgreSQL keeps every version of a row until it commits"
+                )
         return said
 
 
