@@ -165,7 +165,7 @@ def entries(
         started = 0
         for k, begins in enumerate(long_starts):
             c = copy_of(long, begins)
-            long_case_ids.append(c.id(str(long[0].envelope.case_id)))
+            long_case_ids.append(c.id(next(str(t.envelope.case_id) for t in long if t.envelope.case_id)))
             heapq.heappush(heap, (c.times[0], -1 - k, 0, c))
         made = 0
         while made < n:
