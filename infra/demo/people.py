@@ -51,12 +51,11 @@ class Demo:
 
     async def register_reviewers(self) -> None:
         for reviewer in self.caseload.reviewers:
-            made = await self.world.call(
+            made = await self._as(
+                LAC,
                 "POST",
                 "allocation",
                 "/reviewers",
-                role=LAC[0],
-                sub=LAC[1],
                 body={
                     "user_id": reviewer.user_id,
                     "name": reviewer.name,
@@ -71,12 +70,11 @@ class Demo:
             self.calendar.spawn(self._refresh_training(reviewer, trained))
 
     async def _train(self, reviewer: Reviewer, on: date) -> None:
-        await self.world.call(
+        await self._as(
+            LAC,
             "POST",
             "allocation",
             f"/reviewers/{self.reviewer_ids[reviewer.user_id]}/training",
-            role=LAC[0],
-            sub=LAC[1],
             body={"completed_on": on.isoformat()},
         )
         self.tally["training recorded"] += 1
@@ -139,7 +137,8 @@ class Demo:
         if outcome["outcome"] == "eligibility_to_confirm":
             await self.calendar.until(working_day(day + timedelta(days=story.eligibility_after)))
             if not story.eligibility_confirmed:
-                await self._lac(
+                await self._as(
+                    LAC,
                     "POST",
                     "notification",
                     f"/cases/{case.case_id}/eligibility",
@@ -147,7 +146,8 @@ class Demo:
                 )
                 self.tally["eligibility rejected"] += 1
                 return
-            await self._lac(
+            await self._as(
+                LAC,
                 "POST",
                 "notification",
                 f"/cases/{case.case_id}/eligibility",
@@ -158,7 +158,8 @@ class Demo:
             await self.calendar.until(
                 working_day(self.calendar.today + timedelta(days=story.ethnicity_after))
             )
-            await self._lac(
+            await self._as(
+                LAC,
                 "POST",
                 "notification",
                 f"/cases/{case.case_id}/ethnicity",
@@ -192,19 +193,20 @@ class Demo:
             day = working_day(day + timedelta(days=1))
 
     async def _allocated(self, case: Case) -> bool:
-        ranked = (await self._lac("GET", "allocation", f"/cases/{case.case_id}/suggested-reviewers")).json()
+        ranked = (
+            await self._as(LAC, "GET", "allocation", f"/cases/{case.case_id}/suggested-reviewers")
+        ).json()
         eligible = [s for s in ranked["suggestions"] if s["eligible"]]
         # A senior reviewer reviews too when no one else can; the first eligible is the system's pick.
         reviewer = next((s for s in eligible if not s["senior"]), next(iter(eligible), None))
         senior = next((s for s in eligible if s["senior"] and s is not reviewer), None)
         if not (reviewer and senior):
             return False
-        answer = await self.world.call(
+        answer = await self._as(
+            LAC,
             "POST",
             "allocation",
             f"/cases/{case.case_id}/allocation",
-            role=LAC[0],
-            sub=LAC[1],
             body={"reviewer_id": reviewer["reviewer_id"], "senior_reviewer_id": senior["reviewer_id"]},
             ok=(201, 409),
         )
@@ -215,7 +217,7 @@ class Demo:
         return True
 
     async def _queued(self, case_id: UUID) -> bool:
-        waiting = (await self._lac("GET", "allocation", "/allocation-queue")).json()["cases"]
+        waiting = (await self._as(LAC, "GET", "allocation", "/allocation-queue")).json()["cases"]
         return any(c["case_id"] == str(case_id) for c in waiting)
 
     async def review(self, case: Case) -> None:
@@ -302,7 +304,7 @@ class Demo:
                     functools.partial(self._awaiting_qa, known), f"{len(known)} submitted reviews to reach QA"
                 )
                 panel = (
-                    await self._lac("POST", "governance", "/qa-panels", {"held_on": day.isoformat()})
+                    await self._as(LAC, "POST", "governance", "/qa-panels", {"held_on": day.isoformat()})
                 ).json()
                 self.tally["QA panels held"] += 1
                 for case_id in known:
@@ -310,11 +312,13 @@ class Demo:
             day += timedelta(days=14)
 
     async def _awaiting_qa(self, cases: list[UUID]) -> bool:
-        awaiting = (await self._lac("GET", "governance", "/qa/awaiting")).json()["reviews"]
+        awaiting = (await self._as(LAC, "GET", "governance", "/qa/awaiting")).json()["reviews"]
         return {str(c) for c in cases} <= {r["case_id"] for r in awaiting}
 
     async def _decide(self, panel_id: str, case: Case) -> None:
-        await self._lac("POST", "governance", f"/qa-panels/{panel_id}/agenda", {"case_id": str(case.case_id)})
+        await self._as(
+            LAC, "POST", "governance", f"/qa-panels/{panel_id}/agenda", {"case_id": str(case.case_id)}
+        )
         returning = case.story.returned_by_qa and not case.returned
         body: dict[str, Any] = (
             {
@@ -330,9 +334,7 @@ class Demo:
                 "themes": list(case.story.themes),
             }
         )
-        await self.world.call(
-            "POST", "governance", f"/qa-panels/{panel_id}/decisions", role=PANEL[0], sub=PANEL[1], body=body
-        )
+        await self._as(PANEL, "POST", "governance", f"/qa-panels/{panel_id}/decisions", body=body)
         case.returned = case.returned or returning
         self.tally["returned by QA" if returning else "approved by QA"] += 1
         if not returning:
@@ -361,12 +363,11 @@ class Demo:
     async def _action(self, theme: str, organisation: str, case_ids: list[UUID]) -> None:
         rng = random.Random(f"{self.seed}:{theme}:{self.calendar.today}")  # the same run, the same actions
         due = self.calendar.today + timedelta(days=rng.randint(60, 150))
-        agreed = await self.world.call(
+        agreed = await self._as(
+            GROUP,
             "POST",
             "governance",
             "/actions",
-            role=GROUP[0],
-            sub=GROUP[1],
             body={
                 "what": f"Act on {theme.replace('_', ' ')}: a plan with the organisation",
                 "organisation": organisation,
@@ -379,30 +380,38 @@ class Demo:
         action_id = agreed.json()["action_id"]
         self.tally["actions agreed"] += 1
         await self.calendar.until(working_day(self.calendar.today + timedelta(days=30)))
-        await self.world.call(
+        await self._as(
+            GROUP,
             "POST",
             "governance",
             f"/actions/{action_id}/progress",
-            role=GROUP[0],
-            sub=GROUP[1],
             body={"update": "plan agreed with the organisation's board"},
         )
         if rng.random() < 0.6:
             done = due - timedelta(days=rng.randint(0, 25))
             await self.calendar.until(working_day(max(done, self.calendar.today + timedelta(days=1))))
             if self.calendar.today <= due:
-                await self.world.call(
+                await self._as(
+                    GROUP,
                     "POST",
                     "governance",
                     f"/actions/{action_id}/completion",
-                    role=GROUP[0],
-                    sub=GROUP[1],
                     body={"evidence": "re-audit shows the change in place"},
                 )
                 self.tally["actions completed"] += 1
 
-    async def _lac(self, method: str, service: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        return await self.world.call(method, service, path, role=LAC[0], sub=LAC[1], body=body)
+    async def _as(
+        self,
+        who: tuple[str, str],
+        method: str,
+        service: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> Any:
+        """A call by one of the standing people: the LAC, the QA panel, the Governance Group."""
+        role, sub = who
+        return await self.world.call(method, service, path, role=role, sub=sub, body=body, ok=ok)
 
 
 __all__ = ["Demo", "DemoError"]
