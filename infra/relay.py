@@ -81,9 +81,18 @@ class OutboxRelay:
                 if lock_conn is not None:
                     lock_conn.terminate()
                 raise
-            except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, _LockLost) as exc:
-                log.warning("relay_interrupted", topic=self.topic, error=repr(exc), retry_in=backoff)
-                await self._disconnect()
+            except Exception as exc:
+                # Whatever went wrong (a broker or database outage, or anything a restart throws up),
+                # the relay tries again: if its task ended, the service would never publish again.
+                expected = (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, _LockLost)
+                (log.warning if isinstance(exc, expected) else log.exception)(
+                    "relay_interrupted", topic=self.topic, error=repr(exc), retry_in=backoff
+                )
+                with suppress(Exception):
+                    await self._disconnect()
+                if lock_conn is not None and not lock_conn.is_closed():
+                    lock_conn.terminate()  # a fresh session next time: its lock and LISTEN go with it
+                lock_conn = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             else:
