@@ -71,6 +71,9 @@ class CaseFacts(BaseModel):
 class CaseOpened(EventPayload):
     case_id: UUID
     notification_id: UUID
+    # People name a case by this, never by its id (LDR-<year notified>-<five digits>, in the order the
+    # notification service opened them); events recorded before references existed have none.
+    reference: str | None = Field(None, pattern=r"^LDR-\d{4}-\d{5}$")
     review_type: ReviewType
     focused_reasons: list[FocusedReason]
     flags: list[str]
