@@ -1,5 +1,6 @@
 """The governance service's HTTP API: QA panels and decisions, case reopening, actions, reports."""
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
@@ -9,19 +10,23 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from events import Envelope
+from events.governance import ActionAgreed, ActionCompleted, ActionOverdue, ActionProgressUpdated
 from infra.aggregates import StreamNotFound, change
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.problems import Problem
 from infra.service import Runtime
-from services.governance import domain, handlers, report_service
-from services.governance.rendering import to_csv, to_html
+from services.governance import case_details, domain, handlers, report_service
+from services.governance.rendering import to_csv, to_fragment, to_html
 
 router = APIRouter(tags=["governance"])
 LAC = Annotated[Caller, Depends(require_roles("lac"))]
 PANEL = Annotated[Caller, Depends(require_roles("qa_panel"))]
 GOVERNANCE = Annotated[Caller, Depends(require_roles("governance"))]
 READER = Annotated[Caller, Depends(require_roles("lac", "governance", "qa_panel"))]
+LAC_OR_PANEL = Annotated[Caller, Depends(require_roles("lac", "qa_panel"))]
+ACTION_READER = Annotated[Caller, Depends(require_roles("governance", "lac"))]
 T = TypeVar("T")
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 
@@ -64,31 +69,87 @@ async def schedule_panel(body: Panel, request: Request, caller: LAC) -> dict[str
 
 @router.get("/qa-panels")
 async def panels(request: Request, _: READER) -> dict[str, Any]:
-    pool = _store(request).pool
-    rows = await pool.fetch("SELECT * FROM qa_panels ORDER BY held_on")
-    agenda = await pool.fetch("SELECT case_id, panel_id, status FROM qa_cases WHERE panel_id IS NOT NULL")
+    """Every panel with its date and agenda size: upcoming ones first (soonest first), then past ones
+    (latest first)."""
+    today = _runtime(request).today()
+    rows = await _store(request).pool.fetch(
+        "SELECT p.panel_id, p.held_on, count(a.case_id) AS agenda_size, count(a.decision) AS decided"
+        " FROM qa_panels p LEFT JOIN qa_agenda a USING (panel_id) GROUP BY p.panel_id, p.held_on"
+        " ORDER BY p.held_on < $1, CASE WHEN p.held_on >= $1 THEN p.held_on END,"
+        " p.held_on DESC, p.panel_id",
+        today,
+    )
     return {
         "panels": [
             {
                 "panel_id": str(p["panel_id"]),
                 "held_on": p["held_on"],
-                "agenda": [
-                    {"case_id": str(a["case_id"]), "status": a["status"]}
-                    for a in agenda
-                    if a["panel_id"] == p["panel_id"]
-                ],
+                "upcoming": p["held_on"] >= today,
+                "agenda_size": p["agenda_size"],
+                "decided": p["decided"],
             }
             for p in rows
         ]
     }
 
 
+@router.get("/qa-panels/{panel_id}")
+async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> dict[str, Any]:
+    """The panel's date and its agenda, each item with the case's details and the decision if made."""
+    pool = _store(request).pool
+    found = await pool.fetchrow("SELECT * FROM qa_panels WHERE panel_id = $1", panel_id)
+    if found is None:
+        raise Problem(404, "not_found", f"no QA panel {panel_id}")
+    items = await pool.fetch(
+        "SELECT a.*, coalesce(c.times_returned, 0) AS times_returned FROM qa_agenda a"
+        " LEFT JOIN qa_cases c USING (case_id) WHERE a.panel_id = $1 ORDER BY a.added_at, a.case_id",
+        panel_id,
+    )
+    described = await case_details.described(pool, [i["case_id"] for i in items])
+    return {
+        "panel_id": str(panel_id),
+        "held_on": found["held_on"],
+        "upcoming": found["held_on"] >= _runtime(request).today(),
+        "agenda": [
+            {
+                **described[i["case_id"]],
+                "submitted_on": i["submitted_on"],
+                "added_at": i["added_at"],
+                "decision": _decision(i),
+            }
+            for i in items
+        ],
+    }
+
+
+def _decision(item: Any) -> dict[str, Any] | None:
+    if item["decision"] is None:
+        return None
+    made = {"outcome": item["decision"], "decided_at": item["decided_at"], "decided_by": item["decided_by"]}
+    if item["decision"] == "approved":
+        return {**made, "quality_rating": item["quality_rating"], "themes": list(item["themes"])}
+    return {**made, "comments": item["comments"]}
+
+
 @router.get("/qa/awaiting")
 async def awaiting(request: Request, _: READER) -> dict[str, Any]:
-    rows = await _store(request).pool.fetch(
-        "SELECT case_id, submitted_on FROM qa_cases WHERE status = 'awaiting_qa' ORDER BY submitted_on"
+    """Reviews submitted and waiting for a panel, longest waiting first."""
+    pool = _store(request).pool
+    rows = await pool.fetch(
+        "SELECT case_id, submitted_on, times_returned FROM qa_cases WHERE status = 'awaiting_qa'"
+        " ORDER BY submitted_on, case_id"
     )
-    return {"reviews": [{"case_id": str(r["case_id"]), "submitted_on": r["submitted_on"]} for r in rows]}
+    described = await case_details.described(pool, [r["case_id"] for r in rows])
+    return {
+        "reviews": [
+            {
+                **described[r["case_id"]],
+                "submitted_on": r["submitted_on"],
+                "times_returned": r["times_returned"],
+            }
+            for r in rows
+        ]
+    }
 
 
 class AgendaItem(_Body):
@@ -210,50 +271,97 @@ async def complete(action_id: UUID, body: Completion, request: Request, caller: 
 @router.get("/actions")
 async def actions(
     request: Request,
-    _: Annotated[Caller, Depends(require_roles("governance", "lac"))],
+    _: ACTION_READER,
     status: Annotated[Literal["open", "overdue", "completed"] | None, Query()] = None,
     organisation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
+    """Actions by due date; `status=open` includes overdue ones (they are still open)."""
     today = _runtime(request).today()
-    rows = await _store(request).pool.fetch("SELECT * FROM actions ORDER BY due_on")
-    out = []
+    pool = _store(request).pool
+    rows = await pool.fetch("SELECT * FROM actions ORDER BY due_on, agreed_on, action_id")
+    chosen = []
     for row in rows:
-        overdue = row["status"] == "open" and row["due_on"] < today
-        state = "completed" if row["status"] == "completed" else "overdue" if overdue else "open"
+        state = domain.action_status(row["status"] == "completed", row["due_on"], today)
         if status and state != status and not (status == "open" and state == "overdue"):
             continue
         if organisation and row["organisation"].casefold() != organisation.casefold():
             continue
-        out.append(_action_json(row, state))
-    return {"actions": out}
+        chosen.append(row)
+    references = await _references(pool, [c for row in chosen for c in row["case_ids"]])
+    return {"actions": [_action_json(row, today, references) for row in chosen]}
+
+
+@router.get("/actions/{action_id}")
+async def action(action_id: UUID, request: Request, _: ACTION_READER) -> dict[str, Any]:
+    """The action and its history: agreed, each progress update, flagged overdue, completed with its
+    evidence, each with who and when (from the action's own events)."""
+    found = await _action(request, action_id)
+    stream = await _store(request).read_stream(handlers.action_stream(action_id))
+    return {**found, "history": [_history(e) for e in stream]}
+
+
+def _history(envelope: Envelope) -> dict[str, Any]:
+    event = envelope.payload()
+    entry: dict[str, Any] = {
+        "at": envelope.occurred_at,
+        "by": {"id": envelope.actor.id, "role": envelope.actor.role, "kind": envelope.actor.kind},
+    }
+    match event:
+        case ActionAgreed():
+            return {"event": "agreed", **entry, "due_on": event.due_on}
+        case ActionProgressUpdated():
+            return {"event": "progress", **entry, "update": event.update}
+        case ActionCompleted():
+            return {
+                "event": "completed",
+                **entry,
+                "evidence": event.evidence,
+                "completed_on": event.completed_on,
+            }
+        case ActionOverdue():
+            return {"event": "overdue", **entry, "due_on": event.due_on}
+    return {"event": envelope.event_type, **entry}
+
+
+async def _references(pool: Any, case_ids: list[UUID]) -> dict[UUID, str | None]:
+    found = await case_details.details(pool, case_ids)
+    return {c: d.reference for c, d in found.items()}
 
 
 async def _action(request: Request, action_id: UUID) -> dict[str, Any]:
-    row = await _store(request).pool.fetchrow("SELECT * FROM actions WHERE action_id = $1", action_id)
+    pool = _store(request).pool
+    row = await pool.fetchrow("SELECT * FROM actions WHERE action_id = $1", action_id)
     if row is None:
         raise Problem(404, "not_found", f"no action {action_id}")
-    today = _runtime(request).today()
-    state = "completed" if row["status"] == "completed" else "overdue" if row["due_on"] < today else "open"
-    return _action_json(row, state)
+    return _action_json(row, _runtime(request).today(), await _references(pool, list(row["case_ids"])))
 
 
-def _action_json(row: Any, state: str) -> dict[str, Any]:
-    import json
-
+def _action_json(row: Any, today: date, references: dict[UUID, str | None]) -> dict[str, Any]:
     action = dict(row)
     action["updates"] = json.loads(action["updates"])
-    action["status"] = state
+    completed = row["status"] == "completed"
+    action["status"] = domain.action_status(completed, row["due_on"], today)
+    action["due_flag"] = domain.due_flag(completed, row["due_on"], today)
+    action["cases"] = [{"case_id": str(c), "reference": references.get(c)} for c in row["case_ids"]]
     return action
 
 
-Format = Annotated[Literal["json", "csv", "html"], Query()]
+Format = Annotated[
+    Literal["json", "csv", "html", "fragment"],
+    Query(
+        description="json; csv; html, a page of its own; fragment, the same HTML to embed in another page "
+        "(no html, head, body or style element; headings from h2; NHS design system classes)"
+    ),
+]
 
 
-def _render(title: str, report: dict[str, Any], fmt: str) -> Response | dict[str, Any]:
+def _render(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response | dict[str, Any]:
     if fmt == "csv":
         return PlainTextResponse(to_csv(report), media_type="text/csv")
     if fmt == "html":
         return HTMLResponse(to_html(title, report))
+    if fmt == "fragment":
+        return HTMLResponse(to_fragment(title, report, id_prefix=f"report-{kind}"))
     return report
 
 
@@ -269,6 +377,7 @@ async def kpis(
         f"LeDeR key performance indicators, {month}",
         await report_service.kpi_report(_store(request), start, end),
         format,
+        "kpis",
     )
 
 
@@ -286,6 +395,7 @@ async def activity(
         f"LeDeR activity report, {from_} to {to}",
         await report_service.activity_report(_store(request), from_, to),
         format,
+        "activity",
     )
 
 
@@ -301,6 +411,7 @@ async def governance(
         f"LeDeR governance report, {quarter}",
         await report_service.governance_report(_store(request), start, end),
         format,
+        "governance",
     )
 
 
@@ -309,5 +420,8 @@ async def annual(
     request: Request, _: READER, year: Annotated[int, Query(ge=2017, le=2100)], format: Format = "json"
 ) -> Response | dict[str, Any]:
     return _render(
-        f"LeDeR annual report, {year}", await report_service.annual_report(_store(request), year), format
+        f"LeDeR annual report, {year}",
+        await report_service.annual_report(_store(request), year),
+        format,
+        "annual",
     )

@@ -2,7 +2,7 @@
 Governance Group's actions. Plain Python, no I/O."""
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -140,6 +140,29 @@ def decide_completion(action: Action, evidence: str, today: date) -> list[EventP
     if action.completed:
         raise ActionAlreadyCompleted(f"action {action.action_id} is completed")
     return [ActionCompleted(action_id=action.action_id, evidence=evidence, completed_on=today)]
+
+
+# An open action whose due date is this close (or closer) is flagged "due soon" on every page.
+DUE_SOON_DAYS = 14
+
+ActionStatus = Literal["open", "overdue", "completed"]
+DueFlag = Literal["overdue", "due_soon"]
+
+
+def action_status(completed: bool, due_on: date, today: date) -> ActionStatus:
+    """Overdue once the due date has passed (as `decide_overdue`), until completed."""
+    if completed:
+        return "completed"
+    return "overdue" if today > due_on else "open"
+
+
+def due_flag(completed: bool, due_on: date, today: date) -> DueFlag | None:
+    """What a page flags beside an action: overdue, due within DUE_SOON_DAYS days, or nothing."""
+    if completed:
+        return None
+    if today > due_on:
+        return "overdue"
+    return "due_soon" if due_on - today <= timedelta(days=DUE_SOON_DAYS) else None
 
 
 def decide_overdue(action: Action, today: date) -> list[EventPayload]:

@@ -22,7 +22,7 @@ from infra.db import Connection
 
 class GovernanceProjection:
     name = "governance"
-    tables: Sequence[str] = ("qa_panels", "qa_cases", "actions")
+    tables: Sequence[str] = ("qa_panels", "qa_cases", "qa_agenda", "actions")
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None:
         event = envelope.payload()
@@ -43,9 +43,30 @@ class GovernanceProjection:
                     event.case_id,
                     event.panel_id,
                 )
+                await conn.execute(
+                    "INSERT INTO qa_agenda (panel_id, case_id, added_at, submitted_on)"
+                    " VALUES ($1, $2, $3, (SELECT submitted_on FROM qa_cases WHERE case_id = $2))"
+                    " ON CONFLICT (panel_id, case_id) DO UPDATE SET added_at = $3,"
+                    " submitted_on = EXCLUDED.submitted_on, decision = NULL, quality_rating = NULL,"
+                    " themes = '{}', comments = NULL, decided_at = NULL, decided_by = NULL",
+                    event.panel_id,
+                    event.case_id,
+                    envelope.occurred_at,
+                )
             case ReviewReturnedByQA():
                 await conn.execute(
-                    "UPDATE qa_cases SET status = 'returned' WHERE case_id = $1", event.case_id
+                    "UPDATE qa_cases SET status = 'returned', times_returned = times_returned + 1"
+                    " WHERE case_id = $1",
+                    event.case_id,
+                )
+                await conn.execute(
+                    "UPDATE qa_agenda SET decision = 'returned', comments = $3, decided_at = $4,"
+                    " decided_by = $5 WHERE panel_id = $1 AND case_id = $2",
+                    event.panel_id,
+                    event.case_id,
+                    event.comments,
+                    envelope.occurred_at,
+                    envelope.actor.id,
                 )
             case ReviewApprovedByQA():
                 await conn.execute(
@@ -53,6 +74,16 @@ class GovernanceProjection:
                     event.case_id,
                     event.quality_rating,
                     event.themes,
+                )
+                await conn.execute(
+                    "UPDATE qa_agenda SET decision = 'approved', quality_rating = $3, themes = $4,"
+                    " decided_at = $5, decided_by = $6 WHERE panel_id = $1 AND case_id = $2",
+                    event.panel_id,
+                    event.case_id,
+                    event.quality_rating,
+                    event.themes,
+                    envelope.occurred_at,
+                    envelope.actor.id,
                 )
             case CaseClosed():
                 await conn.execute(
