@@ -1,5 +1,6 @@
 """The notification service's HTTP API: parse, authorise, decide through the handlers, answer."""
 
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -7,7 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from events.partner import EthnicCategory, InvalidNotification, parse_notification
+from events.notification import CaseFacts, FocusedReason
+from events.partner import EthnicCategory, InvalidNotification, NotifierRole, PlaceOfDeath, parse_notification
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.problems import Problem
@@ -15,6 +17,49 @@ from services.notification import domain, handlers
 
 router = APIRouter(tags=["notification"])
 LAC = Depends(require_roles("lac"))
+REFERENCE_PATTERN = r"^LDR-\d{4}-\d{5}$"
+
+
+class Notifier(BaseModel):
+    organisation: str
+    role: NotifierRole
+    notification_id: UUID
+
+
+class CaseView(BaseModel):
+    """A case as the LAC's pages (and the allocated reviewers) see it: facts only, never who."""
+
+    case_id: UUID
+    reference: str | None = Field(
+        description="LDR-<year notified>-<five digits>; none while eligibility is to be confirmed"
+    )
+    status: Literal["open", "eligibility_to_confirm", "not_eligible"]
+    outcome: Literal["case_opened", "eligibility_to_confirm", "not_eligible"]
+    review_type: Literal["initial", "focused"] | None
+    focused_reasons: list[FocusedReason]
+    flags: list[str]
+    unknown_diagnoses: list[str] = Field(description="what the LAC is to confirm")
+    notified_at: datetime
+    notified_on: date = Field(description="the date the death was notified (UTC)")
+    date_of_death: date
+    age_at_death: int
+    place_of_death: PlaceOfDeath
+    facts: CaseFacts
+    notifiers: list[Notifier] = Field(description="who notified it, first the one that opened it")
+    reviewer_user_id: str | None
+    senior_reviewer_user_id: str | None
+    personal_destroyed: bool
+
+
+class CaseList(BaseModel):
+    cases: list[CaseView]
+    limit: int
+    offset: int
+
+
+class CaseChange(BaseModel):
+    events: list[str] = Field(description="the event types recorded")
+    case: CaseView
 
 
 def _store(request: Request) -> EventStore:
@@ -41,6 +86,9 @@ class NotificationOutcome(BaseModel):
     review_type: Literal["initial", "focused"] | None
     focused_reasons: list[str]
     flags: list[str]
+    reference: str | None = Field(
+        description="the reference of the case it opened or was linked to, once that case is open"
+    )
 
 
 @router.post(
@@ -81,7 +129,7 @@ async def notification_outcome(
     """What became of a notification, whichever door it came through: a partner that published on
     the topic learns its outcome and case here (404 until it has been taken)."""
     row = await _store(request).pool.fetchrow(
-        "SELECT n.notification_id, n.outcome, n.case_id, c.review_type,"
+        "SELECT n.notification_id, n.outcome, n.case_id, c.review_type, c.reference,"
         " coalesce(c.focused_reasons, '{}') AS focused_reasons, coalesce(c.flags, '{}') AS flags"
         " FROM notifications n LEFT JOIN cases c ON c.case_id = n.case_id WHERE n.notification_id = $1",
         notification_id,
@@ -100,19 +148,30 @@ class EligibilityDecision(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-@router.post("/cases/{case_id}/eligibility")
+@router.post("/cases/{case_id}/eligibility", response_model=CaseChange)
 async def decide_eligibility(
     case_id: UUID, body: EligibilityDecision, request: Request, caller: Annotated[Caller, LAC]
 ) -> dict[str, Any]:
+    """Confirming opens the case, which gets its reference (the next of the year it was notified)."""
     if body.decision == "reject" and not body.reason:
         raise Problem(422, "reason_required", "rejecting eligibility needs a reason")
 
-    def decide(case: domain.Case) -> list[Any]:
+    def decide(case: domain.Case, reference: str) -> list[Any]:
         return domain.decide_eligibility(
-            case, body.decision == "confirm", body.learning_disability, body.autism, body.reason
+            case,
+            body.decision == "confirm",
+            body.learning_disability,
+            body.autism,
+            body.reason,
+            reference=reference,
         )
 
-    return await _change(request, caller, case_id, decide)
+    store = _store(request)
+    try:
+        events = await handlers.change_opening_case(store, case_id, decide, _context(request, caller))
+    except (domain.DomainError, handlers.CaseNotFound) as error:
+        raise _problem(error) from error
+    return {"events": [e.event_type for e in events], "case": await get_case_row(store, case_id)}
 
 
 class EthnicityRecord(BaseModel):
@@ -121,7 +180,7 @@ class EthnicityRecord(BaseModel):
     ethnicity: EthnicCategory
 
 
-@router.post("/cases/{case_id}/ethnicity")
+@router.post("/cases/{case_id}/ethnicity", response_model=CaseChange)
 async def record_ethnicity(
     case_id: UUID, body: EthnicityRecord, request: Request, caller: Annotated[Caller, LAC]
 ) -> dict[str, Any]:
@@ -140,36 +199,56 @@ async def _change(
     return {"events": [e.event_type for e in events], "case": case}
 
 
-@router.get("/cases")
+@router.get("/cases", response_model=CaseList)
 async def list_cases(
     request: Request,
     _: Annotated[Caller, LAC],
-    status: Annotated[Literal["open", "eligibility_to_confirm", "not_eligible"] | None, Query()] = None,
+    status: Annotated[
+        Literal["open", "eligibility_to_confirm", "not_eligible"] | None,
+        Query(description="`eligibility_to_confirm`: the cases whose eligibility the LAC is to confirm"),
+    ] = None,
     review_type: Annotated[Literal["initial", "focused"] | None, Query()] = None,
     notified_from: Annotated[date | None, Query(description="inclusive")] = None,
     notified_to: Annotated[date | None, Query(description="inclusive")] = None,
+    reference: Annotated[
+        str | None, Query(pattern=REFERENCE_PATTERN, description="exactly, e.g. LDR-2026-00042")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
+    """The LAC's list, oldest notification first."""
     start = datetime.combine(notified_from, time.min, UTC) if notified_from else None
     end = datetime.combine(notified_to + timedelta(days=1), time.min, UTC) if notified_to else None
     rows = await _store(request).pool.fetch(
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE ($1::text IS NULL OR status = $1)"
         " AND ($2::text IS NULL OR review_type = $2) AND ($3::timestamptz IS NULL OR notified_at >= $3)"
-        " AND ($4::timestamptz IS NULL OR notified_at < $4) ORDER BY notified_at LIMIT $5 OFFSET $6",
-        status, review_type, start, end, limit, offset,
+        " AND ($4::timestamptz IS NULL OR notified_at < $4) AND ($7::text IS NULL OR reference = $7)"
+        " ORDER BY notified_at, case_id LIMIT $5 OFFSET $6",
+        status, review_type, start, end, limit, offset, reference,
     )  # fmt: skip
     return {"cases": [_case_json(r) for r in rows], "limit": limit, "offset": offset}
 
 
-@router.get("/cases/{case_id}")
-async def get_case(case_id: UUID, request: Request, _: Annotated[Caller, LAC]) -> dict[str, Any]:
-    return await get_case_row(_store(request), case_id)
+@router.get("/cases/{case_id}", response_model=CaseView)
+async def get_case(
+    case_id: UUID,
+    request: Request,
+    caller: Annotated[Caller, Depends(require_roles("lac", "reviewer", "senior_reviewer"))],
+) -> dict[str, Any]:
+    """Facts only, never personal details. The LAC sees every case; a reviewer or senior reviewer only
+    a case allocated to them (403 `not_allocated_to_caller` otherwise), as for `/person`."""
+    case = await get_case_row(_store(request), case_id)
+    allocated = frozenset(
+        v for v in (case["reviewer_user_id"], case["senior_reviewer_user_id"]) if v is not None
+    )
+    if not domain.may_see_case(caller.role, caller.sub, allocated):
+        raise Problem(403, "not_allocated_to_caller", f"{caller.sub} is not allocated to case {case_id}")
+    return case
 
 
 _CASE_COLUMNS = (
-    "case_id, status, review_type, focused_reasons, flags, unknown_diagnoses, notified_at, facts, notifiers,"
-    " reviewer_user_id, senior_reviewer_user_id, personal_destroyed"
+    "case_id, reference, status, review_type, focused_reasons, flags, unknown_diagnoses, notified_at, facts,"
+    " notifiers, reviewer_user_id, senior_reviewer_user_id, personal_destroyed"
 )
 
 
@@ -181,12 +260,14 @@ async def get_case_row(store: EventStore, case_id: UUID) -> dict[str, Any]:
 
 
 def _case_json(row: Any) -> dict[str, Any]:
-    import json
-
     case = dict(row)
-    case["facts"] = json.loads(case["facts"])
+    facts = json.loads(case["facts"])
+    case["facts"] = facts
     case["notifiers"] = json.loads(case["notifiers"])
     case["outcome"] = "case_opened" if case["status"] == "open" else case["status"]
+    case["notified_on"] = case["notified_at"].astimezone(UTC).date()
+    for fact in ("date_of_death", "age_at_death", "place_of_death"):
+        case[fact] = facts[fact]
     return case
 
 

@@ -74,6 +74,34 @@ class NotAllowedToSeePersonalDetails(DomainError):
     status = 403
 
 
+class ReferencesExhausted(DomainError):
+    code = "references_exhausted"
+    status = 503
+
+
+REFERENCE_PREFIX = "LDR"
+LAST_REFERENCE_NUMBER = 99_999
+
+
+def case_reference(year: int, number: int) -> str:
+    """The reference people name a case by: LDR-<year the death was notified>-<five digits>. Which
+    number is next is the handler's to find (in the order cases are opened); this only writes it."""
+    if not 1 <= number <= LAST_REFERENCE_NUMBER:
+        raise ReferencesExhausted(f"no case reference left in {year}: {number} has more than five digits")
+    return f"{REFERENCE_PREFIX}-{year:04d}-{number:05d}"
+
+
+def reference_parts(reference: str) -> tuple[int, int]:
+    """(year, number) of a reference written by case_reference."""
+    _, year, number = reference.split("-")
+    return int(year), int(number)
+
+
+def may_see_case(role: str, viewer: str, allowed_viewers: frozenset[str]) -> bool:
+    """The LAC sees every case; a reviewer or senior reviewer only a case allocated to them."""
+    return role == "lac" or viewer in allowed_viewers
+
+
 def age_at(date_of_birth: date, on: date) -> int:
     """Completed years. A 29 February birthday falls on 1 March in other years."""
     birthday_month, birthday_day = date_of_birth.month, date_of_birth.day
@@ -183,8 +211,11 @@ def decide_intake(
     match: Match | None,
     new_case_id: UUID,
     personal: SealedPersonalData,
+    *,
+    reference: str | None,
 ) -> Intake:
-    """What a notification is. `personal` is sealed under the key of its intake_stream."""
+    """What a notification is. `personal` is sealed under the key of its intake_stream; `reference`
+    names the case if the notification opens one (the handler found the next)."""
     outcome = classify(notification, match)
     stream_id = intake_stream(outcome, notification, match, new_case_id)
     facts = facts_of(notification)
@@ -235,6 +266,7 @@ def decide_intake(
     event = CaseOpened(
         case_id=new_case_id,
         notification_id=nid,
+        reference=reference,
         review_type=review_type,
         focused_reasons=reasons,
         flags=flags,
@@ -253,6 +285,7 @@ class Case:
     notification_id: UUID
     facts: CaseFacts
     personal: SealedPersonalData
+    reference: str | None = None
     review_type: str | None = None
     focused_reasons: tuple[FocusedReason, ...] = ()
     flags: tuple[str, ...] = ()
@@ -270,6 +303,7 @@ def evolve(state: Case | None, event: EventPayload) -> Case | None:
                 notification_id=event.notification_id,
                 facts=event.facts,
                 personal=event.personal,
+                reference=event.reference,
                 review_type=event.review_type,
                 focused_reasons=tuple(event.focused_reasons),
                 flags=tuple(event.flags),
@@ -279,6 +313,7 @@ def evolve(state: Case | None, event: EventPayload) -> Case | None:
             return replace(
                 state,
                 status="open",
+                reference=event.reference,
                 review_type=event.review_type,
                 focused_reasons=tuple(event.focused_reasons),
                 flags=tuple(event.flags),
@@ -325,8 +360,15 @@ def evolve(state: Case | None, event: EventPayload) -> Case | None:
 
 
 def decide_eligibility(
-    case: Case, confirm: bool, learning_disability: bool | None, autism: bool | None, reason: str | None
+    case: Case,
+    confirm: bool,
+    learning_disability: bool | None,
+    autism: bool | None,
+    reason: str | None,
+    *,
+    reference: str | None = None,
 ) -> list[EventPayload]:
+    """`reference` names the case if confirming opens it (the handler found the next)."""
     if case.status != "eligibility_to_confirm":
         raise NotAwaitingEligibility(
             f"case {case.case_id} is {case.status}, not awaiting an eligibility decision"
@@ -348,6 +390,7 @@ def decide_eligibility(
         CaseOpened(
             case_id=case.case_id,
             notification_id=case.notification_id,
+            reference=reference,
             review_type="focused" if reasons else "initial",
             focused_reasons=reasons,
             flags=list(case.flags),
@@ -381,7 +424,7 @@ def decide_review_escalation(case: Case, reasons: list[FocusedReason]) -> list[E
 
 
 def decide_view(case: Case, viewer: str, role: str, reason: str) -> list[EventPayload]:
-    if role != "lac" and viewer not in case.allowed_viewers:
+    if not may_see_case(role, viewer, case.allowed_viewers):
         raise NotAllowedToSeePersonalDetails(f"{viewer} is not allocated to case {case.case_id}")
     if case.personal_destroyed:
         raise PersonalDataWasDestroyed(

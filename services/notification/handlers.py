@@ -6,18 +6,25 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID, uuid4
 
-from events import Actor, EventPayload
+import asyncpg
+
+from events import Actor, Envelope, EventPayload
 from events.partner import PartnerNotification
 from infra import aggregates
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import ConcurrencyError, Context, EventStore
 from services.notification import domain
 from services.notification.personal import PersonalDetails, data_key, destroy_key, seal, unseal
 from services.notification.projections import name_and_dates
 
-# Intake is serialised so that two notifications of one person cannot both open a case. Intake is
-# a few thousand a year nationally: one lock costs nothing.
+# Intake is serialised so that two notifications of one person cannot both open a case, and so that
+# two cases opened at once never get the same reference number (confirming eligibility, which also
+# opens a case, takes it too). Intake is a few thousand a year nationally: one lock costs nothing.
 _INTAKE_LOCK = 31_415_926
+# Behind the lock, the read model's unique constraint: a reference given twice fails the append,
+# which is then decided again with the next number.
+_REFERENCE_TAKEN = "cases_reference_key"
+RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -28,37 +35,91 @@ class NotificationResult:
     review_type: str | None
     focused_reasons: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    reference: str | None = None
     created: bool = True
 
 
 async def take_notification(
     store: EventStore, conn: Connection, notification: PartnerNotification, context: Context
 ) -> NotificationResult:
-    """Decide what a notification is and record it, once per notification_id, in `conn`'s transaction."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
-        earlier = await result_of(conn, notification.notification_id)
-        if earlier is not None:
-            return earlier
-        match = await find_match(conn, notification)
-        new_case_id = uuid4()
-        outcome = domain.classify(notification, match)
-        stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
-        key = await data_key(conn, stream_id, create=True)
-        personal = seal(key, stream_id, PersonalDetails.of(notification))
-        intake = domain.decide_intake(notification, match, new_case_id, personal)
-        version = await _version(conn, intake.stream_id)
-        await store.append(
-            intake.stream_id, version, intake.events, context, case_id=intake.case_id, conn=conn
-        )
-        result = await result_of(conn, notification.notification_id)
-        assert result is not None
-        return replace(result, created=True)
+    """Decide what a notification is and record it, once per notification_id, in `conn`'s transaction.
+    A case it opens gets the next reference of the year it was notified (today)."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
+                earlier = await result_of(conn, notification.notification_id)
+                if earlier is not None:
+                    return earlier
+                match = await find_match(conn, notification)
+                new_case_id = uuid4()
+                outcome = domain.classify(notification, match)
+                stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
+                key = await data_key(conn, stream_id, create=True)
+                personal = seal(key, stream_id, PersonalDetails.of(notification))
+                now = store.clock()
+                reference = await next_reference(conn, now.year) if outcome == "case_opened" else None
+                intake = domain.decide_intake(notification, match, new_case_id, personal, reference=reference)
+                version = await _version(conn, intake.stream_id)
+                await store.append(
+                    intake.stream_id, version, intake.events, context,
+                    case_id=intake.case_id, occurred_at=now, conn=conn,
+                )  # fmt: skip
+                result = await result_of(conn, notification.notification_id)
+                assert result is not None
+                return replace(result, created=True)
+        except asyncpg.UniqueViolationError as taken:
+            if taken.constraint_name != _REFERENCE_TAKEN or attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def next_reference(conn: Connection, year: int) -> str:
+    """The next case reference of `year`: numbered 1, 2, 3... in the order cases are opened. Read under
+    the intake lock, from the read model every CaseOpened updates in its own transaction."""
+    last: int | None = await conn.fetchval("SELECT last_number FROM case_references WHERE year = $1", year)
+    return domain.case_reference(year, (last or 0) + 1)
+
+
+async def notified_year(conn: Connection, case_id: UUID) -> int:
+    """The year the case's death was notified: when its first event (its intake) occurred."""
+    raw = await conn.fetchval(
+        "SELECT envelope FROM events WHERE stream_id = $1 AND stream_version = 1", str(case_id)
+    )
+    if raw is None:
+        raise CaseNotFound(str(case_id))
+    return Envelope.from_bytes(raw).occurred_at.year
+
+
+OpeningDecision = Callable[[domain.Case, str], Sequence[EventPayload]]
+
+
+async def change_opening_case(
+    store: EventStore, case_id: UUID, decide: OpeningDecision, context: Context
+) -> list[EventPayload]:
+    """A change that may open the case (confirming eligibility): decided under the intake lock with the
+    next reference of the year the case was notified, which the decision uses if it opens the case."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            async with store.transaction() as conn:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
+                case, version = await load_case(conn, case_id)
+                reference = await next_reference(conn, await notified_year(conn, case_id))
+                events = list(decide(case, reference))
+                await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
+                return events
+        except ConcurrencyError:
+            if attempt == RETRIES:
+                raise
+        except asyncpg.UniqueViolationError as taken:
+            if taken.constraint_name != _REFERENCE_TAKEN or attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def result_of(conn: Connection, notification_id: UUID) -> NotificationResult | None:
     row = await conn.fetchrow(
-        "SELECT n.outcome, n.case_id, c.review_type, c.focused_reasons, c.flags"
+        "SELECT n.outcome, n.case_id, c.review_type, c.focused_reasons, c.flags, c.reference"
         " FROM notifications n LEFT JOIN cases c USING (case_id) WHERE n.notification_id = $1",
         notification_id,
     )
@@ -71,6 +132,7 @@ async def result_of(conn: Connection, notification_id: UUID) -> NotificationResu
         review_type=row["review_type"],
         focused_reasons=list(row["focused_reasons"] or []),
         flags=list(row["flags"] or []),
+        reference=row["reference"],
         created=False,
     )
 

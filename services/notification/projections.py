@@ -18,15 +18,16 @@ from events.notification import (
 )
 from events.partner import normalise_name
 from infra.db import Connection
-from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED
+from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
 from services.notification.personal import unseal_with_stored_key
 
 
 class CasesProjection:
-    """`cases` (the LAC's list) and `notifications` (each notification's first outcome)."""
+    """`cases` (the LAC's list), `notifications` (each notification's first outcome) and
+    `case_references` (the last reference number given in each year)."""
 
     name = "cases"
-    tables: Sequence[str] = ("cases", "notifications")
+    tables: Sequence[str] = ("cases", "notifications", "case_references")
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None:
         event = envelope.payload()
@@ -36,6 +37,7 @@ class CasesProjection:
                 status = "open" if isinstance(event, CaseOpened) else "eligibility_to_confirm"
                 review_type = event.review_type if isinstance(event, CaseOpened) else None
                 unknown = event.unknown if isinstance(event, EligibilityToConfirm) else []
+                reference = event.reference if isinstance(event, CaseOpened) else None
                 notifier = {
                     "organisation": event.facts.notifier_organisation,
                     "role": event.facts.notifier_role,
@@ -44,10 +46,12 @@ class CasesProjection:
                 await conn.execute(
                     """
                     INSERT INTO cases (case_id, status, review_type, focused_reasons, flags,
-                                       unknown_diagnoses, notified_at, facts, notifiers, updated_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)
+                                       unknown_diagnoses, notified_at, facts, notifiers, updated_at,
+                                       reference)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10)
                     ON CONFLICT (case_id) DO UPDATE SET status = $2, review_type = $3, focused_reasons = $4,
-                        flags = $5, unknown_diagnoses = $6, facts = $8, updated_at = $7
+                        flags = $5, unknown_diagnoses = $6, facts = $8, updated_at = $7,
+                        reference = coalesce($10, cases.reference)
                     """,
                     event.case_id,
                     status,
@@ -58,7 +62,16 @@ class CasesProjection:
                     at,
                     event.facts.model_dump_json(),
                     json.dumps([notifier]),
+                    reference,
                 )
+                if reference is not None:
+                    year, number = reference_parts(reference)
+                    await conn.execute(
+                        "INSERT INTO case_references (year, last_number) VALUES ($1, $2) ON CONFLICT (year)"
+                        " DO UPDATE SET last_number = greatest(case_references.last_number, $2)",
+                        year,
+                        number,
+                    )
                 await self._first_outcome(
                     conn, event.notification_id, status_outcome(status), event.case_id, at
                 )

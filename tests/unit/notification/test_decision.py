@@ -19,8 +19,10 @@ from tests.support.notifications import born_and_died, notification
 SEALED = SealedPersonalData(key_id="k", nonce="bm9uY2U=", ciphertext="Y2lwaGVy")
 
 
-def decide(body: dict[str, Any], match: domain.Match | None = None) -> domain.Intake:
-    return domain.decide_intake(parse_notification(body), match, uuid4(), SEALED)
+def decide(
+    body: dict[str, Any], match: domain.Match | None = None, reference: str | None = "LDR-2026-00001"
+) -> domain.Intake:
+    return domain.decide_intake(parse_notification(body), match, uuid4(), SEALED, reference=reference)
 
 
 @pytest.mark.parametrize(
@@ -270,3 +272,41 @@ def test_destroyed_personal_data_cannot_be_seen() -> None:
     with pytest.raises(domain.PersonalDataWasDestroyed):
         domain.decide_view(case, "lac-1", "lac", "x")
     assert domain.decide_destruction(case, 20) == []
+
+
+def test_a_case_opened_carries_the_reference_the_handler_found_and_nothing_else_has_one() -> None:
+    [opened_event] = decide(notification(), reference="LDR-2026-00042").events
+    assert isinstance(opened_event, CaseOpened) and opened_event.reference == "LDR-2026-00042"
+    [waiting] = decide(notification(**{"person.learning_disability": None})).events
+    assert "reference" not in waiting.model_dump()
+    case = domain.evolve(None, opened_event)
+    assert case is not None and case.reference == "LDR-2026-00042"
+
+
+def test_confirming_eligibility_opens_the_case_with_the_reference_given_and_rejecting_uses_none() -> None:
+    case = opened(notification(**{"person.learning_disability": None}))
+    events = domain.decide_eligibility(case, True, True, None, None, reference="LDR-2025-00007")
+    assert isinstance(events[-1], CaseOpened) and events[-1].reference == "LDR-2025-00007"
+    [rejected] = domain.decide_eligibility(case, False, None, None, "no", reference="LDR-2025-00007")
+    assert "reference" not in rejected.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("year", "number", "reference"),
+    [(2026, 1, "LDR-2026-00001"), (2026, 42, "LDR-2026-00042"), (2031, 99_999, "LDR-2031-99999")],
+)
+def test_a_reference_is_the_year_and_a_five_digit_number(year: int, number: int, reference: str) -> None:
+    assert domain.case_reference(year, number) == reference
+    assert domain.reference_parts(reference) == (year, number)
+
+
+def test_a_year_with_more_than_99999_cases_has_no_reference_left() -> None:
+    with pytest.raises(domain.ReferencesExhausted):
+        domain.case_reference(2026, 100_000)
+
+
+def test_only_the_lac_or_someone_allocated_may_see_a_case() -> None:
+    assert domain.may_see_case("lac", "lac-1", frozenset())
+    assert domain.may_see_case("reviewer", "rev-1", frozenset({"rev-1", "sen-1"}))
+    assert domain.may_see_case("senior_reviewer", "sen-1", frozenset({"rev-1", "sen-1"}))
+    assert not domain.may_see_case("reviewer", "rev-2", frozenset({"rev-1", "sen-1"}))
