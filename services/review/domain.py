@@ -13,12 +13,18 @@ from events.calendar import add_months
 from events.notification import FocusedReason
 from events.review import (
     CareJudged,
+    CauseOfDeathRecorded,
     ContactRecorded,
+    FamilyInvolvementRecorded,
+    GoodPracticeRecorded,
     LapseInCareRecorded,
+    LearningRecorded,
     NoteAdded,
     PauseReason,
     PenPortraitWritten,
+    RecommendationRecorded,
     RecordsReceived,
+    RecordsRequested,
     ReviewCompleted,
     ReviewDeadlineApproaching,
     ReviewEscalatedToFocused,
@@ -29,6 +35,7 @@ from events.review import (
     ReviewReturnedForRework,
     ReviewStarted,
     ReviewSubmittedForQA,
+    SafeguardingReferralMade,
 )
 
 Status = Literal["in_progress", "paused", "submitted", "completed"]
@@ -54,6 +61,18 @@ class ReviewIsPaused(DomainError):
 
 class ReviewNotEditable(DomainError):
     code = "review_not_editable"
+
+
+class ReviewIsSubmitted(ReviewNotEditable):
+    """Waiting for the QA panel: nothing changes but the reviewer's notes until the panel decides."""
+
+    code = "review_submitted"
+
+
+class ReviewIsCompleted(ReviewNotEditable):
+    """Approved by the QA panel: the record is final, notes included."""
+
+    code = "review_completed"
 
 
 class NotPaused(DomainError):
@@ -85,6 +104,18 @@ class Review:
     care_judgements: int = 0
     pauses: tuple[tuple[date, date | None], ...] = ()
     milestones: frozenset[str] = frozenset()
+    records_requested: frozenset[str] = frozenset()
+    family_steps: frozenset[str] = frozenset()
+    # The optional sections with something recorded (SECTIONS' keys).
+    sections: frozenset[str] = frozenset()
+    pause_reason: PauseReason | None = None
+    submissions: int = 0
+    # The QA panel's comments while the review is back with the reviewer; cleared on resubmission.
+    returned_comments: str | None = None
+
+    @property
+    def returned_by_qa(self) -> bool:
+        return self.returned_comments is not None
 
     def paused_days(self, today: date) -> int:
         return sum(((end or today) - start).days for start, end in self.pauses)
@@ -116,28 +147,55 @@ def evolve(state: Review | None, event: EventPayload) -> Review | None:
             )
         case ContactRecorded():
             return replace(state, contacts=(*state.contacts, event))
+        case RecordsRequested():
+            return replace(state, records_requested=state.records_requested | {event.source.casefold()})
         case RecordsReceived():
             return replace(state, record_sources=state.record_sources | {event.source.casefold()})
         case PenPortraitWritten():
             return replace(state, pen_portrait=True)
         case CareJudged():
             return replace(state, care_judgements=state.care_judgements + 1)
+        case FamilyInvolvementRecorded():
+            return replace(
+                state,
+                family_steps=state.family_steps | {event.step},
+                sections=state.sections | {"family_involvement"},
+            )
+        case (
+            LapseInCareRecorded()
+            | GoodPracticeRecorded()
+            | LearningRecorded()
+            | RecommendationRecorded()
+            | CauseOfDeathRecorded()
+            | SafeguardingReferralMade()
+        ):
+            return replace(state, sections=state.sections | {_SECTION_OF[type(event)]})
         case ReviewEscalatedToFocused():
             reasons = state.focused_reasons + tuple(
                 r for r in event.reasons if r not in state.focused_reasons
             )
             return replace(state, review_type="focused", focused_reasons=reasons)
         case ReviewPaused():
-            return replace(state, status="paused", pauses=(*state.pauses, (event.paused_on, None)))
+            return replace(
+                state,
+                status="paused",
+                pauses=(*state.pauses, (event.paused_on, None)),
+                pause_reason=event.reason,
+            )
         case ReviewResumed():
             start, _ = state.pauses[-1]
             return replace(
-                state, status="in_progress", pauses=(*state.pauses[:-1], (start, event.resumed_on))
+                state,
+                status="in_progress",
+                pauses=(*state.pauses[:-1], (start, event.resumed_on)),
+                pause_reason=None,
             )
         case ReviewSubmittedForQA():
-            return replace(state, status="submitted")
+            return replace(
+                state, status="submitted", submissions=state.submissions + 1, returned_comments=None
+            )
         case ReviewReturnedForRework():
-            return replace(state, status="in_progress")
+            return replace(state, status="in_progress", returned_comments=event.comments)
         case ReviewCompleted():
             return replace(state, status="completed")
         case ReviewDeadlineApproaching():
@@ -154,8 +212,16 @@ def authorise_write(review: Review, user_id: str, notes_only: bool = False) -> N
         raise NotTheAllocatedReviewer(f"case {review.case_id} is not allocated to {user_id}")
     if review.status == "paused" and not notes_only:
         raise ReviewIsPaused(f"the review of case {review.case_id} is paused: only notes can be added")
-    if review.status in ("submitted", "completed") and not notes_only:
-        raise ReviewNotEditable(f"the review of case {review.case_id} is {review.status}")
+    # A submitted review waits for the QA panel: like a paused one it takes only the reviewer's notes
+    # (what happened meanwhile). A completed review is the record the panel approved: nothing more.
+    if review.status == "submitted" and not notes_only:
+        raise ReviewIsSubmitted(
+            f"the review of case {review.case_id} is submitted for QA: only notes can be added"
+        )
+    if review.status == "completed":
+        raise ReviewIsCompleted(
+            f"the review of case {review.case_id} is completed: nothing more can be added"
+        )
 
 
 def decide_record(review: Review, user_id: str, payload: EventPayload) -> list[EventPayload]:
@@ -196,31 +262,131 @@ def decide_resume(review: Review, user_id: str, today: date) -> list[EventPayloa
     return [ReviewResumed(case_id=review.case_id, resumed_on=today)]
 
 
-def missing_for_submission(review: Review) -> list[str]:
-    """Everything the national minimum (and, for a focused review, more) still lacks."""
+ItemStatus = Literal["not_started", "in_progress", "done"]
 
-    def done(party: str, statuses: tuple[str, ...] = ("completed",)) -> list[ContactRecorded]:
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    """One line of the review's task list. A required item not done is missing for submission."""
+
+    key: str
+    label: str
+    status: ItemStatus
+    required: bool
+    hint: str
+
+
+_SECTION_OF: dict[type[EventPayload], str] = {
+    LapseInCareRecorded: "lapses_in_care",
+    GoodPracticeRecorded: "good_practice",
+    LearningRecorded: "learning",
+    RecommendationRecorded: "recommendations",
+    CauseOfDeathRecorded: "cause_of_death",
+    SafeguardingReferralMade: "safeguarding_referrals",
+}
+# The optional sections, in the order the report shows them: (key, label, hint).
+SECTIONS = (
+    ("learning", "Learning", "What others can learn from this death, tagged with themes"),
+    ("good_practice", "Good practice", "Care that went well, tagged with themes"),
+    ("lapses_in_care", "Lapses in care", "Any lapse in care (an initial review becomes focused)"),
+    ("recommendations", "Recommendations", "What an organisation should change"),
+    ("cause_of_death", "Cause of death", "The cause of death and whether it was preventable or treatable"),
+    ("safeguarding_referrals", "Safeguarding referrals", "Any safeguarding referral you made"),
+    (
+        "family_involvement",
+        "Family involvement in the report",
+        "Invite the family to comment on the draft and offer them the final copy",
+    ),
+)
+
+
+def checklist(review: Review) -> list[ChecklistItem]:
+    """The review as a task list: the national minimum, a focused review's extras, then the optional
+    sections. The one home of the submission rule: what is required and not done is missing."""
+
+    def contacts(party: str, statuses: tuple[str, ...] = ("completed",)) -> list[ContactRecorded]:
         return [c for c in review.contacts if c.party == party and c.status in statuses]
 
-    missing = []
-    family_wanted = not done("family", ("not_wanted",))
-    if family_wanted and not done("family", ("offered", "declined", "completed")):
-        missing.append("family_or_carer_contact")
-    if not done("gp") and not done("gp_records"):
-        missing.append("gp_contact_or_gp_records")
-    professionals = done("professional")
-    if not professionals:
-        missing.append("other_professional_contact")
-    if not review.pen_portrait:
-        missing.append("pen_portrait")
-    if not review.care_judgements:
-        missing.append("quality_of_care_judgement")
+    def status(done: bool, started: bool = False) -> ItemStatus:
+        return "done" if done else "in_progress" if started else "not_started"
+
+    not_wanted = bool(contacts("family", ("not_wanted",)))
+    gp = contacts("gp") or contacts("gp_records")
+    gp_started = bool(
+        contacts("gp", ("offered", "declined")) + contacts("gp_records", ("offered", "declined"))
+    )
+    professionals = contacts("professional")
+    items = [
+        ChecklistItem(
+            "family_or_carer_contact",
+            "Family or carer contact",
+            status(not_wanted or bool(contacts("family", ("offered", "declined", "completed")))),
+            True,
+            "The person did not want their family involved"
+            if not_wanted
+            else "Offer the family or carers a conversation, or record that the person did not want it",
+        ),
+        ChecklistItem(
+            "gp_contact_or_gp_records",
+            "GP contact or GP records",
+            status(bool(gp), gp_started or bool(review.records_requested)),
+            True,
+            "Speak with the GP or see the GP records",
+        ),
+        ChecklistItem(
+            "other_professional_contact",
+            "Contact with another professional",
+            status(bool(professionals), bool(contacts("professional", ("offered", "declined")))),
+            True,
+            "Speak with another professional who knew the person, giving their role and organisation",
+        ),
+        ChecklistItem(
+            "pen_portrait",
+            "Pen portrait",
+            status(review.pen_portrait),
+            True,
+            "Describe the person: who they were and what mattered to them",
+        ),
+        ChecklistItem(
+            "quality_of_care_judgement",
+            "Quality of care judgement",
+            status(review.care_judgements > 0),
+            True,
+            "Grade the care given in at least one phase of care",
+        ),
+    ]
     if review.review_type == "focused":
-        if len({(p.organisation or "").casefold() for p in professionals if p.organisation}) < 2:
-            missing.append("multi_agency_contacts")
-        if len(review.record_sources) < 2:
-            missing.append("records_from_two_sources")
-    return missing
+        agencies = {(p.organisation or "").casefold() for p in professionals if p.organisation}
+        items += [
+            ChecklistItem(
+                "multi_agency_contacts",
+                "Contacts from two agencies",
+                status(len(agencies) >= 2, len(agencies) == 1),
+                True,
+                "A focused review needs completed contacts with professionals of at least two organisations",
+            ),
+            ChecklistItem(
+                "records_from_two_sources",
+                "Records from two sources",
+                status(
+                    len(review.record_sources) >= 2, bool(review.record_sources or review.records_requested)
+                ),
+                True,
+                "A focused review needs records received from at least two sources",
+            ),
+        ]
+    for key, label, hint in SECTIONS:
+        if key == "family_involvement":
+            state = status("final_copy_offered" in review.family_steps, bool(review.family_steps))
+        else:
+            state = status(key in review.sections)
+        items.append(ChecklistItem(key, label, state, False, hint))
+    return items
+
+
+def missing_for_submission(review: Review) -> list[str]:
+    """Everything the national minimum (and, for a focused review, more) still lacks."""
+    return [item.key for item in checklist(review) if item.required and item.status != "done"]
 
 
 def decide_submission(review: Review, user_id: str, today: date) -> list[EventPayload]:
