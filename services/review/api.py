@@ -1,11 +1,13 @@
 """The review service's HTTP API. Only the allocated reviewer writes; their senior reviewer and the
-LAC read; nobody else. Every record is its own event."""
+LAC read, and the QA panel once the review has been submitted; nobody else. Every record is its own
+event. GET /vocabulary gives every list a form offers, with labels, so the web app copies none."""
 
 from collections.abc import Awaitable
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
+from asyncpg import Record
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,17 +31,29 @@ from events.review import (
     RecordsRequested,
     SafeguardingReferralMade,
 )
-from infra.auth import Caller, require_roles
+from infra.auth import ROLES, Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.problems import Problem
 from infra.service import Runtime
-from services.review import domain, handlers
-from services.review.vocabulary import THEMES, THEMES_VERSION, care_scale
+from services.review import domain, handlers, views
+from services.review.vocabulary import (
+    GRADE_LABELS,
+    THEME_LABELS,
+    THEMES,
+    THEMES_VERSION,
+    care_scale,
+    choices,
+    humanise,
+    label,
+)
 
 router = APIRouter(tags=["review"])
 REVIEWER = Annotated[Caller, Depends(require_roles("reviewer", "senior_reviewer"))]
 READER = Annotated[Caller, Depends(require_roles("reviewer", "senior_reviewer", "lac"))]
 LAC = Annotated[Caller, Depends(require_roles("lac"))]
+# The QA panel reads a review once it has been submitted (never a first draft).
+REVIEW_READER = Annotated[Caller, Depends(require_roles("reviewer", "senior_reviewer", "lac", "qa_panel"))]
+ANYONE = Annotated[Caller, Depends(require_roles(*sorted(ROLES)))]
 T = TypeVar("T")
 Short = Annotated[str, Field(min_length=1, max_length=300)]
 Long = Annotated[str, Field(min_length=1, max_length=20_000)]
@@ -314,6 +328,129 @@ async def submit(case_id: UUID, request: Request, caller: REVIEWER) -> dict[str,
     return await _write(request, caller, case_id, lambda r: domain.decide_submission(r, caller.sub, today))
 
 
+@router.get("/vocabulary")
+async def vocabulary(_: ANYONE) -> dict[str, Any]:
+    """Every controlled list the write endpoints accept (and the reads return), in order, each value
+    with the label people read. `free_text: true`: suggestions; other text is accepted too."""
+    version, names = care_scale()
+    lists: dict[str, Any] = {
+        "learning_themes": {
+            "version": THEMES_VERSION,
+            "values": [{"code": c, "label": t} for c, t in sorted(THEME_LABELS.items(), key=lambda i: i[1])],
+        },
+        "care_grades": {
+            "version": version,
+            "best_first": True,
+            "values": [
+                {"code": n, "name": name, "label": GRADE_LABELS.get(name, humanise(name))}
+                for n, name in enumerate(names, start=1)
+            ],
+        },
+        "cause_of_death": {
+            "preventable_or_treatable": [
+                {"code": True, "label": "Yes, the cause was preventable or treatable"},
+                {"code": False, "label": "No"},
+            ],
+            "age_at_death": {"min": 0, "max": 130},
+            "avoidable_rule": "Avoidable: under 75 and from a preventable or treatable cause",
+        },
+    }
+    for name in (
+        "phases_of_care",
+        "record_sources",
+        "contact_parties",
+        "contact_statuses",
+        "pause_reasons",
+        "family_involvement_steps",
+        "lapse_contributions",
+        "focused_reasons",
+        "review_types",
+        "review_statuses",
+        "roles_in_case",
+        "checklist_statuses",
+        "qa_outcomes",
+    ):
+        lists[name] = {"free_text": name in ("phases_of_care", "record_sources"), "values": choices(name)}
+    return lists
+
+
+_ROWS = (
+    "SELECT r.*, c.reference, n.name AS reviewer_name, s.name AS senior_reviewer_name FROM reviews r"
+    " LEFT JOIN case_references c USING (case_id)"
+    " LEFT JOIN reviewer_names n ON n.user_id = r.reviewer_user_id"
+    " LEFT JOIN reviewer_names s ON s.user_id = r.senior_reviewer_user_id"
+)
+
+
+def _clock(row: Record, today: date) -> dict[str, Any]:
+    """A review's deadline counting paused time and not counting it (an open pause up to today)."""
+    paused = row["paused_days"] + ((today - row["paused_since"]).days if row["paused_since"] else 0)
+    excluding: date = row["deadline"] + timedelta(days=paused)
+    return {
+        "deadline": row["deadline"],
+        "paused_days": paused,
+        "deadline_excluding_pauses": excluding,
+        "days_left": (row["deadline"] - today).days,
+        "days_left_excluding_pauses": (excluding - today).days,
+        "overdue": today > row["deadline"],
+        "overdue_excluding_pauses": today > excluding,
+    }
+
+
+@router.get("/reviews/mine")
+async def my_reviews(
+    request: Request,
+    caller: REVIEWER,
+    completed_within_days: Annotated[
+        int, Query(ge=0, le=366, description="completed reviews shown for this many days")
+    ] = 30,
+) -> dict[str, Any]:
+    """The caller's open reviews and those completed lately, as the allocated reviewer or as the
+    supporting senior reviewer (matched on their sign-in, whatever their role), soonest deadline first."""
+    today = _runtime(request).today()
+    rows = await _store(request).pool.fetch(
+        _ROWS + " WHERE (r.reviewer_user_id = $1 OR r.senior_reviewer_user_id = $1)"
+        " AND (r.status <> 'completed' OR r.completed_on >= $2) ORDER BY r.deadline, r.case_id",
+        caller.sub,
+        today - timedelta(days=completed_within_days),
+    )
+    out = []
+    for row in rows:
+        role = "reviewer" if row["reviewer_user_id"] == caller.sub else "senior_reviewer"
+        clock = _clock(row, today)
+        out.append(
+            {
+                "case_id": str(row["case_id"]),
+                "reference": row["reference"],
+                "status": row["status"],
+                "status_label": label("review_statuses", row["status"]),
+                "review_type": row["review_type"],
+                "focused_reasons": list(row["focused_reasons"]),
+                "role_in_case": role,
+                "reviewer_user_id": row["reviewer_user_id"],
+                "reviewer_name": row["reviewer_name"],
+                "senior_reviewer_user_id": row["senior_reviewer_user_id"],
+                "senior_reviewer_name": row["senior_reviewer_name"],
+                "notified_on": row["notified_on"],
+                "deadline": clock["deadline"],
+                "deadline_excluding_pauses": clock["deadline_excluding_pauses"],
+                "days_left": clock["days_left"],
+                "days_left_excluding_pauses": clock["days_left_excluding_pauses"],
+                "overdue": clock["overdue"],
+                "paused": row["status"] == "paused",
+                "pause_reason": row["pause_reason"],
+                "pause_reason_label": label("pause_reasons", row["pause_reason"])
+                if row["pause_reason"]
+                else None,
+                "returned_by_qa": row["returned_by_qa"],
+                "qa_comments": row["qa_comments"],
+                "submitted_on": row["submitted_on"],
+                "completed_on": row["completed_on"],
+            }
+        )
+    return {"reviews": out}
+
+
 @router.get("/reviews/overdue")
 async def overdue(request: Request, _: LAC) -> dict[str, Any]:
     rows = await _deadline_rows(request, None)
@@ -333,52 +470,79 @@ async def _deadline_rows(request: Request, due_before: date | None) -> list[dict
     """Each open review's deadline counting paused time and not counting it."""
     today = _runtime(request).today()
     rows = await _store(request).pool.fetch(
-        "SELECT * FROM reviews WHERE status <> 'completed' ORDER BY deadline, case_id"
+        _ROWS + " WHERE r.status <> 'completed' ORDER BY r.deadline, r.case_id"
     )
     out = []
     for row in rows:
-        paused = row["paused_days"] + ((today - row["paused_since"]).days if row["paused_since"] else 0)
-        excluding = row["deadline"] + timedelta(days=paused)
-        if due_before and not (row["deadline"] < due_before or excluding < due_before):
+        clock = _clock(row, today)
+        if due_before and not (
+            row["deadline"] < due_before or clock["deadline_excluding_pauses"] < due_before
+        ):
             continue
         out.append(
             {
                 "case_id": str(row["case_id"]),
+                "reference": row["reference"],
                 "status": row["status"],
                 "review_type": row["review_type"],
                 "reviewer_user_id": row["reviewer_user_id"],
+                "reviewer_name": row["reviewer_name"],
                 "notified_on": row["notified_on"],
-                "deadline": row["deadline"],
-                "paused_days": paused,
-                "deadline_excluding_pauses": excluding,
-                "days_left": (row["deadline"] - today).days,
-                "days_left_excluding_pauses": (excluding - today).days,
-                "overdue": today > row["deadline"],
-                "overdue_excluding_pauses": today > excluding,
+                **clock,
             }
         )
     return out
 
 
 @router.get("/reviews/{case_id}")
-async def get_review(case_id: UUID, request: Request, caller: READER) -> dict[str, Any]:
+async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> dict[str, Any]:
+    """The review with its task list (`checklist`), its content as a report (`records`), its QA
+    decisions (`qa`) and its whole history."""
     store = _store(request)
     async with store.pool.acquire() as conn:
         review, _ = await _checked(handlers.load_review(conn, case_id))
-    if caller.role != "lac" and caller.sub not in (review.reviewer_user_id, review.senior_reviewer_user_id):
-        raise Problem(403, "not_allocated_reviewer", f"case {case_id} is not allocated to {caller.sub}")
+        if caller.role == "qa_panel":
+            if not review.submissions:
+                raise Problem(
+                    403,
+                    "review_not_submitted",
+                    f"the review of case {case_id} has not been submitted for QA yet",
+                )
+        elif caller.role != "lac" and caller.sub not in (
+            review.reviewer_user_id,
+            review.senior_reviewer_user_id,
+        ):
+            raise Problem(403, "not_allocated_reviewer", f"case {case_id} is not allocated to {caller.sub}")
+        history = await store.read_stream(str(case_id))
+        reference = await handlers.reference(conn, case_id)
+        names = await handlers.names(
+            conn,
+            [review.reviewer_user_id, review.senior_reviewer_user_id, *(e.actor.id for e in history)],
+        )
     today = _runtime(request).today()
-    history = await store.read_stream(str(case_id))
     return {
         "case_id": str(case_id),
+        "reference": reference,
         "status": review.status,
+        "status_label": label("review_statuses", review.status),
         "review_type": review.review_type,
         "focused_reasons": list(review.focused_reasons),
         "reviewer_user_id": review.reviewer_user_id,
+        "reviewer_name": names.get(review.reviewer_user_id),
         "senior_reviewer_user_id": review.senior_reviewer_user_id,
+        "senior_reviewer_name": names.get(review.senior_reviewer_user_id),
+        "notified_on": review.notified_on,
         "deadline": review.deadline,
         "deadline_excluding_pauses": review.deadline_excluding_pauses(today),
+        "days_left": (review.deadline - today).days,
+        "paused": review.status == "paused",
+        "pause_reason": review.pause_reason,
+        "returned_by_qa": review.returned_by_qa,
+        "qa_comments": review.returned_comments,
         "missing_for_submission": domain.missing_for_submission(review),
+        "checklist": views.checklist(domain.checklist(review)),
+        "records": views.records(history, names),
+        "qa": views.qa(history),
         "history": [
             {"event_type": e.event_type, "at": e.occurred_at, "by": e.actor.id, "data": e.data}
             for e in history

@@ -1,13 +1,14 @@
-"""What the review service consumes: allocations (start or hand over a review), escalations of the
-case from the notification service, and the QA panel's decisions from the governance service."""
+"""What the review service consumes: allocations (start or hand over a review) and reviewers' names,
+cases' references and escalations from the notification service, and the QA panel's decisions from
+the governance service."""
 
 from collections.abc import Sequence
 from typing import Any
 
 from events import Actor, Envelope
-from events.allocation import ReviewerAllocated
+from events.allocation import ReviewerAllocated, ReviewerRegistered
 from events.governance import ReviewApprovedByQA, ReviewReturnedByQA
-from events.notification import CaseEscalatedToFocused
+from events.notification import CaseEscalatedToFocused, CaseOpened
 from events.review import ReviewEscalatedToFocused
 from events.topics import service_topic
 from infra.db import Connection
@@ -27,6 +28,10 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
         context = Context.caused_by(envelope, SYSTEM)
         if isinstance(event, ReviewerAllocated):
             await handlers.start_or_hand_over(store, conn, event, context)
+        elif isinstance(event, CaseOpened):
+            await handlers.remember_reference(conn, event.case_id, event.reference)
+        elif isinstance(event, ReviewerRegistered):
+            await handlers.remember_name(conn, event.user_id, event.name)
         elif isinstance(event, CaseEscalatedToFocused) and event.source != "review":
             reasons = [r for r in event.reasons]
 

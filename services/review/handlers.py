@@ -84,3 +84,37 @@ async def record_deadlines(store: EventStore, today: date, context: Context) -> 
         )
         recorded += len(events)
     return recorded
+
+
+async def remember_reference(conn: Connection, case_id: UUID, reference: str | None) -> None:
+    """A case's reference, as notification.CaseOpened gave it (a redelivery without one keeps it)."""
+    await conn.execute(
+        "INSERT INTO case_references (case_id, reference) VALUES ($1, $2) ON CONFLICT (case_id)"
+        " DO UPDATE SET reference = COALESCE(EXCLUDED.reference, case_references.reference)",
+        case_id,
+        reference,
+    )
+
+
+async def remember_name(conn: Connection, user_id: str, name: str) -> None:
+    """A reviewer's name, as allocation.ReviewerRegistered gave it: pages show names, not ids."""
+    await conn.execute(
+        "INSERT INTO reviewer_names (user_id, name) VALUES ($1, $2)"
+        " ON CONFLICT (user_id) DO UPDATE SET name = EXCLUDED.name",
+        user_id,
+        name,
+    )
+
+
+async def names(conn: Connection, user_ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.fetch(
+        "SELECT user_id, name FROM reviewer_names WHERE user_id = ANY($1::text[])", list(set(user_ids))
+    )
+    return {r["user_id"]: r["name"] for r in rows}
+
+
+async def reference(conn: Connection, case_id: UUID) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT reference FROM case_references WHERE case_id = $1", case_id
+    )
+    return found

@@ -1,4 +1,5 @@
-"""The review service's read model: each review's status and clock, for the LAC's deadline reports."""
+"""The review service's read model: each review's status and clock, for the LAC's deadline reports and
+each reviewer's own list."""
 
 from collections.abc import Sequence
 
@@ -61,7 +62,12 @@ class ReviewsProjection:
                 await self._set(conn, event.case_id, at, "lapses = lapses + 1")
             case ReviewPaused():
                 await self._set(
-                    conn, event.case_id, at, "status = 'paused', paused_since = $3", event.paused_on
+                    conn,
+                    event.case_id,
+                    at,
+                    "status = 'paused', paused_since = $3, pause_reason = $4",
+                    event.paused_on,
+                    event.reason,
                 )
             case ReviewResumed():
                 await self._set(
@@ -69,15 +75,25 @@ class ReviewsProjection:
                     event.case_id,
                     at,
                     "status = 'in_progress', paused_days = paused_days"
-                    " + ($3::date - paused_since), paused_since = NULL",
+                    " + ($3::date - paused_since), paused_since = NULL, pause_reason = NULL",
                     event.resumed_on,
                 )
             case ReviewSubmittedForQA():
                 await self._set(
-                    conn, event.case_id, at, "status = 'submitted', submitted_on = $3", event.submitted_on
+                    conn,
+                    event.case_id,
+                    at,
+                    "status = 'submitted', submitted_on = $3, returned_by_qa = false, qa_comments = NULL",
+                    event.submitted_on,
                 )
             case ReviewReturnedForRework():
-                await self._set(conn, event.case_id, at, "status = 'in_progress'")
+                await self._set(
+                    conn,
+                    event.case_id,
+                    at,
+                    "status = 'in_progress', returned_by_qa = true, qa_comments = $3",
+                    event.comments,
+                )
             case ReviewCompleted():
                 await self._set(
                     conn, event.case_id, at, "status = 'completed', completed_on = $3", event.completed_on
