@@ -34,12 +34,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from infra.service import build_app
     from infra.settings import Settings
 
-    settings = Settings.from_env(args.service)
-    app = build_app(_service_definition(args.service), settings)
+    if args.service == "web":
+        from services.web.app import create_app
+        from services.web.settings import WebSettings
+
+        web = WebSettings.from_env()
+        app, port = create_app(web), web.http_port
+    else:
+        settings = Settings.from_env(args.service)
+        app, port = build_app(_service_definition(args.service), settings), settings.http_port
     uvicorn.run(
         app,
         host=os.environ.get("LEDER_HTTP_HOST", "127.0.0.1"),
-        port=settings.http_port,
+        port=port,
         log_level="warning",
         access_log=False,
     )
@@ -172,8 +179,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=2026, help="the same seed makes the same caseload")
     demo.add_argument("--stop", action="store_true", help="stop the system afterwards if the demo started it")
     demo.set_defaults(func=cmd_demo)
-    serve = sub.add_parser("serve", help="run one service (leder up runs all five)")
-    serve.add_argument("service", choices=SERVICES)
+    serve = sub.add_parser("serve", help="run one service, or the web application (leder up runs them all)")
+    serve.add_argument("service", choices=(*SERVICES, "web"))
     serve.set_defaults(func=cmd_serve)
     token = sub.add_parser("token", help="mint a bearer token for local use")
     token.add_argument("--role", required=True)

@@ -17,6 +17,9 @@ from infra import kafka
 from infra.embedded import EmbeddedPostgres, TansuBroker, wait_for_port
 from infra.settings import SERVICE_PORTS
 
+# Where people open the system; the five services sit on 8001-8005.
+WEB_PORT = 8000
+
 LOCAL_ENV = "env"
 
 
@@ -65,11 +68,14 @@ class Stack:
         environ: Mapping[str, str] | None = None,
         ports: Mapping[str, int] | None = None,
         durable: bool = True,
+        web: bool = False,
     ) -> None:
         self.folder = folder
         self.environ = dict(os.environ if environ is None else environ)
         self.ports = dict(ports or {})
         self.durable = durable
+        # The web application people use; the fault tests and benches drive the APIs and do without it.
+        self.web = web
         self.postgres: EmbeddedPostgres | None = None
         self.broker: TansuBroker | None = None
         self.services: dict[str, subprocess.Popen[bytes]] = {}
@@ -121,10 +127,33 @@ class Stack:
             self.start_service(service)
             _say(f"starting {service} on {self.url(service)}")
         urls = {f"LEDER_{service.upper()}_URL": self.url(service) for service in SERVICES}
+        if self.web:
+            self.ports.setdefault("web", self._web_port(base_port))
+            self.child_env["web"] = {
+                **environ,
+                **env,
+                **urls,
+                "LEDER_WEB_PORT": str(self.ports["web"]),
+                # Only here: a sign-in page that lists the system's people (services/web/signin.py).
+                "LEDER_WEB_DEV_SIGNIN": "1",
+            }
+            self.child_env["web"].pop("LEDER_JWT_SECRET", None)
+            self.start_service("web")
+            _say(f"starting the web application on {self.url('web')}")
+            urls["LEDER_WEB_URL"] = self.url("web")
         (self.folder / LOCAL_ENV).write_text("".join(f"{k}={v}\n" for k, v in (env | urls).items()))
-        for service in SERVICES:
+        for service in self.services:
             self.wait_service(service)
-        return {service: self.url(service) for service in SERVICES}
+        return {service: self.url(service) for service in self.services}
+
+    def _web_port(self, base_port: int) -> int:
+        if "LEDER_WEB_PORT" in self.environ:
+            return int(self.environ["LEDER_WEB_PORT"])
+        return base_port + len(SERVICES) if "LEDER_BASE_PORT" in self.environ else WEB_PORT
+
+    def url_of_web(self) -> str:
+        base = int(self.environ.get("LEDER_BASE_PORT", "8001"))
+        return f"http://127.0.0.1:{self.ports.get('web') or self._web_port(base)}"
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -196,7 +225,8 @@ def _say(message: str) -> None:
 
 
 def up() -> int:
-    stack = Stack(home())
+    stack = Stack(home(), web=True)
+    _say(f"LeDeR workspace: {stack.url_of_web()}  (open it in a browser and sign in as the LAC)")
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -209,8 +239,10 @@ def up() -> int:
     try:
         urls = stack.start()
         _say("\nThe LeDeR system is running:")
+        _say(f"  open {urls['web']} in a browser and sign in as the LAC (Alex Morgan)")
         for service, url in urls.items():
-            _say(f"  {service:<13} {url}   (API docs: {url}/docs)")
+            if service != "web":
+                _say(f"  {service:<13} {url}   (API docs: {url}/docs)")
         _say("\nA token for the HTTP APIs:  leder token --role lac --sub alice")
         _say(
             'Then:  curl -H "Authorization: Bearer $(leder token --role lac --sub alice)" '

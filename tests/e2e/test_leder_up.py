@@ -20,11 +20,16 @@ pytestmark = pytest.mark.slow
 
 
 def five_free_ports() -> int:
+    return free_ports(5)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (`leder up` takes LEDER_BASE_PORT and the next ones)."""
     for _ in range(100):
         base = free_port()
-        if base + 5 > 65535:
+        if base + count > 65535:
             continue
-        ports = range(base, base + 5)
+        ports = range(base, base + count)
         try:
             for port in ports:
                 with socket.socket() as s:
@@ -32,7 +37,7 @@ def five_free_ports() -> int:
             return base
         except OSError:
             continue
-    raise RuntimeError("no five consecutive free ports")
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
@@ -50,7 +55,7 @@ def read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) ->
 
 
 def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
-    base = five_free_ports()
+    base = free_ports(6)
     env = {k: v for k, v in os.environ.items() if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP")}
     env |= {
         "LEDER_HOME": str(tmp_path / ".leder"),
@@ -68,6 +73,10 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
     pids: set[int] = set()
     try:
         said = read_until(up, "The LeDeR system is running", timeout=180)
+        web = f"http://127.0.0.1:{base + 5}"
+        assert said.splitlines()[0].startswith(f"LeDeR workspace: {web}"), said
+        assert httpx.get(f"{web}/healthz", timeout=5).json() == {"status": "ok", "service": "web"}
+        assert httpx.get(f"{web}/", timeout=5, follow_redirects=True).url.path == "/sign-in"
         for offset, service in enumerate(SERVICES):
             response = httpx.get(f"http://127.0.0.1:{base + offset}/healthz", timeout=5)
             assert response.json() == {"status": "ok", "service": service}
@@ -75,7 +84,7 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
         pids = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
         postmaster = tmp_path / ".leder" / "pgdata" / "postmaster.pid"
         pids.add(int(postmaster.read_text().splitlines()[0]))
-        assert len(pids) >= 7  # five services, the broker, PostgreSQL
+        assert len(pids) >= 8  # five services, the web application, the broker, PostgreSQL
         assert oct((tmp_path / ".leder" / "jwt-secret").stat().st_mode & 0o777) == "0o600"
 
         up.send_signal(signal.SIGINT)
@@ -87,6 +96,6 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
     while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
         assert time.monotonic() < deadline, f"left running: {[p for p in pids if psutil.pid_exists(p)]}"
         time.sleep(0.2)
-    for offset in range(5):
+    for offset in range(6):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", base + offset)) != 0

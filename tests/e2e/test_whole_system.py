@@ -22,7 +22,7 @@ from events.topics import SERVICES, partner_topic
 from infra.auth import mint_token
 from infra.demo.caseload import generate
 from infra.embedded import free_port
-from tests.e2e.test_leder_up import five_free_ports, read_until
+from tests.e2e.test_leder_up import free_ports, read_until
 from tests.integration.audit.test_audit_lifecycle import drive_a_case
 from tests.support.browser import NHS_BLUE, chromium_missing, screenshot
 from tests.support.waiting import eventually, publish_raw
@@ -53,7 +53,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stack") / ".leder"
-    base = five_free_ports()
+    base = free_ports(6)
     env = {k: v for k, v in os.environ.items() if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP")}
     env |= {
         "LEDER_HOME": str(home),
