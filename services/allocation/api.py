@@ -44,7 +44,7 @@ async def _checked(call: Awaitable[T]) -> T:
             refused.status,
             refused.code,
             refused.detail,
-            violations=[{"code": v.code, "detail": v.detail} for v in refused.violations],
+            violations=[_violation(v) for v in refused.violations],
         ) from refused
     except domain.DomainError as broken:
         raise Problem(broken.status, broken.code, broken.detail) from broken
@@ -153,30 +153,96 @@ async def list_reviewers(request: Request, _: LAC) -> dict[str, Any]:
     return {"reviewers": [await _reviewer_view(request, r["reviewer_id"]) for r in ids]}
 
 
+@router.get("/reviewers/{reviewer_id}")
+async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> dict[str, Any]:
+    """One reviewer as GET /reviewers shows them, with the cases they have now (as reviewer or as
+    senior reviewer), soonest deadline first."""
+    view = await _reviewer_view(request, reviewer_id)
+    today = _runtime(request).today()
+    rows = await _store(request).pool.fetch(
+        "SELECT c.case_id, o.reference, o.place_of_death, c.reviewer_id, c.allocated_on, c.notified_on,"
+        " c.deadline, c.review_type, c.focused_reasons FROM allocation_cases c"
+        " LEFT JOIN opened_cases o USING (case_id)"
+        " WHERE c.status = 'allocated' AND (c.reviewer_id = $1 OR c.senior_reviewer_id = $1)"
+        " ORDER BY c.deadline, c.notified_on, c.case_id",
+        reviewer_id,
+    )
+    view["cases"] = [
+        {
+            "case_id": str(r["case_id"]),
+            "reference": r["reference"],
+            "role": "reviewer" if r["reviewer_id"] == reviewer_id else "senior_reviewer",
+            "allocated_on": r["allocated_on"],
+            "notified_on": r["notified_on"],
+            "deadline": r["deadline"],
+            "days_to_deadline": (r["deadline"] - today).days,
+            "review_type": r["review_type"],
+            "focused_reasons": r["focused_reasons"],
+            "place_of_death": r["place_of_death"],
+        }
+        for r in rows
+    ]
+    return view
+
+
+@router.get("/people")
+async def people(
+    request: Request,
+    _: Annotated[
+        Caller,
+        Depends(require_roles("lac", "qa_panel", "governance", "ig_officer", "reviewer", "senior_reviewer")),
+    ],
+) -> dict[str, Any]:
+    """Every registered reviewer's name, for pages that would otherwise show a `sub`: names only."""
+    rows = await _store(request).pool.fetch(
+        "SELECT user_id, name, senior FROM reviewers ORDER BY name, user_id"
+    )
+    return {"people": [{"sub": r["user_id"], "name": r["name"], "senior": r["senior"]} for r in rows]}
+
+
+def _violation(v: domain.Violation) -> dict[str, str]:
+    return {"code": v.code, "rule": domain.RULE_NAMES.get(v.code, v.code), "detail": v.detail}
+
+
 async def _reviewer_view(request: Request, reviewer_id: UUID) -> dict[str, Any]:
     store, today = _store(request), _runtime(request).today()
-    row = await store.pool.fetchrow("SELECT * FROM reviewers WHERE reviewer_id = $1", reviewer_id)
+    row = await store.pool.fetchrow(
+        "SELECT r.active_caseload, r.last_allocated_on, r.last_supported_on,"
+        " (SELECT count(*) FROM allocation_cases c WHERE c.status = 'allocated'"
+        "  AND c.senior_reviewer_id = r.reviewer_id) AS supporting"
+        " FROM reviewers r WHERE r.reviewer_id = $1",
+        reviewer_id,
+    )
     if row is None:
         raise Problem(404, "not_found", f"no reviewer {reviewer_id}")
     async with store.pool.acquire() as conn:
         reviewer, _ = await handlers.load_reviewer(conn, reviewer_id)
     expires = reviewer.training_expires_on()
+    load = row["active_caseload"]
+    cannot = domain.availability(reviewer, load, today)
+    conflicts = [{"kind": k, "name": n} for k, n in reviewer.conflicts]
     return {
         "reviewer_id": str(reviewer_id),
+        "sub": reviewer.user_id,
         "user_id": reviewer.user_id,
         "name": reviewer.name,
+        "employers": list(reviewer.organisations),
         "organisations": list(reviewer.organisations),
         "senior": reviewer.senior,
         "active": reviewer.active,
         "capacity": reviewer.capacity,
-        "active_caseload": row["active_caseload"],
+        "caseload": load,
+        "active_caseload": load,
+        "supporting": row["supporting"],
         "trained_on": reviewer.trained_on,
         "training_expires_on": expires,
-        "conflicts": [{"kind": k, "name": n} for k, n in reviewer.conflicts],
+        "standing_conflicts": conflicts,
+        "conflicts": conflicts,
         "last_allocated_on": row["last_allocated_on"],
-        "can_take_a_case_today": reviewer.active
-        and reviewer.trained_on_day(today)
-        and row["active_caseload"] < reviewer.capacity,
+        "last_supported_on": row["last_supported_on"],
+        "can_take_case": not cannot,
+        "can_take_a_case_today": not cannot,
+        "cannot_take_case_because": [_violation(v) for v in cannot],
     }
 
 
@@ -184,18 +250,21 @@ async def _reviewer_view(request: Request, reviewer_id: UUID) -> dict[str, Any]:
 async def queue(request: Request, _: LAC) -> dict[str, Any]:
     today = _runtime(request).today()
     rows = await _store(request).pool.fetch(
-        "SELECT case_id, notified_on, deadline, review_type, focused_reasons, returned_at, waiting_since"
-        " FROM allocation_cases WHERE status = 'waiting'"
-        " ORDER BY returned_at DESC NULLS LAST, notified_on, waiting_since"
+        "SELECT c.case_id, o.reference, o.place_of_death, c.notified_on, c.deadline, c.review_type,"
+        " c.focused_reasons, c.returned_at, c.waiting_since"
+        " FROM allocation_cases c LEFT JOIN opened_cases o USING (case_id) WHERE c.status = 'waiting'"
+        " ORDER BY c.returned_at DESC NULLS LAST, c.notified_on, c.waiting_since"
     )
     return {
         "cases": [
             {
                 "case_id": str(r["case_id"]),
+                "reference": r["reference"],
                 "notified_on": r["notified_on"],
                 "deadline": r["deadline"],
                 "review_type": r["review_type"],
                 "focused_reasons": r["focused_reasons"],
+                "place_of_death": r["place_of_death"],
                 "days_waiting": (today - r["notified_on"]).days,
                 "days_to_deadline": (r["deadline"] - today).days,
                 "returned_to_queue": r["returned_at"] is not None,
@@ -265,20 +334,62 @@ async def declare_conflict(
 
 @router.get("/cases/{case_id}/suggested-reviewers")
 async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> dict[str, Any]:
-    ranked = await _checked(handlers.suggestions(_store(request), case_id, _runtime(request).today()))
+    """Every reviewer ranked for the case (the eligible first), every senior reviewer ranked to
+    support it, and up to five ready pairs; whoever is excluded comes with each rule they break."""
+    offered = await _checked(handlers.suggestions(_store(request), case_id, _runtime(request).today()))
+    reference = await _store(request).pool.fetchval(
+        "SELECT reference FROM opened_cases WHERE case_id = $1", case_id
+    )
     return {
         "case_id": str(case_id),
+        "reference": reference,
         "suggestions": [
             {
                 "reviewer_id": str(s.reviewer.reviewer_id),
+                "sub": s.reviewer.user_id,
                 "name": s.reviewer.name,
                 "senior": s.reviewer.senior,
                 "eligible": not s.excluded_because,
                 "active_caseload": s.load,
+                "caseload": s.load,
                 "capacity": s.reviewer.capacity,
                 "last_allocated_on": s.last_allocated_on,
-                "excluded_because": [{"code": v.code, "detail": v.detail} for v in s.excluded_because],
+                "excluded_because": [_violation(v) for v in s.excluded_because],
             }
-            for s in ranked
+            for s in offered.reviewers
+        ],
+        "senior_reviewers": [
+            {
+                **_person(c.reviewer, _load(offered, c.reviewer.reviewer_id)),
+                "supporting": c.supporting,
+                "last_supported_on": c.last_supported_on,
+                "eligible": not c.excluded_because,
+                "excluded_because": [_violation(v) for v in c.excluded_because],
+            }
+            for c in offered.seniors
+        ],
+        "pairs": [
+            {
+                "reviewer": _person(p.reviewer.reviewer, p.reviewer.load),
+                "senior_reviewer": {
+                    **_person(p.senior.reviewer, _load(offered, p.senior.reviewer.reviewer_id)),
+                    "supporting": p.senior.supporting,
+                },
+            }
+            for p in offered.pairs
         ],
     }
+
+
+def _person(reviewer: domain.Reviewer, caseload: int) -> dict[str, Any]:
+    return {
+        "reviewer_id": str(reviewer.reviewer_id),
+        "sub": reviewer.user_id,
+        "name": reviewer.name,
+        "caseload": caseload,
+        "capacity": reviewer.capacity,
+    }
+
+
+def _load(offered: handlers.Suggested, reviewer_id: UUID) -> int:
+    return next(s.load for s in offered.reviewers if s.reviewer.reviewer_id == reviewer_id)

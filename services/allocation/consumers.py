@@ -16,6 +16,7 @@ from infra.eventstore import Context, EventStore
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
 from infra.service import Runtime
 from services.allocation import domain, handlers
+from services.allocation.projections import record_opened_case
 
 SYSTEM = Actor.system("allocation")
 
@@ -56,6 +57,7 @@ def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envel
 async def _queue(
     store: EventStore, conn: Connection, envelope: Envelope, event: CaseOpened, context: Context
 ) -> None:
+    await record_opened_case(conn, event.case_id, event.reference, event.facts.place_of_death)
     if await conn.fetchval("SELECT 1 FROM events WHERE stream_id = $1", str(event.case_id)):
         return  # already queued
     notified_on = envelope.occurred_at.date()

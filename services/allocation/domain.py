@@ -34,12 +34,27 @@ TRAINING_VALID_MONTHS = 12
 RULES = (
     "case_not_waiting",
     "reviewer_inactive",
+    "training_missing",
     "training_expired",
     "conflict_of_interest",
     "at_capacity",
     "same_person",
     "not_senior",
 )
+
+
+# What each rule is called on a page, beside the detail that names the person.
+RULE_NAMES = {
+    "case_not_waiting": "the case is not waiting for allocation",
+    "case_not_allocated": "the case is not allocated",
+    "reviewer_inactive": "inactive",
+    "training_missing": "no training recorded",
+    "training_expired": "training expired (valid for 12 months)",
+    "conflict_of_interest": "conflict of interest",
+    "at_capacity": "at capacity",
+    "same_person": "the reviewer cannot be their own senior reviewer",
+    "not_senior": "not a senior reviewer",
+}
 
 
 class DomainError(Exception):
@@ -197,28 +212,65 @@ def conflicts_with(case: CaseAllocation, reviewer: Reviewer, rule: str) -> list[
     return reasons
 
 
-def exclusions(
-    case: CaseAllocation, reviewer: Reviewer, load: int, today: date, rule: str
-) -> list[Violation]:
-    """Why `reviewer` cannot take `case` as its reviewer today (empty: they can)."""
+def _in_rule_order(violations: list[Violation]) -> list[Violation]:
+    return sorted(violations, key=lambda v: RULES.index(v.code))
+
+
+def training_violation(reviewer: Reviewer, today: date, who: str | None = None) -> Violation | None:
+    """None if `reviewer` is trained on `today`; else whether their training is missing or expired."""
+    if reviewer.trained_on_day(today):
+        return None
+    who = who or reviewer.name
+    expired = reviewer.training_expires_on()
+    if expired is None:
+        return Violation("training_missing", f"{who} has no training recorded")
+    if reviewer.trained_on is not None and reviewer.trained_on > today:
+        return Violation("training_missing", f"{who}'s training is recorded from {reviewer.trained_on}")
+    return Violation("training_expired", f"{who}'s training expired on {expired}")
+
+
+def availability(reviewer: Reviewer, load: int, today: date) -> list[Violation]:
+    """Why `reviewer` cannot take any case as its reviewer today, whatever the case (empty: they can)."""
     found = []
     if not reviewer.active:
         found.append(Violation("reviewer_inactive", f"{reviewer.name} is inactive"))
-    if not reviewer.trained_on_day(today):
-        expired = reviewer.training_expires_on()
-        found.append(
-            Violation(
-                "training_expired",
-                f"{reviewer.name}'s training " + (f"expired on {expired}" if expired else "is not recorded"),
-            )
-        )
-    for reason in conflicts_with(case, reviewer, rule):
-        found.append(Violation("conflict_of_interest", reason))
+    training = training_violation(reviewer, today)
+    if training is not None:
+        found.append(training)
     if load >= reviewer.capacity:
         found.append(
             Violation("at_capacity", f"{reviewer.name} has {load} active cases, capacity {reviewer.capacity}")
         )
     return found
+
+
+def exclusions(
+    case: CaseAllocation, reviewer: Reviewer, load: int, today: date, rule: str
+) -> list[Violation]:
+    """Why `reviewer` cannot take `case` as its reviewer today (empty: they can)."""
+    found = availability(reviewer, load, today)
+    found += [Violation("conflict_of_interest", reason) for reason in conflicts_with(case, reviewer, rule)]
+    return _in_rule_order(found)
+
+
+def senior_exclusions(case: CaseAllocation, senior: Reviewer, today: date, rule: str) -> list[Violation]:
+    """Why `senior` cannot support `case` as its senior reviewer today (empty: they can)."""
+    who = f"{senior.name} (senior reviewer)"
+    found = []
+    if not senior.active:
+        found.append(Violation("reviewer_inactive", f"{who} is inactive"))
+    training = training_violation(senior, today, who)
+    if training is not None:
+        found.append(training)
+    for reason in conflicts_with(case, senior, rule):
+        found.append(Violation("conflict_of_interest", f"senior reviewer: {reason}"))
+    if not senior.senior:
+        found.append(Violation("not_senior", f"{senior.name} is not a senior reviewer"))
+    return _in_rule_order(found)
+
+
+def same_person(reviewer: Reviewer, senior: Reviewer) -> bool:
+    return reviewer.reviewer_id == senior.reviewer_id or reviewer.user_id == senior.user_id
 
 
 def decide_allocation(
@@ -233,18 +285,16 @@ def decide_allocation(
     if case.status != "waiting":
         violations.append(Violation("case_not_waiting", f"case {case.case_id} is {case.status}, not waiting"))
     violations += exclusions(case, reviewer, reviewer_load, today, rule)
-    if not senior.active:
-        violations.append(Violation("reviewer_inactive", f"{senior.name} (senior reviewer) is inactive"))
-    for reason in conflicts_with(case, senior, rule):
-        violations.append(Violation("conflict_of_interest", f"senior reviewer: {reason}"))
-    if reviewer.reviewer_id == senior.reviewer_id or reviewer.user_id == senior.user_id:
+    if same_person(reviewer, senior):
         violations.append(
             Violation("same_person", "the reviewer and the senior reviewer are the same person")
         )
-    if not senior.senior:
-        violations.append(Violation("not_senior", f"{senior.name} is not a senior reviewer"))
+        senior_broken = [v for v in senior_exclusions(case, senior, today, rule) if v.code == "not_senior"]
+    else:
+        senior_broken = senior_exclusions(case, senior, today, rule)
+    violations += senior_broken
     if violations:
-        raise AllocationRefused(sorted(violations, key=lambda v: RULES.index(v.code)))
+        raise AllocationRefused(_in_rule_order(violations))
     return [
         ReviewerAllocated(
             case_id=case.case_id,
@@ -331,3 +381,56 @@ def rank(suggestions: list[Suggestion]) -> list[Suggestion]:
             s.reviewer.name,
         ),
     )
+
+
+@dataclass(frozen=True)
+class SeniorCandidate:
+    reviewer: Reviewer
+    supporting: int  # cases they currently support as senior reviewer
+    last_supported_on: date | None
+    excluded_because: list[Violation]
+
+
+def rank_seniors(candidates: list[SeniorCandidate]) -> list[SeniorCandidate]:
+    """Eligible first; then fewest cases currently supported; then longest since they last supported."""
+    return sorted(
+        candidates,
+        key=lambda c: (
+            bool(c.excluded_because),
+            c.supporting,
+            c.last_supported_on or date.min,
+            c.reviewer.name,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Pair:
+    reviewer: Suggestion
+    senior: SeniorCandidate
+
+
+MAX_PAIRS = 5
+
+
+def suggest_pairs(
+    reviewers: list[Suggestion], seniors: list[SeniorCandidate], limit: int = MAX_PAIRS
+) -> list[Pair]:
+    """Up to `limit` (reviewer, senior reviewer) pairs the LAC can allocate as they stand: each
+    eligible reviewer in rank order with the best senior who is not them; then, while there is room,
+    each with their next best senior. Never one person in both roles."""
+    eligible = [r for r in rank(reviewers) if not r.excluded_because]
+    supporters = [s for s in rank_seniors(seniors) if not s.excluded_because]
+    options = {
+        r.reviewer.reviewer_id: [s for s in supporters if not same_person(r.reviewer, s.reviewer)]
+        for r in eligible
+    }
+    pairs: list[Pair] = []
+    choice = 0
+    while len(pairs) < limit and any(len(o) > choice for o in options.values()):
+        for r in eligible:
+            mine = options[r.reviewer.reviewer_id]
+            if choice < len(mine) and len(pairs) < limit:
+                pairs.append(Pair(r, mine[choice]))
+        choice += 1
+    return pairs

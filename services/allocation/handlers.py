@@ -1,6 +1,7 @@
 """The allocation service's use cases: load, decide, append."""
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 from uuid import UUID, uuid4
@@ -158,12 +159,34 @@ async def declare_conflict(
         )
 
 
-async def suggestions(store: EventStore, case_id: UUID, today: date) -> list[domain.Suggestion]:
+SUPPORTING = (
+    "SELECT senior_reviewer_id, count(*) AS supporting FROM allocation_cases"
+    " WHERE status = 'allocated' AND senior_reviewer_id IS NOT NULL GROUP BY senior_reviewer_id"
+)
+
+
+async def supporting(conn: Connection) -> dict[UUID, int]:
+    """Per senior reviewer, the cases they currently support (an allocation naming them that has not
+    ended, been returned or moved on)."""
+    return {r["senior_reviewer_id"]: r["supporting"] for r in await conn.fetch(SUPPORTING)}
+
+
+@dataclass(frozen=True)
+class Suggested:
+    reviewers: list[domain.Suggestion]
+    seniors: list[domain.SeniorCandidate]
+    pairs: list[domain.Pair]
+
+
+async def suggestions(store: EventStore, case_id: UUID, today: date) -> Suggested:
     async with store.pool.acquire() as conn:
         case, _ = await load_case(conn, case_id)
-        rows = await conn.fetch("SELECT reviewer_id, active_caseload, last_allocated_on FROM reviewers")
+        rows = await conn.fetch(
+            "SELECT reviewer_id, active_caseload, last_allocated_on, last_supported_on FROM reviewers"
+        )
+        supported = await supporting(conn)
         rule = domain.conflict_rule()
-        found = []
+        found, seniors = [], []
         for row in rows:
             reviewer, _ = await load_reviewer(conn, row["reviewer_id"])
             found.append(
@@ -174,4 +197,13 @@ async def suggestions(store: EventStore, case_id: UUID, today: date) -> list[dom
                     domain.exclusions(case, reviewer, row["active_caseload"], today, rule),
                 )
             )
-    return domain.rank(found)
+            if reviewer.senior:
+                seniors.append(
+                    domain.SeniorCandidate(
+                        reviewer,
+                        supported.get(reviewer.reviewer_id, 0),
+                        row["last_supported_on"],
+                        domain.senior_exclusions(case, reviewer, today, rule),
+                    )
+                )
+    return Suggested(domain.rank(found), domain.rank_seniors(seniors), domain.suggest_pairs(found, seniors))

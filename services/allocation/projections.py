@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Sequence
+from uuid import UUID
 
 from events import Envelope
 from events.allocation import (
@@ -81,15 +82,21 @@ class AllocationProjection:
             case ReviewerAllocated():
                 await conn.execute(
                     "UPDATE allocation_cases SET status = 'allocated', reviewer_id = $2,"
-                    " senior_reviewer_id = $3, returned_at = NULL WHERE case_id = $1",
+                    " senior_reviewer_id = $3, returned_at = NULL, allocated_on = $4 WHERE case_id = $1",
                     event.case_id,
                     event.reviewer_id,
                     event.senior_reviewer_id,
+                    event.allocated_on,
                 )
                 await conn.execute(
                     "UPDATE reviewers SET active_caseload = active_caseload + 1, last_allocated_on = $2"
                     " WHERE reviewer_id = $1",
                     event.reviewer_id,
+                    event.allocated_on,
+                )
+                await conn.execute(
+                    "UPDATE reviewers SET last_supported_on = $2 WHERE reviewer_id = $1",
+                    event.senior_reviewer_id,
                     event.allocated_on,
                 )
             case CaseReturnedToQueue():
@@ -113,6 +120,21 @@ class AllocationProjection:
 async def _drop_caseload(conn: Connection, reviewer_id: object) -> None:
     await conn.execute(
         "UPDATE reviewers SET active_caseload = active_caseload - 1 WHERE reviewer_id = $1", reviewer_id
+    )
+
+
+async def record_opened_case(
+    conn: Connection, case_id: UUID, reference: str | None, place_of_death: str
+) -> None:
+    """What notification.CaseOpened tells the LAC's pages (reference, place of death). Not a
+    projection of this service's events, so a rebuild keeps it (see migration 002)."""
+    await conn.execute(
+        "INSERT INTO opened_cases (case_id, reference, place_of_death) VALUES ($1, $2, $3)"
+        " ON CONFLICT (case_id) DO UPDATE SET place_of_death = EXCLUDED.place_of_death,"
+        " reference = coalesce(EXCLUDED.reference, opened_cases.reference)",
+        case_id,
+        reference,
+        place_of_death,
     )
 
 

@@ -169,6 +169,7 @@ async def test_an_opened_case_is_queued_and_allocating_it_publishes_reviewer_all
     [
         "case_not_waiting",
         "reviewer_inactive",
+        "training_missing",
         "training_expired",
         "conflict_of_interest",
         "at_capacity",
@@ -185,7 +186,9 @@ async def test_each_refusal_answers_409_naming_the_rule_and_writes_nothing(
         svc,
         "Rae",
         capacity=1,
-        trained_on=date(2025, 10, 1) if rule == "training_expired" else date(2026, 1, 10),
+        trained_on={"training_expired": date(2025, 10, 1), "training_missing": None}.get(
+            rule, date(2026, 1, 10)
+        ),
         organisations=("Southmead Hospital",) if rule == "conflict_of_interest" else ("Sirona Care",),
     )
     senior = sam
@@ -321,7 +324,7 @@ async def test_suggested_reviewers_never_offer_a_conflicted_untrained_inactive_o
     }
     assert excluded == {
         "Conflicted": ["conflict_of_interest"],
-        "Untrained": ["training_expired"],
+        "Untrained": ["training_missing"],
         "Inactive": ["reviewer_inactive"],
         "Full": ["at_capacity"],
     }

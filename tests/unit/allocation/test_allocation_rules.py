@@ -88,23 +88,24 @@ def test_an_inactive_senior_reviewer_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("trained_on", "today", "allowed"),
+    ("trained_on", "today", "refusal"),
     [
-        (date(2025, 11, 26), TODAY, True),  # the first anniversary is the last valid day
-        (date(2025, 11, 25), TODAY, False),  # older than 12 months
-        (None, TODAY, False),  # never trained
-        (date(2024, 2, 29), date(2025, 2, 28), True),
-        (date(2024, 2, 29), date(2025, 3, 1), False),
+        (date(2025, 11, 26), TODAY, None),  # the first anniversary is the last valid day
+        (date(2025, 11, 25), TODAY, "training_expired"),  # older than 12 months
+        (None, TODAY, "training_missing"),  # never trained
+        (date(2024, 2, 29), date(2025, 2, 28), None),
+        (date(2024, 2, 29), date(2025, 3, 1), "training_expired"),
     ],
 )
 def test_training_older_than_twelve_months_refuses_allocation(
-    trained_on: date | None, today: date, allowed: bool
+    trained_on: date | None, today: date, refusal: str | None
 ) -> None:
     r = reviewer(trained_on=trained_on)
-    if allowed:
-        assert domain.decide_allocation(case(), r, SENIOR, 0, today, RULE)
+    senior = reviewer("Sam", senior=True, trained_on=today)
+    if refusal is None:
+        assert domain.decide_allocation(case(), r, senior, 0, today, RULE)
     else:
-        assert refused(case(), r, today=today) == ["training_expired"]
+        assert refused(case(), r, senior, today=today) == [refusal]
 
 
 def test_a_reviewer_employed_by_an_organisation_involved_in_the_care_is_conflicted() -> None:
@@ -150,7 +151,7 @@ def test_a_refusal_names_every_rule_broken_in_order() -> None:
     assert refused(case(status="allocated"), r, reviewer("Sid"), load=1) == [
         "case_not_waiting",
         "reviewer_inactive",
-        "training_expired",
+        "training_missing",
         "at_capacity",
         "not_senior",
     ]
@@ -201,3 +202,81 @@ def test_suggestions_rank_eligible_first_then_lowest_relative_load_then_longest_
 )
 def test_the_deadline_is_six_months_from_notification(notified: date, deadline: date) -> None:
     assert review_deadline(notified) == deadline
+
+
+def test_a_senior_reviewer_without_valid_training_is_refused() -> None:
+    never = reviewer("Sue", senior=True, trained_on=None)
+    lapsed = reviewer("Sol", senior=True, trained_on=date(2025, 1, 1))
+    assert refused(case(), reviewer(), never) == ["training_missing"]
+    assert refused(case(), reviewer(), lapsed) == ["training_expired"]
+
+
+def test_what_stops_a_reviewer_taking_any_case_names_them_and_the_rule() -> None:
+    r = reviewer("Rae", active=False, trained_on=None, capacity=2)
+    assert [(v.code, v.detail) for v in domain.availability(r, 2, TODAY)] == [
+        ("reviewer_inactive", "Rae is inactive"),
+        ("training_missing", "Rae has no training recorded"),
+        ("at_capacity", "Rae has 2 active cases, capacity 2"),
+    ]
+    assert domain.availability(reviewer(), 0, TODAY) == []
+    assert all(code in domain.RULE_NAMES for code in domain.RULES)
+
+
+def candidate(
+    s: domain.Reviewer, supporting: int = 0, last: date | None = None, c: domain.CaseAllocation | None = None
+) -> domain.SeniorCandidate:
+    return domain.SeniorCandidate(s, supporting, last, domain.senior_exclusions(c or case(), s, TODAY, RULE))
+
+
+def test_seniors_rank_by_fewest_cases_supported_then_longest_since_they_last_supported() -> None:
+    busy = candidate(reviewer("Busy", senior=True), 3, date(2026, 1, 1))
+    recent = candidate(reviewer("Recent", senior=True), 1, date(2026, 11, 1))
+    long_ago = candidate(reviewer("LongAgo", senior=True), 1, date(2026, 2, 1))
+    never = candidate(reviewer("Never", senior=True), 1)
+    untrained = candidate(reviewer("Untrained", senior=True, trained_on=None))
+    conflicted = candidate(reviewer("Conflicted", senior=True, organisations=("Southmead Hospital",)))
+    not_senior = candidate(reviewer("Plain"))
+    ranked = domain.rank_seniors([busy, recent, untrained, long_ago, conflicted, never, not_senior])
+    assert [c.reviewer.name for c in ranked if not c.excluded_because] == [
+        "Never",
+        "LongAgo",
+        "Recent",
+        "Busy",
+    ]
+    excluded = {c.reviewer.name: [v.code for v in c.excluded_because] for c in ranked if c.excluded_because}
+    assert excluded == {
+        "Untrained": ["training_missing"],
+        "Conflicted": ["conflict_of_interest"],
+        "Plain": ["not_senior"],
+    }
+
+
+def test_pairs_take_reviewers_in_rank_order_with_the_best_senior_who_is_not_them() -> None:
+    c = case()
+    sam = reviewer("Sam", senior=True)
+    sue = reviewer("Sue", senior=True)
+    rae, ria = reviewer("Rae"), reviewer("Ria")
+    reviewers = [
+        domain.Suggestion(r, load, None, domain.exclusions(c, r, load, TODAY, RULE))
+        for r, load in ((sam, 0), (rae, 1), (ria, 2), (sue, 3))
+    ]
+    seniors = [candidate(sam, 0), candidate(sue, 2)]
+    pairs = [
+        (p.reviewer.reviewer.name, p.senior.reviewer.name) for p in domain.suggest_pairs(reviewers, seniors)
+    ]
+    # Sam ranks first as reviewer, so Sue supports him; then each next reviewer with Sam, then
+    # second choices while there is room for five. Sue is full as a reviewer but may still support.
+    assert pairs == [("Sam", "Sue"), ("Rae", "Sam"), ("Ria", "Sam"), ("Rae", "Sue"), ("Ria", "Sue")]
+    assert all(a != b for a, b in pairs)
+
+
+def test_no_pair_without_an_eligible_reviewer_and_an_eligible_senior_who_is_someone_else() -> None:
+    c = case()
+    sam = reviewer("Sam", senior=True)
+    alone = [domain.Suggestion(sam, 0, None, [])]
+    assert domain.suggest_pairs(alone, [candidate(sam)]) == []
+    rae = reviewer("Rae", trained_on=None)
+    untrained = [domain.Suggestion(rae, 0, None, domain.exclusions(c, rae, 0, TODAY, RULE))]
+    assert domain.suggest_pairs(untrained, [candidate(sam)]) == []
+    many = [domain.Suggestion(reviewer(f"R{i}"), 0, None, []) for i in range(8)]
+    assert len(domain.suggest_pairs(many, [candidate(sam)])) == domain.MAX_PAIRS
