@@ -2,6 +2,8 @@
 agendas with case references and reviewers' names, panels upcoming first, actions with their due-date
 flag and history, and reports as an HTML fragment to embed."""
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -325,3 +327,48 @@ async def test_each_report_comes_as_a_fragment_to_embed_for_each_reader(
         assert (await gov.client.get(path, params=params, headers=gov.headers(role))).status_code == 403
     bad = await gov.client.get(path, params={**params, "format": "pdf"}, headers=gov.headers("lac"))
     assert bad.status_code == 422
+
+
+HOST_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Reports</title></head>
+<body><header><p>NHS LeDeR</p></header><main><h1>Reports</h1>{fragment}</main></body></html>"""
+
+
+def _axe_violations(page_html: str) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2.2 AA violations of the page in Debian's Chromium, every details element open."""
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=args)
+        try:
+            page = browser.new_page()
+            page.set_content(page_html)
+            page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+            tags = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+            results = Axe().run(page, options={"runOnly": {"type": "tag", "values": tags}})
+            violations: list[dict[str, Any]] = results.response.get("violations", [])
+            return violations
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+async def test_every_report_fragment_inside_a_host_page_passes_axe_wcag_2_2_aa(gov: RunningService) -> None:
+    await _observe(gov, _caseload(6, "female", date(2026, 2, 3)) + _caseload(2, "male", date(2026, 3, 3)))
+    fragments = []
+    for path, params in (
+        ("/reports/kpis", {"month": "2026-03"}),
+        ("/reports/activity", {"from": "2026-01-01", "to": "2026-06-30"}),
+        ("/reports/governance", {"quarter": "2026-Q1"}),
+        ("/reports/annual", {"year": 2026}),
+    ):
+        response = await gov.client.get(
+            path, params={**params, "format": "fragment"}, headers=gov.headers("lac")
+        )
+        fragments.append(response.text)
+    # All four on one page: their ids do not collide either.
+    violations = await asyncio.to_thread(_axe_violations, HOST_PAGE.format(fragment="".join(fragments)))
+    assert not violations, "\n".join(
+        f"{v['id']}: {v['help']} {[n.get('target') for n in v['nodes'][:3]]}" for v in violations
+    )
