@@ -11,6 +11,7 @@ import pytest
 
 from events import Actor, Envelope
 from events.notification import CaseFacts, CaseOpened, SealedPersonalData
+from events.partner import PlaceOfDeath
 from events.topics import service_topic
 from services.allocation.app import definition
 from tests.support.service import RunningService, running_service
@@ -26,7 +27,13 @@ async def svc(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> Asy
         yield running
 
 
-def opened_envelope(case_id: UUID, organisations: list[str], occurred: datetime) -> Envelope:
+def opened_envelope(
+    case_id: UUID,
+    organisations: list[str],
+    occurred: datetime,
+    reference: str | None = None,
+    place_of_death: PlaceOfDeath = "hospital",
+) -> Envelope:
     facts = CaseFacts(
         age_at_death=62,
         sex="male",
@@ -37,7 +44,7 @@ def opened_envelope(case_id: UUID, organisations: list[str], occurred: datetime)
         accommodation_type="residential_care",
         opted_out_of_secondary_use=False,
         date_of_death=date(2026, 9, 1),
-        place_of_death="hospital",
+        place_of_death=place_of_death,
         place_of_death_organisation=None,
         gp_practice_code=None,
         organisations_involved=organisations,
@@ -48,6 +55,7 @@ def opened_envelope(case_id: UUID, organisations: list[str], occurred: datetime)
     payload = CaseOpened(
         case_id=case_id,
         notification_id=uuid4(),
+        reference=reference,
         review_type="initial",
         focused_reasons=[],
         flags=[],
@@ -329,3 +337,247 @@ async def test_suggested_reviewers_never_offer_a_conflicted_untrained_inactive_o
         "Full": ["at_capacity"],
     }
     assert good in [s["reviewer_id"] for s in suggestions]
+
+
+async def test_the_queue_shows_each_case_by_its_reference_with_what_the_lac_needs_to_choose(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    older, newer = uuid4(), uuid4()
+    envelopes = [
+        opened_envelope(
+            older, ["Southmead Hospital"], datetime(2026, 11, 6, tzinfo=UTC), "LDR-2026-00041", "home"
+        ),
+        opened_envelope(
+            newer, ["Southmead Hospital"], datetime(2026, 11, 23, tzinfo=UTC)
+        ),  # before references
+    ]
+    await publish_raw(
+        kafka_bootstrap,
+        service_topic("notification", topic_prefix),
+        [(e.kafka_key, e.canonical()) for e in envelopes],
+    )
+
+    async def both_queued() -> bool:
+        return len(await queue(svc)) == 2
+
+    await eventually(both_queued, timeout=60)
+    first, second = await queue(svc)
+    assert first == {
+        "case_id": str(older),
+        "reference": "LDR-2026-00041",
+        "notified_on": "2026-11-06",
+        "deadline": "2027-05-06",
+        "review_type": "initial",
+        "focused_reasons": [],
+        "place_of_death": "home",
+        "days_waiting": 20,
+        "days_to_deadline": 161,
+        "returned_to_queue": False,
+    }
+    assert (second["case_id"], second["reference"], second["place_of_death"]) == (
+        str(newer),
+        None,
+        "hospital",
+    )
+
+    suggested = await svc.client.get(f"/cases/{older}/suggested-reviewers", headers=svc.headers("lac"))
+    assert suggested.json()["reference"] == "LDR-2026-00041"
+
+
+async def test_suggested_pairs_rank_seniors_by_the_cases_they_support_and_never_pair_one_person_twice(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    [case_id, a, b] = await open_cases(svc, kafka_bootstrap, topic_prefix, 9, 8, 7)
+    sam = await register(svc, "Sam", senior=True, capacity=5)
+    sue = await register(svc, "Sue", senior=True, capacity=5)
+    await register(svc, "Sid", senior=True, trained_on=None)
+    await register(svc, "Sol", senior=True, organisations=("Southmead Hospital",))
+    rae = await register(svc, "Rae", capacity=4)
+    ria = await register(svc, "Ria", capacity=4)
+    # Sam supported two cases; one went back to the queue, so he supports one now. Sue supports none.
+    assert (await allocate(svc, a, rae, sam)).status_code == 201
+    assert (await allocate(svc, b, ria, sam)).status_code == 201
+    declared = await svc.client.post(
+        f"/cases/{b}/conflict-declaration",
+        headers=svc.headers("reviewer", "ria"),
+        json={"reason": "knew him"},
+    )
+    assert declared.status_code == 200, declared.text
+
+    response = await svc.client.get(f"/cases/{case_id}/suggested-reviewers", headers=svc.headers("lac"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    seniors = {s["name"]: s for s in body["senior_reviewers"]}
+    assert [s["name"] for s in body["senior_reviewers"] if s["eligible"]] == ["Sue", "Sam"]
+    assert (seniors["Sam"]["supporting"], seniors["Sam"]["last_supported_on"]) == (1, "2026-11-26")
+    assert (seniors["Sue"]["supporting"], seniors["Sue"]["last_supported_on"]) == (0, None)
+    assert seniors["Sid"]["excluded_because"] == [
+        {
+            "code": "training_missing",
+            "rule": "no training recorded",
+            "detail": "Sid (senior reviewer) has no training recorded",
+        }
+    ]
+    [sol_conflict] = seniors["Sol"]["excluded_because"]
+    assert sol_conflict["code"] == "conflict_of_interest" and "Sol's employer" in sol_conflict["detail"]
+
+    # Reviewers ranked as before (Sam and Sue idle and never allocated, then Ria, then Rae), each
+    # with the best senior who is not them; then second choices.
+    pairs = body["pairs"]
+    assert [(p["reviewer"]["name"], p["senior_reviewer"]["name"]) for p in pairs] == [
+        ("Sam", "Sue"),
+        ("Sue", "Sam"),
+        ("Ria", "Sue"),
+        ("Rae", "Sue"),
+        ("Ria", "Sam"),
+    ]
+    assert pairs[2] == {
+        "reviewer": {"reviewer_id": ria, "sub": "ria", "name": "Ria", "caseload": 0, "capacity": 4},
+        "senior_reviewer": {
+            "reviewer_id": sue,
+            "sub": "sue",
+            "name": "Sue",
+            "caseload": 0,
+            "capacity": 5,
+            "supporting": 0,
+        },
+    }
+    # The old fields stay for current callers; each excluded reviewer says who and which rule.
+    excluded = {s["name"]: s["excluded_because"] for s in body["suggestions"] if not s["eligible"]}
+    assert excluded == {
+        "Sid": [
+            {
+                "code": "training_missing",
+                "rule": "no training recorded",
+                "detail": "Sid has no training recorded",
+            }
+        ],
+        "Sol": [
+            {
+                "code": "conflict_of_interest",
+                "rule": "conflict of interest",
+                "detail": "Sol's employer Southmead Hospital was involved in the person's care",
+            }
+        ],
+    }
+    assert {"reviewer_id", "sub", "name", "senior", "eligible", "active_caseload", "capacity"} <= set(
+        body["suggestions"][0]
+    )
+
+    # One click: the pair as offered is allocated, and Sue now supports a case.
+    one_click = pairs[2]
+    allocated = await allocate(
+        svc, case_id, one_click["reviewer"]["reviewer_id"], one_click["senior_reviewer"]["reviewer_id"]
+    )
+    assert allocated.status_code == 201, allocated.text
+    listed = {
+        r["name"]: r
+        for r in (await svc.client.get("/reviewers", headers=svc.headers("lac"))).json()["reviewers"]
+    }
+    assert (listed["Sue"]["supporting"], listed["Sam"]["supporting"], listed["Ria"]["caseload"]) == (1, 1, 1)
+
+
+async def test_an_untrained_senior_reviewer_is_refused_naming_training_missing(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    [case_id] = await open_cases(svc, kafka_bootstrap, topic_prefix, 3)
+    rae, sid = await register(svc, "Rae"), await register(svc, "Sid", senior=True, trained_on=None)
+    refused = await allocate(svc, case_id, rae, sid)
+    assert refused.status_code == 409 and refused.json()["code"] == "training_missing"
+    assert refused.json()["violations"][0]["detail"] == "Sid (senior reviewer) has no training recorded"
+
+
+async def test_the_reviewer_page_and_the_people_directory(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    [case_id, other] = await open_cases(svc, kafka_bootstrap, topic_prefix, 5, 4)
+    rae = await register(svc, "Rae", capacity=1, trained_on=date(2026, 1, 10))
+    sam = await register(svc, "Sam", senior=True)
+    ned = await register(svc, "Ned", trained_on=None)
+    await svc.client.post(
+        f"/reviewers/{ned}/conflicts",
+        headers=svc.headers("lac"),
+        json={"kind": "organisation", "name": "Avon"},
+    )
+    await svc.client.post(
+        f"/reviewers/{ned}/deactivation", headers=svc.headers("lac"), json={"reason": "leave"}
+    )
+    assert (await allocate(svc, case_id, rae, sam)).status_code == 201
+
+    listed = {
+        r["name"]: r
+        for r in (await svc.client.get("/reviewers", headers=svc.headers("lac"))).json()["reviewers"]
+    }
+    assert listed["Ned"] | {"reviewer_id": ned} == {
+        "reviewer_id": ned,
+        "sub": "ned",
+        "user_id": "ned",
+        "name": "Ned",
+        "employers": ["Sirona Care"],
+        "organisations": ["Sirona Care"],
+        "senior": False,
+        "active": False,
+        "capacity": 3,
+        "caseload": 0,
+        "active_caseload": 0,
+        "supporting": 0,
+        "trained_on": None,
+        "training_expires_on": None,
+        "standing_conflicts": [{"kind": "organisation", "name": "Avon"}],
+        "conflicts": [{"kind": "organisation", "name": "Avon"}],
+        "last_allocated_on": None,
+        "last_supported_on": None,
+        "can_take_case": False,
+        "can_take_a_case_today": False,
+        "cannot_take_case_because": [
+            {"code": "reviewer_inactive", "rule": "inactive", "detail": "Ned is inactive"},
+            {
+                "code": "training_missing",
+                "rule": "no training recorded",
+                "detail": "Ned has no training recorded",
+            },
+        ],
+    }
+    rae_listed = listed["Rae"]
+    assert (rae_listed["caseload"], rae_listed["can_take_case"], rae_listed["training_expires_on"]) == (
+        1,
+        False,
+        "2027-01-10",
+    )
+    assert [v["code"] for v in rae_listed["cannot_take_case_because"]] == ["at_capacity"]
+    assert (listed["Sam"]["supporting"], listed["Sam"]["can_take_case"]) == (1, True)
+
+    page = await svc.client.get(f"/reviewers/{sam}", headers=svc.headers("lac"))
+    assert page.status_code == 200, page.text
+    [supported] = page.json()["cases"]
+    assert supported | {"reference": None} == {
+        "case_id": case_id,
+        "reference": None,
+        "role": "senior_reviewer",
+        "allocated_on": "2026-11-26",
+        "notified_on": "2026-11-21",
+        "deadline": "2027-05-21",
+        "days_to_deadline": 176,
+        "review_type": "initial",
+        "focused_reasons": [],
+        "place_of_death": "hospital",
+    }
+    rae_page = (await svc.client.get(f"/reviewers/{rae}", headers=svc.headers("lac"))).json()
+    assert [(c["case_id"], c["role"]) for c in rae_page["cases"]] == [(case_id, "reviewer")]
+    assert rae_page["name"] == "Rae" and other not in [c["case_id"] for c in rae_page["cases"]]
+    missing = await svc.client.get(f"/reviewers/{uuid4()}", headers=svc.headers("lac"))
+    assert missing.status_code == 404
+    assert (await svc.client.get("/reviewers/not-an-id", headers=svc.headers("lac"))).status_code == 422
+    assert (await svc.client.get(f"/reviewers/{sam}", headers=svc.headers("reviewer"))).status_code == 403
+
+    for role in ("lac", "qa_panel", "governance", "ig_officer", "reviewer", "senior_reviewer"):
+        directory = await svc.client.get("/people", headers=svc.headers(role))
+        assert directory.status_code == 200, (role, directory.text)
+        assert directory.json() == {
+            "people": [
+                {"sub": "ned", "name": "Ned", "senior": False},
+                {"sub": "rae", "name": "Rae", "senior": False},
+                {"sub": "sam", "name": "Sam", "senior": True},
+            ]
+        }
+    assert (await svc.client.get("/people", headers=svc.headers("partner_system"))).status_code == 403
