@@ -1,5 +1,6 @@
 """The state of a case as the system knew it at a moment, rebuilt from the audit log's events."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from events import Envelope
 class CaseState:
     case_id: str
     as_of: str
+    reference: str | None = None
     status: str = "unknown"
     review_type: str | None = None
     focused_reasons: list[str] = field(default_factory=list)
@@ -33,6 +35,7 @@ def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> Cas
         match e.event_type:
             case "notification.CaseOpened":
                 state.status, state.review_type = "open", d["review_type"]
+                state.reference = d.get("reference")
                 state.focused_reasons = list(d["focused_reasons"])
             case "notification.EligibilityToConfirm":
                 state.status = "eligibility_to_confirm"
@@ -79,26 +82,111 @@ def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> Cas
     return state
 
 
+# A line a person reads for each kind of event: plain words, no free text a reviewer wrote (notes and
+# pen portraits stay in the event), and never the sealed personal fields.
 SUMMARIES = {
     "notification.CaseOpened": "case opened ({review_type} review)",
+    "notification.EligibilityToConfirm": "eligibility to be confirmed",
+    "notification.EligibilityConfirmed": "eligibility confirmed",
+    "notification.EligibilityRejected": "not eligible: {reason}",
+    "notification.ReferredToChildDeathOverviewPanel": "referred to the child death overview panel",
+    "notification.NotificationNotEligible": "notification not eligible: {reason}",
     "notification.DuplicateNotificationLinked": "another notification linked ({notifier_organisation})",
+    "notification.EthnicityRecorded": "ethnicity recorded",
+    "notification.CaseEscalatedToFocused": "escalated to a focused review ({reasons})",
+    "notification.CaseAllocationRecorded": "allocation noted: reviewer {reviewer_user_id}",
     "notification.PersonalDetailsViewed": "personal details viewed: {reason}",
+    "notification.PersonalDataDestroyed": "personal data destroyed ({reason})",
+    "allocation.ReviewerRegistered": "reviewer registered: {name}",
+    "allocation.CaseAwaitingAllocation": "awaiting allocation (deadline {deadline})",
+    "allocation.CaseReviewTypeChanged": "review type changed to {review_type}",
     "allocation.ReviewerAllocated": "allocated to {reviewer_user_id}, senior {senior_reviewer_user_id}",
-    "review.ReviewPaused": "review paused ({reason})",
+    "allocation.ConflictOfInterestDeclared": "conflict of interest declared: {reason}",
+    "allocation.CaseReturnedToQueue": "returned to the allocation queue: {reason}",
+    "allocation.CaseReallocated": "reallocated to another reviewer: {reason}",
+    "allocation.AllocationEnded": "allocation ended ({reason})",
+    "review.ReviewStarted": "review started by {reviewer_user_id}",
+    "review.ReviewHandedOver": "review handed over from {from_reviewer_user_id} to {reviewer_user_id}",
+    "review.ContactRecorded": "contact with {party}: {status}",
+    "review.RecordsRequested": "records requested from {source}",
+    "review.RecordsReceived": "records received from {source}",
+    "review.PenPortraitWritten": "pen portrait written",
+    "review.FamilyInvolvementRecorded": "family involvement: {step}",
+    "review.CareJudged": "care judged ({phase}): grade {grade}",
     "review.LapseInCareRecorded": "lapse in care recorded ({organisation})",
+    "review.GoodPracticeRecorded": "good practice recorded",
+    "review.LearningRecorded": "learning recorded",
+    "review.RecommendationRecorded": "recommendation recorded ({organisation})",
+    "review.CauseOfDeathRecorded": "cause of death recorded",
+    "review.SafeguardingReferralMade": "safeguarding referral made to {to}",
+    "review.ReviewEscalatedToFocused": "escalated to a focused review ({reasons})",
+    "review.ReviewPaused": "review paused ({reason})",
+    "review.ReviewResumed": "review resumed",
+    "review.NoteAdded": "note added",
     "review.ReviewSubmittedForQA": "review submitted for QA",
+    "review.ReviewReturnedForRework": "review returned for rework",
+    "review.ReviewCompleted": "review completed",
+    "review.ReviewDeadlineApproaching": "review deadline approaching ({deadline})",
+    "review.ReviewOverdue": "review overdue (deadline {deadline})",
+    "governance.QAPanelScheduled": "QA panel scheduled for {held_on}",
+    "governance.ReviewAwaitingQA": "awaiting QA",
+    "governance.ReviewAddedToPanelAgenda": "added to a QA panel's agenda",
     "governance.ReviewReturnedByQA": "returned by the QA panel",
     "governance.ReviewApprovedByQA": "approved by the QA panel (rating {quality_rating})",
     "governance.CaseClosed": "case closed",
+    "governance.CaseReopened": "case reopened: {reason}",
+    "governance.ActionAgreed": "action agreed ({organisation}, due {due_on})",
+    "governance.ActionProgressUpdated": "action progress updated",
+    "governance.ActionCompleted": "action completed",
+    "governance.ActionOverdue": "action overdue (due {due_on})",
+    "audit.AuditLogRead": "audit log: {what}",
+    "audit.RejectedNotificationRecorded": "rejected notification recorded",
+}
+# Fields naming a person by the `sub` of their token: shown by name where the log knows it.
+PERSON_FIELDS = frozenset(
+    {"reviewer_user_id", "senior_reviewer_user_id", "from_reviewer_user_id", "viewer", "reader"}
+)
+# What each kind of audit read was, in words (the CLI's are "cli <command>").
+READS = {
+    "history": "read the case history",
+    "state": "viewed the case as it stood at a moment",
+    "access": "read the access log",
+    "verification": "checked the log's verification",
+    "export": "downloaded the case export with proofs",
+    "find case": "looked up a case",
+    "verify": "checked the log's verification",
+    "replay": "replayed the case",
+    "gaps": "read the log's gaps",
+    "reconcile": "reconciled the log with the services",
 }
 
 
-def summary(envelope: Envelope) -> str:
+def describe_read(what: str) -> str:
+    """An audit read (`AuditLogRead.what`) in words."""
+    command = what.removeprefix("cli ")
+    words = READS.get(command, command)
+    return f"{words} (command line)" if what.startswith("cli ") else words
+
+
+def _words(key: str, value: Any, names: Mapping[str, str]) -> str:
+    if key in PERSON_FIELDS and isinstance(value, str):
+        return names.get(value, value)
+    if key == "what" and isinstance(value, str):
+        return describe_read(value)
+    if isinstance(value, list):
+        return ", ".join(_words(key, v, names) for v in value) or "none"
+    if value is None:
+        return "not given"
+    return str(value).replace("_", " ")
+
+
+def summary(envelope: Envelope, names: Mapping[str, str] | None = None) -> str:
+    """The event in a few words; people named (by `names`, user id to name) where known."""
     template = SUMMARIES.get(envelope.event_type)
     if template:
         try:
-            return template.format(**envelope.data)
+            return template.format(**{k: _words(k, v, names or {}) for k, v in envelope.data.items()})
         except (KeyError, IndexError):
             pass
-    name = envelope.event_type.split(".", 1)[1]
+    name = envelope.event_type.split(".", 1)[-1]
     return "".join(" " + c.lower() if c.isupper() else c for c in name).strip()

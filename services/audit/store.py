@@ -1,5 +1,6 @@
 """The audit service's reads of its log, and its own events (each also logged, in one transaction)."""
 
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -47,3 +48,38 @@ async def gaps(conn: Connection) -> dict[str, list[dict[str, Any]]]:
             {"first": row["first"], "last": row["last"], "noticed_at": row["logged_at"].isoformat()}
         )
     return out
+
+
+async def find_case(executor: Connection | asyncpg.Pool, reference: str) -> UUID | None:
+    """The case a reference names, from its CaseOpened event."""
+    found: UUID | None = await executor.fetchval(
+        "SELECT case_id FROM audit_log WHERE event_type = 'notification.CaseOpened'"
+        " AND ((envelope::jsonb -> 'data') ->> 'reference') = $1 ORDER BY position LIMIT 1",
+        reference,
+    )
+    return found
+
+
+async def case_known(executor: Connection | asyncpg.Pool, case_id: UUID) -> bool:
+    return bool(await executor.fetchval("SELECT 1 FROM audit_log WHERE case_id = $1 LIMIT 1", case_id))
+
+
+async def references(executor: Connection | asyncpg.Pool, case_ids: Iterable[UUID]) -> dict[UUID, str]:
+    """Each case's reference (cases opened before references existed have none)."""
+    rows = await executor.fetch(
+        "SELECT case_id, (envelope::jsonb -> 'data') ->> 'reference' AS reference FROM audit_log"
+        " WHERE event_type = 'notification.CaseOpened' AND case_id = ANY($1::uuid[])",
+        list(set(case_ids)),
+    )
+    return {r["case_id"]: r["reference"] for r in rows if r["reference"]}
+
+
+async def names(executor: Connection | asyncpg.Pool, user_ids: Iterable[str]) -> dict[str, str]:
+    """The names the log knows people by: a reviewer's, from their registration (the latest wins)."""
+    rows = await executor.fetch(
+        "SELECT (envelope::jsonb -> 'data') ->> 'user_id' AS user_id, (envelope::jsonb -> 'data') ->> 'name'"
+        " AS name FROM audit_log WHERE event_type = 'allocation.ReviewerRegistered'"
+        " AND ((envelope::jsonb -> 'data') ->> 'user_id') = ANY($1::text[]) ORDER BY position",
+        list(set(user_ids)),
+    )
+    return {r["user_id"]: r["name"] for r in rows}
