@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import csv
 import getpass
 import json
 import os
@@ -18,6 +17,7 @@ from events import Actor, Envelope
 from events.audit import AuditLogRead
 from events.topics import SERVICES
 from infra.eventstore import Context, EventStore
+from services.audit import export as case_export
 from services.audit import log, merkle, store
 from services.audit.reconcile import reconcile
 from services.audit.replay import state_as_of, summary
@@ -193,48 +193,15 @@ async def _reconcile(args: argparse.Namespace, s: EventStore) -> int:
 async def _export(args: argparse.Namespace, s: EventStore) -> int:
     case_id = UUID(args.case_id)
     await _record(s, args, "export", case_id)
-    entries = await store.case_entries(s.pool, case_id)
     async with s.pool.acquire() as conn:
-        checkpoint = await log.latest_checkpoint(conn) or await log.sign_checkpoint(conn)
-        hashes = await log.leaf_hashes(conn, checkpoint.tree_size)
-    out = _write_export(Path(args.out), case_id, entries, checkpoint, hashes)
-    print(f"wrote {out / f'{case_id}.jsonl'}, {out / f'{case_id}.csv'} and the checkpoint")
+        gathered = await case_export.gather(conn, case_id)
+    made = case_export.build(case_id, *gathered)
+    print(f"wrote {', '.join(_write(Path(args.out), made.files))}")
     return 0
 
 
-def _write_export(
-    out: Path,
-    case_id: UUID,
-    entries: list[tuple[int, Envelope]],
-    checkpoint: log.Checkpoint,
-    hashes: list[bytes],
-) -> Path:
+def _write(out: Path, files: dict[str, bytes]) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
-    tree = merkle.levels(hashes) if hashes else []  # built once: each event's proof is then a walk up
-    with (out / f"{case_id}.jsonl").open("w") as jsonl, (out / f"{case_id}.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["position", "occurred_at", "who", "role", "event_type", "summary", "event_id"])
-        for position, e in entries:
-            record: dict[str, Any] = {"position": position, "envelope": e.canonical().decode()}
-            if position < checkpoint.tree_size:
-                record |= {
-                    "leaf_index": position,
-                    "tree_size": checkpoint.tree_size,
-                    "leaf_hash": hashes[position].hex(),
-                    "root_hash": checkpoint.root_hash.hex(),
-                    "proof": [h.hex() for h in merkle.path(position, tree)],
-                }
-            jsonl.write(json.dumps(record) + "\n")
-            writer.writerow(
-                [
-                    position,
-                    e.occurred_at.isoformat(),
-                    e.actor.id,
-                    e.actor.role,
-                    e.event_type,
-                    summary(e),
-                    e.event_id,
-                ]
-            )
-    (out / f"{case_id}.checkpoint.json").write_text(json.dumps(checkpoint.as_json(), indent=2))
-    return out
+    for name, contents in files.items():
+        (out / name).write_bytes(contents)
+    return [str(out / name) for name in files]

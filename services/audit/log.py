@@ -1,5 +1,6 @@
 """The audit log: appending entries, signed checkpoints, proofs, and verification of the whole log."""
 
+import asyncio
 import hashlib
 import io
 import os
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from events import Envelope
-from infra.db import Connection
+from infra.db import Connection, connect_like
 from services.audit import merkle
 
 _APPEND_LOCK = 27_182_818
@@ -157,6 +158,11 @@ class Checkpoint:
     signature: bytes
     public_key: bytes
 
+    @property
+    def key_fingerprint(self) -> str:
+        """SHA-256 of the raw public key, hex: how a person compares the key with the one published."""
+        return hashlib.sha256(self.public_key).hexdigest()
+
     def as_json(self) -> dict[str, object]:
         return {
             "tree_size": self.tree_size,
@@ -165,6 +171,8 @@ class Checkpoint:
             "signature": self.signature.hex(),
             "public_key": self.public_key.hex(),
             "algorithm": "Ed25519",
+            "key_id": self.key_fingerprint[:16],
+            "key_fingerprint": self.key_fingerprint,
         }
 
     def signature_valid(self) -> bool:
@@ -217,6 +225,8 @@ class Verification:
     first_bad_position: int | None = None
     problem: str | None = None
     checkpoint_tree_size: int | None = None
+    root_hash: str | None = None  # of the whole log as recomputed (hex), when every entry checked out
+    checkpoint: dict[str, object] | None = None  # the latest signed checkpoint, which was checked
 
 
 async def verify(
@@ -235,7 +245,20 @@ async def verify(
     total = await conn.fetchval("SELECT count(*) FROM audit_log") if progress else 0
     sha256 = hashlib.sha256
     edge = merkle.RightEdge()
+    top = merkle.EMPTY_ROOT
     expected = 0
+
+    def result(
+        ok: bool, first_bad: int | None = None, problem: str | None = None, read_through: bool = True
+    ) -> Verification:
+        """With the latest checkpoint, and the recomputed root when every entry checked out."""
+        whole = top.hex() if read_through else None
+        if checkpoint is None:
+            return Verification(ok, expected, first_bad, problem, root_hash=whole)
+        return Verification(
+            ok, expected, first_bad, problem, checkpoint.tree_size, whole, checkpoint.as_json()
+        )
+
     async with conn.transaction():
         cursor = conn.cursor(
             "SELECT position, envelope, content_hash, leaf_hash, root_after FROM audit_log ORDER BY position",
@@ -245,15 +268,16 @@ async def verify(
         async for position, envelope, content_hash, leaf_hash, root_after in cursor:
             if position != expected:
                 missing = f"entry {expected} is missing (the next is {position})"
-                return Verification(False, expected, expected, missing)
+                return result(False, expected, missing, read_through=False)
             raw = envelope.encode()
             leaf = sha256(b"\x00" + raw).digest()
             if sha256(raw).digest() != content_hash or leaf != leaf_hash:
-                return Verification(False, expected, position, f"entry {position} does not match its hash")
+                unmatched = f"entry {position} does not match its hash"
+                return result(False, position, unmatched, read_through=False)
             top = edge.add(leaf)
             if top != root_after:
                 changed = f"the history up to entry {position} is not the one that was logged"
-                return Verification(False, expected, position, changed)
+                return result(False, position, changed, read_through=False)
             expected += 1
             if expected in signed_sizes:
                 roots[expected] = top
@@ -262,25 +286,31 @@ async def verify(
     if progress:
         progress(expected, total)
     if checkpoint is None:
-        return Verification(True, expected, problem="no signed checkpoint yet")
+        return result(True, problem="no signed checkpoint yet")
     if not checkpoint.signature_valid():
-        return Verification(
-            False, expected, None, "the latest checkpoint's signature is not valid", checkpoint.tree_size
-        )
+        return result(False, None, "the latest checkpoint's signature is not valid")
     if checkpoint.tree_size > expected:
-        return Verification(
-            False,
-            expected,
-            expected,
-            f"the checkpoint covers {checkpoint.tree_size} entries, the log has {expected}",
-            checkpoint.tree_size,
+        return result(
+            False, expected, f"the checkpoint covers {checkpoint.tree_size} entries, the log has {expected}"
         )
     if roots[checkpoint.tree_size] != checkpoint.root_hash:
         first_bad = _first_divergence(checkpoints, roots)
-        return Verification(
-            False, expected, first_bad, "the log does not match the signed checkpoint", checkpoint.tree_size
-        )
-    return Verification(True, expected, checkpoint_tree_size=checkpoint.tree_size)
+        return result(False, first_bad, "the log does not match the signed checkpoint")
+    return result(True)
+
+
+async def verify_off_the_loop(pool: asyncpg.Pool) -> Verification:
+    """`verify` in a thread of its own, on a connection of its own: recomputing millions of hashes
+    must not hold up the requests the service's event loop is serving meanwhile."""
+
+    async def own_connection() -> Verification:
+        conn = await connect_like(pool)
+        try:
+            return await verify(conn)
+        finally:
+            await conn.close()
+
+    return await asyncio.to_thread(lambda: asyncio.run(own_connection()))
 
 
 def _first_divergence(checkpoints: list[asyncpg.Record], roots: dict[int, bytes]) -> int | None:
