@@ -1,11 +1,14 @@
 """The audit service's HTTP API, for information-governance officers (and the LAC, for histories
 without personal fields). Every read of the log is itself recorded in the log."""
 
+import asyncio
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from events import Envelope
 from events.audit import AuditLogRead
@@ -13,8 +16,9 @@ from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.problems import Problem
 from infra.service import Runtime
+from services.audit import export as case_export
 from services.audit import log, merkle, store
-from services.audit.replay import state_as_of, summary
+from services.audit.replay import PERSON_FIELDS, describe_read, state_as_of, summary
 
 router = APIRouter(tags=["audit"])
 IG = Annotated[Caller, Depends(require_roles("ig_officer"))]
@@ -40,6 +44,40 @@ async def _read(
         )
 
 
+REFERENCE = re.compile(r"^LDR-\d{4}-\d{5}$")
+
+
+@router.get("/audit/cases")
+async def find_case(
+    request: Request,
+    caller: IG_OR_LAC,
+    q: Annotated[str | None, Query(description="a case reference (LDR-2026-00042) or a case id")] = None,
+    reference: Annotated[str | None, Query(description="a case reference (the same as q)")] = None,
+) -> dict[str, Any]:
+    """The case a person names, by its reference or its id: {"case_id", "reference"}."""
+    wanted = (q or reference or "").strip()
+    if not wanted:
+        raise Problem(422, "case_wanted", "give a case reference or a case id (?q=LDR-2026-00042)")
+    pool = _store(request).pool
+    case_id: UUID | None
+    if REFERENCE.match(wanted.upper()):
+        case_id = await store.find_case(pool, wanted.upper())
+    else:
+        try:
+            case_id = UUID(wanted)
+        except ValueError:
+            raise Problem(
+                422,
+                "bad_case_reference",
+                f"{wanted[:60]!r} is neither a case reference (LDR-2026-00042) nor a case id",
+            ) from None
+        case_id = case_id if await store.case_known(pool, case_id) else None
+    if case_id is None:
+        raise Problem(404, "unknown_case", f"the audit log has no case {wanted[:60]}")
+    await _read(request, caller, "find case", case_id)
+    return {"case_id": str(case_id), "reference": (await store.references(pool, [case_id])).get(case_id)}
+
+
 def _without_personal(data: Any) -> Any:
     if isinstance(data, dict):
         return {
@@ -51,8 +89,11 @@ def _without_personal(data: Any) -> Any:
 
 @router.get("/audit/cases/{case_id}/history")
 async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> dict[str, Any]:
-    logged = await store.case_entries(_store(request).pool, case_id)
+    """Every event of the case from every service, in the order things happened."""
+    pool = _store(request).pool
+    logged = await store.case_entries(pool, case_id)
     await _read(request, caller, "history", case_id)
+    names = await store.names(pool, _people(e for _, e in logged))
     entries = []
     for position, e in logged:
         data = e.data if caller.role == "ig_officer" else _without_personal(e.data)
@@ -60,19 +101,32 @@ async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> dict[st
             {
                 "position": position,
                 "event_id": str(e.event_id),
+                "occurred_at": e.occurred_at,
                 "when": e.occurred_at,
                 "recorded_at": e.recorded_at,
                 "who": e.actor.id,
+                "who_name": names.get(e.actor.id),
                 "role": e.actor.role,
                 "actor_kind": e.actor.kind,
                 "source": e.source,
                 "source_sequence": e.source_sequence,
+                "event_type": e.event_type,
                 "what": e.event_type,
-                "summary": summary(e),
+                "summary": summary(e, names),
                 "data": data,
             }
         )
-    return {"case_id": str(case_id), "entries": entries}
+    reference = (await store.references(pool, [case_id])).get(case_id)
+    return {"case_id": str(case_id), "reference": reference, "entries": entries}
+
+
+def _people(envelopes: Iterable[Envelope]) -> set[str]:
+    """Everyone an entry names: its actor, and the people its summary names."""
+    people: set[str] = set()
+    for e in envelopes:
+        people.add(e.actor.id)
+        people |= {v for k, v in e.data.items() if k in PERSON_FIELDS and isinstance(v, str)}
+    return people
 
 
 @router.get("/audit/cases/{case_id}/state")
@@ -84,9 +138,36 @@ async def state(
 ) -> dict[str, Any]:
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # a time without a zone is UTC
-    logged = await store.case_entries(_store(request).pool, case_id)
+    pool = _store(request).pool
+    logged = await store.case_entries(pool, case_id)
     await _read(request, caller, "state", case_id, moment)
-    return state_as_of(str(case_id), [e for _, e in logged], moment).__dict__
+    state = state_as_of(str(case_id), [e for _, e in logged], moment)
+    state.reference = (await store.references(pool, [case_id])).get(case_id)  # named even before it opened
+    return state.__dict__
+
+
+@router.get(
+    "/audit/cases/{case_id}/export",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "a zip of the export's files"}},
+)
+async def export(case_id: UUID, request: Request, caller: IG) -> Response:
+    """Every event of the case as JSON Lines with an inclusion proof each, the same as CSV, and the
+    signed checkpoint the proofs lead to, in one zip: what `leder audit export` writes."""
+    s = _store(request)
+    if not await store.case_known(s.pool, case_id):
+        raise Problem(404, "unknown_case", f"the audit log has no case {case_id}")
+    await _read(request, caller, "export", case_id)  # first, so the export shows its own making
+    async with s.pool.acquire() as conn:
+        gathered = await case_export.gather(conn, case_id)
+    made = await asyncio.to_thread(case_export.build, case_id, *gathered)
+    body = await asyncio.to_thread(case_export.zipped, made)
+    filename = f"{made.name}-audit-export.zip"
+    return Response(
+        body,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get("/audit/access")
@@ -97,36 +178,61 @@ async def access(
     user: str | None = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
+    after: Annotated[int | None, Query(ge=-1, description="the last position of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
-    """Who looked at this case; what did this person look at."""
-    rows = await _store(request).pool.fetch(
+    """Who looked at this case; what did this person look at. In log order, a page at a time:
+    `next_after` is the `after` of the next page (null on the last)."""
+    pool = _store(request).pool
+    rows = await pool.fetch(
         "SELECT position, envelope FROM audit_log WHERE event_type IN"
         " ('notification.PersonalDetailsViewed', 'audit.AuditLogRead')"
         " AND ($1::uuid IS NULL OR case_id = $1) AND ($2::text IS NULL OR actor_id = $2)"
         " AND ($3::timestamptz IS NULL OR occurred_at >= $3)"
         " AND ($4::timestamptz IS NULL OR occurred_at <= $4)"
-        " ORDER BY position",
+        " AND ($5::bigint IS NULL OR position > $5)"
+        " ORDER BY position LIMIT $6",
         case_id,
         user,
         from_,
         to,
+        after,
+        limit + 1,
     )
     await _read(request, caller, "access", case_id)
+    page = [(row["position"], Envelope.from_bytes(row["envelope"])) for row in rows[:limit]]
+    references = await store.references(pool, {e.case_id for _, e in page if e.case_id})
+    names = await store.names(pool, {e.actor.id for _, e in page})
     out = []
-    for row in rows:
-        e = Envelope.from_bytes(row["envelope"])
+    for position, e in page:
+        as_of = e.data.get("as_of")
+        if e.event_type == "notification.PersonalDetailsViewed":
+            read, description = "personal_details", "viewed personal details"
+        else:
+            read = str(e.data.get("what"))
+            description = describe_read(read)
+            if as_of:
+                description = f"viewed the case as it stood at {as_of}"
         out.append(
             {
-                "position": row["position"],
+                "position": position,
+                "occurred_at": e.occurred_at,
                 "when": e.occurred_at,
                 "who": e.actor.id,
+                "who_name": names.get(e.actor.id),
                 "role": e.actor.role,
+                "actor_kind": e.actor.kind,
+                "event_type": e.event_type,
                 "what": e.event_type,
+                "read": read,
+                "description": description,
+                "reason": e.data.get("reason"),
+                "as_of": as_of,
                 "case_id": str(e.case_id) if e.case_id else None,
-                "reason": e.data.get("reason") or e.data.get("what"),
+                "reference": references.get(e.case_id) if e.case_id else None,
             }
         )
-    return {"access": out}
+    return {"access": out, "next_after": page[-1][0] if len(rows) > limit else None}
 
 
 @router.get("/audit/gaps")
@@ -147,7 +253,7 @@ async def latest(request: Request, _: IG) -> dict[str, Any]:
         checkpoint = await log.latest_checkpoint(conn)
     if checkpoint is None:
         raise Problem(404, "no_checkpoint", "no checkpoint has been signed yet")
-    return checkpoint.as_json()
+    return checkpoint.as_json() | {"signature_valid": checkpoint.signature_valid()}
 
 
 @router.get("/audit/proofs/inclusion")
@@ -172,18 +278,29 @@ async def consistency(
         raise Problem(
             422, "bad_tree_sizes", f"no consistency proof from {from_} to {to} (log has {len(hashes)})"
         )
-    return {
-        "first": from_,
-        "second": to,
-        "first_root": merkle.root(hashes[:from_]).hex(),
-        "second_root": merkle.root(hashes).hex(),
-        "proof": [h.hex() for h in merkle.consistency_proof(from_, hashes)],
-    }
+
+    def prove() -> dict[str, Any]:  # hashing a whole tree: off the event loop
+        return {
+            "first": from_,
+            "second": to,
+            "first_root": merkle.root(hashes[:from_]).hex(),
+            "second_root": merkle.root(hashes).hex(),
+            "proof": [h.hex() for h in merkle.consistency_proof(from_, hashes)],
+        }
+
+    return await asyncio.to_thread(prove)
 
 
 @router.get("/audit/verification")
 async def verification(request: Request, caller: IG) -> dict[str, Any]:
-    async with _store(request).pool.acquire() as conn:
-        result = await log.verify(conn)
+    """The whole log recomputed and checked against the latest signed checkpoint: ok, the number of
+    entries, the recomputed root, the checkpoint, and the first bad entry if any. A verification
+    already running answers every caller who asks meanwhile (one at a time is enough)."""
     await _read(request, caller, "verification")
-    return result.__dict__
+    state = request.app.state
+    running: asyncio.Task[log.Verification] | None = getattr(state, "audit_verification", None)
+    if running is None or running.done():
+        running = asyncio.create_task(log.verify_off_the_loop(_store(request).pool))
+        state.audit_verification = running
+    result = await asyncio.shield(running)
+    return result.__dict__ | {"checked_at": datetime.now(UTC)}
