@@ -101,8 +101,7 @@ async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> dict[str, 
     if found is None:
         raise Problem(404, "not_found", f"no QA panel {panel_id}")
     items = await pool.fetch(
-        "SELECT a.*, coalesce(c.times_returned, 0) AS times_returned FROM qa_agenda a"
-        " LEFT JOIN qa_cases c USING (case_id) WHERE a.panel_id = $1 ORDER BY a.added_at, a.case_id",
+        "SELECT * FROM qa_agenda WHERE panel_id = $1 ORDER BY added_at, case_id",
         panel_id,
     )
     described = await case_details.described(pool, [i["case_id"] for i in items])
