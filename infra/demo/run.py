@@ -55,7 +55,7 @@ def running_system() -> Target | None:
 
 
 def start_system() -> Target:
-    stack = Stack(home())
+    stack = Stack(home(), web=True)
     stack.start()
     target = running_system()
     if target is None:
@@ -201,6 +201,8 @@ def _summary(demo: Demo, target: Target, reports: dict[str, Path], seconds: floa
             _say(f"  {line}")
     n, a, r, g = (target.urls[s] for s in ("notification", "allocation", "review", "governance"))
     token = "Authorization: Bearer $(leder token --role lac --sub lena.lac)"
+    if web := local_env().get("LEDER_WEB_URL"):
+        _say(f"\nOpen {web} and sign in as the LAC (Alex Morgan), a reviewer, the QA panel, ...")
     _say("\nWhere to look (each API's own docs are at its /docs):")
     _say(f'  the allocation queue   curl -H "{token}" {a}/allocation-queue')
     _say(f'  overdue reviews        curl -H "{token}" {r}/reviews/overdue')
