@@ -113,7 +113,7 @@ async def inclusion_proof(
     hashes = await leaf_hashes(conn, tree_size)
     if (tree_size is not None and tree_size > len(hashes)) or not 0 <= position < len(hashes):
         return None
-    tree = merkle.levels(hashes)
+    tree = await asyncio.to_thread(merkle.levels, hashes)  # a million hashes: off the event loop
     return InclusionProof(position, len(hashes), hashes[position], merkle.path(position, tree), tree[-1][0])
 
 
