@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from events import Envelope
@@ -295,12 +296,18 @@ async def consistency(
 async def verification(request: Request, caller: IG) -> dict[str, Any]:
     """The whole log recomputed and checked against the latest signed checkpoint: ok, the number of
     entries, the recomputed root, the checkpoint, and the first bad entry if any. A verification
-    already running answers every caller who asks meanwhile (one at a time is enough)."""
+    already running answers every caller who asks meanwhile (one at a time is enough); `checked_at`
+    is when the one that answered began."""
     await _read(request, caller, "verification")
     state = request.app.state
-    running: asyncio.Task[log.Verification] | None = getattr(state, "audit_verification", None)
+    running: asyncio.Task[dict[str, Any]] | None = getattr(state, "audit_verification", None)
     if running is None or running.done():
-        running = asyncio.create_task(log.verify_off_the_loop(_store(request).pool))
+        running = asyncio.create_task(_verify(_store(request).pool))
         state.audit_verification = running
-    result = await asyncio.shield(running)
-    return result.__dict__ | {"checked_at": datetime.now(UTC)}
+    return await asyncio.shield(running)
+
+
+async def _verify(pool: asyncpg.Pool) -> dict[str, Any]:
+    began = datetime.now(UTC)
+    result = await log.verify_off_the_loop(pool)
+    return result.__dict__ | {"checked_at": began}
