@@ -1,6 +1,8 @@
-# One image for all five LeDeR services. Which service a container runs is its command:
+# One image for all five LeDeR services and the web application. Which one a container runs is its
+# command:
 #   docker run leder leder serve allocation
-# (docker-compose.yml gives each service its own command; the default below runs notification.)
+#   docker run leder leder serve web
+# (docker-compose.yml gives each its own command; the default below runs notification.)
 # Health is checked by docker-compose.yml, not here.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -24,8 +26,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
-# Then the code. `pip install .` builds a regular (non-editable) install into the venv, SQL migrations
-# and JSON schemas included as package data; nothing from /src is needed at run time.
+# Then the code. `pip install .` builds a regular (non-editable) install into the venv, SQL migrations,
+# JSON schemas and the web application's templates and static files (services/web/templates,
+# services/web/static: pyproject.toml's package-data) included; nothing from /src is needed at run time.
 COPY events ./events
 COPY infra ./infra
 COPY services ./services
@@ -47,7 +50,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /home/leder
 USER 10001:10001
 
-# notification, allocation, review, governance, audit (infra/settings.py SERVICE_PORTS)
-EXPOSE 8001 8002 8003 8004 8005
+# the web application (services/web/settings.py WEB_PORT); notification, allocation, review,
+# governance, audit (infra/settings.py SERVICE_PORTS)
+EXPOSE 8000 8001 8002 8003 8004 8005
 
 CMD ["leder", "serve", "notification"]

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# PostgreSQL first-start provisioning for the LeDeR services.
+# PostgreSQL first-start provisioning for the LeDeR services and the web application.
 #
 # Mounted into /docker-entrypoint-initdb.d by docker-compose.yml, so the postgres image runs it once,
 # when the data volume is first initialised (delete the volume, or run it by hand, to apply it again:
-# it is idempotent). For every service it makes one login role and one database of the same name,
-# leder_<service>, owned by that role; no other role but the superuser may connect to it.
+# it is idempotent). For every service, and for the web application (its sessions), it makes one login
+# role and one database of the same name, leder_<name>, owned by that role; no other role but the
+# superuser may connect to it.
 # Each role's password comes from LEDER_<SERVICE>_DB_PASSWORD (see .env.example); passwords are handed
 # to psql through its environment, never on a command line.
 #
-# Keep LEDER_SERVICES in step with events/topics.py SERVICES (tests/unit/test_compose_file.py checks).
+# Keep LEDER_SERVICES in step with events/topics.py SERVICES, then web (services/web);
+# tests/unit/test_compose_file.py checks.
 set -eo pipefail
 
-LEDER_SERVICES="notification allocation review governance audit"
+LEDER_SERVICES="notification allocation review governance audit web"
 
 for leder_service in $LEDER_SERVICES; do
     leder_name="leder_${leder_service}"

@@ -1,12 +1,16 @@
 """docker-compose.yml: valid Compose, and consistent with the code it deploys.
 
 No Docker engine is needed: the file is checked against the Compose Specification's JSON Schema, then
-against events.topics and infra.settings, deploy/postgres-init.sh and .env.example.
+against events.topics, infra.settings and services.web.settings, deploy/postgres-init.sh and
+.env.example; and the image it runs (Dockerfile, .dockerignore, pyproject.toml's package data) is
+checked to carry the web application's templates and static files.
 """
 
 import json
+import os
 import re
 import shlex
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +22,16 @@ import yaml
 
 from events.topics import SERVICES, all_topics
 from infra.settings import SERVICE_PORTS
+from services.web.settings import WEB_PORT, OidcSettings, WebSettings
 
 REPO_ROOT = Path(__file__).parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 POSTGRES_INIT = REPO_ROOT / "deploy" / "postgres-init.sh"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+PYPROJECT = REPO_ROOT / "pyproject.toml"
+WEB_PACKAGE = REPO_ROOT / "services" / "web"
 # The Compose Specification's JSON Schema (Apache-2.0, its licence beside it), kept here so the test
 # runs in any checkout, not only beside the shared folder it was copied from.
 COMPOSE_SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
@@ -31,6 +40,20 @@ TOPICS_JOB = "topics"
 POSTGRES = "postgres"
 KAFKA = "kafka"
 REQUIRED_ENVIRONMENT = ("LEDER_KAFKA_BOOTSTRAP", "LEDER_JWT_SECRET", "LEDER_HTTP_HOST", "LEDER_HTTP_PORT")
+# The web application: `leder serve web`, a process like the services, with a database of its own
+# (sessions) but no Kafka and no entry in infra.settings.SERVICE_PORTS.
+WEB = "web"
+PORTS = {**SERVICE_PORTS, WEB: WEB_PORT}
+WEB_REQUIRED_ENVIRONMENT = ("LEDER_JWT_SECRET", "LEDER_HTTP_HOST", "LEDER_WEB_DATABASE_URL")
+# Who the web application is and who may sign in: required, so that it never starts half-configured.
+WEB_REQUIRED_VARIABLES = (
+    "LEDER_WEB_PUBLIC_URL",
+    "LEDER_OIDC_ISSUER",
+    "LEDER_OIDC_CLIENT_ID",
+    "LEDER_OIDC_CLIENT_SECRET",
+)
+# The page that lets anyone sign in as anyone (`leder up` only): never in production.
+DEV_SIGN_IN = "LEDER_WEB_DEV_SIGNIN"
 
 # Compose interpolation: ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error},
 # ${NAME:+alt}, ${NAME+alt}, and bare $NAME. `$$` is a literal dollar, not a reference.
@@ -76,6 +99,31 @@ def app_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
 
 
 @pytest.fixture(scope="module")
+def web_app(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The compose service that runs the web application (`leder serve web`)."""
+    return services[compose_names_running(services, WEB)[0]]
+
+
+@pytest.fixture(scope="module")
+def leder_processes(
+    app_services: dict[str, dict[str, Any]], web_app: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Everything `leder serve` runs: the five services, then the web application."""
+    return {**app_services, WEB: web_app}
+
+
+@pytest.fixture(scope="module")
+def env_example_values() -> dict[str, str]:
+    """.env.example as `cp .env.example .env` would hand it to compose (unquoted values only)."""
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", line)
+        if match:
+            values[match.group(1)] = match.group(2).strip()
+    return values
+
+
+@pytest.fixture(scope="module")
 def env_example_names() -> list[str]:
     names = []
     for line in ENV_EXAMPLE.read_text().splitlines():
@@ -89,6 +137,11 @@ def command_words(command: str | list[str] | None) -> list[str]:
     if command is None:
         return []
     return shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
+
+
+def compose_names_running(services: dict[str, dict[str, Any]], name: str) -> list[str]:
+    """The compose services whose command is `leder serve <name>`."""
+    return [c for c, d in services.items() if command_words(d.get("command")) == ["leder", "serve", name]]
 
 
 def command_text(definition: dict[str, Any]) -> str:
@@ -127,6 +180,27 @@ def without_interpolation_arguments(text: str) -> str:
     return DOLLAR_OR_INTERPOLATION.sub(
         lambda m: "${" + m.group("braced") + "}" if m.group("braced") else m.group(0), text
     )
+
+
+def interpolate(text: str, variables: dict[str, str]) -> str:
+    """What compose makes of a value, given the variables of .env."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("braced") or match.group("bare")
+        modifier, argument = match.group("modifier"), match.group("argument") or ""
+        value = variables.get(name)
+        present = value is not None and (value != "" or not (modifier or "").startswith(":"))
+        if modifier in ("?", ":?"):
+            assert present, f"compose would refuse to start: {argument}"
+        if modifier in ("-", ":-") and not present:
+            return argument
+        if modifier in ("+", ":+"):
+            return argument if present else ""
+        return value or ""
+
+    return DOLLAR_OR_INTERPOLATION.sub(substitute, text)
 
 
 def is_required_reference(value: str) -> bool:
@@ -173,22 +247,21 @@ def test_compose_file_is_valid_against_the_compose_specification(compose: dict[s
 def test_every_service_has_a_compose_service_running_leder_serve_its_name(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in SERVICES:
-        running = [
-            c for c, d in services.items() if command_words(d.get("command")) == ["leder", "serve", name]
-        ]
+    for name in (*SERVICES, WEB):
+        running = compose_names_running(services, name)
         assert len(running) == 1, (
             f"expected one compose service running `leder serve {name}`, found {running}"
         )
 
 
 def test_all_services_run_the_one_image_built_by_the_dockerfile(
-    app_services: dict[str, dict[str, Any]],
+    app_services: dict[str, dict[str, Any]], leder_processes: dict[str, dict[str, Any]]
 ) -> None:
     assert set(app_services) == set(SERVICES)
-    images = {d.get("image") for d in app_services.values()}
+    assert set(leder_processes) == {*SERVICES, WEB}
+    images = {d.get("image") for d in leder_processes.values()}
     assert len(images) == 1 and None not in images, f"the services run different images: {images}"
-    for name, definition in app_services.items():
+    for name, definition in leder_processes.items():
         build = definition.get("build")
         context = build if isinstance(build, str) else (build or {}).get("context")
         dockerfile = "Dockerfile" if isinstance(build, str) else (build or {}).get("dockerfile", "Dockerfile")
@@ -208,11 +281,28 @@ def test_every_service_environment_has_the_settings_the_code_reads(
         assert env["LEDER_HTTP_HOST"] == "0.0.0.0", f"{name} would listen on {env['LEDER_HTTP_HOST']} only"
 
 
+def test_web_environment_has_the_settings_the_code_reads(web_app: dict[str, Any]) -> None:
+    env = environment(web_app)
+    missing = [key for key in WEB_REQUIRED_ENVIRONMENT if not env.get(key)]
+    assert not missing, f"{WEB} lacks {missing}"
+    assert env.get("LEDER_WEB_PORT") or env.get("LEDER_HTTP_PORT"), f"{WEB} is given no port"
+    assert env["LEDER_HTTP_HOST"] == "0.0.0.0", f"{WEB} would listen on {env['LEDER_HTTP_HOST']} only"
+
+
+def test_web_signs_tokens_with_the_secret_the_services_check(
+    app_services: dict[str, dict[str, Any]], web_app: dict[str, Any]
+) -> None:
+    web_secret = without_interpolation_arguments(environment(web_app)["LEDER_JWT_SECRET"])
+    for name, definition in app_services.items():
+        secret = without_interpolation_arguments(environment(definition)["LEDER_JWT_SECRET"])
+        assert secret == web_secret, f"{WEB} signs with {web_secret}, {name} checks with {secret}"
+
+
 def test_every_service_connects_to_its_own_database_as_its_own_user(
-    app_services: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+    leder_processes: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
 ) -> None:
     postgres_env = environment(services[POSTGRES])
-    for name, definition in app_services.items():
+    for name, definition in leder_processes.items():
         env = environment(definition)
         own = f"LEDER_{name.upper()}_DATABASE_URL"
         others = [k for k in env if re.fullmatch(r"LEDER_\w+_DATABASE_URL", k) and k != own]
@@ -245,21 +335,26 @@ def test_postgres_init_script_creates_a_role_and_database_for_every_service(
     script = POSTGRES_INIT.read_text()
     listed = re.search(r'^LEDER_SERVICES="([^"]*)"', script, re.MULTILINE)
     assert listed, "postgres-init.sh has no LEDER_SERVICES list"
-    assert listed.group(1).split() == list(SERVICES)
+    assert listed.group(1).split() == [*SERVICES, WEB]
     assert re.search(r"LEDER_\$\{\w+\^\^\}_DB_PASSWORD", script), (
         "the script reads no LEDER_<SERVICE>_DB_PASSWORD"
     )
     postgres_env = environment(services[POSTGRES])
-    for name in SERVICES:
+    for name in (*SERVICES, WEB):
         assert f"LEDER_{name.upper()}_DB_PASSWORD" in postgres_env, f"{POSTGRES} lacks {name}'s password"
 
 
 def test_each_service_port_matches_infra_settings_service_ports(
-    app_services: dict[str, dict[str, Any]],
+    leder_processes: dict[str, dict[str, Any]],
 ) -> None:
-    for name, definition in app_services.items():
-        port = SERVICE_PORTS[name]
-        assert environment(definition)["LEDER_HTTP_PORT"] == str(port), name
+    for name, definition in leder_processes.items():
+        port = PORTS[name]
+        env = environment(definition)
+        if name == WEB:
+            # services.web.settings reads LEDER_WEB_PORT first, then LEDER_HTTP_PORT.
+            assert env.get("LEDER_WEB_PORT", env.get("LEDER_HTTP_PORT")) == str(port), name
+        else:
+            assert env["LEDER_HTTP_PORT"] == str(port), name
         assert published_ports(definition) == {(port, port)}, (
             f"{name} publishes {published_ports(definition)}"
         )
@@ -278,10 +373,22 @@ def test_services_wait_for_healthy_postgres_and_completed_topics_job(
         assert depends_on.get(TOPICS_JOB, {}).get("condition") == "service_completed_successfully", name
 
 
-def test_services_restart_unless_stopped_and_have_healthchecks(
-    app_services: dict[str, dict[str, Any]],
+def test_web_waits_for_healthy_postgres_and_the_five_services(
+    services: dict[str, dict[str, Any]], web_app: dict[str, Any]
 ) -> None:
-    for name, definition in app_services.items():
+    depends_on = web_app.get("depends_on")
+    assert isinstance(depends_on, dict), f"{WEB}: depends_on needs conditions"
+    waited_for = [POSTGRES, *(compose_names_running(services, name)[0] for name in SERVICES)]
+    for dependency in waited_for:
+        assert depends_on.get(dependency, {}).get("condition") == "service_healthy", (
+            f"{WEB} does not wait for {dependency} to be healthy"
+        )
+
+
+def test_services_restart_unless_stopped_and_have_healthchecks(
+    leder_processes: dict[str, dict[str, Any]],
+) -> None:
+    for name, definition in leder_processes.items():
         assert definition.get("restart") == "unless-stopped", name
         assert "urllib" in healthcheck_text(definition), f"{name}: slim has no curl; check with urllib"
 
@@ -290,6 +397,126 @@ def test_kafka_and_postgres_have_healthchecks(services: dict[str, dict[str, Any]
     for name in (KAFKA, POSTGRES):
         healthcheck = services[name].get("healthcheck") or {}
         assert healthcheck.get("test") and not healthcheck.get("disable"), f"{name} has no healthcheck"
+
+
+# --- the web application --------------------------------------------------------------------------
+
+
+def test_web_settings_read_from_the_compose_environment(
+    services: dict[str, dict[str, Any]],
+    web_app: dict[str, Any],
+    env_example_values: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The web application's settings as it reads them, with .env copied from .env.example."""
+    for key in list(os.environ):
+        if key.startswith("LEDER_"):
+            monkeypatch.delenv(key)
+    for key, value in environment(web_app).items():
+        monkeypatch.setenv(key, interpolate(value, env_example_values))
+    settings = WebSettings.from_env()
+    for name in SERVICES:
+        compose_name = compose_names_running(services, name)[0]
+        assert settings.service_urls[name] == f"http://{compose_name}:{SERVICE_PORTS[name]}", (
+            f"{WEB} calls {name} at {settings.service_urls[name]}"
+        )
+    assert settings.http_port == WEB_PORT
+    assert urlsplit(settings.database_url).path == "/leder_web"
+    assert not settings.dev_sign_in
+    assert settings.oidc is not None, f"{WEB} has no identity provider: nobody could sign in"
+    assert settings.public_url.startswith("https://"), f"not the address behind TLS: {settings.public_url}"
+    assert settings.secure_cookies
+
+
+def test_web_public_url_and_identity_provider_are_required(web_app: dict[str, Any]) -> None:
+    env = environment(web_app)
+    for key in WEB_REQUIRED_VARIABLES:
+        assert is_required_reference(env.get(key, "")), f"{WEB}: {key} must be a required ${{VAR}}"
+
+
+def test_web_optional_claims_default_to_what_the_code_defaults_to(web_app: dict[str, Any]) -> None:
+    env = environment(web_app)
+    for field in ("roles_claim", "user_claim", "name_claim", "organisation_claim", "scopes"):
+        key = f"LEDER_OIDC_{field.upper()}"
+        match = INTERPOLATION.fullmatch(env.get(key, ""))
+        assert match and match.group("braced") == key and match.group("modifier") == ":-", (
+            f"{WEB}: {key} should be ${{{key}:-default}}, not {env.get(key)!r}"
+        )
+        assert match.group("argument") == getattr(OidcSettings, field), (
+            f"{key} defaults to {match.group('argument')!r}, the code to {getattr(OidcSettings, field)!r}"
+        )
+
+
+def test_dev_sign_in_is_never_in_the_compose_file_or_env_example(env_example_names: list[str]) -> None:
+    assert DEV_SIGN_IN not in COMPOSE_FILE.read_text(), f"{DEV_SIGN_IN} lets anyone sign in as anyone"
+    assert DEV_SIGN_IN not in env_example_names
+
+
+# --- the image -------------------------------------------------------------------------------------
+
+
+def web_assets() -> list[str]:
+    """The web application's templates and static files, relative to services/web."""
+    return sorted(
+        str(path.relative_to(WEB_PACKAGE))
+        for folder in ("templates", "static")
+        for path in (WEB_PACKAGE / folder).rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.parts)
+    )
+
+
+def test_package_data_includes_the_web_templates_and_static_files() -> None:
+    package_data = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data.get("services.web", [])
+    included = {
+        str(Path(found).relative_to(WEB_PACKAGE))
+        for pattern in patterns
+        for found in WEB_PACKAGE.glob(pattern)
+        if found.is_file()
+    }
+    assets = web_assets()
+    assert "static/nhsuk/nhsuk-frontend.min.css" in assets and any(a.endswith(".html") for a in assets)
+    missing = sorted(set(assets) - included)
+    assert not missing, f"a non-editable install (the image) would lack {missing}"
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps a path (or a folder above it) out of the build context."""
+    prefixes = ["/".join(path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*")
+        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        regex = re.sub(r"\\\[(.*?)\\\]", lambda m: "[" + m.group(1) + "]", regex)
+        if any(re.fullmatch(regex, prefix) for prefix in prefixes):
+            excluded = not negated
+    return excluded
+
+
+def test_the_image_carries_the_web_templates_and_static_files() -> None:
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert dockerignored("services/web/__pycache__/app.cpython-311.pyc", patterns), "the matcher is broken"
+    ignored = [a for a in web_assets() if dockerignored(f"services/web/{a}", patterns)]
+    assert not ignored, f".dockerignore keeps {ignored} out of the image"
+    copies = re.findall(r"^COPY\s+(?!--from)(.+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    sources = {word.rstrip("/") for copy in copies for word in copy.split()[:-1]}
+    assert {"pyproject.toml", "services"} <= sources, f"the Dockerfile copies only {sorted(sources)}"
+    assert re.search(r"^RUN pip install \.$", DOCKERFILE.read_text(), re.MULTILINE), "no non-editable install"
+
+
+def test_dockerfile_exposes_every_port(leder_processes: dict[str, dict[str, Any]]) -> None:
+    exposed = {
+        int(port.split("/")[0])
+        for line in re.findall(r"^EXPOSE\s+(.+)$", DOCKERFILE.read_text(), re.MULTILINE)
+        for port in line.split()
+    }
+    assert exposed == {PORTS[name] for name in leder_processes}, f"the Dockerfile exposes {sorted(exposed)}"
 
 
 # --- Kafka and topics ------------------------------------------------------------------------------
