@@ -21,7 +21,7 @@ from infra.logging import configure_logging, get_logger
 from services.web import account, signin
 from services.web.backend import ApiError, Backend
 from services.web.page import CsrfFailed, RoleForbidden, SignInRequired, render, session_of
-from services.web.pages import governance, ig, lac, partner, qa, reviewer
+from services.web.pages import governance, ig, lac, lac_reviewers, partner, qa, reviewer
 from services.web.sessions import COOKIE, Session, SessionStore
 from services.web.settings import WebSettings
 
@@ -135,6 +135,7 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.include_router(account.router)
     for pages in (lac, reviewer, qa, governance, ig, partner):
         app.include_router(pages.router)
+    app.include_router(lac_reviewers.router)
     return app
 
 
