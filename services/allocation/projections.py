@@ -102,7 +102,8 @@ class AllocationProjection:
             case CaseReturnedToQueue():
                 await conn.execute(
                     "UPDATE allocation_cases SET status = 'waiting', reviewer_id = NULL,"
-                    " senior_reviewer_id = NULL, returned_at = $2, waiting_since = $2 WHERE case_id = $1",
+                    " senior_reviewer_id = NULL, allocated_on = NULL, returned_at = $2, waiting_since = $2"
+                    " WHERE case_id = $1",
                     event.case_id,
                     at,
                 )

@@ -13,6 +13,7 @@ from events import Actor, Envelope
 from events.notification import CaseFacts, CaseOpened, SealedPersonalData
 from events.partner import PlaceOfDeath
 from events.topics import service_topic
+from infra.projections import rebuild
 from services.allocation.app import definition
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw, read_topic
@@ -382,6 +383,9 @@ async def test_the_queue_shows_each_case_by_its_reference_with_what_the_lac_need
 
     suggested = await svc.client.get(f"/cases/{older}/suggested-reviewers", headers=svc.headers("lac"))
     assert suggested.json()["reference"] == "LDR-2026-00041"
+    # A rebuild of the projections (from this service's own events) keeps what CaseOpened told it.
+    await rebuild(svc.runtime.store)
+    assert await queue(svc) == [first, second]
 
 
 async def test_suggested_pairs_rank_seniors_by_the_cases_they_support_and_never_pair_one_person_twice(
