@@ -24,6 +24,7 @@ REVIEWERS = (
     ("sam.patel", "Sam Patel", True),
     ("lin.chen", "Lin Chen", True),
 )
+UNTRAINED = ("ada.brook", "Ada Brook")
 
 
 @dataclass
@@ -92,8 +93,21 @@ def scene(web_stack: WebStack) -> Scene:
             "lac",
             json={"completed_on": date.today().isoformat()},
         )
+    web_stack.call(
+        "POST",
+        "allocation",
+        "/reviewers",
+        "lac",
+        json={
+            "user_id": UNTRAINED[0],
+            "name": UNTRAINED[1],
+            "organisations": ["Sirona Care"],
+            "senior": False,
+            "capacity": 5,
+        },
+    )
     waiting = {}
-    for use in ("open", "allocate", "keyboard", "refused"):
+    for use in ("open", "allocate", "keyboard", "refused", "reallocate"):
         outcome = notify(web_stack, f"Waiting-{use}")
         assert outcome["outcome"] == "case_opened", outcome
         waiting[use] = Case(outcome["case_id"], outcome["reference"])
@@ -235,6 +249,8 @@ def test_the_lac_allocates_from_the_first_suggested_pair(scene: Scene, page: Pag
     page.goto(f"{scene.stack.web}/lac/queue")
     page.get_by_role("link", name=f"Allocate {case.reference}").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Allocate the case")
+    # Whoever cannot take it is listed, with why, in words.
+    expect(page.locator("main table tr", has_text="Ada Brook")).to_contain_text("no training recorded")
     shoot(page, SHOTS / "allocation.png")
     assert_accessible(page)
     # Posting without choosing: the error in the summary, linked to the choice, and on it.
@@ -242,6 +258,7 @@ def test_the_lac_allocates_from_the_first_suggested_pair(scene: Scene, page: Pag
     summary = page.locator(".nhsuk-error-summary")
     expect(summary).to_contain_text("Select a reviewer and senior reviewer")
     expect(page.locator("#pair-error")).to_contain_text("Select a reviewer and senior reviewer")
+    shoot(page, SHOTS / "allocation-error.png")
     assert_accessible(page)
     summary.get_by_role("link").click()
     first = page.locator("input[name=pair]").first
@@ -307,4 +324,36 @@ def test_the_lac_allocates_with_the_keyboard_alone(scene: Scene, page: Page) -> 
     page.keyboard.press("Enter")
     expect(page.locator(".nhsuk-notification-banner")).to_contain_text("Case allocated to")
     assert not queued(scene.stack, case.case_id)
+    assert_accessible(page)
+
+
+def test_the_lac_reallocates_with_a_reason(scene: Scene, page: Page) -> None:
+    case = scene.waiting["reallocate"]
+    scene.api(
+        "POST",
+        "allocation",
+        f"/cases/{case.case_id}/allocation",
+        json={
+            "reviewer_id": scene.reviewer_ids["rae.jones"],
+            "senior_reviewer_id": scene.reviewer_ids["sam.patel"],
+        },
+    )
+    signed_in(page, scene)
+    eventually(lambda: scene.api("GET", "notification", f"/cases/{case.case_id}")["reviewer_user_id"])
+    page.goto(f"{scene.stack.web}/lac/cases/{case.case_id}")
+    page.get_by_role("link", name="Reallocate to another reviewer").click()
+    expect(page.locator("main")).to_contain_text(
+        "Reviewed now by Rae Jones, with Sam Patel as senior reviewer"
+    )
+    choice = page.locator("input[name=pair]").first
+    label = page.locator(f"label[for='{choice.get_attribute('id')}']").inner_text()
+    choice.check()
+    page.get_by_role("button", name="Reallocate").click()
+    expect(page.locator("#reason-error")).to_contain_text("Enter why the case moves")
+    expect(page.locator("input[name=pair]").first).to_be_checked()
+    assert_accessible(page)
+    page.get_by_label("Why does the case move to another reviewer?").fill("Rae is on long-term leave")
+    page.get_by_role("button", name="Reallocate").click()
+    banner = page.locator(".nhsuk-notification-banner")
+    expect(banner).to_contain_text(f"Case reallocated to {label.split(' with ')[0]}")
     assert_accessible(page)

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.web.backend import ApiError
 from services.web.forms import Form
-from services.web.pages.lac_common import LacPage, case_path, gather
+from services.web.pages.lac_common import LacPage, case_path, gather, names
 
 router = APIRouter()
 CHOOSE = "Select a reviewer and senior reviewer"
@@ -69,6 +69,13 @@ async def _submit(page: LacPage, case_id: UUID, reallocating: bool) -> Response:
 
 async def _form(page: LacPage, case_id: UUID, reallocating: bool, form: Form | None) -> HTMLResponse:
     offered = await page.api.get("allocation", f"/cases/{case_id}/suggested-reviewers")
+    now: dict[str, str | None] = {}
+    if reallocating:
+        case, people = await gather(page.api.get("notification", f"/cases/{case_id}"), names(page.api))
+        now = {
+            "reviewer": people.get(case["reviewer_user_id"] or "", case["reviewer_user_id"]),
+            "senior": people.get(case["senior_reviewer_user_id"] or "", case["senior_reviewer_user_id"]),
+        }
     excluded = [
         {"name": s["name"], "as": "Reviewer", "why": s["excluded_because"]}
         for s in offered["suggestions"]
@@ -87,6 +94,7 @@ async def _form(page: LacPage, case_id: UUID, reallocating: bool, form: Form | N
         pairs=offered["pairs"],
         excluded=excluded + seniors_excluded,
         reallocating=reallocating,
+        now=now,
         form=form,
         values=form.values if form else {},
     )
