@@ -183,6 +183,7 @@ def test_the_list_of_cases_filters_and_sorts(scene: Scene, page: Page) -> None:
     page.goto(f"{scene.stack.web}/lac/cases")
     page.get_by_role("link", name=re.compile(r"^Age at death")).click()
     expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Age at death")
+    shoot(page, SHOTS / "cases.png")
     assert_accessible(page)
 
 
@@ -203,6 +204,8 @@ def test_personal_details_are_shown_only_for_a_reason_and_the_view_is_logged(
     expect(page.locator("main")).to_contain_text("Zoë Waiting-open")
     expect(page.locator("main")).to_contain_text("Maeve O'Brien")
     assert "reason" not in page.url and "Zo" not in page.url
+    expect(page.locator(".nhsuk-header__account")).to_contain_text("Alex Morgan, Local Area Contact")
+    shoot(page, SHOTS / "personal-details.png")
     assert_accessible(page)
 
     def logged() -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ async def personal_details(case_id: UUID, page: LacPage) -> Response:
             else:
                 form.absorb(refused, default="reason")
         else:
-            return page.render("lac/personal_details.html", case=case, person=found["person"], reason=reason)
+            return page.render("lac/personal_details.html", case=case, details=found["person"], reason=reason)
     return page.render("lac/personal_reason.html", case=case, form=form, values=form.values, status_code=400)
 
 
