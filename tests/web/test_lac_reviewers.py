@@ -4,6 +4,7 @@ a standing conflict, deactivation and reactivation, each as the allocation servi
 new reviewer can then sign in. Registering works with the keyboard alone; the list filters and sorts
 with plain links. The tests run in order: the journey's reviewer is used by the later ones."""
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ def row_of(page: Page, name: str) -> Any:
 
 def banner(page: Page) -> Any:
     return page.locator(".nhsuk-notification-banner")
+
+
+def sort_by(page: Page, column: str, order: str) -> None:
+    header = page.get_by_role("columnheader", name=column)
+    header.get_by_role("link", name=re.compile(f"sort {order}$")).click()
 
 
 def fill_date(page: Page, key: str, day: date | tuple[str, str, str]) -> None:
@@ -67,7 +73,7 @@ def test_lac_registers_a_reviewer_after_fixing_errors_and_keeps_their_record(
     page.get_by_role("radio", name="No").check()
     page.get_by_label("Capacity").fill("ten")
     page.get_by_role("button", name="Register reviewer").click()
-    expect(page).to_have_title("Error: Register a reviewer – LeDeR workspace – NHS")
+    expect(page).to_have_title(re.compile("^Error: Register a reviewer"))
     expect_error(page, "name", "Enter their full name")
     expect_error(page, "capacity", "Capacity must be a whole number, like 4")
     expect(page.get_by_label("Sign-in ID")).to_have_value(SUB)
@@ -222,7 +228,7 @@ def test_the_list_filters_and_sorts_with_plain_links(web_stack: WebStack, page: 
     page.goto(f"{base}/lac/reviewers")
     names = page.locator("tbody tr td:first-child a")
     expect(names).to_have_text(["Jo Taylor", "Kit Senior"])
-    page.get_by_role("link", name="Name, sort descending").click()
+    sort_by(page, "Name", "descending")
     expect(names).to_have_text(["Kit Senior", "Jo Taylor"])
     page.get_by_role("link", name="Senior reviewers (seniority)").click()
     expect(names).to_have_text(["Kit Senior"])
@@ -230,6 +236,6 @@ def test_the_list_filters_and_sorts_with_plain_links(web_stack: WebStack, page: 
     expect(row_of(page, "Kit Senior")).to_contain_text("supporting 0")
     look(page, "21-list-seniors")
     page.get_by_role("link", name="All (seniority)").click()
-    page.get_by_role("link", name="Training valid until, sort ascending").click()
+    sort_by(page, "Training valid until", "ascending")
     expect(names).to_have_count(2)
     look(page, "22-list-by-training")
