@@ -39,22 +39,31 @@ def quarter_bounds(quarter: str) -> tuple[date, date]:
     return start, add_months(start, 3) - timedelta(days=1)
 
 
+def _today(store: EventStore) -> date:
+    """The service's today (the demo's simulated one under `leder demo`): no month after it is charted."""
+    return store.clock().date()
+
+
+def _figures(facts: list[Fact], start: date, end: date) -> dict[str, Any]:
+    return reports.publishable(reports.kpis(facts, start, end))
+
+
 async def kpi_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
     facts = await load_facts(store, end)
     return {
-        **reports.kpis(facts, start, end),
+        **_figures(facts, start, end),
         "backlog_by_age": reports.backlog_by_age(facts, end),
-        "monthly": reports.monthly_series(facts, add_months(start, -11), end),
+        "monthly": reports.monthly_series(facts, add_months(start, -11), end, _today(store)),
     }
 
 
 async def activity_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
     facts = await load_facts(store, end)
     return {
-        **reports.kpis(facts, start, end),
+        **_figures(facts, start, end),
         "themes": reports.themes(facts, start, end),
         "backlog_by_age": reports.backlog_by_age(facts, end),
-        "monthly": reports.monthly_series(facts, start, end),
+        "monthly": reports.monthly_series(facts, start, end, _today(store)),
     }
 
 
@@ -66,7 +75,7 @@ async def governance_report(store: EventStore, start: date, end: date) -> dict[s
         for k in range(3, -1, -1)
     ]
     return {
-        **reports.kpis(facts, start, end),
+        **_figures(facts, start, end),
         "themes": reports.themes(facts, start, end),
         "actions": {
             "opened": sum(1 for a in actions if start <= a["agreed_on"] <= end),
@@ -78,7 +87,7 @@ async def governance_report(store: EventStore, start: date, end: date) -> dict[s
             "completed": sum(1 for a in actions if a["completed_on"] and start <= a["completed_on"] <= end),
         },
         "backlog_by_age": reports.backlog_by_age(facts, end),
-        "monthly": reports.monthly_series(facts, start, end),
+        "monthly": reports.monthly_series(facts, start, end, _today(store)),
         "themes_over_time": [{"period": f"{s:%Y-%m}", **reports.themes(facts, s, e)} for s, e in quarters],
     }
 
@@ -92,9 +101,9 @@ async def annual_report(store: EventStore, year: int) -> dict[str, Any]:
         if c.completed_on and start <= c.completed_on <= end
     ]
     return {
-        **reports.kpis(facts, start, end),
+        **_figures(facts, start, end),
         "completed_reviews_by_group": reports.grouped(completed),
         "median_age_at_death": reports.median_age(completed),
         "themes": reports.themes(facts, start, end),
-        "monthly": reports.monthly_series(facts, start, end),
+        "monthly": reports.monthly_series(facts, start, end, _today(store)),
     }

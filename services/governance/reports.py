@@ -1,8 +1,9 @@
 """Reports computed from events only, for any past period: what the system knew at the period's end.
 
 Pure functions over `Fact`s (the events the governance service observed or recorded), so each figure
-can be checked by hand. Groups smaller than SMALL_NUMBER are suppressed in every grouped output:
-small numbers identify people."""
+can be checked by hand. Small numbers identify people: what a report publishes (`publishable`, every
+monthly figure, the backlog, every grouped output) shows each count from 1 to SMALL_NUMBER - 1, and
+each percentage or median of fewer than SMALL_NUMBER cases, as SUPPRESSED."""
 
 import statistics
 from collections import Counter, defaultdict
@@ -138,6 +139,38 @@ def kpis(facts: list[Fact], start: date, end: date) -> dict[str, Any]:
     }
 
 
+# The figures of `kpis` that count cases, and each percentage or median with the count it is taken over.
+COUNTS = (
+    "notified",
+    "eligible",
+    "allocated",
+    "in_progress",
+    "completed",
+    "not_yet_allocated",
+    "completed_within_six_months",
+    "completed_within_six_months_excluding_paused_time",
+)
+OVER = {
+    "per_cent_completed_within_six_months": "completed",
+    "per_cent_completed_within_six_months_excluding_paused_time": "completed",
+    "median_days_notification_to_allocation": "allocated",
+    "median_days_notification_to_completion": "completed",
+}
+
+
+def publishable(figures: dict[str, Any]) -> dict[str, Any]:
+    """`kpis` as a report may publish them: counts from 1 to 4 shown as SUPPRESSED, and so is every
+    percentage and median taken over fewer than SMALL_NUMBER cases (one case's 100% is that case)."""
+    out = dict(figures)
+    for key in COUNTS:
+        if key in figures:
+            out[key] = suppress(figures[key])
+    for key, over in OVER.items():
+        if key in figures and figures[key] is not None and figures[over] < SMALL_NUMBER:
+            out[key] = SUPPRESSED
+    return out
+
+
 def _per_cent(part: int, whole: int) -> float | None:
     return round(100 * part / whole, 1) if whole else None
 
@@ -199,9 +232,12 @@ def _median_or_suppressed(ages: list[int]) -> float | str | None:
 def themes(facts: list[Fact], start: date, end: date, previous_periods: int = 3) -> dict[str, Any]:
     """Learning themes, lapses, good practice and recommendations in the period. A theme is emerging
     when it appears at least SMALL_NUMBER times in the period and more than one and a half times its
-    average over the `previous_periods` periods of the same length before it."""
+    average over the `previous_periods` periods of the same length before it: only over those the
+    records cover (each starting on or after the first fact), and never when they cover none (there
+    is nothing to compare with: the report says so)."""
     length = (end - start).days + 1
     cases = cases_as_of(facts, end).values()
+    records_begin = min((f.on for f in facts), default=start)
 
     def count(s: date, e: date) -> Counter[str]:
         return Counter(t for c in cases for on, t in c.learning if s <= on <= e)
@@ -210,12 +246,25 @@ def themes(facts: list[Fact], start: date, end: date, previous_periods: int = 3)
     history = [
         count(start - timedelta(days=length * k), start - timedelta(days=length * (k - 1) + 1))
         for k in range(1, previous_periods + 1)
+        if start - timedelta(days=length * k) >= records_begin
     ]
-    emerging = sorted(
-        t
-        for t, n in now.items()
-        if n >= SMALL_NUMBER and n > 1.5 * (sum(h[t] for h in history) / previous_periods)
+    emerging = (
+        sorted(
+            t
+            for t, n in now.items()
+            if n >= SMALL_NUMBER and n > 1.5 * (sum(h[t] for h in history) / len(history))
+        )
+        if history
+        else []
     )
+    if history:
+        periods = "1 period" if len(history) == 1 else f"{len(history)} periods"
+        note = f"Compared with the {periods} of the same length before this one."
+    else:
+        note = (
+            f"Not enough history to say: the records begin on {records_begin.day} {records_begin:%B %Y},"
+            " with no earlier period of the same length to compare this one with."
+        )
     return {
         "learning_themes": {t: suppress(n) for t, n in sorted(now.items())},
         "good_practice_themes": {
@@ -229,16 +278,23 @@ def themes(facts: list[Fact], start: date, end: date, previous_periods: int = 3)
         "emerging_themes": emerging,
         "emerging_rule": f"at least {SMALL_NUMBER} in the period and more than 1.5 times the average of the "
         f"{previous_periods} periods before it",
+        "emerging_compared_with_periods": len(history),
+        "emerging_note": note,
     }
 
 
-def monthly_series(facts: list[Fact], start: date, end: date) -> list[dict[str, Any]]:
-    """Per month: notified, allocated, completed, median days to allocation, per cent within six months."""
+def monthly_series(
+    facts: list[Fact], start: date, end: date, today: date | None = None
+) -> list[dict[str, Any]]:
+    """Per month of the period (each cut to the period; none after its end, or after `today`: a month
+    to come has no figures): notified, allocated, completed, median days to allocation, per cent
+    within six months, as they may be published."""
     series = []
+    last = min(end, today) if today else end
     month = date(start.year, start.month, 1)
-    while month <= end:
+    while month <= last:
         month_end = add_months(month, 1) - timedelta(days=1)
-        k = kpis(facts, month, month_end)
+        k = publishable(kpis(facts, max(month, start), min(month_end, end)))
         series.append(
             {
                 "month": month.strftime("%Y-%m"),
@@ -275,4 +331,6 @@ def backlog_by_age(facts: list[Fact], as_of: date) -> dict[str, int | str]:
             if days < 366
             else "over 12 months"
         ] += 1
-    return {k: buckets.get(k, 0) for k in ("0-3 months", "3-6 months", "6-12 months", "over 12 months")}
+    return {
+        k: suppress(buckets.get(k, 0)) for k in ("0-3 months", "3-6 months", "6-12 months", "over 12 months")
+    }
