@@ -107,7 +107,7 @@ def scene(web_stack: WebStack) -> Scene:
         },
     )
     waiting = {}
-    for use in ("open", "allocate", "keyboard", "refused", "reallocate"):
+    for use in ("open", "allocate", "keyboard", "refused", "reallocate", "ethnicity"):
         outcome = notify(web_stack, f"Waiting-{use}")
         assert outcome["outcome"] == "case_opened", outcome
         waiting[use] = Case(outcome["case_id"], outcome["reference"])
@@ -359,4 +359,20 @@ def test_the_lac_reallocates_with_a_reason(scene: Scene, page: Page) -> None:
     page.get_by_role("button", name="Reallocate").click()
     banner = page.locator(".nhsuk-notification-banner")
     expect(banner).to_contain_text(f"Case reallocated to {label.split(' with ')[0]}")
+    assert_accessible(page)
+
+
+def test_recording_an_ethnicity_shows_what_the_service_decided(scene: Scene, page: Page) -> None:
+    case = scene.waiting["ethnicity"]
+    signed_in(page, scene)
+    page.goto(f"{scene.stack.web}/lac/cases/{case.case_id}")
+    page.get_by_role("link", name="Record the person's ethnicity").click()
+    expect(page.get_by_label("White: British")).to_be_checked()
+    assert_accessible(page)
+    page.get_by_label("Asian or Asian British: Indian").check()
+    page.get_by_role("button", name="Save ethnicity").click()
+    banner = page.locator(".nhsuk-notification-banner")
+    expect(banner).to_contain_text("Ethnicity recorded: Asian or Asian British: Indian (H)")
+    expect(banner).to_contain_text("The case now needs a focused review")
+    expect(page.locator(".nhsuk-summary-list").first).to_contain_text("Focused review")
     assert_accessible(page)
