@@ -293,6 +293,15 @@ def test_ig_officer_finds_the_case_by_reference_and_reads_its_timeline(
     assert_accessible(page)
     shoot(page, SHOTS / "timeline.png")
 
+    # The timeline filters by service and turns round, with plain GET forms
+    page.get_by_label("Service").select_option("notification")
+    page.get_by_label("Order").select_option("newest")
+    page.get_by_role("button", name="Show entries").click()
+    services = page.locator("tbody tr td:nth-child(4)").all_inner_texts()
+    assert services and set(services) == {"Notification"}, services
+    expect(page.locator("caption")).to_contain_text("newest first")
+    assert_accessible(page)
+
 
 def test_ig_officer_sees_the_case_before_and_after_it_was_notified(
     web_stack: WebStack, page: Page, case: dict[str, str]

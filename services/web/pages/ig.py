@@ -47,7 +47,8 @@ async def _find(page: Page, form: Form, key: str, wanted: str) -> str | None:
         found = await page.api.get("audit", "/audit/cases", q=wanted)
     except ApiError as refused:
         if refused.status == 404:
-            form.error(key, f"No case with reference {wanted}")
+            named = "reference" if wanted.upper().startswith("LDR-") else "id"
+            form.error(key, f"No case with {named} {wanted}")
         elif refused.status == 422:
             form.error(key, "Enter a case reference like LDR-2026-00042, or a case id")
         else:
@@ -59,11 +60,19 @@ async def _find(page: Page, form: Form, key: str, wanted: str) -> str | None:
 @router.get("/ig/cases/{case_id}", response_class=HTMLResponse)
 async def timeline(case_id: UUID, page: IgPage) -> HTMLResponse:
     history = await page.api.get("audit", f"/audit/cases/{case_id}/history")
+    query = page.request.query_params
+    service = query.get("service") if query.get("service") in SERVICES else ""
+    newest_first = query.get("order") == "newest"
+    entries = [e for e in history["entries"] if not service or e["source"] == service]
+    if newest_first:
+        entries.reverse()
     return page.render(
         "ig/timeline.html",
         case_id=str(case_id),
         reference=history.get("reference"),
-        entries=history["entries"],
+        entries=entries,
+        total=len(history["entries"]),
+        values={"service": service, "order": "newest" if newest_first else "oldest"},
         services=SERVICES,
         event_words=event_words,
         who=who,
