@@ -5,12 +5,15 @@ new reviewer can then sign in. Registering works with the keyboard alone; the li
 with plain links. The tests run in order: the journey's reviewer is used by the later ones."""
 
 import re
+import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from tests.support.notifications import notification
 from tests.support.web import assert_accessible, shoot, sign_in, sign_out
 from tests.web.conftest import WebStack
 
@@ -137,14 +140,14 @@ def test_lac_registers_a_reviewer_after_fixing_errors_and_keeps_their_record(
     expect_error(page, "name", "Enter the name of the organisation or person")
     look(page, "10-conflict-errors")
     page.get_by_role("radio", name="An organisation").check()
-    page.get_by_label("Name of the organisation or person").fill("Southmead Hospital")
+    page.get_by_label("Name of the organisation or person").fill("Weston General Hospital")
     page.get_by_role("button", name="Record conflict").click()
-    expect(banner(page)).to_contain_text("Standing conflict with Southmead Hospital recorded")
+    expect(banner(page)).to_contain_text("Standing conflict with Weston General Hospital recorded")
     conflicts = page.get_by_role("table", name=f"Standing conflicts of interest of {NAME}")
-    expect(conflicts).to_contain_text("Southmead Hospital")
+    expect(conflicts).to_contain_text("Weston General Hospital")
     assert web_stack.call("GET", "allocation", f"/reviewers/{reviewer_url.rsplit('/', 1)[1]}", "lac")[
         "standing_conflicts"
-    ] == [{"kind": "organisation", "name": "Southmead Hospital"}]
+    ] == [{"kind": "organisation", "name": "Weston General Hospital"}]
     look(page, "11-conflict-recorded")
 
     # Deactivation asks why first; then the reviewer shows deactivated everywhere.
@@ -237,5 +240,58 @@ def test_the_list_filters_and_sorts_with_plain_links(web_stack: WebStack, page: 
     look(page, "21-list-seniors")
     page.get_by_role("link", name="All (seniority)").click()
     sort_by(page, "Training valid until", "ascending")
-    expect(names).to_have_count(2)
+    expect(names).to_have_text(["Kit Senior", "Jo Taylor"])
     look(page, "22-list-by-training")
+
+
+def eventually(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_reviewers_page_lists_their_cases_by_reference(web_stack: WebStack, page: Page) -> None:
+    # Given a case allocated to Jo Taylor, supported by Kit Senior (trained first: the service requires it).
+    people = {r["sub"]: r for r in web_stack.call("GET", "allocation", "/reviewers", "lac")["reviewers"]}
+    jo, kit = people[SUB]["reviewer_id"], people["kit.senior"]["reviewer_id"]
+    today = {"completed_on": date.today().isoformat()}
+    web_stack.call("POST", "allocation", f"/reviewers/{kit}/training", "lac", json=today)
+    body = notification(**{"person.family_name": "Reviewerspage"})
+    case_id = web_stack.call(
+        "POST", "notification", "/notifications", "partner_system", sub="Southmead Hospital", json=body
+    )["case_id"]
+    queued = eventually(
+        "the case in the allocation queue",
+        lambda: next(
+            (
+                c
+                for c in web_stack.call("GET", "allocation", "/allocation-queue", "lac")["cases"]
+                if c["case_id"] == case_id and c["reference"]
+            ),
+            None,
+        ),
+    )
+    web_stack.call(
+        "POST",
+        "allocation",
+        f"/cases/{case_id}/allocation",
+        "lac",
+        json={"reviewer_id": jo, "senior_reviewer_id": kit},
+    )
+
+    sign_in(page, web_stack.web, "lac.alex")
+    page.goto(f"{web_stack.web}/lac/reviewers")
+    expect(row_of(page, NAME)).to_contain_text("1 of 3")
+    expect(row_of(page, "Kit Senior")).to_contain_text("supporting 1")
+    page.get_by_role("link", name=NAME, exact=True).click()
+    cases = page.get_by_role("table", name=f"Cases {NAME} has now")
+    link = cases.get_by_role("link", name=queued["reference"])
+    expect(link).to_have_attribute("href", f"/lac/cases/{case_id}")
+    expect(cases).to_contain_text("Reviewer")
+    look(page, "30-reviewer-with-case")
+    page.goto(f"{web_stack.web}/lac/reviewers/{kit}")
+    expect(page.get_by_role("table", name="Cases Kit Senior has now")).to_contain_text("Senior reviewer")
+    look(page, "31-senior-with-case")
