@@ -285,4 +285,4 @@ async def test_leder_report_writes_the_kpi_report_as_html_from_the_command_line(
     assert done.returncode == 0, done.stderr
     page = out.read_text()
     assert "LeDeR key performance indicators, 2026-10" in page and page.count('class="chart"') >= 4
-    assert '<th scope="row">notified</th><td>6</td>' in page
+    assert '<th scope="row">Deaths notified</th><td>6</td>' in page

@@ -104,7 +104,7 @@ def test_tables_have_captions_and_every_header_cell_a_scope() -> None:
     # The data the bars cannot show are in the tables: suppressed counts and months without data.
     assert '<td class="nhsuk-table__cell">&lt;5</td>' in FRAGMENT
     assert '<td class="nhsuk-table__cell">no data</td>' in FRAGMENT
-    assert '<th scope="row">notified</th><td>12</td>' in FRAGMENT
+    assert '<th scope="row">Deaths notified</th><td>12</td>' in FRAGMENT
 
 
 def test_headings_start_at_h2_and_skip_no_level_and_a_page_can_start_them_at_h1() -> None:
