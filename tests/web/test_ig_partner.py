@@ -18,8 +18,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from events.partner import nhs_number_is_valid
+from events.partner import InvalidNotification, nhs_number_is_valid, parse_notification
 from infra.auth import mint_token
+from services.web.backend import ApiError
+from services.web.forms import Form
+from services.web.pages import partner
 from tests.support.notifications import notification
 from tests.support.web import assert_accessible, shoot, sign_in
 from tests.web.conftest import WebStack
@@ -433,3 +436,37 @@ def test_partner_staff_cannot_open_the_ig_pages(web_stack: WebStack, page: Page)
         expect(page.get_by_role("heading", level=1)).to_have_text("You cannot see this page")
     assert_accessible(page)
     shoot(page, SHOTS / "partner-forbidden.png")
+
+
+def test_the_contracts_refusals_land_on_fields_the_form_has() -> None:
+    """No browser: the form's body goes through the contract's own parser, and each refusal it makes
+    lands on a field whose id the form's template writes."""
+    template = (Path(partner.__file__).parents[1] / "templates/partner/notify.html").read_text()
+    for f in partner.FIELDS:
+        assert f'"{f.key}"' in template, f.key
+
+    def refusals(changes: dict[str, str]) -> dict[str, str]:
+        values = form_values("Ada", "Okafor", "943 476 5919") | {"notifier-organisation": "L81001"} | changes
+        form = Form(values=values)
+        with pytest.raises(InvalidNotification) as refused:
+            parse_notification(partner._body(form, "5f1e0e9e-8a55-4b8e-9d38-0a4f7f8c1d11"))
+        partner._absorb(form, ApiError("n", 422, {"errors": [e.as_dict() for e in refused.value.errors]}))
+        return form.errors
+
+    assert refusals(
+        {
+            "notifier-email": "",  # no way to reach the notifier
+            "next_of_kin-relationship": "sister",  # next of kin without a name
+            "person-postcode": "NOT A CODE",
+            "person-sex": "",
+        }
+    ) == {
+        "notifier-email": "Give an email or a phone number (or both)",
+        "next_of_kin-name": "Enter the next of kin's name",
+        "next_of_kin-involve_family": "Select if the family can be involved in the review",
+        "person-postcode": "Not a UK postcode",
+        "person-sex": "Select the person's sex",
+    }
+    assert refusals({"death-date_of_death-year": str(date.today().year + 1)}) == {
+        "death-date_of_death": "The date of death is in the future"
+    }
