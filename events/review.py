@@ -186,6 +186,16 @@ class ReviewCompleted(EventPayload):
     completed_on: date
 
 
+@event("review.ReviewReopened")
+class ReviewReopened(EventPayload):
+    """The case was reopened after the QA panel approved the review (governance.CaseReopened): the
+    review is back with its reviewer, in progress, to be written further and submitted again."""
+
+    case_id: UUID
+    reason: str
+    reopened_on: date
+
+
 @event("review.ReviewDeadlineApproaching")
 class ReviewDeadlineApproaching(EventPayload):
     case_id: UUID

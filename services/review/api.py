@@ -75,6 +75,9 @@ async def _checked(call: Awaitable[T]) -> T:
         raise Problem(404, "review_not_found", f"no review of case {missing}") from missing
     except domain.ReviewIncomplete as incomplete:
         raise Problem(422, incomplete.code, incomplete.detail, missing=incomplete.missing) from incomplete
+    except domain.ImpossibleDate as impossible:
+        error = {"field": impossible.field, "type": impossible.code, "message": impossible.detail}
+        raise Problem(422, impossible.code, impossible.detail, errors=[error]) from impossible
     except domain.DomainError as broken:
         raise Problem(broken.status, broken.code, broken.detail) from broken
 
@@ -82,13 +85,37 @@ async def _checked(call: Awaitable[T]) -> T:
 async def _write(
     request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision
 ) -> dict[str, Any]:
+    """A command on the case's review: 404 if the service has never heard of the case; 409
+    `review_not_started` if the case is known (opened) but no review has started (not yet allocated)."""
     context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
-    events = await _checked(handlers.change_review(_store(request), case_id, decide, context))
+    store = _store(request)
+    try:
+        events = await _checked(handlers.change_review(store, case_id, decide, context))
+    except Problem as problem:
+        if problem.code == "review_not_found" and await handlers.case_known(store.pool, case_id):
+            raise Problem(
+                409,
+                "review_not_started",
+                f"case {case_id} has no review yet: it is waiting to be allocated to a reviewer",
+            ) from problem
+        raise
     return {"case_id": str(case_id), "events": [e.event_type for e in events]}
 
 
-async def _record(request: Request, caller: Caller, case_id: UUID, payload: EventPayload) -> dict[str, Any]:
-    return await _write(request, caller, case_id, lambda r: domain.decide_record(r, caller.sub, payload))
+async def _record(request: Request, caller: Caller, case_id: UUID, *payloads: EventPayload) -> dict[str, Any]:
+    """Each record's date is checked against the service's today and the review's other dates."""
+    today = _runtime(request).today()
+
+    def decide(review: domain.Review) -> list[EventPayload]:
+        events: list[EventPayload] = []
+        for payload in payloads:
+            decided = domain.decide_record(review, caller.sub, payload, today)
+            for event in decided:
+                review = domain.evolve(review, event) or review
+            events += decided
+        return events
+
+    return await _write(request, caller, case_id, decide)
 
 
 class _Body(BaseModel):
@@ -105,6 +132,7 @@ class Contact(_Body):
 
 @router.post("/reviews/{case_id}/contacts", status_code=201)
 async def record_contact(case_id: UUID, body: Contact, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    """A contact on a date (`on`) not after today (422 `date_in_future`)."""
     if body.party == "professional" and not (body.role and body.organisation):
         raise Problem(
             422, "professional_needs_role_and_organisation", "give the professional's role and organisation"
@@ -120,15 +148,17 @@ class Records(_Body):
 
 @router.post("/reviews/{case_id}/records", status_code=201)
 async def record_records(case_id: UUID, body: Records, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    """Records asked for (`requested_on`), received (`received_on`), or both. Neither date may be after
+    today (422 `date_in_future`), nor may records be received before they were requested from the same
+    source, in this request or an earlier one (422 `received_before_requested`)."""
+    payloads: list[EventPayload] = []
+    if body.requested_on:
+        payloads.append(RecordsRequested(case_id=case_id, source=body.source, requested_on=body.requested_on))
     if body.received_on:
-        payload: EventPayload = RecordsReceived(
-            case_id=case_id, source=body.source, received_on=body.received_on
-        )
-    elif body.requested_on:
-        payload = RecordsRequested(case_id=case_id, source=body.source, requested_on=body.requested_on)
-    else:
+        payloads.append(RecordsReceived(case_id=case_id, source=body.source, received_on=body.received_on))
+    if not payloads:
         raise Problem(422, "records_need_a_date", "give requested_on or received_on")
-    return await _record(request, caller, case_id, payload)
+    return await _record(request, caller, case_id, *payloads)
 
 
 class PenPortrait(_Body):
@@ -319,6 +349,9 @@ class Note(_Body):
 
 @router.post("/reviews/{case_id}/notes", status_code=201)
 async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER) -> dict[str, Any]:
+    """A note by the allocated reviewer: the only write a paused review takes, and a submitted review
+    takes notes only (what happened while it waits for the QA panel); a completed review takes nothing,
+    notes included (409 `review_completed`), unless its case is reopened."""
     return await _record(request, caller, case_id, NoteAdded(case_id=case_id, text=body.text))
 
 
@@ -444,6 +477,8 @@ async def my_reviews(
                 else None,
                 "returned_by_qa": row["returned_by_qa"],
                 "qa_comments": row["qa_comments"],
+                "reopened": row["reopened_reason"] is not None,
+                "reopened_reason": row["reopened_reason"],
                 "submitted_on": row["submitted_on"],
                 "completed_on": row["completed_on"],
             }
@@ -539,6 +574,8 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
         "pause_reason": review.pause_reason,
         "returned_by_qa": review.returned_by_qa,
         "qa_comments": review.returned_comments,
+        "reopened": review.reopened_reason is not None,
+        "reopened_reason": review.reopened_reason,
         "missing_for_submission": domain.missing_for_submission(review),
         "checklist": views.checklist(domain.checklist(review)),
         "records": views.records(history, names),

@@ -1,13 +1,13 @@
 """What the review service consumes: allocations (start or hand over a review) and reviewers' names,
-cases' references and escalations from the notification service, and the QA panel's decisions from
-the governance service."""
+cases' references and escalations from the notification service, and the QA panel's decisions and
+case reopenings from the governance service."""
 
 from collections.abc import Sequence
 from typing import Any
 
 from events import Actor, Envelope
 from events.allocation import ReviewerAllocated, ReviewerRegistered
-from events.governance import ReviewApprovedByQA, ReviewReturnedByQA
+from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedByQA
 from events.notification import CaseEscalatedToFocused, CaseOpened
 from events.review import ReviewEscalatedToFocused
 from events.topics import service_topic
@@ -58,6 +58,11 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
                 event.case_id,
                 lambda r: domain.decide_qa_outcome(r, approved, comments, today),
                 context,
+            )
+        elif isinstance(event, CaseReopened):  # the completed review goes back to its reviewer
+            reason, today = event.reason, runtime.today()
+            await _on_review(
+                store, conn, event.case_id, lambda r: domain.decide_reopen(r, reason, today), context
             )
 
     return InboxConsumer(

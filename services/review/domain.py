@@ -31,6 +31,7 @@ from events.review import (
     ReviewHandedOver,
     ReviewOverdue,
     ReviewPaused,
+    ReviewReopened,
     ReviewResumed,
     ReviewReturnedForRework,
     ReviewStarted,
@@ -79,6 +80,18 @@ class NotPaused(DomainError):
     code = "review_not_paused"
 
 
+class ImpossibleDate(DomainError):
+    """A date that cannot be true: in the future, or before the date it must follow. `field` is the
+    request's field, `code` the rule."""
+
+    status = 422
+
+    def __init__(self, code: str, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.field = field
+
+
 class ReviewIncomplete(DomainError):
     code = "review_incomplete"
     status = 422
@@ -112,6 +125,14 @@ class Review:
     submissions: int = 0
     # The QA panel's comments while the review is back with the reviewer; cleared on resubmission.
     returned_comments: str | None = None
+    # Why the case was reopened, while the reopened review is back with the reviewer; cleared on
+    # resubmission.
+    reopened_reason: str | None = None
+    # The date records were first asked for, per source (casefolded): they cannot arrive before.
+    requested_on: tuple[tuple[str, date], ...] = ()
+
+    def records_requested_on(self, source: str) -> date | None:
+        return next((on for s, on in self.requested_on if s == source.casefold()), None)
 
     @property
     def returned_by_qa(self) -> bool:
@@ -148,7 +169,18 @@ def evolve(state: Review | None, event: EventPayload) -> Review | None:
         case ContactRecorded():
             return replace(state, contacts=(*state.contacts, event))
         case RecordsRequested():
-            return replace(state, records_requested=state.records_requested | {event.source.casefold()})
+            source = event.source.casefold()
+            first = state.records_requested_on(source)
+            return replace(
+                state,
+                records_requested=state.records_requested | {source},
+                requested_on=state.requested_on
+                if first is not None and first <= event.requested_on
+                else (
+                    *((s, on) for s, on in state.requested_on if s != source),
+                    (source, event.requested_on),
+                ),
+            )
         case RecordsReceived():
             return replace(state, record_sources=state.record_sources | {event.source.casefold()})
         case PenPortraitWritten():
@@ -192,12 +224,18 @@ def evolve(state: Review | None, event: EventPayload) -> Review | None:
             )
         case ReviewSubmittedForQA():
             return replace(
-                state, status="submitted", submissions=state.submissions + 1, returned_comments=None
+                state,
+                status="submitted",
+                submissions=state.submissions + 1,
+                returned_comments=None,
+                reopened_reason=None,
             )
         case ReviewReturnedForRework():
             return replace(state, status="in_progress", returned_comments=event.comments)
         case ReviewCompleted():
             return replace(state, status="completed")
+        case ReviewReopened():
+            return replace(state, status="in_progress", reopened_reason=event.reason)
         case ReviewDeadlineApproaching():
             return replace(state, milestones=state.milestones | {f"{event.months}_months"})
         case ReviewOverdue():
@@ -206,8 +244,9 @@ def evolve(state: Review | None, event: EventPayload) -> Review | None:
 
 
 def authorise_write(review: Review, user_id: str, notes_only: bool = False) -> None:
-    """Only the allocated reviewer writes; a paused review takes notes only; a submitted or completed
-    review takes nothing until the panel returns it."""
+    """Only the allocated reviewer writes. A paused review takes notes only; a submitted review takes
+    notes only, until the QA panel returns it (or approves it); a completed review takes nothing, notes
+    included, unless the case is reopened (409 review_paused / review_submitted / review_completed)."""
     if user_id != review.reviewer_user_id:
         raise NotTheAllocatedReviewer(f"case {review.case_id} is not allocated to {user_id}")
     if review.status == "paused" and not notes_only:
@@ -224,9 +263,46 @@ def authorise_write(review: Review, user_id: str, notes_only: bool = False) -> N
         )
 
 
-def decide_record(review: Review, user_id: str, payload: EventPayload) -> list[EventPayload]:
-    """Record one piece of the review; a lapse in care in an initial review escalates it."""
+# The dates a reviewer gives, by the kind of record: (field, what it is) for the rule's message.
+_DATED: dict[type[EventPayload], tuple[str, str]] = {
+    ContactRecorded: ("on", "a contact"),
+    RecordsRequested: ("requested_on", "records requested"),
+    RecordsReceived: ("received_on", "records received"),
+    FamilyInvolvementRecorded: ("on", "the family's involvement"),
+    SafeguardingReferralMade: ("on", "a safeguarding referral"),
+}
+
+
+def check_dates(review: Review, payload: EventPayload, today: date | None) -> None:
+    """A record's date cannot be after today (`today`: the service's clock; None checks only the
+    order of dates), and records cannot be received before they were asked for from that source."""
+    dated = _DATED.get(type(payload))
+    if dated is None:
+        return
+    field, what = dated
+    on: date = getattr(payload, field)
+    if today is not None and on > today:
+        raise ImpossibleDate(
+            "date_in_future", field, f"{field}: {what} cannot be dated after today ({on} is after {today})"
+        )
+    if isinstance(payload, RecordsReceived):
+        asked = review.records_requested_on(payload.source)
+        if asked is not None and payload.received_on < asked:
+            raise ImpossibleDate(
+                "received_before_requested",
+                field,
+                f"received_on: records from {payload.source} cannot be received ({payload.received_on})"
+                f" before they were requested ({asked})",
+            )
+
+
+def decide_record(
+    review: Review, user_id: str, payload: EventPayload, today: date | None = None
+) -> list[EventPayload]:
+    """Record one piece of the review, its date checked against `today` and the review's other dates;
+    a lapse in care in an initial review escalates it."""
     authorise_write(review, user_id, notes_only=isinstance(payload, NoteAdded))
+    check_dates(review, payload, today)
     events = [payload]
     if isinstance(payload, LapseInCareRecorded) and review.review_type == "initial":
         events.append(
@@ -244,6 +320,8 @@ def decide_escalation_for_learning(
 ) -> list[EventPayload]:
     if role != "lac":
         authorise_write(review, user_id)
+    elif review.status == "completed":
+        raise ReviewIsCompleted(f"the review of case {review.case_id} is completed: it cannot be escalated")
     if review.review_type == "focused" and "learning" in review.focused_reasons:
         return []
     return [ReviewEscalatedToFocused(case_id=review.case_id, reasons=["learning"], detail=detail)]
@@ -403,6 +481,14 @@ def decide_qa_outcome(review: Review, approved: bool, comments: str, today: date
     if approved:
         return [ReviewCompleted(case_id=review.case_id, completed_on=today)]
     return [ReviewReturnedForRework(case_id=review.case_id, comments=comments)]
+
+
+def decide_reopen(review: Review, reason: str, today: date) -> list[EventPayload]:
+    """The case was reopened (governance.CaseReopened): a completed review goes back to its reviewer,
+    in progress. Any other state changes nothing (the review is already open: a redelivery)."""
+    if review.status != "completed":
+        return []
+    return [ReviewReopened(case_id=review.case_id, reason=reason, reopened_on=today)]
 
 
 def decide_deadline_events(review: Review, today: date) -> list[EventPayload]:

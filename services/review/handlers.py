@@ -4,6 +4,8 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from uuid import UUID
 
+from asyncpg import Pool
+
 from events import EventPayload
 from events.allocation import ReviewerAllocated
 from events.review import ReviewHandedOver, ReviewStarted
@@ -111,6 +113,13 @@ async def names(conn: Connection, user_ids: Sequence[str]) -> dict[str, str]:
         "SELECT user_id, name FROM reviewer_names WHERE user_id = ANY($1::text[])", list(set(user_ids))
     )
     return {r["user_id"]: r["name"] for r in rows}
+
+
+async def case_known(db: Connection | Pool, case_id: UUID) -> bool:
+    """The service has heard of the case (notification.CaseOpened), with or without a review."""
+    return bool(
+        await db.fetchval("SELECT EXISTS (SELECT 1 FROM case_references WHERE case_id = $1)", case_id)
+    )
 
 
 async def reference(conn: Connection, case_id: UUID) -> str | None:

@@ -10,6 +10,7 @@ from events.review import (
     ReviewEscalatedToFocused,
     ReviewHandedOver,
     ReviewPaused,
+    ReviewReopened,
     ReviewResumed,
     ReviewReturnedForRework,
     ReviewStarted,
@@ -83,7 +84,8 @@ class ReviewsProjection:
                     conn,
                     event.case_id,
                     at,
-                    "status = 'submitted', submitted_on = $3, returned_by_qa = false, qa_comments = NULL",
+                    "status = 'submitted', submitted_on = $3, returned_by_qa = false, qa_comments = NULL,"
+                    " reopened_reason = NULL",
                     event.submitted_on,
                 )
             case ReviewReturnedForRework():
@@ -97,6 +99,14 @@ class ReviewsProjection:
             case ReviewCompleted():
                 await self._set(
                     conn, event.case_id, at, "status = 'completed', completed_on = $3", event.completed_on
+                )
+            case ReviewReopened():
+                await self._set(
+                    conn,
+                    event.case_id,
+                    at,
+                    "status = 'in_progress', completed_on = NULL, reopened_reason = $3",
+                    event.reason,
                 )
 
     @staticmethod

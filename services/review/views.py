@@ -22,6 +22,7 @@ from events.review import (
     ReviewCompleted,
     ReviewEscalatedToFocused,
     ReviewPaused,
+    ReviewReopened,
     ReviewResumed,
     ReviewReturnedForRework,
     ReviewSubmittedForQA,
@@ -192,7 +193,7 @@ def records(history: Sequence[Envelope], names: Mapping[str, str]) -> dict[str, 
 
 def qa(history: Sequence[Envelope]) -> list[dict[str, Any]]:
     """Each submission and the QA panel's answer to it: returned for rework (with the panel's
-    comments) or approved."""
+    comments) or approved; and the case reopened after approval (with the reason, as `comments`)."""
     out: list[dict[str, Any]] = []
 
     def at(when: datetime) -> str:
@@ -213,6 +214,10 @@ def qa(history: Sequence[Envelope]) -> list[dict[str, Any]]:
                 )
             case ReviewCompleted():
                 out.append({"outcome": "approved", "on": event.completed_on.isoformat(), "comments": None})
+            case ReviewReopened():
+                out.append(
+                    {"outcome": "reopened", "on": event.reopened_on.isoformat(), "comments": event.reason}
+                )
     for entry in out:
         entry["outcome_label"] = label("qa_outcomes", entry["outcome"])
     return out

@@ -120,6 +120,7 @@ LABELS: dict[str, dict[str, str]] = {
         "submitted": "Submitted for QA",
         "returned_for_rework": "Returned for rework",
         "approved": "Approved",
+        "reopened": "Case reopened",
     },
     "roles_in_case": {"reviewer": "Reviewer", "senior_reviewer": "Senior reviewer"},
     "checklist_statuses": {
