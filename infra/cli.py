@@ -5,11 +5,86 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import sys
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from events.topics import SERVICES
+
+# The years a report may cover: LeDeR began in 2017 (the governance API's annual report says the same).
+REPORT_YEARS = range(2017, 2101)
+# Who a person may be in a token: every role but `system`, the services' own (reconcile, relays).
+PERSON_ROLES = {
+    "partner_system": "a partner organisation's system that notifies deaths",
+    "lac": "the local area contact, who allocates and oversees reviews",
+    "reviewer": "a reviewer",
+    "senior_reviewer": "a senior reviewer, who supports reviewers",
+    "qa_panel": "a member of the quality assurance panel",
+    "governance": "a member of the ICB's governance group",
+    "ig_officer": "an information governance officer (the audit log)",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad input is one line saying what is wrong, and exit 2: never a usage block or a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class Failure(Exception):
+    """Something the command could not do (no database to reach, a file it cannot write): one line, 1."""
+
+
+class BadInput(Exception):
+    """Input that parses but cannot be right (a period that ends before it starts): one line, 2."""
+
+
+def _year_ok(year: int, what: str) -> None:
+    if year not in REPORT_YEARS:
+        raise argparse.ArgumentTypeError(
+            f"{what}: LeDeR reports cover {REPORT_YEARS.start} to {REPORT_YEARS.stop - 1}"
+        )
+
+
+def month(text: str) -> str:
+    """YYYY-MM, e.g. 2026-10."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month: give YYYY-MM, e.g. 2026-10")
+    _year_ok(int(text[:4]), text)
+    return text
+
+
+def quarter(text: str) -> str:
+    """YYYY-Qn, n from 1 to 4, e.g. 2026-Q3."""
+    if not re.fullmatch(r"\d{4}-[Qq][1-4]", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a quarter: give YYYY-Qn, n 1 to 4, e.g. 2026-Q3")
+    _year_ok(int(text[:4]), text)
+    return text.upper()
+
+
+def year(text: str) -> int:
+    """YYYY, e.g. 2026."""
+    if not re.fullmatch(r"\d{4}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a year: give four digits, e.g. 2026")
+    _year_ok(int(text), text)
+    return int(text)
+
+
+def day(text: str) -> date:
+    """YYYY-MM-DD, e.g. 2026-10-31."""
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError
+        parsed = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: give YYYY-MM-DD, e.g. 2026-10-31"
+        ) from None
+    _year_ok(parsed.year, text)
+    return parsed
 
 
 def _service_definition(name: str) -> Any:
@@ -89,9 +164,19 @@ def _offline_settings(service: str) -> Any:
 
 
 async def _open_store(service: str) -> Any:
+    """The service's event store, opened on its database; a database out of reach is a Failure."""
+    import asyncpg
+
     from infra.service import open_store
 
-    return await open_store(_service_definition(service), _offline_settings(service))
+    settings = _offline_settings(service)
+    try:
+        return await open_store(_service_definition(service), settings)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as failed:
+        where = settings.database_url.rsplit("@", 1)[-1]  # no password in what is printed
+        raise Failure(
+            f"cannot reach the {service} database ({where}): {failed}; is the system running (leder up)?"
+        ) from failed
 
 
 def cmd_docs(_: argparse.Namespace) -> int:
@@ -104,12 +189,11 @@ def cmd_docs(_: argparse.Namespace) -> int:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.projections import rebuild
-    from infra.service import open_store
 
     definition = _service_definition(args.service)
 
     async def run() -> int:
-        store = await open_store(definition, _offline_settings(args.service))
+        store = await _open_store(args.service)
         try:
             return await rebuild(store)
         finally:
@@ -122,14 +206,14 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from datetime import date
-
-    from infra.service import open_store
     from services.governance import report_service
     from services.governance.rendering import to_csv, to_html
 
+    if args.kind == "activity" and args.to < args.from_:
+        raise BadInput(f"--to {args.to} is before --from {args.from_}")
+
     async def run() -> tuple[str, dict[str, Any]]:
-        store = await open_store(_service_definition("governance"), _offline_settings("governance"))
+        store = await _open_store("governance")
         try:
             if args.kind == "kpis":
                 start, end = report_service.month_bounds(args.month)
@@ -137,7 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                     store, start, end
                 )
             if args.kind == "activity":
-                start, end = date.fromisoformat(args.from_), date.fromisoformat(args.to)
+                start, end = args.from_, args.to
                 return f"LeDeR activity report, {start} to {end}", await report_service.activity_report(
                     store, start, end
                 )
@@ -146,46 +230,95 @@ def cmd_report(args: argparse.Namespace) -> int:
                 return f"LeDeR governance report, {args.quarter}", await report_service.governance_report(
                     store, start, end
                 )
-            return f"LeDeR annual report, {args.year}", await report_service.annual_report(
-                store, int(args.year)
-            )
+            return f"LeDeR annual report, {args.year}", await report_service.annual_report(store, args.year)
         finally:
             await store.pool.close()
 
     title, report = asyncio.run(run())
     if args.html:
-        Path(args.html).write_text(to_html(title, report))
-        print(f"wrote {args.html}")
+        _write(args.html, to_html(title, report))
     if args.csv:
-        Path(args.csv).write_text(to_csv(report))
-        print(f"wrote {args.csv}")
+        _write(args.csv, to_csv(report))
     if not (args.html or args.csv):
         print(json.dumps(report, indent=2, default=str))
     return 0
 
 
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as failed:
+        raise Failure(f"cannot write {path}: {failed.strerror or failed}") from failed
+    print(f"wrote {path}")
+
+
+UP = (
+    "Start the whole system on this machine and keep it running until Ctrl-C: the five services"
+    f" ({', '.join(SERVICES)}) on ports 8001 to 8005, each with its HTTP API and its API docs at /docs;"
+    " the web application people use on port 8000; an embedded PostgreSQL (port 54329, data in"
+    " .leder/pgdata) unless LEDER_DATABASE_URL names a server; and an embedded tansu Kafka broker"
+    " (port 9092) unless LEDER_KAFKA_BOOTSTRAP names one. LEDER_HOME (default .leder) holds its data,"
+    " logs and the token signing secret; LEDER_BASE_PORT moves the services' ports."
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="leder", description="The LeDeR case system")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(prog="leder", description="The LeDeR case system")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser(
-        "up", help="run the whole system (embedded PostgreSQL and broker by default)"
+        "up",
+        help="run the whole system: five services, the web application, PostgreSQL and the broker",
+        description=UP,
     ).set_defaults(func=cmd_up)
     demo = sub.add_parser(
         "demo",
         help="a realistic caseload through the running system over simulated months (starts it if need be)",
+        description="Carry a seeded caseload through the running system (started as by `leder up` if it"
+        " is not running) over simulated months ending yesterday, then print what was made and where"
+        " to look. The system must hold no cases yet.",
     )
-    demo.add_argument("--notifications", type=int, default=300)
-    demo.add_argument("--months", type=int, default=18)
-    demo.add_argument("--seed", type=int, default=2026, help="the same seed makes the same caseload")
+    demo.add_argument(
+        "--notifications", type=int, default=300, help="how many deaths are notified (default 300)"
+    )
+    demo.add_argument(
+        "--months",
+        type=int,
+        default=18,
+        help="how many months the caseload spans, ending yesterday (default 18)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=2026, help="the same seed makes the same caseload (default 2026)"
+    )
     demo.add_argument("--stop", action="store_true", help="stop the system afterwards if the demo started it")
     demo.set_defaults(func=cmd_demo)
-    serve = sub.add_parser("serve", help="run one service, or the web application (leder up runs them all)")
-    serve.add_argument("service", choices=(*SERVICES, "web"))
+    serve = sub.add_parser(
+        "serve",
+        help="run one service, or the web application (leder up runs them all)",
+        description="Run one service or the web application in the foreground, configured by LEDER_*"
+        " environment variables (see README.md).",
+    )
+    serve.add_argument("service", choices=(*SERVICES, "web"), help="which one: %(choices)s")
     serve.set_defaults(func=cmd_serve)
-    token = sub.add_parser("token", help="mint a bearer token for local use")
-    token.add_argument("--role", required=True)
-    token.add_argument("--sub", required=True)
-    token.add_argument("--organisation")
+    roles = "\n".join(f"  {role:<16} {what}" for role, what in PERSON_ROLES.items())
+    token = sub.add_parser(
+        "token",
+        help="mint a bearer token for local use",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print a bearer token (valid 8 hours) for calling the services' HTTP APIs, signed\n"
+        "with the running system's secret (LEDER_JWT_SECRET, LEDER_JWT_SECRET_FILE, or the one\n"
+        f"`leder up` made).\n\nroles:\n{roles}",
+    )
+    token.add_argument(
+        "--role",
+        required=True,
+        choices=tuple(PERSON_ROLES),
+        metavar="ROLE",
+        help=f"who the token speaks for: {', '.join(PERSON_ROLES)} (see the roles above)",
+    )
+    token.add_argument("--sub", required=True, help="who the token is for: their user id, e.g. lena.lac")
+    token.add_argument(
+        "--organisation", help="the organisation the person or partner system belongs to (its ODS code)"
+    )
     token.set_defaults(func=cmd_token)
     sub.add_parser("schemas", help="write the JSON Schema of every event to events/schemas/").set_defaults(
         func=cmd_schemas
@@ -194,22 +327,61 @@ def parser() -> argparse.ArgumentParser:
         "docs", help="write the AsyncAPI and OpenAPI documents of every service to docs/"
     ).set_defaults(func=cmd_docs)
     rebuild = sub.add_parser("rebuild", help="rebuild a service's projections from its event store")
-    rebuild.add_argument("service", choices=SERVICES)
+    rebuild.add_argument("service", choices=SERVICES, help="which service: %(choices)s")
     rebuild.set_defaults(func=cmd_rebuild)
-    report = sub.add_parser("report", help="a governance report: kpis, activity, governance or annual")
-    report.add_argument("kind", choices=["kpis", "activity", "governance", "annual"])
-    report.add_argument("--month", help="YYYY-MM (kpis)")
-    report.add_argument("--from", dest="from_", help="YYYY-MM-DD (activity)")
-    report.add_argument("--to", help="YYYY-MM-DD (activity)")
-    report.add_argument("--quarter", help="YYYY-Qn (governance)")
-    report.add_argument("--year", help="YYYY (annual)")
-    report.add_argument("--html", help="write a self-contained HTML page with charts here")
-    report.add_argument("--csv", help="write CSV here")
-    report.set_defaults(func=cmd_report)
+    _report_commands(sub)
     from services.audit.cli import add_commands
 
     add_commands(sub, _open_store)
     return p
+
+
+def _report_commands(sub: Any) -> None:
+    report = sub.add_parser(
+        "report",
+        help="a governance report: kpis, activity, governance or annual",
+        description="A report from the governance service's database, as JSON on stdout, or written as"
+        " HTML (--html) or CSV (--csv). `leder report KIND --help` describes each kind's options.",
+    )
+    kinds = report.add_subparsers(dest="kind", required=True, metavar="KIND")
+    output = Parser(add_help=False)
+    output.add_argument("--html", metavar="FILE", help="write a self-contained HTML page with charts here")
+    output.add_argument("--csv", metavar="FILE", help="write the report as CSV here")
+    kpis = kinds.add_parser(
+        "kpis",
+        parents=[output],
+        help="the key performance indicators of a month",
+        description="The key"
+        " performance indicators of one month, with the backlog by age and the twelve months to it.",
+    )
+    kpis.add_argument("--month", required=True, type=month, help="the month, YYYY-MM (e.g. 2026-10)")
+    activity = kinds.add_parser(
+        "activity",
+        parents=[output],
+        help="what was done between two dates",
+        description="What was notified, allocated, reviewed and closed from one date to another.",
+    )
+    activity.add_argument(
+        "--from", dest="from_", required=True, type=day, help="the first day, YYYY-MM-DD (e.g. 2026-01-01)"
+    )
+    activity.add_argument("--to", required=True, type=day, help="the last day, YYYY-MM-DD (e.g. 2026-03-31)")
+    governance = kinds.add_parser(
+        "governance",
+        parents=[output],
+        help="the governance group's report of a quarter",
+        description="The governance group's report of one quarter: QA outcomes, learning themes, actions.",
+    )
+    governance.add_argument(
+        "--quarter", required=True, type=quarter, help="the quarter, YYYY-Qn (e.g. 2026-Q3)"
+    )
+    annual = kinds.add_parser(
+        "annual",
+        parents=[output],
+        help="the annual report of a calendar year",
+        description="The annual report of one calendar year, with the completed reviews by group.",
+    )
+    annual.add_argument("--year", required=True, type=year, help="the year, YYYY (e.g. 2026)")
+    report.set_defaults(func=cmd_report)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     # Commands print their results on stdout; logs go to stderr (a service reconfigures them at start).
     configure_logging("leder", os.environ.get("LEDER_LOG_LEVEL", "WARNING"))
     args = parser().parse_args(argv)
-    result: int = args.func(args)
+    command = " ".join(["leder", *(w for w in (args.command, getattr(args, "kind", None)) if w)])
+    try:
+        result: int = args.func(args)
+    except BadInput as bad:
+        print(f"{command}: {bad}", file=sys.stderr)
+        return 2
+    except Failure as failed:
+        print(f"{command}: {failed}", file=sys.stderr)
+        return 1
     return result
 
 
