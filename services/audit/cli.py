@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
 import sys
@@ -23,40 +22,96 @@ from services.audit.reconcile import reconcile
 from services.audit.replay import state_as_of, summary
 
 
+def case_id(text: str) -> UUID:
+    """A case's id, a UUID as the services give it."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a case id: give the case's UUID, e.g. 6f1c2a94-3b7e-4d0a-9c55-1e2f3a4b5c6d"
+        ) from None
+
+
+def moment(text: str) -> datetime:
+    """An ISO 8601 time; without a zone, UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give ISO 8601, e.g. 2026-10-05 or 2026-10-05T14:30+01:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def add_commands(sub: Any, store_for: Any) -> None:
     audit = sub.add_parser(
-        "audit", help="the audit log: verify, replay, proofs, gaps, access, reconcile, export"
+        "audit",
+        help="the audit log: verify, replay, proofs, gaps, access, reconcile, export",
+        description="The IG officer's tools on the audit log (the audit service's database). Each read"
+        " is itself recorded in the log under the name given by --reader.",
     )
-    commands = audit.add_subparsers(dest="audit_command", required=True)
+    commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     verify = commands.add_parser(
         "verify", help="recompute the whole tree and check the latest signed checkpoint"
     )
     verify.set_defaults(run=_verify)
-    proof = commands.add_parser("verify-proof", help="check an inclusion or consistency proof offline")
-    proof.add_argument("--file", required=True, help="a proof as the API or `audit export` gives it (JSON)")
+    proof = commands.add_parser(
+        "verify-proof",
+        help="check an inclusion or consistency proof, or a case's export, offline",
+        description="Check proofs without the database: a proof as the API gives it, one line of an"
+        " export's .jsonl, or a whole .jsonl as `leder audit export` writes it, every line against the"
+        " signed checkpoint written beside it (CASE.checkpoint.json). Exit 0 if all verify, 1 if not.",
+    )
+    proof.add_argument(
+        "--file",
+        required=True,
+        help="a proof (JSON) as the API gives it, or an export's CASE.jsonl (JSON Lines, a proof a line)",
+    )
+    proof.add_argument(
+        "--checkpoint",
+        help="the signed checkpoint the proofs lead to"
+        " (default for CASE.jsonl: CASE.checkpoint.json beside it)",
+    )
     proof.set_defaults(run=_verify_proof, offline=True)
-    replay = commands.add_parser("replay", help="a case's history, and its state at a moment")
-    replay.add_argument("case_id")
-    replay.add_argument("--as-of", help="ISO 8601 time")
+    replay = commands.add_parser(
+        "replay",
+        help="a case's history, and its state at a moment",
+        description="The case's events the log held at a moment (default now), and the case's state as"
+        " it stood then.",
+    )
+    replay.add_argument("case_id", type=case_id, help="the case's id (a UUID)")
+    replay.add_argument(
+        "--as-of",
+        type=moment,
+        help="ISO 8601 time (without a zone, UTC); only what had happened by then (default now)",
+    )
     replay.set_defaults(run=_replay)
     gaps = commands.add_parser("gaps", help="missing ranges of each service's sequence")
     gaps.set_defaults(run=_gaps)
-    access = commands.add_parser("access", help="who looked at a case, or what a person looked at")
-    access.add_argument("--case")
-    access.add_argument("--user")
+    access = commands.add_parser(
+        "access",
+        help="who looked at a case, or what a person looked at",
+        description="Personal details viewed and audit log reads, for one case (--case), by one person"
+        " (--user), or both.",
+    )
+    access.add_argument("--case", type=case_id, help="only reads of this case (its UUID)")
+    access.add_argument("--user", help="only reads by this person (their user id)")
     access.set_defaults(run=_access)
     rec = commands.add_parser("reconcile", help="fetch what the log is missing from each service")
     rec.set_defaults(run=_reconcile)
     export = commands.add_parser("export", help="a case's history as JSON Lines and CSV, with proofs")
-    export.add_argument("case_id")
-    export.add_argument("--out", default=".")
+    export.add_argument("case_id", type=case_id, help="the case's id (a UUID)")
+    export.add_argument(
+        "--out", default=".", help="the folder to write CASE.jsonl, CASE.csv and CASE.checkpoint.json in"
+    )
     export.set_defaults(run=_export)
     for command in (verify, replay, gaps, access, rec, export):
         command.add_argument(
+            "--reader",
             "--as",
             dest="reader",
-            default=os.environ.get("USER") or getpass.getuser(),
-            help="who is reading (recorded in the log)",
+            required=True,
+            help="who is reading: your user id, recorded in the log with the read",
         )
     audit.set_defaults(func=lambda args: _main(args, store_for))
 
@@ -75,12 +130,24 @@ def _main(args: argparse.Namespace, store_for: Any) -> int:
     return asyncio.run(run())
 
 
-async def _record(s: EventStore, args: argparse.Namespace, what: str, case_id: UUID | None = None) -> None:
+def _say_wrong(args: argparse.Namespace, message: str) -> None:
+    print(f"leder audit {args.audit_command}: {message}", file=sys.stderr)
+
+
+async def _record(
+    s: EventStore,
+    args: argparse.Namespace,
+    what: str,
+    case_id: UUID | None = None,
+    as_of: datetime | None = None,
+) -> None:
     async with s.transaction() as conn:
         await store.record(
             s,
             conn,
-            AuditLogRead(reader=args.reader, role="ig_officer", what=f"cli {what}", case_id=case_id),
+            AuditLogRead(
+                reader=args.reader, role="ig_officer", what=f"cli {what}", case_id=case_id, as_of=as_of
+            ),
             Context(Actor(kind="user", id=args.reader, role="ig_officer")),
             case_id=case_id,
         )
@@ -100,45 +167,165 @@ async def _verify(args: argparse.Namespace, s: EventStore) -> int:
     return 0 if result.ok else 1
 
 
+class NotAProof(Exception):
+    """A file that is not a proof, an export or a checkpoint: bad input (exit 2), not a failed proof."""
+
+
 def _verify_proof(args: argparse.Namespace, _: Any) -> int:
-    proof = json.loads(Path(args.file).read_text())
-    hashes = [bytes.fromhex(h) for h in proof["proof"]]
-    if "leaf_index" in proof:
-        ok = merkle.verify_inclusion(
-            proof["leaf_index"],
-            proof["tree_size"],
-            bytes.fromhex(proof["leaf_hash"]),
-            hashes,
-            bytes.fromhex(proof["root_hash"]),
+    """A proof as the API gives it, one line of an export, or a whole export's .jsonl against the
+    signed checkpoint beside it. Exit 0 if everything verifies, 1 if anything does not, 2 if the files
+    are not what they should be."""
+    path = Path(args.file)
+    named = getattr(args, "checkpoint", None)
+    try:
+        text = _read(path)
+        try:
+            one = json.loads(text)
+        except json.JSONDecodeError:
+            one = None  # JSON Lines: an export's .jsonl
+        if isinstance(one, dict):
+            problems = _proof_problems(one)
+            checkpoint = _load_checkpoint(Path(named)) if named else None
+            if checkpoint is not None:
+                problems += _checkpoint_problems(checkpoint, [one])
+            print("PROOF DOES NOT VERIFY: " + "; ".join(problems) if problems else "proof verifies")
+            return 1 if problems else 0
+        records = _json_lines(text)
+        beside = path.with_name(path.name.removesuffix(".jsonl") + ".checkpoint.json")
+        checkpoint_path = Path(named) if named else beside
+        if not checkpoint_path.exists():
+            raise NotAProof(f"no checkpoint at {checkpoint_path}: give it with --checkpoint")
+        checkpoint = _load_checkpoint(checkpoint_path)
+    except NotAProof as wrong:
+        print(f"leder audit verify-proof: {wrong}", file=sys.stderr)
+        return 2
+    bad = 0
+    for number, record in enumerate(records, 1):
+        problems = _proof_problems(record)
+        if problems:
+            bad += 1
+            where = f"line {number} (log position {record.get('position')})"
+            print(f"{where}: DOES NOT VERIFY: {'; '.join(problems)}")
+    checkpoint_problems = _checkpoint_problems(checkpoint, records)
+    for problem in checkpoint_problems:
+        print(f"the checkpoint: DOES NOT VERIFY: {problem}")
+    if bad or checkpoint_problems:
+        print(
+            f"EXPORT DOES NOT VERIFY: {bad} of {len(records)} events,"
+            f" {len(checkpoint_problems)} problem(s) with the checkpoint"
         )
-        if "envelope" in proof:  # the exported event itself must be the leaf
-            ok = ok and merkle.leaf_hash(proof["envelope"].encode()) == bytes.fromhex(proof["leaf_hash"])
-    else:
-        ok = merkle.verify_consistency(
-            proof["first"],
-            proof["second"],
-            bytes.fromhex(proof["first_root"]),
-            bytes.fromhex(proof["second_root"]),
-            hashes,
+        return 1
+    print(
+        f"{len(records)} events verify against the checkpoint of tree size {checkpoint.tree_size},"
+        f" root {checkpoint.root_hash.hex()}, signed at {checkpoint.signed_at.isoformat()} by the key"
+        f" with fingerprint {checkpoint.key_fingerprint} (compare it with the one the audit service"
+        " publishes)"
+    )
+    return 0
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as failed:
+        raise NotAProof(f"cannot read {path}: {getattr(failed, 'strerror', None) or failed}") from failed
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise NotAProof(f"line {number} is not JSON: not a proof or an export's .jsonl") from None
+        if not isinstance(record, dict):
+            raise NotAProof(f"line {number} is not a proof")
+        records.append(record)
+    if not records:
+        raise NotAProof("the file holds no proof")
+    return records
+
+
+def _load_checkpoint(path: Path) -> log.Checkpoint:
+    try:
+        raw = json.loads(_read(path))
+        return log.Checkpoint(
+            tree_size=int(raw["tree_size"]),
+            root_hash=bytes.fromhex(raw["root_hash"]),
+            signed_at=datetime.fromisoformat(raw["signed_at"]),
+            signature=bytes.fromhex(raw["signature"]),
+            public_key=bytes.fromhex(raw["public_key"]),
         )
-    print("proof verifies" if ok else "PROOF DOES NOT VERIFY")
-    return 0 if ok else 1
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as wrong:
+        raise NotAProof(f"{path} is not a signed checkpoint ({type(wrong).__name__}: {wrong})") from None
+
+
+def _checkpoint_problems(checkpoint: log.Checkpoint, records: list[dict[str, Any]]) -> list[str]:
+    problems = [] if checkpoint.signature_valid() else ["its signature does not verify"]
+    if any(
+        r.get("tree_size") != checkpoint.tree_size or r.get("root_hash") != checkpoint.root_hash.hex()
+        for r in records
+    ):
+        problems.append("the proofs lead to another tree head than the checkpoint's")
+    return problems
+
+
+def _proof_problems(proof: dict[str, Any]) -> list[str]:
+    """What is wrong with one proof (none: it verifies)."""
+    try:
+        hashes = [bytes.fromhex(h) for h in proof["proof"]]
+        if "leaf_index" in proof:
+            problems = []
+            if not merkle.verify_inclusion(
+                proof["leaf_index"],
+                proof["tree_size"],
+                bytes.fromhex(proof["leaf_hash"]),
+                hashes,
+                bytes.fromhex(proof["root_hash"]),
+            ):
+                problems.append("the inclusion proof does not lead to the root")
+            # The exported event itself must be the leaf.
+            if "envelope" in proof and merkle.leaf_hash(proof["envelope"].encode()) != bytes.fromhex(
+                proof["leaf_hash"]
+            ):
+                problems.append("the event is not the one the log holds")
+            return problems
+        if "first" in proof:
+            ok = merkle.verify_consistency(
+                proof["first"],
+                proof["second"],
+                bytes.fromhex(proof["first_root"]),
+                bytes.fromhex(proof["second_root"]),
+                hashes,
+            )
+            return [] if ok else ["the consistency proof does not hold"]
+    except KeyError as missing:
+        return [f"it has no {missing}"]
+    except (TypeError, ValueError, AttributeError) as wrong:
+        return [f"it is malformed ({wrong})"]
+    if "envelope" in proof:
+        return ["the event has no inclusion proof (it is past the checkpoint)"]
+    return ["it is neither an inclusion nor a consistency proof"]
 
 
 async def _replay(args: argparse.Namespace, s: EventStore) -> int:
-    case_id = UUID(args.case_id)
-    await _record(s, args, "replay", case_id)
-    entries = await store.case_entries(s.pool, case_id)
+    case_id: UUID = args.case_id
+    if not await store.case_known(s.pool, case_id):
+        _say_wrong(args, f"the audit log has no case {case_id}")
+        return 1
+    await _record(s, args, "replay", case_id, args.as_of)
+    until = args.as_of or datetime.now(UTC)  # now: after this read, which is itself listed
+    entries = [(p, e) for p, e in await store.case_entries(s.pool, case_id) if e.occurred_at <= until]
     for position, e in entries:
         print(
             f"{position:>8}  {e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.actor.id:<20} {e.actor.role or '':<16}"
             f" {e.event_type:<45} {summary(e)}"
         )
-    moment = datetime.fromisoformat(args.as_of) if args.as_of else datetime.now(UTC)
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    print(
-        json.dumps(state_as_of(str(case_id), [e for _, e in entries], moment).__dict__, indent=2, default=str)
-    )
+    state = state_as_of(str(case_id), [e for _, e in entries], until)
+    state.reference = (await store.references(s.pool, [case_id])).get(case_id)  # named even before it opened
+    print(json.dumps(state.__dict__, indent=2, default=str))
     return 0
 
 
@@ -151,7 +338,10 @@ async def _gaps(args: argparse.Namespace, s: EventStore) -> int:
 
 
 async def _access(args: argparse.Namespace, s: EventStore) -> int:
-    case_id = UUID(args.case) if args.case else None
+    case_id: UUID | None = args.case
+    if case_id is not None and not await store.case_known(s.pool, case_id):
+        _say_wrong(args, f"the audit log has no case {case_id}")
+        return 1
     await _record(s, args, "access", case_id)
     rows = await s.pool.fetch(
         "SELECT envelope FROM audit_log WHERE event_type IN ('notification.PersonalDetailsViewed',"
@@ -191,7 +381,10 @@ async def _reconcile(args: argparse.Namespace, s: EventStore) -> int:
 
 
 async def _export(args: argparse.Namespace, s: EventStore) -> int:
-    case_id = UUID(args.case_id)
+    case_id: UUID = args.case_id
+    if not await store.case_known(s.pool, case_id):
+        _say_wrong(args, f"the audit log has no case {case_id}")
+        return 1
     await _record(s, args, "export", case_id)
     async with s.pool.acquire() as conn:
         gathered = await case_export.gather(conn, case_id)
