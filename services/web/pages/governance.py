@@ -122,7 +122,7 @@ async def _change(page: Page, action_id: UUID, path: str, field: str, done: str)
     except ApiError as refused:
         if refused.status not in (409, 422):
             raise
-        absorb(form, refused, {field: field}, default=field)
+        absorb(form, refused, {field: field, "completed_on": field}, default=field)
         return await _action_page(page, action_id, form, status_code=422)
     return page.redirect(f"/governance/actions/{action_id}", flash=done)
 

@@ -77,9 +77,10 @@ async def decide(case_id: UUID, page: PanelPage, panel_id: PanelId = None) -> Re
         except ApiError as refused:
             if refused.status not in (409, 422):
                 raise
-            form.absorb(
-                refused, fields={"quality_rating": "quality_rating", "comments": "comments"}, default=field
-            )
+            # A refusal naming the panel or the case (not on this agenda, before the panel meets) goes on
+            # the form the person used: the page chose those, the person did not type them.
+            named = {"quality_rating": "quality_rating", "comments": "comments"}
+            form.absorb(refused, fields=named | {"panel_id": field, "case_id": field}, default=field)
         else:
             reference = form.get("reference") or "The review"
             done = (
