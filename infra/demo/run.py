@@ -4,6 +4,8 @@ say what was made and where to look."""
 
 import argparse
 import asyncio
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -200,18 +202,37 @@ def _summary(demo: Demo, target: Target, reports: dict[str, Path], seconds: floa
         for line in demo.mismatches[:10]:
             _say(f"  {line}")
     n, a, r, g = (target.urls[s] for s in ("notification", "allocation", "review", "governance"))
-    token = "Authorization: Bearer $(leder token --role lac --sub lena.lac)"
+    leder = leder_command()
+    token = f"Authorization: Bearer $({leder} token --role {LAC[0]} --sub {LAC[1]})"
     if web := local_env().get("LEDER_WEB_URL"):
         _say(f"\nOpen {web} and sign in as the LAC (Alex Morgan), a reviewer, the QA panel, ...")
     _say("\nWhere to look (each API's own docs are at its /docs):")
-    _say(f'  the allocation queue   curl -H "{token}" {a}/allocation-queue')
-    _say(f'  overdue reviews        curl -H "{token}" {r}/reviews/overdue')
-    _say(f"  open cases             curl -H \"{token}\" '{n}/cases?status=open'")
-    _say(f"  overdue actions        curl -H \"{token}\" '{g}/actions?status=overdue'")
+    _say(f'  the allocation queue   curl -H "{token}" {shlex.quote(f"{a}/allocation-queue")}')
+    _say(f'  overdue reviews        curl -H "{token}" {shlex.quote(f"{r}/reviews/overdue")}')
+    _say(f'  open cases             curl -H "{token}" {shlex.quote(f"{n}/cases?status=open")}')
+    _say(f'  overdue actions        curl -H "{token}" {shlex.quote(f"{g}/actions?status=overdue")}')
     for name, path in reports.items():
         _say(f"  {name + ' report':<22} {path.as_uri()}")
     if some_case is not None:
-        _say(f"  a case to replay       leder audit replay {some_case.case_id}")
+        # As the demo's information governance officer (Jo Williams on the sign-in page): every read
+        # of the log names its reader.
+        _say(f"  a case to replay       {leder} audit replay {some_case.case_id} --reader ig.jo")
+
+
+def leder_command() -> str:
+    """`leder` as a shell here runs it: the name if PATH finds this one, else the path of the script
+    beside this interpreter (.venv/bin/leder), relative to here when it lies below, quoted as need be."""
+    script = Path(sys.executable).parent / "leder"
+    if not script.exists():  # not installed as a script: the module, with this interpreter
+        return f"{shlex.quote(sys.executable)} -m infra.cli"
+    found = shutil.which("leder")
+    if found and Path(found).resolve() == script.resolve():
+        return "leder"
+    try:
+        relative = script.absolute().relative_to(Path.cwd())
+        return shlex.quote(str(relative) if relative.parent != Path(".") else f"./{relative}")
+    except ValueError:
+        return shlex.quote(str(script.absolute()))
 
 
 def main(args: argparse.Namespace) -> int:
