@@ -24,6 +24,10 @@ class ReviewAwaitingQA(EventPayload):
 class ReviewAddedToPanelAgenda(EventPayload):
     case_id: UUID
     panel_id: UUID
+    held_on: date | None = Field(
+        default=None,
+        description="the panel's date: its decision cannot be made before (absent in old events)",
+    )
 
 
 @event("governance.ReviewApprovedByQA")
@@ -62,6 +66,10 @@ class ActionAgreed(EventPayload):
     due_on: date
     case_ids: list[UUID]
     themes: list[str]
+    agreed_on: date | None = Field(
+        default=None,
+        description="the day it was agreed: it cannot be completed before (absent in old events)",
+    )
 
 
 @event("governance.ActionProgressUpdated")

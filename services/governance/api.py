@@ -44,11 +44,28 @@ def _context(request: Request, caller: Caller) -> Context:
     return Context(actor=caller.actor, correlation_id=request.state.correlation_id)
 
 
-async def _checked(call: Awaitable[T]) -> T:
+async def _checked(
+    call: Awaitable[T], request: Request | None = None, case_id: UUID | None = None, no_qa_yet: str = ""
+) -> T:
+    """A command's refusals as problems. A case whose review has never been submitted has no QA record
+    here: if the service has heard of the case (any event of it observed), that is a state, 409 with
+    the code `no_qa_yet`; 404 only for a case (or panel, or action) that does not exist."""
     try:
         return await call
     except StreamNotFound as missing:
+        if (
+            request is not None
+            and case_id is not None
+            and missing.stream_id == str(case_id)
+            and await handlers.case_known(_store(request).pool, case_id)
+        ):
+            raise Problem(
+                409, no_qa_yet, f"the review of case {case_id} has not been submitted for QA"
+            ) from missing
         raise Problem(404, "not_found", f"no {missing.stream_id}") from missing
+    except domain.ImpossibleDate as impossible:
+        error = {"field": impossible.field, "type": impossible.code, "message": impossible.detail}
+        raise Problem(422, impossible.code, impossible.detail, errors=[error]) from impossible
     except domain.DomainError as broken:
         raise Problem(broken.status, broken.code, broken.detail) from broken
 
@@ -157,7 +174,15 @@ class AgendaItem(_Body):
 
 @router.post("/qa-panels/{panel_id}/agenda", status_code=201)
 async def add_to_agenda(panel_id: UUID, body: AgendaItem, request: Request, caller: LAC) -> dict[str, Any]:
-    await _checked(handlers.add_to_agenda(_store(request), body.case_id, panel_id, _context(request, caller)))
+    """A review awaiting QA onto the panel's agenda. 404 for a panel or case that does not exist; 409
+    `review_not_submitted` for a review not submitted (or back with its reviewer), 409
+    `review_not_awaiting_qa` for one already on an agenda or approved."""
+    await _checked(
+        handlers.add_to_agenda(_store(request), body.case_id, panel_id, _context(request, caller)),
+        request,
+        body.case_id,
+        "review_not_submitted",
+    )
     return {"panel_id": str(panel_id), "case_id": str(body.case_id)}
 
 
@@ -171,16 +196,19 @@ class Decision(_Body):
 
 @router.post("/qa-panels/{panel_id}/decisions", status_code=201)
 async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL) -> dict[str, Any]:
+    """The panel's decision on a review on its agenda, made today: not before the panel's date (422
+    `decided_before_panel`). 404 for a panel or case that does not exist; 409 `review_not_submitted`
+    for a review never submitted, `review_not_on_panel_agenda` for one not on this panel's agenda."""
     if body.decision == "approved" and body.quality_rating is None:
         raise Problem(422, "quality_rating_required", "an approval needs a quality rating")
     if body.decision == "returned" and not body.comments:
         raise Problem(422, "comments_required", "a return for rework needs the panel's comments")
     today = _runtime(request).today()
     events = await _checked(
-        change(
+        handlers.decide_qa(
             _store(request),
-            str(body.case_id),
-            domain.evolve_case,
+            body.case_id,
+            panel_id,
             lambda c: domain.decide_qa(
                 c,
                 panel_id,
@@ -191,8 +219,10 @@ async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL
                 today,
             ),
             _context(request, caller),
-            case_id=body.case_id,
-        )
+        ),
+        request,
+        body.case_id,
+        "review_not_submitted",
     )
     return {"case_id": str(body.case_id), "events": [e.event_type for e in events]}
 
@@ -203,6 +233,8 @@ class Reason(_Body):
 
 @router.post("/cases/{case_id}/reopening", status_code=201)
 async def reopen(case_id: UUID, body: Reason, request: Request, caller: LAC) -> dict[str, Any]:
+    """Reopen a closed case (`governance.CaseReopened`): the review service returns its review to the
+    reviewer. 409 `case_not_closed` for a case that is not closed; 404 for one that does not exist."""
     events = await _checked(
         change(
             _store(request),
@@ -211,7 +243,10 @@ async def reopen(case_id: UUID, body: Reason, request: Request, caller: LAC) -> 
             lambda c: domain.decide_reopen(c, body.reason),
             _context(request, caller),
             case_id=case_id,
-        )
+        ),
+        request,
+        case_id,
+        "case_not_closed",
     )
     return {"case_id": str(case_id), "events": [e.event_type for e in events]}
 
@@ -227,7 +262,9 @@ class NewAction(_Body):
 
 @router.post("/actions", status_code=201)
 async def agree_action(body: NewAction, request: Request, caller: GOVERNANCE) -> dict[str, Any]:
-    action_id = await handlers.agree_action(_store(request), _context(request, caller), **body.model_dump())
+    action_id = await handlers.agree_action(
+        _store(request), _context(request, caller), agreed_on=_runtime(request).today(), **body.model_dump()
+    )
     return await _action(request, action_id)
 
 
@@ -237,6 +274,10 @@ class Progress(_Body):
 
 class Completion(_Body):
     evidence: Text
+    completed_on: date | None = Field(
+        default=None,
+        description="the day it was completed (today if not given): not after today, nor before agreed",
+    )
 
 
 async def _change_action(
@@ -261,9 +302,14 @@ async def progress(action_id: UUID, body: Progress, request: Request, caller: GO
 
 @router.post("/actions/{action_id}/completion")
 async def complete(action_id: UUID, body: Completion, request: Request, caller: GOVERNANCE) -> dict[str, Any]:
+    """Completed with its evidence, on `completed_on` (today if not given): 422 `date_in_future` after
+    today, `completed_before_agreed` before the action was agreed; 409 `action_completed` once done."""
     today = _runtime(request).today()
     return await _change_action(
-        request, caller, action_id, lambda a: domain.decide_completion(a, body.evidence, today)
+        request,
+        caller,
+        action_id,
+        lambda a: domain.decide_completion(a, body.evidence, today, body.completed_on),
     )
 
 

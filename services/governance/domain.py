@@ -31,8 +31,25 @@ class DomainError(Exception):
         self.detail = detail
 
 
+class ImpossibleDate(DomainError):
+    """A date that cannot be true. `field` is the request's field, `code` the rule."""
+
+    status = 422
+
+    def __init__(self, code: str, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.field = field
+
+
 class NotAwaitingQA(DomainError):
     code = "review_not_awaiting_qa"
+
+
+class ReviewNotSubmitted(NotAwaitingQA):
+    """Back with the reviewer (returned for rework, or the case reopened), or never submitted."""
+
+    code = "review_not_submitted"
 
 
 class NotOnThisPanel(DomainError):
@@ -55,6 +72,9 @@ class CaseQA:
     case_id: UUID
     status: QAStatus
     panel_id: UUID | None = None
+    # The date of the panel whose agenda the review is on (None in agenda events from before it was
+    # recorded).
+    panel_held_on: date | None = None
 
 
 def evolve_case(state: CaseQA | None, event: EventPayload) -> CaseQA | None:
@@ -62,7 +82,7 @@ def evolve_case(state: CaseQA | None, event: EventPayload) -> CaseQA | None:
         case ReviewAwaitingQA():
             return CaseQA(event.case_id, "awaiting_qa")
         case ReviewAddedToPanelAgenda() if state is not None:
-            return replace(state, status="on_agenda", panel_id=event.panel_id)
+            return replace(state, status="on_agenda", panel_id=event.panel_id, panel_held_on=event.held_on)
         case ReviewReturnedByQA() if state is not None:
             return replace(state, status="returned")
         case CaseClosed() if state is not None:
@@ -73,9 +93,13 @@ def evolve_case(state: CaseQA | None, event: EventPayload) -> CaseQA | None:
 
 
 def decide_add_to_agenda(case: CaseQA, panel: QAPanelScheduled) -> list[EventPayload]:
+    if case.status in ("returned", "reopened"):
+        raise ReviewNotSubmitted(
+            f"the review of case {case.case_id} is back with its reviewer ({case.status}): not submitted"
+        )
     if case.status != "awaiting_qa":
         raise NotAwaitingQA(f"the review of case {case.case_id} is {case.status}, not awaiting QA")
-    return [ReviewAddedToPanelAgenda(case_id=case.case_id, panel_id=panel.panel_id)]
+    return [ReviewAddedToPanelAgenda(case_id=case.case_id, panel_id=panel.panel_id, held_on=panel.held_on)]
 
 
 def decide_qa(
@@ -87,8 +111,16 @@ def decide_qa(
     comments: str | None,
     today: date,
 ) -> list[EventPayload]:
+    """The panel's decision, made today: not before the panel meets (`today`: the service's clock)."""
     if case.status != "on_agenda" or case.panel_id != panel_id:
         raise NotOnThisPanel(f"the review of case {case.case_id} is not on the agenda of panel {panel_id}")
+    if case.panel_held_on is not None and today < case.panel_held_on:
+        raise ImpossibleDate(
+            "decided_before_panel",
+            "panel_id",
+            f"panel_id: the panel meets on {case.panel_held_on}; its decision cannot be made before"
+            f" (today is {today})",
+        )
     if approved:
         assert rating is not None
         return [
@@ -117,12 +149,13 @@ class Action:
     due_on: date
     completed: bool = False
     flagged_overdue: bool = False
+    agreed_on: date | None = None  # None in events from before it was recorded
 
 
 def evolve_action(state: Action | None, event: EventPayload) -> Action | None:
     match event:
         case ActionAgreed():
-            return Action(event.action_id, event.due_on)
+            return Action(event.action_id, event.due_on, agreed_on=event.agreed_on)
         case ActionCompleted() if state is not None:
             return replace(state, completed=True)
         case ActionOverdue() if state is not None:
@@ -136,10 +169,23 @@ def decide_progress(action: Action, update: str) -> list[EventPayload]:
     return [ActionProgressUpdated(action_id=action.action_id, update=update)]
 
 
-def decide_completion(action: Action, evidence: str, today: date) -> list[EventPayload]:
+def decide_completion(
+    action: Action, evidence: str, today: date, completed_on: date | None = None
+) -> list[EventPayload]:
+    """Completed on `completed_on` (today if not given): not after today (`today`: the service's
+    clock), not before the action was agreed."""
     if action.completed:
         raise ActionAlreadyCompleted(f"action {action.action_id} is completed")
-    return [ActionCompleted(action_id=action.action_id, evidence=evidence, completed_on=today)]
+    on = completed_on or today
+    if on > today:
+        raise ImpossibleDate("date_in_future", "completed_on", f"completed_on: {on} is after today ({today})")
+    if action.agreed_on is not None and on < action.agreed_on:
+        raise ImpossibleDate(
+            "completed_before_agreed",
+            "completed_on",
+            f"completed_on: an action cannot be completed ({on}) before it was agreed ({action.agreed_on})",
+        )
+    return [ActionCompleted(action_id=action.action_id, evidence=evidence, completed_on=on)]
 
 
 # An open action whose due date is this close (or closer) is flagged "due soon" on every page.

@@ -1,8 +1,12 @@
 """The governance service's use cases."""
 
+from collections.abc import Callable, Sequence
 from datetime import date
 from uuid import UUID, uuid4
 
+from asyncpg import Pool
+
+from events import EventPayload
 from events.governance import ActionAgreed, QAPanelScheduled
 from infra.aggregates import StreamNotFound, change, load
 from infra.db import Connection
@@ -44,6 +48,34 @@ async def add_to_agenda(store: EventStore, case_id: UUID, panel_id: UUID, contex
             case_id=case_id,
             conn=conn,
         )
+
+
+async def decide_qa(
+    store: EventStore,
+    case_id: UUID,
+    panel_id: UUID,
+    decide: Callable[[domain.CaseQA], Sequence[EventPayload]],
+    context: Context,
+) -> list[EventPayload]:
+    """The panel's decision on the case: the panel must exist (StreamNotFound otherwise, as the case)."""
+    async with store.transaction() as conn:
+        panel, _ = await load(conn, panel_stream(panel_id), _panel)
+        if panel is None:
+            raise StreamNotFound(panel_stream(panel_id))
+        return await change(
+            store, str(case_id), domain.evolve_case, decide, context, case_id=case_id, conn=conn
+        )
+
+
+async def case_known(db: Connection | Pool, case_id: UUID) -> bool:
+    """The service has heard of the case: an event of it observed from another service, or its own."""
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM observed_events WHERE case_id = $1)"
+            " OR EXISTS (SELECT 1 FROM events WHERE case_id = $1)",
+            case_id,
+        )
+    )
 
 
 async def on_submission(

@@ -107,7 +107,7 @@ class GovernanceProjection:
                     event.due_on,
                     event.case_ids,
                     event.themes,
-                    envelope.occurred_at.date(),
+                    event.agreed_on or envelope.occurred_at.date(),
                 )
             case ActionProgressUpdated():
                 update = json.dumps([{"at": envelope.occurred_at.isoformat(), "update": event.update}])

@@ -57,7 +57,9 @@ async def test_a_review_returned_resubmitted_and_approved_closes_the_case_with_t
             assert await eventually(awaiting, timeout=60) == [str(case_id)]
             panel = (
                 await gov.client.post(
-                    "/qa-panels", json={"held_on": "2026-12-03"}, headers=gov.headers("lac")
+                    "/qa-panels",
+                    json={"held_on": (gov.runtime.today() - timedelta(days=7)).isoformat()},
+                    headers=gov.headers("lac"),
                 )
             ).json()["panel_id"]
             agenda = await gov.client.post(
@@ -94,7 +96,9 @@ async def test_a_review_returned_resubmitted_and_approved_closes_the_case_with_t
             assert await eventually(awaiting, timeout=60) == [str(case_id)]
             panel2 = (
                 await gov.client.post(
-                    "/qa-panels", json={"held_on": "2027-01-07"}, headers=gov.headers("lac")
+                    "/qa-panels",
+                    json={"held_on": gov.runtime.today().isoformat()},
+                    headers=gov.headers("lac"),
                 )
             ).json()["panel_id"]
             await gov.client.post(
@@ -137,6 +141,20 @@ async def test_a_review_returned_resubmitted_and_approved_closes_the_case_with_t
                 headers=gov.headers("lac"),
             )
             assert reopened.json()["events"] == ["governance.CaseReopened"]
+
+            # The review is back with its reviewer, who writes again and resubmits: QA again.
+            await eventually(back_in_progress, timeout=60)
+            got = await review.client.get(f"/reviews/{case_id}", headers=review.headers("reviewer", "rae"))
+            assert got.json()["reopened_reason"] == "family raised new concern"
+            assert (
+                await post(review, case_id, "pen-portrait", {"text": "the family's concern"})
+            ).status_code == 201
+            assert (await post(review, case_id, "submission")).status_code == 201
+            assert await eventually(awaiting, timeout=60) == [str(case_id)]
+            again = await gov.client.post(
+                f"/cases/{case_id}/reopening", json={"reason": "again"}, headers=gov.headers("lac")
+            )
+            assert again.status_code == 409 and again.json()["code"] == "case_not_closed"
     finally:
         await db.drop_database(review_db)
 
