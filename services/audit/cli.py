@@ -360,22 +360,49 @@ async def _access(args: argparse.Namespace, s: EventStore) -> int:
     return 0
 
 
+class SourceUnreachable(Exception):
+    """A service whose events could not be fetched."""
+
+
 async def _reconcile(args: argparse.Namespace, s: EventStore) -> int:
     from infra.auth import mint_token
-    from infra.settings import SERVICE_PORTS, jwt_secret_from_env
+    from infra.settings import SERVICE_PORTS
+    from infra.stack import env_or_local
 
+    secret = os.environ.get("LEDER_JWT_SECRET")
+    secret_file = env_or_local("LEDER_JWT_SECRET_FILE")  # as `leder up` wrote it down
+    if not secret and secret_file:
+        try:
+            secret = (await asyncio.to_thread(Path(secret_file).read_text)).strip()
+        except OSError as failed:
+            _say_wrong(args, f"cannot read the token secret {secret_file}: {failed.strerror or failed}")
+            return 1
+    if not secret:
+        _say_wrong(args, "no token secret: set LEDER_JWT_SECRET or LEDER_JWT_SECRET_FILE (or run leder up)")
+        return 1
     await _record(s, args, "reconcile")
-    token = mint_token(jwt_secret_from_env(), "audit-reconcile", "system")
+    token = mint_token(secret, "audit-reconcile", "system")
 
     async def fetch(source: str, after: int, limit: int) -> tuple[list[str], int]:
-        base = os.environ.get(f"LEDER_{source.upper()}_URL", f"http://127.0.0.1:{SERVICE_PORTS[source]}")
-        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
-            response = await client.get("/events", params={"after": after, "limit": limit})
-            response.raise_for_status()
-            body = response.json()
-            return body["events"], body["last_sequence"]
+        base = env_or_local(f"LEDER_{source.upper()}_URL") or f"http://127.0.0.1:{SERVICE_PORTS[source]}"
+        try:
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {token}"}
+            ) as client:
+                response = await client.get("/events", params={"after": after, "limit": limit})
+                response.raise_for_status()
+                body = response.json()
+                return body["events"], body["last_sequence"]
+        except (httpx.HTTPError, ValueError, KeyError) as failed:
+            raise SourceUnreachable(
+                f"cannot fetch the {source} service's events from {base}: {failed}"
+            ) from failed
 
-    filled = await reconcile(s, [x for x in SERVICES if x != "audit"], fetch)
+    try:
+        filled = await reconcile(s, [x for x in SERVICES if x != "audit"], fetch)
+    except SourceUnreachable as failed:
+        _say_wrong(args, str(failed))
+        return 1
     print(json.dumps(filled))
     return 0
 

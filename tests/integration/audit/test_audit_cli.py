@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from events import Actor, Envelope
+from events.topics import SERVICES
 from infra.eventstore import EventStore
 from infra.service import open_store
 from infra.settings import Settings
@@ -178,3 +179,29 @@ async def test_verify_proof_checks_the_files_an_export_writes(
     alone = await asyncio.to_thread(leder, database_url, "verify-proof", "--file", str(jsonl))
     assert alone.returncode == 2 and "checkpoint" in alone.stderr, alone
     assert len(alone.stderr.strip().splitlines()) == 1 and "Traceback" not in alone.stderr
+
+
+async def test_reconcile_with_no_service_to_ask_says_so_in_a_line(
+    audit_log: EventStore, database_url: str
+) -> None:
+    nowhere = {f"LEDER_{s.upper()}_URL": "http://127.0.0.1:1" for s in SERVICES}
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "infra.cli", "audit", "reconcile", "--reader", "ig.jo"],
+            env={
+                **os.environ,
+                **nowhere,
+                "LEDER_AUDIT_DATABASE_URL": database_url,
+                "LEDER_JWT_SECRET": "s" * 40,
+            },
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = await asyncio.to_thread(run)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("leder audit reconcile: cannot fetch the notification service's events")
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
