@@ -74,6 +74,12 @@ class CaseOpened(EventPayload):
     # People name a case by this, never by its id (LDR-<year notified>-<five digits>, in the order the
     # notification service opened them); events recorded before references existed have none.
     reference: str | None = Field(None, pattern=r"^LDR-\d{4}-\d{5}$")
+    notified_on: date | None = Field(
+        None,
+        description="the day the death was notified (UTC), where the six-month clock starts: earlier than"
+        " this event when the LAC confirmed eligibility later; events recorded before it existed have"
+        " none, and then the event's own date is the notification's",
+    )
     review_type: ReviewType
     focused_reasons: list[FocusedReason]
     flags: list[str]

@@ -334,8 +334,10 @@ async def declare_conflict(
 
 @router.get("/cases/{case_id}/suggested-reviewers")
 async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> dict[str, Any]:
-    """Every reviewer ranked for the case (the eligible first), every senior reviewer ranked to
-    support it, and up to five ready pairs; whoever is excluded comes with each rule they break."""
+    """Every reviewer ranked for the case (the eligible first, reviewers who are not senior before
+    senior reviewers), every senior reviewer ranked to support it (supporting counts against its own
+    capacity, `support_capacity`), and up to five ready pairs; whoever is excluded comes with each
+    rule they break. A case the notification service has not opened is a 409 naming its state."""
     offered = await _checked(handlers.suggestions(_store(request), case_id, _runtime(request).today()))
     reference = await _store(request).pool.fetchval(
         "SELECT reference FROM opened_cases WHERE case_id = $1", case_id
@@ -362,6 +364,7 @@ async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> dict[s
             {
                 **_person(c.reviewer, _load(offered, c.reviewer.reviewer_id)),
                 "supporting": c.supporting,
+                "support_capacity": domain.SUPPORT_CAPACITY,
                 "last_supported_on": c.last_supported_on,
                 "eligible": not c.excluded_because,
                 "excluded_because": [_violation(v) for v in c.excluded_because],

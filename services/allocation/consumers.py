@@ -8,7 +8,7 @@ from events import Actor, Envelope
 from events.allocation import CaseAwaitingAllocation
 from events.calendar import review_deadline
 from events.governance import CaseClosed
-from events.notification import CaseEscalatedToFocused, CaseOpened
+from events.notification import CaseEscalatedToFocused, CaseOpened, EligibilityRejected, EligibilityToConfirm
 from events.review import ReviewCompleted
 from events.topics import service_topic
 from infra.db import Connection
@@ -16,7 +16,7 @@ from infra.eventstore import Context, EventStore
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
 from infra.service import Runtime
 from services.allocation import domain, handlers
-from services.allocation.projections import record_opened_case
+from services.allocation.projections import record_case_not_open, record_opened_case
 
 SYSTEM = Actor.system("allocation")
 
@@ -27,6 +27,10 @@ def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envel
         context = Context.caused_by(envelope, SYSTEM)
         if isinstance(event, CaseOpened):
             await _queue(store, conn, envelope, event, context)
+        elif isinstance(event, EligibilityToConfirm):
+            await record_case_not_open(conn, event.case_id, "eligibility_to_confirm")
+        elif isinstance(event, EligibilityRejected):
+            await record_case_not_open(conn, event.case_id, "not_eligible")
         elif isinstance(event, CaseEscalatedToFocused):
             reasons = list(event.reasons)
             await _on_case(
@@ -60,17 +64,16 @@ async def _queue(
     await record_opened_case(conn, event.case_id, event.reference, event.facts.place_of_death)
     if await conn.fetchval("SELECT 1 FROM events WHERE stream_id = $1", str(event.case_id)):
         return  # already queued
-    notified_on = envelope.occurred_at.date()
+    # The six-month clock starts when the death was notified, which for a case opened when the LAC
+    # confirmed its eligibility is before this event (events from before notified_on have none).
+    notified_on = event.notified_on or envelope.occurred_at.date()
     waiting = CaseAwaitingAllocation(
         case_id=event.case_id,
         notified_on=notified_on,
         deadline=review_deadline(notified_on),
         review_type=event.review_type,
         focused_reasons=event.focused_reasons,
-        organisations_involved=[
-            *event.facts.organisations_involved,
-            *([event.facts.place_of_death_organisation] if event.facts.place_of_death_organisation else []),
-        ],
+        organisations_involved=domain.organisations_involved(event.facts),
     )
     await store.append(str(event.case_id), 0, [waiting], context, case_id=event.case_id, conn=conn)
 
@@ -82,6 +85,10 @@ async def _on_case(
         await handlers.change_case(store, case_id, decide, context, conn=conn)
     except handlers.NotFound as missing:
         raise Unprocessable(f"no {missing.what} in the allocation service") from missing
+    except domain.CaseNotOpen as not_open:
+        raise Unprocessable(
+            [{"field": "case_id", "type": not_open.code, "message": not_open.detail}]
+        ) from not_open
 
 
 def consumers(runtime: Runtime) -> Sequence[InboxConsumer[Any]]:

@@ -25,10 +25,17 @@ from events.allocation import (
     ReviewerRegistered,
     ReviewerTrainingRecorded,
 )
-from events.notification import FocusedReason, ReviewType
+from events.calendar import add_months
+from events.notification import CaseFacts, FocusedReason, ReviewType
 from events.partner import normalise_name
 
+# How long training stays valid: a reviewer whose training is older cannot take new cases (refreshed
+# every year, LEDER.md). Read at each call, so this is the one place the rule lives.
 TRAINING_VALID_MONTHS = 12
+# The most cases a senior reviewer supports at once (peer supervision). Supporting counts towards a
+# senior's load with this capacity of its own, apart from the capacity of cases they review. The
+# national programme publishes no figure.
+SUPPORT_CAPACITY = 25
 
 # The order in which refusals are reported; the first broken rule is the problem's code.
 RULES = (
@@ -46,10 +53,12 @@ RULES = (
 # What each rule is called on a page, beside the detail that names the person.
 RULE_NAMES = {
     "case_not_waiting": "the case is not waiting for allocation",
+    "eligibility_to_confirm": "the case's eligibility is still to be confirmed",
+    "not_eligible": "the case is not eligible for a LeDeR review",
     "case_not_allocated": "the case is not allocated",
     "reviewer_inactive": "inactive",
     "training_missing": "no training recorded",
-    "training_expired": "training expired (valid for 12 months)",
+    "training_expired": f"training expired (valid for {TRAINING_VALID_MONTHS} months)",
     "conflict_of_interest": "conflict of interest",
     "at_capacity": "at capacity",
     "same_person": "the reviewer cannot be their own senior reviewer",
@@ -71,6 +80,22 @@ class AllocationRefused(DomainError):
         super().__init__("; ".join(v.detail for v in violations))
         self.violations = violations
         self.code = violations[0].code
+
+
+NotOpenStatus = Literal["eligibility_to_confirm", "not_eligible"]
+
+
+class CaseNotOpen(DomainError):
+    """The notification service has the case but has not opened it, so it is not in the queue: its
+    eligibility is still to be confirmed, or it is not eligible. The code names which."""
+
+    def __init__(self, case_id: UUID, status: NotOpenStatus) -> None:
+        why = {
+            "eligibility_to_confirm": "its eligibility is still to be confirmed by the LAC",
+            "not_eligible": "it is not eligible for a LeDeR review",
+        }[status]
+        super().__init__(f"case {case_id} cannot be allocated: {why}")
+        self.code = status
 
 
 class NotAllocatedToCaller(DomainError):
@@ -95,6 +120,13 @@ def conflict_rule() -> str:
     return os.environ.get("LEDER_CONFLICT_RULE", "employing_organisation")
 
 
+def training_expiry(trained_on: date, valid_months: int | None = None) -> date:
+    """The last day training completed on `trained_on` is valid: `valid_months` (by default
+    TRAINING_VALID_MONTHS) later, the month's last day where it has no such day (29 February + 12
+    months = 28 February)."""
+    return add_months(trained_on, TRAINING_VALID_MONTHS if valid_months is None else valid_months)
+
+
 @dataclass(frozen=True)
 class Reviewer:
     reviewer_id: UUID
@@ -108,13 +140,8 @@ class Reviewer:
     conflicts: tuple[tuple[str, str], ...] = ()
 
     def training_expires_on(self) -> date | None:
-        """The last day the training is valid: its first anniversary (28 Feb for 29 Feb)."""
-        if self.trained_on is None:
-            return None
-        try:
-            return self.trained_on.replace(year=self.trained_on.year + 1)
-        except ValueError:
-            return date(self.trained_on.year + 1, 2, 28)
+        """The last day the training is valid (see training_expiry)."""
+        return None if self.trained_on is None else training_expiry(self.trained_on)
 
     def trained_on_day(self, day: date) -> bool:
         expires = self.training_expires_on()
@@ -195,6 +222,22 @@ def _same_organisation(a: str, b: str) -> bool:
     return normalise_name(a) == normalise_name(b)
 
 
+def organisations_involved(facts: CaseFacts) -> list[str]:
+    """Every organisation involved in the person's care, for conflicts of interest: those the
+    notification lists, the place of death, and the organisation that notified the death (a GP
+    practice notifies the deaths of its own patients). Each once, in that order."""
+    named = [
+        *facts.organisations_involved,
+        *([facts.place_of_death_organisation] if facts.place_of_death_organisation else []),
+        facts.notifier_organisation,
+    ]
+    involved: list[str] = []
+    for organisation in named:
+        if not any(_same_organisation(organisation, o) for o in involved):
+            involved.append(organisation)
+    return involved
+
+
 def conflicts_with(case: CaseAllocation, reviewer: Reviewer, rule: str) -> list[str]:
     """Why `reviewer` may not touch `case`, if they may not."""
     reasons = []
@@ -253,9 +296,18 @@ def exclusions(
     return _in_rule_order(found)
 
 
-def senior_exclusions(case: CaseAllocation, senior: Reviewer, today: date, rule: str) -> list[Violation]:
-    """Why `senior` cannot support `case` as its senior reviewer today (empty: they can)."""
+def senior_exclusions(
+    case: CaseAllocation,
+    senior: Reviewer,
+    today: date,
+    rule: str,
+    supporting: int = 0,
+    support_capacity: int | None = None,
+) -> list[Violation]:
+    """Why `senior` cannot support `case` as its senior reviewer today (empty: they can), given the
+    cases they `supporting` now (out of `support_capacity`, by default SUPPORT_CAPACITY)."""
     who = f"{senior.name} (senior reviewer)"
+    capacity = SUPPORT_CAPACITY if support_capacity is None else support_capacity
     found = []
     if not senior.active:
         found.append(Violation("reviewer_inactive", f"{who} is inactive"))
@@ -264,6 +316,8 @@ def senior_exclusions(case: CaseAllocation, senior: Reviewer, today: date, rule:
         found.append(training)
     for reason in conflicts_with(case, senior, rule):
         found.append(Violation("conflict_of_interest", f"senior reviewer: {reason}"))
+    if supporting >= capacity:
+        found.append(Violation("at_capacity", f"{who} supports {supporting} cases, capacity {capacity}"))
     if not senior.senior:
         found.append(Violation("not_senior", f"{senior.name} is not a senior reviewer"))
     return _in_rule_order(found)
@@ -280,7 +334,9 @@ def decide_allocation(
     reviewer_load: int,
     today: date,
     rule: str,
+    senior_supporting: int = 0,
 ) -> list[EventPayload]:
+    """`senior_supporting`: the other cases `senior` supports now."""
     violations = []
     if case.status != "waiting":
         violations.append(Violation("case_not_waiting", f"case {case.case_id} is {case.status}, not waiting"))
@@ -291,7 +347,7 @@ def decide_allocation(
         )
         senior_broken = [v for v in senior_exclusions(case, senior, today, rule) if v.code == "not_senior"]
     else:
-        senior_broken = senior_exclusions(case, senior, today, rule)
+        senior_broken = senior_exclusions(case, senior, today, rule, senior_supporting)
     violations += senior_broken
     if violations:
         raise AllocationRefused(_in_rule_order(violations))
@@ -319,11 +375,12 @@ def decide_reallocation(
     today: date,
     rule: str,
     reason: str,
+    senior_supporting: int = 0,
 ) -> list[EventPayload]:
     if case.status != "allocated" or case.reviewer_id is None:
         raise AllocationRefused([Violation("case_not_allocated", f"case {case.case_id} is {case.status}")])
     waiting = replace(case, status="waiting")
-    allocated = decide_allocation(waiting, reviewer, senior, reviewer_load, today, rule)
+    allocated = decide_allocation(waiting, reviewer, senior, reviewer_load, today, rule, senior_supporting)
     moved = CaseReallocated(
         case_id=case.case_id,
         from_reviewer_id=case.reviewer_id,
@@ -368,15 +425,28 @@ class Suggestion:
     load: int
     last_allocated_on: date | None
     excluded_because: list[Violation]
+    supporting: int = 0  # for a senior reviewer, the cases they support now
+
+
+def reviewer_load(suggestion: Suggestion, support_capacity: int | None = None) -> float:
+    """How full a reviewer is, relative to capacity; a senior reviewer's support of other cases counts
+    too, against its own capacity (SUPPORT_CAPACITY)."""
+    load = suggestion.load / suggestion.reviewer.capacity
+    if suggestion.reviewer.senior:
+        load += suggestion.supporting / (SUPPORT_CAPACITY if support_capacity is None else support_capacity)
+    return load
 
 
 def rank(suggestions: list[Suggestion]) -> list[Suggestion]:
-    """Eligible first; then lowest load relative to capacity; then longest since their last allocation."""
+    """Eligible first; reviewers who are not senior before senior reviewers (a senior reviewer's own
+    caseload is small because they support others: they review when no one else can); then lowest
+    load relative to capacity; then longest since their last allocation."""
     return sorted(
         suggestions,
         key=lambda s: (
             bool(s.excluded_because),
-            s.load / s.reviewer.capacity,
+            s.reviewer.senior,
+            reviewer_load(s),
             s.last_allocated_on or date.min,
             s.reviewer.name,
         ),
@@ -417,20 +487,22 @@ def suggest_pairs(
     reviewers: list[Suggestion], seniors: list[SeniorCandidate], limit: int = MAX_PAIRS
 ) -> list[Pair]:
     """Up to `limit` (reviewer, senior reviewer) pairs the LAC can allocate as they stand: each
-    eligible reviewer in rank order with the best senior who is not them; then, while there is room,
-    each with their next best senior. Never one person in both roles."""
-    eligible = [r for r in rank(reviewers) if not r.excluded_because]
+    eligible reviewer who is not senior, in rank order, with the best senior; then, while there is
+    room, each with their next best senior. Senior reviewers are offered as reviewers only after every
+    pair with a reviewer who is not senior. Never one person in both roles."""
+    ranked = [r for r in rank(reviewers) if not r.excluded_because]
     supporters = [s for s in rank_seniors(seniors) if not s.excluded_because]
-    options = {
-        r.reviewer.reviewer_id: [s for s in supporters if not same_person(r.reviewer, s.reviewer)]
-        for r in eligible
-    }
     pairs: list[Pair] = []
-    choice = 0
-    while len(pairs) < limit and any(len(o) > choice for o in options.values()):
-        for r in eligible:
-            mine = options[r.reviewer.reviewer_id]
-            if choice < len(mine) and len(pairs) < limit:
-                pairs.append(Pair(r, mine[choice]))
-        choice += 1
+    for group in ([r for r in ranked if not r.reviewer.senior], [r for r in ranked if r.reviewer.senior]):
+        options = {
+            r.reviewer.reviewer_id: [s for s in supporters if not same_person(r.reviewer, s.reviewer)]
+            for r in group
+        }
+        choice = 0
+        while len(pairs) < limit and any(len(o) > choice for o in options.values()):
+            for r in group:
+                mine = options[r.reviewer.reviewer_id]
+                if choice < len(mine) and len(pairs) < limit:
+                    pairs.append(Pair(r, mine[choice]))
+            choice += 1
     return pairs

@@ -40,8 +40,17 @@ async def load_reviewer(conn: Connection, reviewer_id: UUID) -> tuple[domain.Rev
 async def load_case(conn: Connection, case_id: UUID) -> tuple[domain.CaseAllocation, int]:
     state, version = await aggregates.load(conn, str(case_id), domain.evolve_case)
     if state is None:
-        raise NotFound(f"case {case_id}")
+        raise await _missing_case(conn, case_id)
     return state, version
+
+
+async def _missing_case(conn: Connection, case_id: UUID) -> Exception:
+    """Why a case is not here: the notification service has it but has not opened it (a 409 naming
+    its state), or nobody notified it (404)."""
+    status = await conn.fetchval("SELECT status FROM cases_not_open WHERE case_id = $1", case_id)
+    if status is not None:
+        return domain.CaseNotOpen(case_id, status)
+    return NotFound(f"case {case_id}")
 
 
 async def register_reviewer(
@@ -103,6 +112,19 @@ async def _caseload(conn: Connection, reviewer_id: UUID) -> int:
     return load or 0
 
 
+async def _supporting_others(conn: Connection, senior_id: UUID, case_id: UUID) -> int:
+    """The cases other than `case_id` that `senior_id` supports now. Serialised per senior reviewer
+    like the caseload, so two allocations cannot both take their last place of support."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"supporting-{senior_id}")
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM allocation_cases WHERE status = 'allocated' AND senior_reviewer_id = $1"
+        " AND case_id <> $2",
+        senior_id,
+        case_id,
+    )
+    return count
+
+
 async def allocate(
     store: EventStore,
     case_id: UUID,
@@ -117,12 +139,13 @@ async def allocate(
         reviewer, _ = await load_reviewer(conn, reviewer_id)
         senior, _ = await load_reviewer(conn, senior_id)
         load = await _caseload(conn, reviewer_id)
+        supported = await _supporting_others(conn, senior_id, case_id)
         rule = domain.conflict_rule()
         if reallocation_reason is None:
-            events = domain.decide_allocation(case, reviewer, senior, load, today, rule)
+            events = domain.decide_allocation(case, reviewer, senior, load, today, rule, supported)
         else:
             events = domain.decide_reallocation(
-                case, reviewer, senior, load, today, rule, reallocation_reason
+                case, reviewer, senior, load, today, rule, reallocation_reason, supported
             )
         await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
         return events
@@ -139,7 +162,10 @@ async def change_case(
             store, str(case_id), domain.evolve_case, decide, context, case_id=case_id, conn=conn
         )
     except aggregates.StreamNotFound as missing:
-        raise NotFound(f"case {case_id}") from missing
+        if conn is not None:
+            raise await _missing_case(conn, case_id) from missing
+        async with store.pool.acquire() as own:
+            raise await _missing_case(own, case_id) from missing
 
 
 async def declare_conflict(
@@ -189,21 +215,23 @@ async def suggestions(store: EventStore, case_id: UUID, today: date) -> Suggeste
         found, seniors = [], []
         for row in rows:
             reviewer, _ = await load_reviewer(conn, row["reviewer_id"])
+            support = supported.get(reviewer.reviewer_id, 0) if reviewer.senior else 0
             found.append(
                 domain.Suggestion(
                     reviewer,
                     row["active_caseload"],
                     row["last_allocated_on"],
                     domain.exclusions(case, reviewer, row["active_caseload"], today, rule),
+                    supporting=support,
                 )
             )
             if reviewer.senior:
                 seniors.append(
                     domain.SeniorCandidate(
                         reviewer,
-                        supported.get(reviewer.reviewer_id, 0),
+                        support,
                         row["last_supported_on"],
-                        domain.senior_exclusions(case, reviewer, today, rule),
+                        domain.senior_exclusions(case, reviewer, today, rule, support),
                     )
                 )
     return Suggested(domain.rank(found), domain.rank_seniors(seniors), domain.suggest_pairs(found, seniors))

@@ -128,7 +128,9 @@ async def record_opened_case(
     conn: Connection, case_id: UUID, reference: str | None, place_of_death: str
 ) -> None:
     """What notification.CaseOpened tells the LAC's pages (reference, place of death). Not a
-    projection of this service's events, so a rebuild keeps it (see migration 002)."""
+    projection of this service's events, so a rebuild keeps it (see migration 002). An opened case is
+    no longer one that is not open (migration 003)."""
+    await conn.execute("DELETE FROM cases_not_open WHERE case_id = $1", case_id)
     await conn.execute(
         "INSERT INTO opened_cases (case_id, reference, place_of_death) VALUES ($1, $2, $3)"
         " ON CONFLICT (case_id) DO UPDATE SET place_of_death = EXCLUDED.place_of_death,"
@@ -136,6 +138,17 @@ async def record_opened_case(
         case_id,
         reference,
         place_of_death,
+    )
+
+
+async def record_case_not_open(conn: Connection, case_id: UUID, status: str) -> None:
+    """A case the notification service has but has not opened (eligibility_to_confirm, not_eligible),
+    so that allocating it is refused naming its state. Kept by a rebuild (see migration 003)."""
+    await conn.execute(
+        "INSERT INTO cases_not_open (case_id, status) VALUES ($1, $2)"
+        " ON CONFLICT (case_id) DO UPDATE SET status = EXCLUDED.status",
+        case_id,
+        status,
     )
 
 

@@ -10,7 +10,13 @@ from uuid import UUID, uuid4
 import pytest
 
 from events import Actor, Envelope
-from events.notification import CaseFacts, CaseOpened, SealedPersonalData
+from events.notification import (
+    CaseFacts,
+    CaseOpened,
+    EligibilityRejected,
+    EligibilityToConfirm,
+    SealedPersonalData,
+)
 from events.partner import PlaceOfDeath
 from events.topics import service_topic
 from infra.projections import rebuild
@@ -34,6 +40,8 @@ def opened_envelope(
     occurred: datetime,
     reference: str | None = None,
     place_of_death: PlaceOfDeath = "hospital",
+    notifier_organisation: str = "GP",
+    notified_on: date | None = None,
 ) -> Envelope:
     facts = CaseFacts(
         age_at_death=62,
@@ -49,13 +57,14 @@ def opened_envelope(
         place_of_death_organisation=None,
         gp_practice_code=None,
         organisations_involved=organisations,
-        notifier_organisation="GP",
+        notifier_organisation=notifier_organisation,
         notifier_role="gp",
         involve_family=True,
     )
     payload = CaseOpened(
         case_id=case_id,
         notification_id=uuid4(),
+        notified_on=notified_on,
         reference=reference,
         review_type="initial",
         focused_reasons=[],
@@ -425,17 +434,17 @@ async def test_suggested_pairs_rank_seniors_by_the_cases_they_support_and_never_
     [sol_conflict] = seniors["Sol"]["excluded_because"]
     assert sol_conflict["code"] == "conflict_of_interest" and "Sol's employer" in sol_conflict["detail"]
 
-    # Reviewers ranked as before (Sam and Sue idle and never allocated, then Ria, then Rae), each
-    # with the best senior who is not them; then second choices.
+    # The reviewers who are not senior first (Ria, then Rae), each with the best senior; then their
+    # second choices; the seniors, idle as reviewers because they support others, come after them.
     pairs = body["pairs"]
     assert [(p["reviewer"]["name"], p["senior_reviewer"]["name"]) for p in pairs] == [
-        ("Sam", "Sue"),
-        ("Sue", "Sam"),
         ("Ria", "Sue"),
         ("Rae", "Sue"),
         ("Ria", "Sam"),
+        ("Rae", "Sam"),
+        ("Sue", "Sam"),
     ]
-    assert pairs[2] == {
+    assert pairs[0] == {
         "reviewer": {"reviewer_id": ria, "sub": "ria", "name": "Ria", "caseload": 0, "capacity": 4},
         "senior_reviewer": {
             "reviewer_id": sue,
@@ -469,7 +478,7 @@ async def test_suggested_pairs_rank_seniors_by_the_cases_they_support_and_never_
     )
 
     # One click: the pair as offered is allocated, and Sue now supports a case.
-    one_click = pairs[2]
+    one_click = pairs[0]
     allocated = await allocate(
         svc, case_id, one_click["reviewer"]["reviewer_id"], one_click["senior_reviewer"]["reviewer_id"]
     )
@@ -585,3 +594,137 @@ async def test_the_reviewer_page_and_the_people_directory(
             ]
         }
     assert (await svc.client.get("/people", headers=svc.headers("partner_system"))).status_code == 403
+
+
+async def test_a_reviewer_employed_by_the_organisation_that_notified_the_death_is_conflicted(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    case_id = uuid4()
+    opened = opened_envelope(
+        case_id,
+        ["Southmead Hospital"],
+        datetime(2026, 11, 20, tzinfo=UTC),
+        notifier_organisation="Pembroke Road Surgery",
+    )
+    await publish_raw(
+        kafka_bootstrap, service_topic("notification", topic_prefix), [(opened.kafka_key, opened.canonical())]
+    )
+
+    async def queued() -> bool:
+        return [c["case_id"] for c in await queue(svc)] == [str(case_id)]
+
+    await eventually(queued, timeout=60)
+    gp = await register(svc, "Gail", organisations=("Pembroke Road Surgery",))
+    sam = await register(svc, "Sam", senior=True)
+    refused = await allocate(svc, str(case_id), gp, sam)
+    assert refused.status_code == 409 and refused.json()["code"] == "conflict_of_interest"
+    assert "Pembroke Road Surgery" in refused.json()["violations"][0]["detail"]
+    suggested = await svc.client.get(f"/cases/{case_id}/suggested-reviewers", headers=svc.headers("lac"))
+    [gail] = [s for s in suggested.json()["suggestions"] if s["name"] == "Gail"]
+    assert [e["code"] for e in gail["excluded_because"]] == ["conflict_of_interest"]
+
+
+async def test_the_queue_counts_from_when_the_death_was_notified_not_from_when_eligibility_was_confirmed(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    case_id = uuid4()
+    confirmed_at = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    opened = opened_envelope(case_id, ["Southmead Hospital"], confirmed_at, notified_on=date(2026, 10, 1))
+    await publish_raw(
+        kafka_bootstrap, service_topic("notification", topic_prefix), [(opened.kafka_key, opened.canonical())]
+    )
+
+    async def queued() -> list[dict[str, Any]]:
+        return await queue(svc)
+
+    [waiting] = await eventually(queued, timeout=60)
+    assert (waiting["notified_on"], waiting["deadline"], waiting["days_waiting"]) == (
+        "2026-10-01",
+        "2027-04-01",
+        56,
+    )
+    rae, sam = await register(svc, "Rae"), await register(svc, "Sam", senior=True)
+    assert (await allocate(svc, str(case_id), rae, sam)).status_code == 201
+    [allocated] = [
+        e
+        for e in await svc.runtime.store.read_stream(str(case_id))
+        if e.event_type == "allocation.ReviewerAllocated"
+    ]
+    assert (allocated.data["notified_on"], allocated.data["deadline"]) == ("2026-10-01", "2027-04-01")
+
+
+def _notification_envelope(payload: Any, case_id: UUID, version: int, occurred: datetime) -> Envelope:
+    return Envelope(
+        event_id=uuid4(),
+        event_type=payload.event_type,
+        schema_version=1,
+        stream_id=str(case_id),
+        case_id=case_id,
+        stream_version=version,
+        source="notification",
+        source_sequence=version,
+        occurred_at=occurred,
+        recorded_at=occurred,
+        actor=Actor.system("notification"),
+        correlation_id="c",
+        data=payload.model_dump(mode="json"),
+    )
+
+
+async def test_allocating_a_case_whose_eligibility_is_to_be_confirmed_or_was_rejected_is_409_naming_it(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    opened = opened_envelope(uuid4(), ["Southmead Hospital"], datetime(2026, 11, 1, tzinfo=UTC))
+    facts = CaseFacts.model_validate(opened.data["facts"] | {"learning_disability": None})
+    personal = SealedPersonalData(key_id="k", nonce="n", ciphertext="c")
+    to_confirm, rejected = uuid4(), uuid4()
+    envelopes = [
+        _notification_envelope(
+            EligibilityToConfirm(
+                case_id=case_id,
+                notification_id=uuid4(),
+                unknown=["learning_disability"],
+                focused_reasons=[],
+                flags=[],
+                facts=facts,
+                personal=personal,
+            ),
+            case_id,
+            1,
+            datetime(2026, 11, 1, tzinfo=UTC),
+        )
+        for case_id in (to_confirm, rejected)
+    ]
+    envelopes.append(
+        _notification_envelope(
+            EligibilityRejected(case_id=rejected, reason="no learning disability"),
+            rejected,
+            2,
+            datetime(2026, 11, 2, tzinfo=UTC),
+        )
+    )
+    await publish_raw(
+        kafka_bootstrap,
+        service_topic("notification", topic_prefix),
+        [(e.kafka_key, e.canonical()) for e in envelopes],
+    )
+    rae, sam = await register(svc, "Rae"), await register(svc, "Sam", senior=True)
+
+    async def refused(case_id: UUID, code: str) -> dict[str, Any] | None:
+        response = await allocate(svc, str(case_id), rae, sam)
+        return response.json() if response.status_code == 409 and response.json()["code"] == code else None
+
+    problem = await eventually(lambda: refused(to_confirm, "eligibility_to_confirm"), timeout=30)
+    assert problem is not None and str(to_confirm) in problem["detail"]
+    assert await eventually(lambda: refused(rejected, "not_eligible"), timeout=30)
+    suggested = await svc.client.get(f"/cases/{to_confirm}/suggested-reviewers", headers=svc.headers("lac"))
+    assert suggested.status_code == 409 and suggested.json()["code"] == "eligibility_to_confirm"
+    reallocated = await svc.client.post(
+        f"/cases/{to_confirm}/reallocation",
+        headers=svc.headers("lac"),
+        json={"reviewer_id": rae, "senior_reviewer_id": sam, "reason": "for the test"},
+    )
+    assert reallocated.status_code == 409 and reallocated.json()["code"] == "eligibility_to_confirm"
+    # What was never notified is still not found.
+    assert (await allocate(svc, str(uuid4()), rae, sam)).status_code == 404
+    assert await queue(svc) == []

@@ -264,9 +264,10 @@ def test_pairs_take_reviewers_in_rank_order_with_the_best_senior_who_is_not_them
     pairs = [
         (p.reviewer.reviewer.name, p.senior.reviewer.name) for p in domain.suggest_pairs(reviewers, seniors)
     ]
-    # Sam ranks first as reviewer, so Sue supports him; then each next reviewer with Sam, then
-    # second choices while there is room for five. Sue is full as a reviewer but may still support.
-    assert pairs == [("Sam", "Sue"), ("Rae", "Sam"), ("Ria", "Sam"), ("Rae", "Sue"), ("Ria", "Sue")]
+    # The reviewers who are not senior first, each with Sam (who supports fewest), then their second
+    # choices; Sam is offered as a reviewer only after them, with Sue. Sue is full as a reviewer but
+    # may still support.
+    assert pairs == [("Rae", "Sam"), ("Ria", "Sam"), ("Rae", "Sue"), ("Ria", "Sue"), ("Sam", "Sue")]
     assert all(a != b for a, b in pairs)
 
 
@@ -280,3 +281,129 @@ def test_no_pair_without_an_eligible_reviewer_and_an_eligible_senior_who_is_some
     assert domain.suggest_pairs(untrained, [candidate(sam)]) == []
     many = [domain.Suggestion(reviewer(f"R{i}"), 0, None, []) for i in range(8)]
     assert len(domain.suggest_pairs(many, [candidate(sam)])) == domain.MAX_PAIRS
+
+
+def test_training_is_valid_for_the_named_number_of_months_which_the_expiry_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = reviewer(trained_on=date(2026, 1, 31))
+    assert r.training_expires_on() == date(2027, 1, 31)
+    monkeypatch.setattr(domain, "TRAINING_VALID_MONTHS", 6)
+    assert r.training_expires_on() == date(2026, 7, 31)
+    violation = domain.training_violation(r, date(2026, 8, 1))
+    assert violation is not None and violation.code == "training_expired"
+    assert violation.detail == "Rae's training expired on 2026-07-31"
+    monkeypatch.setattr(domain, "TRAINING_VALID_MONTHS", 1)
+    assert r.training_expires_on() == date(2026, 2, 28)  # no 31 February: the month's last day
+    assert domain.training_expiry(date(2026, 1, 31), 18) == date(2027, 7, 31)
+
+
+def test_the_organisation_that_notified_the_death_counts_as_involved_in_the_care() -> None:
+    from events.notification import CaseFacts
+
+    facts = CaseFacts(
+        age_at_death=62,
+        sex="male",
+        ethnicity="A",
+        learning_disability=True,
+        learning_disability_level="severe",
+        autism=False,
+        accommodation_type="residential_care",
+        opted_out_of_secondary_use=False,
+        date_of_death=date(2026, 9, 1),
+        place_of_death="hospital",
+        place_of_death_organisation="Southmead Hospital",
+        gp_practice_code="L81001",
+        organisations_involved=["Brunswick Care Ltd", "southmead hospital"],
+        notifier_organisation="Pembroke Road Surgery",
+        notifier_role="gp",
+        involve_family=True,
+    )
+    involved = domain.organisations_involved(facts)
+    assert involved == ["Brunswick Care Ltd", "southmead hospital", "Pembroke Road Surgery"]
+    gp_reviewer = reviewer(organisations=("PEMBROKE ROAD  surgery",))
+    assert refused(case(organisations_involved=tuple(involved)), gp_reviewer) == ["conflict_of_interest"]
+
+
+def test_rank_puts_non_senior_reviewers_before_seniors_whatever_their_caseload() -> None:
+    idle_senior = domain.Suggestion(reviewer("Sam", senior=True, capacity=5), 0, None, [])
+    busy = domain.Suggestion(reviewer("Busy", capacity=4), 3, date(2026, 11, 1), [])
+    idle = domain.Suggestion(reviewer("Idle", capacity=4), 0, None, [])
+    ranked = domain.rank([idle_senior, busy, idle])
+    assert [s.reviewer.name for s in ranked] == ["Idle", "Busy", "Sam"]
+
+
+def test_a_senior_supporting_their_support_capacity_cannot_support_another_case() -> None:
+    sam = reviewer("Sam", senior=True)
+    full = domain.senior_exclusions(case(), sam, TODAY, RULE, supporting=domain.SUPPORT_CAPACITY)
+    assert [(v.code, v.detail) for v in full] == [
+        (
+            "at_capacity",
+            f"Sam (senior reviewer) supports {domain.SUPPORT_CAPACITY} cases,"
+            f" capacity {domain.SUPPORT_CAPACITY}",
+        )
+    ]
+    assert domain.senior_exclusions(case(), sam, TODAY, RULE, supporting=domain.SUPPORT_CAPACITY - 1) == []
+    with pytest.raises(domain.AllocationRefused) as refusal:
+        domain.decide_allocation(
+            case(), reviewer(), sam, 0, TODAY, RULE, senior_supporting=domain.SUPPORT_CAPACITY
+        )
+    assert refusal.value.code == "at_capacity"
+
+
+def test_following_the_first_suggested_pair_for_20_cases_spreads_support_across_the_seniors() -> None:
+    """The LAC allocates 20 cases one after another, each to the first pair offered: every case goes
+    to a reviewer who is not senior (there is room), and the seniors share the support evenly."""
+    plain = [reviewer(f"R{i}", capacity=8) for i in range(5)]
+    seniors = [reviewer(f"S{i}", senior=True, capacity=5) for i in range(3)]
+    load = {r.reviewer_id: 0 for r in plain + seniors}
+    supporting = {s.reviewer_id: 0 for s in seniors}
+    last_allocated: dict[object, date] = {}
+    last_supported: dict[object, date] = {}
+    chosen = []
+    for n in range(20):
+        day = date(2026, 11, 1 + n)
+        c = case()
+        offered = [
+            domain.Suggestion(
+                r,
+                load[r.reviewer_id],
+                last_allocated.get(r.reviewer_id),
+                domain.exclusions(c, r, load[r.reviewer_id], day, RULE),
+                supporting=supporting.get(r.reviewer_id, 0),
+            )
+            for r in plain + seniors
+        ]
+        candidates = [
+            domain.SeniorCandidate(
+                s,
+                supporting[s.reviewer_id],
+                last_supported.get(s.reviewer_id),
+                domain.senior_exclusions(c, s, day, RULE, supporting=supporting[s.reviewer_id]),
+            )
+            for s in seniors
+        ]
+        first = domain.suggest_pairs(offered, candidates)[0]
+        who, senior = first.reviewer.reviewer, first.senior.reviewer
+        assert who.reviewer_id != senior.reviewer_id
+        load[who.reviewer_id] += 1
+        supporting[senior.reviewer_id] += 1
+        last_allocated[who.reviewer_id] = last_supported[senior.reviewer_id] = day
+        chosen.append(who)
+    assert not any(r.senior for r in chosen)
+    assert sorted(supporting.values()) == [6, 7, 7]
+    assert sorted(load[r.reviewer_id] for r in plain) == [4, 4, 4, 4, 4]
+
+
+def test_pairs_offer_a_senior_as_reviewer_only_when_no_one_else_is_eligible() -> None:
+    sam, sue = reviewer("Sam", senior=True), reviewer("Sue", senior=True)
+    rae = reviewer("Rae", trained_on=None)
+    c = case()
+    offered = [
+        domain.Suggestion(r, 0, None, domain.exclusions(c, r, 0, TODAY, RULE)) for r in (sam, sue, rae)
+    ]
+    pairs = domain.suggest_pairs(offered, [candidate(sam), candidate(sue, 1)])
+    assert [(p.reviewer.reviewer.name, p.senior.reviewer.name) for p in pairs] == [
+        ("Sam", "Sue"),
+        ("Sue", "Sam"),
+    ]
