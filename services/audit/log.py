@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from events import Envelope
 from infra.db import Connection, connect_like
-from services.audit import merkle
+from services.audit import links, merkle
 
 _APPEND_LOCK = 27_182_818
 
@@ -55,6 +55,7 @@ async def append(conn: Connection, raw: bytes, envelope: Envelope) -> bool:
         [h for _, h in frontier],
         [n for n, _ in frontier],
     )
+    await links.link(conn, position, envelope)
     return True
 
 

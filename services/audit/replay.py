@@ -22,6 +22,8 @@ class CaseState:
     pauses: list[dict[str, Any]] = field(default_factory=list)
     qa_decisions: list[dict[str, Any]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    # Each action agreed for the case and what became of it: open, overdue or completed.
+    linked_actions: list[dict[str, Any]] = field(default_factory=list)
     events_seen: int = 0
 
 
@@ -79,7 +81,34 @@ def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> Cas
                 state.status = "reopened"
             case "governance.ActionAgreed":
                 state.actions.append(d["what"])
+                state.linked_actions.append(
+                    {
+                        "action_id": d["action_id"],
+                        "what": d["what"],
+                        "organisation": d.get("organisation"),
+                        "lead": d.get("lead"),
+                        "due_on": d.get("due_on"),
+                        "agreed_at": e.occurred_at.isoformat(),
+                        "status": "open",
+                        "progress_updates": 0,
+                        "completed_on": None,
+                    }
+                )
+            case "governance.ActionProgressUpdated":
+                for action in _actions(state, d):
+                    action["progress_updates"] += 1
+            case "governance.ActionOverdue":
+                for action in _actions(state, d):
+                    if action["status"] != "completed":
+                        action["status"] = "overdue"
+            case "governance.ActionCompleted":
+                for action in _actions(state, d):
+                    action["status"], action["completed_on"] = "completed", d.get("completed_on")
     return state
+
+
+def _actions(state: CaseState, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in state.linked_actions if a["action_id"] == data.get("action_id")]
 
 
 # A line a person reads for each kind of event: plain words, no free text a reviewer wrote (notes and

@@ -23,9 +23,14 @@ async def record(
 
 async def case_entries(executor: Connection | asyncpg.Pool, case_id: UUID) -> list[tuple[int, Envelope]]:
     """A case's entries, from every service, in the order things happened: what its history, its
-    replay and its export are made of."""
+    replay and its export are made of. With them, the entries linked to it (an action agreed for it,
+    and what became of the action: services/audit/links.py)."""
     rows = await executor.fetch(
-        "SELECT position, envelope FROM audit_log WHERE case_id = $1 ORDER BY occurred_at, position", case_id
+        "SELECT position, envelope FROM audit_log WHERE position IN ("
+        " SELECT position FROM audit_log WHERE case_id = $1"
+        " UNION SELECT position FROM audit_case_links WHERE case_id = $1)"
+        " ORDER BY occurred_at, position",
+        case_id,
     )
     return [(r["position"], Envelope.from_bytes(r["envelope"])) for r in rows]
 
