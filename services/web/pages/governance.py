@@ -27,6 +27,7 @@ ENTER = {
     "update": "Enter the progress made",
     "evidence": "Enter the evidence that the action is complete",
 }
+NOT_TAKEN = {"case_references": "Cases cannot be linked by their reference yet: leave this empty for now"}
 ACTION_FIELDS = {"what": "what", "organisation": "organisation", "lead": "lead", "due_on": "due_on"}
 ACTION_FIELDS |= {"case_references": "case_references", "case_ids": "case_references", "themes": "themes"}
 
@@ -166,5 +167,5 @@ def absorb(form: Form, refused: ApiError, fields: dict[str, str], default: str) 
         if key in ENTER and item.get("type") in ("string_too_short", "missing"):
             form.error(key, ENTER[key])
         elif key and item.get("type") == "extra_forbidden":
-            form.error(key, "The governance service does not take this yet")
+            form.error(key, NOT_TAKEN.get(key, "The governance service does not take this yet"))
     form.absorb(refused, fields=fields, default=default)
