@@ -21,7 +21,7 @@ from infra.logging import configure_logging, get_logger
 from services.web import account, signin
 from services.web.backend import ApiError, Backend
 from services.web.page import CsrfFailed, RoleForbidden, SignInRequired, render, session_of
-from services.web.pages import governance, ig, lac, lac_reviewers, partner, qa, reviewer
+from services.web.pages import governance, ig, lac, lac_reviewers, panels, partner, qa, reviewer
 from services.web.sessions import COOKIE, Session, SessionStore
 from services.web.settings import WebSettings
 
@@ -133,9 +133,8 @@ def create_app(settings: WebSettings) -> FastAPI:
 
     app.include_router(signin.router(settings))
     app.include_router(account.router)
-    for pages in (lac, reviewer, qa, governance, ig, partner):
+    for pages in (lac, lac_reviewers, panels, reviewer, qa, governance, ig, partner):
         app.include_router(pages.router)
-    app.include_router(lac_reviewers.router)
     return app
 
 

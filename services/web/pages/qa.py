@@ -13,11 +13,9 @@ from fastapi.responses import HTMLResponse, Response
 from services.web.backend import ApiError
 from services.web.forms import Form
 from services.web.page import Page, for_roles
-from services.web.pages import panels
 
 router = APIRouter()
 # The LAC's panel pages ride on this router, so app.py (another area's file) needs no change.
-router.include_router(panels.router)
 PanelPage = Annotated[Page, Depends(for_roles("qa_panel"))]
 PanelId = Annotated[UUID | None, Query(alias="panel")]
 # The agendas shown in full on /qa: the next few panels (each is one call).
