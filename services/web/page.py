@@ -97,12 +97,19 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "role": role,
         "role_name": ROLE_NAMES.get(role or "", ""),
         "navigation": NAVIGATION.get(role or "", []),
+        "current_nav": current_item(NAVIGATION.get(role or "", []), request.url.path),
         "csrf_token": session.csrf,
         "dev_sign_in": request.app.state.settings.dev_sign_in,
         "flash": session.take_flash(),
         "path": request.url.path,
     }
     return templates.TemplateResponse(request, template, base | context, status_code=status_code)
+
+
+def current_item(items: list[tuple[str, str]], path: str) -> str | None:
+    """The menu item this page is under: the longest link that is the path or a folder of it."""
+    under = [href for href, _ in items if path == href or path.startswith(href.rstrip("/") + "/")]
+    return max(under, key=len) if under else None
 
 
 def download(content: bytes, filename: str, media_type: str) -> Response:
