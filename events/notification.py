@@ -160,6 +160,22 @@ class CaseAllocationRecorded(EventPayload):
     senior_reviewer_user_id: str | None
 
 
+@event("notification.CaseClosureRecorded")
+class CaseClosureRecorded(EventPayload):
+    """The QA panel closed the case (governance.CaseClosed): the case shows closed here too."""
+
+    case_id: UUID
+    closed_on: date
+
+
+@event("notification.CaseReopeningRecorded")
+class CaseReopeningRecorded(EventPayload):
+    """The LAC reopened the case (governance.CaseReopened): the case shows open here again."""
+
+    case_id: UUID
+    reason: str
+
+
 @event("notification.PersonalDetailsViewed")
 class PersonalDetailsViewed(EventPayload):
     case_id: UUID

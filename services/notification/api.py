@@ -33,7 +33,9 @@ class CaseView(BaseModel):
     reference: str | None = Field(
         description="LDR-<year notified>-<five digits>; none while eligibility is to be confirmed"
     )
-    status: Literal["open", "eligibility_to_confirm", "not_eligible"]
+    status: Literal["open", "eligibility_to_confirm", "not_eligible", "closed"] = Field(
+        description="`closed`: the QA panel approved its review and closed it; reopened, it is `open` again"
+    )
     outcome: Literal["case_opened", "eligibility_to_confirm", "not_eligible"]
     review_type: Literal["initial", "focused"] | None
     focused_reasons: list[FocusedReason]
@@ -156,7 +158,7 @@ async def decide_eligibility(
     if body.decision == "reject" and not body.reason:
         raise Problem(422, "reason_required", "rejecting eligibility needs a reason")
 
-    def decide(case: domain.Case, reference: str) -> list[Any]:
+    def decide(case: domain.Case, reference: str, notified_on: date) -> list[Any]:
         return domain.decide_eligibility(
             case,
             body.decision == "confirm",
@@ -164,6 +166,7 @@ async def decide_eligibility(
             body.autism,
             body.reason,
             reference=reference,
+            notified_on=notified_on,
         )
 
     store = _store(request)
@@ -204,8 +207,11 @@ async def list_cases(
     request: Request,
     _: Annotated[Caller, LAC],
     status: Annotated[
-        Literal["open", "eligibility_to_confirm", "not_eligible"] | None,
-        Query(description="`eligibility_to_confirm`: the cases whose eligibility the LAC is to confirm"),
+        Literal["open", "eligibility_to_confirm", "not_eligible", "closed"] | None,
+        Query(
+            description="`eligibility_to_confirm`: the cases whose eligibility the LAC is to confirm;"
+            " `open` leaves out the cases the QA panel closed (`closed`) until they are reopened"
+        ),
     ] = None,
     review_type: Annotated[Literal["initial", "focused"] | None, Query()] = None,
     notified_from: Annotated[date | None, Query(description="inclusive")] = None,
@@ -264,7 +270,7 @@ def _case_json(row: Any) -> dict[str, Any]:
     facts = json.loads(case["facts"])
     case["facts"] = facts
     case["notifiers"] = json.loads(case["notifiers"])
-    case["outcome"] = "case_opened" if case["status"] == "open" else case["status"]
+    case["outcome"] = "case_opened" if case["status"] in ("open", "closed") else case["status"]
     case["notified_on"] = case["notified_at"].astimezone(UTC).date()
     for fact in ("date_of_death", "age_at_death", "place_of_death"):
         case[fact] = facts[fact]

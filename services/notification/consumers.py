@@ -1,11 +1,13 @@
 """What the notification service consumes: partner notifications (the Kafka door), allocations (who
-may see a case's personal details) and review escalations (the case's review type)."""
+may see a case's personal details), review escalations (the case's review type), and the QA panel's
+closing and the LAC's reopening of a case (its status, the same here as everywhere)."""
 
 from collections.abc import Sequence
 from typing import Any
 
 from events import Actor, Envelope
 from events.allocation import ReviewerAllocated
+from events.governance import CaseClosed, CaseReopened
 from events.notification import CaseAllocationRecorded
 from events.partner import InvalidNotification, PartnerNotification, parse_notification
 from events.review import ReviewEscalatedToFocused
@@ -54,6 +56,12 @@ def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envel
             await _on_case(
                 store, conn, event.case_id, lambda c: domain.decide_review_escalation(c, reasons), context
             )
+        elif isinstance(event, CaseClosed):
+            closed_on = event.closed_on
+            await _on_case(store, conn, event.case_id, lambda c: domain.decide_closure(c, closed_on), context)
+        elif isinstance(event, CaseReopened):
+            reason = event.reason
+            await _on_case(store, conn, event.case_id, lambda c: domain.decide_reopening(c, reason), context)
 
     return InboxConsumer(
         name=name, topic=topic, pool=store.pool, apply=apply, parse=parse_envelope,
@@ -78,4 +86,5 @@ def consumers(runtime: Runtime) -> Sequence[InboxConsumer[Any]]:
         partner_notifications(runtime.store, partner_topic(prefix)),
         case_events(runtime.store, service_topic("allocation", prefix), "allocation-events"),
         case_events(runtime.store, service_topic("review", prefix), "review-events"),
+        case_events(runtime.store, service_topic("governance", prefix), "governance-events"),
     ]

@@ -12,9 +12,11 @@ from uuid import UUID
 from events import EventPayload
 from events.notification import (
     CaseAllocationRecorded,
+    CaseClosureRecorded,
     CaseEscalatedToFocused,
     CaseFacts,
     CaseOpened,
+    CaseReopeningRecorded,
     Diagnosis,
     DuplicateNotificationLinked,
     EligibilityConfirmed,
@@ -37,7 +39,7 @@ FLAG_ETHNICITY_NOT_STATED = "ethnicity_not_stated"
 Outcome = Literal[
     "case_opened", "duplicate_linked", "referred_to_cdop", "not_eligible", "eligibility_to_confirm"
 ]
-CaseStatus = Literal["eligibility_to_confirm", "open", "not_eligible"]
+CaseStatus = Literal["eligibility_to_confirm", "open", "not_eligible", "closed"]
 
 
 class DomainError(Exception):
@@ -213,9 +215,11 @@ def decide_intake(
     personal: SealedPersonalData,
     *,
     reference: str | None,
+    notified_on: date | None = None,
 ) -> Intake:
     """What a notification is. `personal` is sealed under the key of its intake_stream; `reference`
-    names the case if the notification opens one (the handler found the next)."""
+    names the case if the notification opens one (the handler found the next); `notified_on` is the
+    day it was notified (today), where an opened case's six-month clock starts."""
     outcome = classify(notification, match)
     stream_id = intake_stream(outcome, notification, match, new_case_id)
     facts = facts_of(notification)
@@ -267,6 +271,7 @@ def decide_intake(
         case_id=new_case_id,
         notification_id=nid,
         reference=reference,
+        notified_on=notified_on,
         review_type=review_type,
         focused_reasons=reasons,
         flags=flags,
@@ -355,6 +360,12 @@ def evolve(state: Case | None, event: EventPayload) -> Case | None:
         case PersonalDataDestroyed():
             assert state is not None
             return replace(state, personal_destroyed=True)
+        case CaseClosureRecorded():
+            assert state is not None
+            return replace(state, status="closed")
+        case CaseReopeningRecorded():
+            assert state is not None
+            return replace(state, status="open")
         case _:
             return state  # EligibilityConfirmed, DuplicateNotificationLinked, PersonalDetailsViewed
 
@@ -367,8 +378,10 @@ def decide_eligibility(
     reason: str | None,
     *,
     reference: str | None = None,
+    notified_on: date | None = None,
 ) -> list[EventPayload]:
-    """`reference` names the case if confirming opens it (the handler found the next)."""
+    """`reference` names the case if confirming opens it (the handler found the next); `notified_on`
+    is the day the death was notified, not today: the case's six-month clock started then."""
     if case.status != "eligibility_to_confirm":
         raise NotAwaitingEligibility(
             f"case {case.case_id} is {case.status}, not awaiting an eligibility decision"
@@ -391,6 +404,7 @@ def decide_eligibility(
             case_id=case.case_id,
             notification_id=case.notification_id,
             reference=reference,
+            notified_on=notified_on,
             review_type="focused" if reasons else "initial",
             focused_reasons=reasons,
             flags=list(case.flags),
@@ -421,6 +435,23 @@ def decide_review_escalation(case: Case, reasons: list[FocusedReason]) -> list[E
     if case.review_type == "focused" and not new:
         return []
     return [CaseEscalatedToFocused(case_id=case.case_id, reasons=new, source="review")]
+
+
+def decide_closure(case: Case, closed_on: date) -> list[EventPayload]:
+    """The QA panel closed the case (governance.CaseClosed): it shows closed here too. Only an open
+    case is closed; told again, nothing changes."""
+    if case.status == "closed":
+        return []
+    if case.status != "open":
+        raise NotAnOpenCase(f"case {case.case_id} is {case.status}: it was never open, so cannot be closed")
+    return [CaseClosureRecorded(case_id=case.case_id, closed_on=closed_on)]
+
+
+def decide_reopening(case: Case, reason: str) -> list[EventPayload]:
+    """The LAC reopened the case (governance.CaseReopened): it shows open here again."""
+    if case.status != "closed":
+        return []
+    return [CaseReopeningRecorded(case_id=case.case_id, reason=reason)]
 
 
 def decide_view(case: Case, viewer: str, role: str, reason: str) -> list[EventPayload]:

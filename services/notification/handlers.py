@@ -59,7 +59,9 @@ async def take_notification(
                 personal = seal(key, stream_id, PersonalDetails.of(notification))
                 now = store.clock()
                 reference = await next_reference(conn, now.year) if outcome == "case_opened" else None
-                intake = domain.decide_intake(notification, match, new_case_id, personal, reference=reference)
+                intake = domain.decide_intake(
+                    notification, match, new_case_id, personal, reference=reference, notified_on=now.date()
+                )
                 version = await _version(conn, intake.stream_id)
                 await store.append(
                     intake.stream_id, version, intake.events, context,
@@ -81,31 +83,34 @@ async def next_reference(conn: Connection, year: int) -> str:
     return domain.case_reference(year, (last or 0) + 1)
 
 
-async def notified_year(conn: Connection, case_id: UUID) -> int:
-    """The year the case's death was notified: when its first event (its intake) occurred."""
+async def notified_on(conn: Connection, case_id: UUID) -> date:
+    """The day (UTC) the case's death was notified: when its first event (its intake) occurred."""
     raw = await conn.fetchval(
         "SELECT envelope FROM events WHERE stream_id = $1 AND stream_version = 1", str(case_id)
     )
     if raw is None:
         raise CaseNotFound(str(case_id))
-    return Envelope.from_bytes(raw).occurred_at.year
+    return Envelope.from_bytes(raw).occurred_at.astimezone(UTC).date()
 
 
-OpeningDecision = Callable[[domain.Case, str], Sequence[EventPayload]]
+# The case, the next reference of the year it was notified, and the day it was notified.
+OpeningDecision = Callable[[domain.Case, str, date], Sequence[EventPayload]]
 
 
 async def change_opening_case(
     store: EventStore, case_id: UUID, decide: OpeningDecision, context: Context
 ) -> list[EventPayload]:
     """A change that may open the case (confirming eligibility): decided under the intake lock with the
-    next reference of the year the case was notified, which the decision uses if it opens the case."""
+    next reference of the year the case was notified, which the decision uses if it opens the case,
+    and the day it was notified, where its six-month clock starts."""
     for attempt in range(1, RETRIES + 1):
         try:
             async with store.transaction() as conn:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
                 case, version = await load_case(conn, case_id)
-                reference = await next_reference(conn, await notified_year(conn, case_id))
-                events = list(decide(case, reference))
+                notified = await notified_on(conn, case_id)
+                reference = await next_reference(conn, notified.year)
+                events = list(decide(case, reference, notified))
                 await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
                 return events
         except ConcurrencyError:

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from events import Envelope
 from events.notification import (
     CaseAllocationRecorded,
+    CaseClosureRecorded,
     CaseEscalatedToFocused,
     CaseOpened,
+    CaseReopeningRecorded,
     DuplicateNotificationLinked,
     EligibilityRejected,
     EligibilityToConfirm,
@@ -126,6 +128,10 @@ class CasesProjection:
                 )
             case PersonalDataDestroyed():
                 await self._set(conn, event.case_id, at, "personal_destroyed = true")
+            case CaseClosureRecorded():
+                await self._set(conn, event.case_id, at, "status = 'closed'")
+            case CaseReopeningRecorded():
+                await self._set(conn, event.case_id, at, "status = 'open'")
 
     @staticmethod
     async def _set(conn: Connection, case_id: object, at: object, assignment: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from events import Actor, Envelope
 from events.allocation import ReviewerAllocated
+from events.governance import ActionAgreed, CaseClosed, CaseReopened
 from events.review import ReviewEscalatedToFocused
 from events.topics import partner_topic, service_topic
 from infra.eventstore import Context, EventStore
@@ -294,17 +295,19 @@ async def test_the_lac_confirms_eligibility_and_records_ethnicity(svc: RunningSe
     assert (recorded.json()["case"]["review_type"], recorded.json()["case"]["flags"]) == ("focused", [])
 
 
-def _envelope(source: str, case_id: UUID, payload: Any) -> Envelope:
+def _envelope(
+    source: str, case_id: UUID | None, payload: Any, version: int = 1, stream_id: str | None = None
+) -> Envelope:
     now = datetime.now(UTC)
     return Envelope(
         event_id=uuid4(),
         event_type=payload.event_type,
         schema_version=payload.schema_version,
-        stream_id=str(case_id),
+        stream_id=stream_id or str(case_id),
         case_id=case_id,
-        stream_version=1,
+        stream_version=version,
         source=source,
-        source_sequence=1,
+        source_sequence=version,
         occurred_at=now,
         recorded_at=now,
         actor=Actor.system(source),
@@ -373,3 +376,48 @@ async def test_two_different_nhs_numbers_are_two_people_whatever_their_names_and
     first = (await notify(svc, notification())).json()
     second = (await notify(svc, notification(**{"person.nhs_number": "4010232137"}))).json()
     assert second["outcome"] == "case_opened" and second["case_id"] != first["case_id"]
+
+
+async def test_a_case_the_qa_panel_closed_is_closed_here_and_reopening_opens_it_again(
+    svc: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    case_id = (await notify(svc, notification())).json()["case_id"]
+    other = (await notify(svc, notification(**{"person.nhs_number": "401 023 2137"}))).json()["case_id"]
+    topic = service_topic("governance", topic_prefix)
+    closed = _envelope(
+        "governance", UUID(case_id), CaseClosed(case_id=UUID(case_id), closed_on=date(2026, 11, 2))
+    )
+    # The governance topic carries more than cases: an action is not a case here, and is passed over.
+    action = ActionAgreed(
+        action_id=uuid4(), what="train staff", organisation="Southmead Hospital", lead="Ann",
+        due_on=date(2027, 1, 1), case_ids=[UUID(case_id)], themes=[],
+    )  # fmt: skip
+    agreed = _envelope("governance", None, action, stream_id=f"action-{action.action_id}")
+    await publish_raw(kafka_bootstrap, topic, [(e.kafka_key, e.canonical()) for e in (agreed, closed)])
+
+    async def status(wanted: str) -> bool:
+        return bool((await case(svc, case_id))["status"] == wanted)
+
+    await eventually(lambda: status("closed"), timeout=60)
+    shown = await case(svc, case_id)
+    assert shown["outcome"] == "case_opened"  # what the notification became stays the same
+
+    async def listed(status: str) -> list[str]:
+        response = await svc.client.get("/cases", params={"status": status}, headers=svc.headers("lac"))
+        assert response.status_code == 200, response.text
+        return [c["case_id"] for c in response.json()["cases"]]
+
+    assert await listed("open") == [other]
+    assert await listed("closed") == [case_id]
+
+    reopened = _envelope(
+        "governance", UUID(case_id), CaseReopened(case_id=UUID(case_id), reason="new evidence"), version=2
+    )
+    await publish_raw(kafka_bootstrap, topic, [(reopened.kafka_key, reopened.canonical())])
+    await eventually(lambda: status("open"), timeout=60)
+    assert await listed("open") == [case_id, other]
+    assert await listed("closed") == []
+    assert [e.event_type for e in await svc.runtime.store.read_stream(case_id)][-2:] == [
+        "notification.CaseClosureRecorded",
+        "notification.CaseReopeningRecorded",
+    ]

@@ -7,7 +7,9 @@ from uuid import uuid4
 import pytest
 
 from events.notification import (
+    CaseClosureRecorded,
     CaseOpened,
+    CaseReopeningRecorded,
     DuplicateNotificationLinked,
     EligibilityToConfirm,
     SealedPersonalData,
@@ -310,3 +312,40 @@ def test_only_the_lac_or_someone_allocated_may_see_a_case() -> None:
     assert domain.may_see_case("reviewer", "rev-1", frozenset({"rev-1", "sen-1"}))
     assert domain.may_see_case("senior_reviewer", "sen-1", frozenset({"rev-1", "sen-1"}))
     assert not domain.may_see_case("reviewer", "rev-2", frozenset({"rev-1", "sen-1"}))
+
+
+def test_a_case_opened_carries_the_day_the_death_was_notified() -> None:
+    intake = domain.decide_intake(
+        parse_notification(notification()),
+        None,
+        uuid4(),
+        SEALED,
+        reference=None,
+        notified_on=date(2026, 3, 2),
+    )
+    [event] = intake.events
+    assert isinstance(event, CaseOpened) and event.notified_on == date(2026, 3, 2)
+
+
+def test_confirming_eligibility_later_opens_the_case_from_the_day_it_was_notified_not_today() -> None:
+    [waiting] = decide(notification(**{"person.learning_disability": None})).events
+    case = domain.evolve(None, waiting)
+    assert case is not None
+    _, opened = domain.decide_eligibility(
+        case, True, True, None, None, reference="LDR-2026-00003", notified_on=date(2026, 3, 2)
+    )
+    assert isinstance(opened, CaseOpened) and opened.notified_on == date(2026, 3, 2)
+
+
+def test_a_case_the_qa_panel_closed_is_closed_here_and_reopening_opens_it_again() -> None:
+    case = opened()
+    [closed] = domain.decide_closure(case, date(2026, 11, 2))
+    assert isinstance(closed, CaseClosureRecorded) and closed.closed_on == date(2026, 11, 2)
+    shut = domain.evolve(case, closed)
+    assert shut is not None and shut.status == "closed"
+    assert domain.decide_closure(shut, date(2026, 11, 3)) == []  # told twice: once
+    [reopened] = domain.decide_reopening(shut, "new evidence from the coroner")
+    assert isinstance(reopened, CaseReopeningRecorded) and reopened.reason == "new evidence from the coroner"
+    again = domain.evolve(shut, reopened)
+    assert again is not None and again.status == "open"
+    assert domain.decide_reopening(again, "twice") == []
