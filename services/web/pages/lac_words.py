@@ -36,6 +36,7 @@ CASE_STATUSES: dict[str, str] = {
     "open": "Open",
     "eligibility_to_confirm": "Eligibility to confirm",
     "not_eligible": "Not eligible",
+    "closed": "Closed",
 }
 
 REVIEW_TYPES: dict[str, str] = {"initial": "Initial review", "focused": "Focused review"}
