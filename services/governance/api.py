@@ -1,6 +1,7 @@
 """The governance service's HTTP API: QA panels and decisions, case reopening, actions, reports."""
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
@@ -29,6 +30,9 @@ LAC_OR_PANEL = Annotated[Caller, Depends(require_roles("lac", "qa_panel"))]
 ACTION_READER = Annotated[Caller, Depends(require_roles("governance", "lac"))]
 T = TypeVar("T")
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
+# The words of the QA panel's quality ratings 1..5: the ICB's to configure (LEDER_QA_QUALITY_RATINGS,
+# five labels, 1 first, comma-separated); read once, so a scale that is not five labels stops the start.
+QUALITY_RATINGS = domain.quality_rating_labels(os.environ.get("LEDER_QA_QUALITY_RATINGS"))
 
 
 def _runtime(request: Request) -> Runtime:
@@ -66,6 +70,9 @@ async def _checked(
     except domain.ImpossibleDate as impossible:
         error = {"field": impossible.field, "type": impossible.code, "message": impossible.detail}
         raise Problem(422, impossible.code, impossible.detail, errors=[error]) from impossible
+    except domain.Refused as refused:
+        errors = [{"field": r.field, "type": r.code, "message": r.message} for r in refused.refusals]
+        raise Problem(422, refused.code, refused.detail, errors=errors) from refused
     except domain.DomainError as broken:
         raise Problem(broken.status, broken.code, broken.detail) from broken
 
@@ -110,9 +117,27 @@ async def panels(request: Request, _: READER) -> dict[str, Any]:
     }
 
 
+def _quality_ratings() -> list[dict[str, Any]]:
+    return [{"code": n, "label": label} for n, label in enumerate(QUALITY_RATINGS, start=1)]
+
+
+@router.get("/qa/vocabulary")
+async def qa_vocabulary(_: READER) -> dict[str, Any]:
+    """What the QA panel's quality ratings mean: each rating (`code`, 1 the lowest quality) with the
+    words a form shows beside it."""
+    return {
+        "quality_ratings": {
+            "description": "The ICB's configurable scale for the quality of a review, 1 the lowest and"
+            f" {domain.HIGHEST_QUALITY_RATING} the highest: the national programme publishes none.",
+            "values": _quality_ratings(),
+        }
+    }
+
+
 @router.get("/qa-panels/{panel_id}")
 async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> dict[str, Any]:
-    """The panel's date and its agenda, each item with the case's details and the decision if made."""
+    """The panel's date and its agenda, each item with the case's details and the decision if made;
+    `quality_ratings`: the words of each rating a decision can give (as GET /qa/vocabulary)."""
     pool = _store(request).pool
     found = await pool.fetchrow("SELECT * FROM qa_panels WHERE panel_id = $1", panel_id)
     if found is None:
@@ -135,6 +160,7 @@ async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> dict[str, 
             }
             for i in items
         ],
+        "quality_ratings": _quality_ratings(),
     }
 
 
@@ -189,7 +215,12 @@ async def add_to_agenda(panel_id: UUID, body: AgendaItem, request: Request, call
 class Decision(_Body):
     case_id: UUID
     decision: Literal["approved", "returned"]
-    quality_rating: int | None = Field(default=None, ge=1, le=5)
+    quality_rating: int | None = Field(
+        default=None,
+        ge=1,
+        le=domain.HIGHEST_QUALITY_RATING,
+        description="1 the lowest; see GET /qa/vocabulary",
+    )
     themes: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
     comments: Text | None = None
 
@@ -257,13 +288,23 @@ class NewAction(_Body):
     lead: Annotated[str, Field(min_length=1, max_length=200)]
     due_on: date
     case_ids: list[UUID] = Field(default_factory=list, max_length=200)
+    case_references: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="cases linked by the references people name them by (LDR-2026-00042), with case_ids",
+    )
     themes: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
 
 
 @router.post("/actions", status_code=201)
 async def agree_action(body: NewAction, request: Request, caller: GOVERNANCE) -> dict[str, Any]:
-    action_id = await handlers.agree_action(
-        _store(request), _context(request, caller), agreed_on=_runtime(request).today(), **body.model_dump()
+    """Agreed today, linked to the cases in `case_ids` and those named in `case_references`. 422 (every
+    refused field at once, nothing written): `date_in_past` for a due date before today,
+    `unknown_case_reference` for a reference this service has not seen a case opened with."""
+    action_id = await _checked(
+        handlers.agree_action(
+            _store(request), _context(request, caller), today=_runtime(request).today(), **body.model_dump()
+        )
     )
     return await _action(request, action_id)
 

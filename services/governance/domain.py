@@ -1,6 +1,8 @@
 """The governance domain: the QA and Oversight Group's decisions on reviews, case closure, and the
 Governance Group's actions. Plain Python, no I/O."""
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
@@ -40,6 +42,28 @@ class ImpossibleDate(DomainError):
         super().__init__(detail)
         self.code = code
         self.field = field
+
+
+@dataclass(frozen=True)
+class FieldRefusal:
+    """One field a command cannot take: the request's field, the rule (`code`) and words saying why."""
+
+    field: str
+    code: str
+    message: str
+
+
+class Refused(DomainError):
+    """A command refused for one or more of its fields, each named with its rule, all at once. The
+    code is the rule's when every refusal breaks the same one, `fields_refused` otherwise."""
+
+    status = 422
+
+    def __init__(self, refusals: Sequence[FieldRefusal]) -> None:
+        super().__init__("; ".join(r.message for r in refusals))
+        self.refusals = list(refusals)
+        codes = {r.code for r in refusals}
+        self.code = refusals[0].code if len(codes) == 1 else "fields_refused"
 
 
 class NotAwaitingQA(DomainError):
@@ -102,6 +126,26 @@ def decide_add_to_agenda(case: CaseQA, panel: QAPanelScheduled) -> list[EventPay
     return [ReviewAddedToPanelAgenda(case_id=case.case_id, panel_id=panel.panel_id, held_on=panel.held_on)]
 
 
+# The QA panel rates each review it approves from 1 (lowest quality) to HIGHEST_QUALITY_RATING. Neither
+# the national programme nor the ICB's policy framework publishes what the points mean, so their words
+# are the ICB's to configure (five labels, 1 first); these are a neutral default.
+HIGHEST_QUALITY_RATING = 5
+DEFAULT_QUALITY_RATINGS = ("Poor", "Fair", "Good", "Very good", "Excellent")
+
+
+def quality_rating_labels(configured: str | None) -> tuple[str, ...]:
+    """The words of ratings 1..5 (1 first), from the configured comma-separated labels or the default.
+    ValueError unless there are exactly five."""
+    if not configured or not configured.strip():
+        return DEFAULT_QUALITY_RATINGS
+    labels = tuple(label.strip() for label in configured.split(",") if label.strip())
+    if len(labels) != HIGHEST_QUALITY_RATING:
+        raise ValueError(
+            f"the quality rating scale needs five labels, 1 first, separated by commas: got {len(labels)}"
+        )
+    return labels
+
+
 def decide_qa(
     case: CaseQA,
     panel_id: UUID,
@@ -161,6 +205,73 @@ def evolve_action(state: Action | None, event: EventPayload) -> Action | None:
         case ActionOverdue() if state is not None:
             return replace(state, flagged_overdue=True)
     return state
+
+
+# What a case reference looks like (the notification service writes them): LDR-<year>-<five digits>.
+CASE_REFERENCE = re.compile(r"LDR-\d{4}-\d{5}")
+REFERENCE_EXAMPLE = "LDR-2026-00042"
+
+
+def reference_key(reference: str) -> str:
+    """A reference as typed (spaces around it, lower case) in the form the notification service wrote."""
+    return reference.strip().upper()
+
+
+def decide_agree_action(
+    *,
+    action_id: UUID,
+    what: str,
+    organisation: str,
+    lead: str,
+    due_on: date,
+    case_ids: Sequence[UUID],
+    case_references: Sequence[str],
+    known_references: Mapping[str, UUID],
+    themes: Sequence[str],
+    today: date,
+) -> list[EventPayload]:
+    """An action agreed today (`today`: the service's clock), due today or later, linked to the cases
+    given by id and to those given by reference (`known_references`: each reference the service has
+    seen a case opened with, by `reference_key`), each case once. Every refused field at once."""
+    refusals = []
+    if due_on < today:
+        refusals.append(
+            FieldRefusal(
+                "due_on",
+                "date_in_past",
+                f"the due date ({due_on}) is in the past: an action is due on or after the day it is"
+                f" agreed ({today})",
+            )
+        )
+    linked = list(dict.fromkeys(case_ids))
+    for reference in case_references:
+        key = reference_key(reference)
+        case_id = known_references.get(key)
+        if case_id is None:
+            looks = (
+                "" if CASE_REFERENCE.fullmatch(key) else f": a case reference reads like {REFERENCE_EXAMPLE}"
+            )
+            refusals.append(
+                FieldRefusal(
+                    "case_references", "unknown_case_reference", f"no case {reference.strip()}{looks}"
+                )
+            )
+        elif case_id not in linked:
+            linked.append(case_id)
+    if refusals:
+        raise Refused(refusals)
+    return [
+        ActionAgreed(
+            action_id=action_id,
+            what=what,
+            organisation=organisation,
+            lead=lead,
+            due_on=due_on,
+            case_ids=linked,
+            themes=list(themes),
+            agreed_on=today,
+        )
+    ]
 
 
 def decide_progress(action: Action, update: str) -> list[EventPayload]:

@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 from asyncpg import Pool
 
 from events import EventPayload
-from events.governance import ActionAgreed, QAPanelScheduled
+from events.governance import QAPanelScheduled
 from infra.aggregates import StreamNotFound, change, load
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
@@ -86,10 +86,50 @@ async def on_submission(
     await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
 
 
-async def agree_action(store: EventStore, context: Context, **fields: object) -> UUID:
+async def cases_by_reference(db: Connection | Pool, references: Sequence[str]) -> dict[str, UUID]:
+    """The cases the service has seen opened (notification.CaseOpened) under these references, by
+    `domain.reference_key`; a reference it has not seen is not in the answer."""
+    wanted = sorted({domain.reference_key(r) for r in references})
+    if not wanted:
+        return {}
+    rows = await db.fetch(
+        "SELECT data->>'reference' AS reference, case_id FROM observed_events"
+        " WHERE event_type = 'notification.CaseOpened' AND case_id IS NOT NULL"
+        " AND data->>'reference' = ANY($1::text[]) ORDER BY occurred_at",
+        wanted,
+    )
+    return {row["reference"]: row["case_id"] for row in rows}
+
+
+async def agree_action(
+    store: EventStore,
+    context: Context,
+    *,
+    today: date,
+    what: str,
+    organisation: str,
+    lead: str,
+    due_on: date,
+    case_ids: Sequence[UUID] = (),
+    case_references: Sequence[str] = (),
+    themes: Sequence[str] = (),
+) -> UUID:
+    """An action agreed today, linked to the cases given by id or by reference (domain.Refused for a
+    reference the service has not seen a case opened with, or a due date in the past: nothing written)."""
     action_id = uuid4()
-    agreed = ActionAgreed(action_id=action_id, **fields)
-    await store.append(action_stream(action_id), 0, [agreed], context)
+    events = domain.decide_agree_action(
+        action_id=action_id,
+        what=what,
+        organisation=organisation,
+        lead=lead,
+        due_on=due_on,
+        case_ids=case_ids,
+        case_references=case_references,
+        known_references=await cases_by_reference(store.pool, case_references),
+        themes=themes,
+        today=today,
+    )
+    await store.append(action_stream(action_id), 0, events, context)
     return action_id
 
 

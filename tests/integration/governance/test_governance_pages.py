@@ -238,7 +238,10 @@ async def test_actions_carry_their_due_date_flag_linked_references_and_history(g
         assert made.status_code == 201, made.text
         return made.json()["action_id"]  # type: ignore[no-any-return]
 
+    clock = gov.runtime.clock
+    gov.runtime.clock = lambda: clock() - timedelta(days=2)  # agreed before it fell due (never due past)
     late = await agree("Late", -1, [])
+    gov.runtime.clock = clock
     soon = await agree("Soon", domain.DUE_SOON_DAYS, [linked])
     later = await agree("Later", domain.DUE_SOON_DAYS + 1, [])
     done = await agree("Done", 3, [linked])
