@@ -125,9 +125,9 @@ async def drive_a_case(
 
     await eventually(awaiting, timeout=60)
     moments["submitted"] = datetime.now(UTC)
-    panel = (
-        await g.client.post("/qa-panels", json={"held_on": "2026-12-03"}, headers=g.headers("lac"))
-    ).json()
+    # The panel meets today (the services' clock is UTC): a decision before its date is refused.
+    held_on = datetime.now(UTC).date().isoformat()
+    panel = (await g.client.post("/qa-panels", json={"held_on": held_on}, headers=g.headers("lac"))).json()
     await g.client.post(
         f"/qa-panels/{panel['panel_id']}/agenda", json={"case_id": case_id}, headers=g.headers("lac")
     )
