@@ -369,8 +369,8 @@ def _review_work(rng: random.Random, case_id: UUID, plan: Plan) -> list[EventPay
             role="learning disability nurse",
             organisation=orgs[0],
         ),
-        RecordsRequested(case_id=case_id, source="GP", requested_on=day()),
-        RecordsReceived(case_id=case_id, source="GP", received_on=day()),
+        RecordsRequested(case_id=case_id, source="GP", requested_on=(asked := day())),
+        RecordsReceived(case_id=case_id, source="GP", received_on=max(asked, day())),  # never before asked
         PenPortraitWritten(
             case_id=case_id, text="Loved music, Saturday swims and the family dog; " * rng.randint(1, 6)
         ),
@@ -532,7 +532,8 @@ async def _qa(world: World, rng: random.Random, case_id: UUID, approve: bool) ->
     lac = Context(LAC)
     async with world.settling:
         if not world.panels or len(world.cases) % 8 == 0:
-            world.panels.append(await governance.schedule_panel(store, date.today() + timedelta(days=7), lac))
+            # Held today: a panel decides on or after its date (decided_before_panel otherwise).
+            world.panels.append(await governance.schedule_panel(store, date.today(), lac))
         panel_id = world.panels[-1]
     await _retrying(lambda: governance.add_to_agenda(store, case_id, panel_id, lac))
     today = date.today()
@@ -555,9 +556,11 @@ async def _action(world: World, rng: random.Random, case_id: UUID) -> None:
     store = world.store("governance")
     context = Context(GOVERNANCE)
     today = date.today()
+    organisation, due_on = rng.choice(INVOLVED), today + timedelta(days=rng.randint(-30, 120))
+    # An action is never due before the day it is agreed: one overdue now was agreed on its due date.
     action_id = await governance.agree_action(
-        store, context, what="Train ward staff in reasonable adjustments", organisation=rng.choice(INVOLVED),
-        lead="Head of nursing", due_on=today + timedelta(days=rng.randint(-30, 120)), case_ids=[case_id],
+        store, context, today=min(today, due_on), what="Train ward staff in reasonable adjustments",
+        organisation=organisation, lead="Head of nursing", due_on=due_on, case_ids=[case_id],
         themes=rng.sample(sorted(THEMES), 1),
     )  # fmt: skip
     stream = governance.action_stream(action_id)
@@ -589,8 +592,20 @@ async def _view_personal_details(world: World, case_id: UUID, reason: str) -> No
     )
 
 
-async def run_case(world: World, n: int, plan: Plan | None = None) -> UUID | None:
-    """One notification and all that follows from it, through every service; the case, if one opened."""
+async def _reopen(world: World, case_id: UUID) -> None:
+    await aggregates.change(
+        world.store("governance"),
+        str(case_id),
+        governance_domain.evolve_case,
+        lambda c: governance_domain.decide_reopen(c, "new information from the coroner"),
+        Context(LAC),
+        case_id=case_id,
+    )
+
+
+async def run_case(world: World, n: int, plan: Plan | None = None, qa: bool = True) -> UUID | None:
+    """One notification and all that follows from it, through every service; the case, if one opened.
+    `qa=False` stops when the review is submitted, before the panel's decision (the long case's)."""
     rng = random.Random(world.seed * 1_000_003 + n)
     plan = plan or Plan.draw(rng)
     body = _notification(rng, n, plan)
@@ -667,16 +682,12 @@ async def run_case(world: World, n: int, plan: Plan | None = None) -> UUID | Non
         await _qa(world, rng, case_id, approve=False)
         await _record(world, case_id, user, [NoteAdded(case_id=case_id, text="Spoke to the family again.")])
         await _submit(world, case_id, user)
+    if not qa:
+        await world.settle()
+        return case_id
     await _qa(world, rng, case_id, approve=True)
     if plan.reopened:
-        await aggregates.change(
-            world.store("governance"),
-            str(case_id),
-            governance_domain.evolve_case,
-            lambda c: governance_domain.decide_reopen(c, "new information from the coroner"),
-            lac,
-            case_id=case_id,
-        )
+        await _reopen(world, case_id)
     if plan.action:
         await _action(world, rng, case_id)
     if plan.destroyed:
@@ -706,20 +717,31 @@ async def case_event_count(world: World, case_id: UUID) -> int:
 
 
 async def long_case(world: World, n: int, events: int) -> UUID:
-    """A case with exactly `events` events across the services: a long review with many notes."""
+    """A case with exactly `events` events across the services, closed by the QA panel: a long review
+    with many notes. A completed review takes nothing more, so the last notes are written while it
+    waits for QA a second time: approved, reopened and resubmitted first, so that what the approval
+    after them adds across the services is known (the first approval's count)."""
     plan = Plan(notes=events - 200 if events > 250 else 0, lapse=True, pause=True)
-    case_id = await run_case(world, n, plan)
+    case_id = await run_case(world, n, plan, qa=False)
     assert case_id is not None
-    missing = events - await case_event_count(world, case_id)
+    rng = random.Random(world.seed * 1_000_003 + n + 1)
+    submitted = await case_event_count(world, case_id)
+    await _qa(world, rng, case_id, approve=True)
+    approval = await case_event_count(world, case_id) - submitted
+    await _reopen(world, case_id)
+    await world.settle()
+    current = await _load_review(world, case_id)
+    await _submit(world, case_id, current.reviewer_user_id)
+    missing = events - approval - await case_event_count(world, case_id)
     if missing < 0:
         raise ValueError(f"the case already has {events - missing} events, more than {events}")
-    current = await _load_review(world, case_id)
     for start in range(0, missing, 50):
         notes = [
             NoteAdded(case_id=case_id, text=f"Late note {i}: the family sent photographs.")
             for i in range(start, min(start + 50, missing))
         ]
         await _record(world, case_id, current.reviewer_user_id, notes)
+    await _qa(world, rng, case_id, approve=True)
     await world.settle()
     assert await case_event_count(world, case_id) == events
     return case_id
