@@ -67,7 +67,9 @@ def cases_as_of(facts: Iterable[Fact], as_of: date) -> dict[UUID, Case]:
         d = fact.data
         match fact.event_type:
             case "notification.CaseOpened":
-                case.notified_on = case.notified_on or fact.on
+                # The clock starts when the death was notified: for a case opened when the LAC
+                # confirmed its eligibility, before the event (events from before notified_on: its date).
+                case.notified_on = case.notified_on or _date(d.get("notified_on")) or fact.on
                 case.facts = d["facts"]
             case "notification.EligibilityToConfirm":
                 case.facts = d["facts"]
@@ -94,6 +96,13 @@ def cases_as_of(facts: Iterable[Fact], as_of: date) -> dict[UUID, Case]:
             case "governance.CaseReopened":
                 case.closed_on = None
     return {k: v for k, v in cases.items() if v.notified_on is not None}
+
+
+def _date(value: Any) -> date | None:
+    """A date as an event's data holds it (ISO text, or a date already), or None."""
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
 
 
 def _median(values: list[int]) -> float | None:

@@ -139,3 +139,30 @@ def test_an_overdue_action_is_flagged_once_and_never_when_completed() -> None:
     assert flagged is not None and domain.decide_overdue(flagged, date(2026, 6, 1)) == []
     done = domain.Action(uuid4(), date(2026, 5, 1), completed=True)
     assert domain.decide_overdue(done, date(2026, 6, 1)) == []
+
+
+def test_a_case_opened_when_its_eligibility_was_confirmed_counts_from_when_the_death_was_notified() -> None:
+    # Notified 20 January; the LAC confirmed eligibility (and the case opened) on 10 March; allocated
+    # 20 March (59 days after notification), completed 25 July: late, the deadline being 20 July. It
+    # was notified in January, not March, though January's report (as known then) has no such case.
+    late = uuid4()
+    facts = [
+        Fact(
+            "notification.CaseOpened",
+            late,
+            date(2026, 3, 10),
+            {**opened(late, date(2026, 3, 10)).data, "notified_on": "2026-01-20"},
+        ),
+        fact("allocation.ReviewerAllocated", late, date(2026, 3, 20)),
+        fact("review.ReviewCompleted", late, date(2026, 7, 25)),
+    ]
+    [case] = reports.cases_as_of(facts, date(2026, 12, 31)).values()
+    assert (case.notified_on, case.deadline) == (date(2026, 1, 20), date(2026, 7, 20))
+    whole = reports.kpis(facts, date(2026, 1, 1), date(2026, 12, 31))
+    assert whole["median_days_notification_to_allocation"] == 59
+    assert (whole["completed"], whole["completed_within_six_months"]) == (1, 0)  # due 20 July
+    assert reports.kpis(facts, date(2026, 1, 1), date(2026, 1, 31))["eligible"] == 0  # not known yet
+    assert reports.kpis(facts, date(2026, 3, 1), date(2026, 3, 31))["eligible"] == 0  # not notified in March
+    # A CaseOpened recorded before notified_on existed counts from its own date, as before.
+    [old] = reports.cases_as_of([opened(late, date(2026, 3, 10))], date(2026, 12, 31)).values()
+    assert old.notified_on == date(2026, 3, 10)
