@@ -3,6 +3,8 @@ due soon by the governance service), agreeing one, its history, progress and com
 The reports live in governance_reports (imported here so app.py includes one router)."""
 
 import asyncio
+import re
+from collections import defaultdict
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -27,7 +29,6 @@ ENTER = {
     "update": "Enter the progress made",
     "evidence": "Enter the evidence that the action is complete",
 }
-NOT_TAKEN = {"case_references": "Cases cannot be linked by their reference yet: leave this empty for now"}
 ACTION_FIELDS = {"what": "what", "organisation": "organisation", "lead": "lead", "due_on": "due_on"}
 ACTION_FIELDS |= {"case_references": "case_references", "case_ids": "case_references", "themes": "themes"}
 
@@ -69,7 +70,9 @@ async def new_action(page: GovernancePage) -> HTMLResponse:
 async def agree_action(page: GovernancePage) -> Response:
     form = await page.form()
     due_on = form.date("due_on", "the date the action is due")
-    references = [r.strip() for r in form.get("case_references").replace(";", ",").split(",") if r.strip()]
+    # References as people type them: separated by commas, semicolons, spaces or new lines. The
+    # governance service says which it does not know, on this field.
+    references = [r for r in re.split(r"[\s,;]+", form.get("case_references")) if r]
     body: dict[str, Any] = {
         "what": form.get("what").strip(),
         "organisation": form.get("organisation").strip(),
@@ -161,11 +164,19 @@ def in_page_order(form: Form, keys: list[str]) -> None:
 
 def absorb(form: Form, refused: ApiError, fields: dict[str, str], default: str) -> None:
     """The service's refusal on the fields; a field it refused as empty or missing reads "Enter ...";
-    one it does not know of (a newer body than the service takes) says so."""
+    one it does not know of (a newer body than the service takes) says so; a field refused more than
+    once (two unknown case references) shows every refusal."""
+    said: defaultdict[str, list[str]] = defaultdict(list)
     for item in refused.field_errors:
         key = fields.get(str(item.get("field", "")).split(".")[0])
         if key in ENTER and item.get("type") in ("string_too_short", "missing"):
             form.error(key, ENTER[key])
         elif key and item.get("type") == "extra_forbidden":
-            form.error(key, NOT_TAKEN.get(key, "The governance service does not take this yet"))
+            form.error(key, "The governance service does not take this yet")
+        elif key and item.get("message"):
+            said[key].append(str(item["message"]))
+    for key, messages in said.items():
+        if len(messages) > 1:
+            joined = "; ".join(dict.fromkeys(m.strip() for m in messages))
+            form.error(key, joined[:1].upper() + joined[1:])
     form.absorb(refused, fields=fields, default=default)
