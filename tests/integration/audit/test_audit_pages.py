@@ -4,6 +4,7 @@ history in words with people's names, its export as a download, the access log a
 import csv
 import io
 import json
+import string
 import zipfile
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-from events import Actor, Envelope
-from events.topics import service_topic
+from events import Actor, Envelope, registered_events
+from events.topics import SERVICES, service_topic
 from services.audit.app import definition
 from services.audit.cli import _verify_proof
 from services.audit.export import neutralised
+from services.audit.replay import SUMMARIES, summary
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw
 
@@ -25,6 +27,7 @@ SOUTHMEAD = Actor(kind="partner", id="southmead", role="partner_system")
 RAE = Actor(kind="user", id="rae", role="reviewer")
 LAC = Actor(kind="user", id="lucy", role="lac")
 _MINUTES = count(1)
+NAMES = {"rae": "Rae Jones", "sam": "Sam Patel"}
 FORMULA = Actor(kind="partner", id='=HYPERLINK("http://evil.example")', role="partner_system")
 
 
@@ -297,3 +300,52 @@ def test_a_csv_cell_a_spreadsheet_would_run_is_neutralised() -> None:
     for cell in ("=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
         assert neutralised(cell) == "'" + cell
     assert [neutralised(x) for x in ("rae", "", None, 3, "a=b")] == ["rae", "", "", "3", "a=b"]
+
+
+def test_every_registered_event_type_reads_in_words_from_its_own_fields() -> None:
+    """A history line for every kind of event there is (none falls back to its type's name split into
+    words), each template naming only fields its event has, so none falls back for a missing field."""
+    services = [t for t in registered_events() if t.split(".")[0] in SERVICES]  # not tests' own events
+    missing = sorted(set(services) - set(SUMMARIES))
+    assert missing == [], f"event types with no summary: {missing}"
+    for event_type, template in SUMMARIES.items():
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        unknown = fields - set(registered_events()[event_type].model_fields)
+        assert not unknown, f"{event_type}'s summary names {unknown}, not fields of the event"
+
+
+def test_the_closure_and_reopening_of_a_case_read_in_words_in_every_service() -> None:
+    case = uuid4()
+    lines = {
+        event_type: summary(envelope(event_type.split(".")[0], 1, event_type, data, LAC, case), NAMES)
+        for event_type, data in [
+            ("governance.CaseReopened", {"case_id": str(case), "reason": "new evidence"}),
+            ("notification.CaseClosureRecorded", {"case_id": str(case), "closed_on": "2026-10-05"}),
+            ("notification.CaseReopeningRecorded", {"case_id": str(case), "reason": "new evidence"}),
+            (
+                "review.ReviewReopened",
+                {"case_id": str(case), "reason": "new evidence", "reopened_on": "2026-10-06"},
+            ),
+            (
+                "allocation.AllocationRestored",
+                {
+                    "case_id": str(case),
+                    "reviewer_id": str(uuid4()),
+                    "reviewer_user_id": "rae",
+                    "senior_reviewer_id": str(uuid4()),
+                    "senior_reviewer_user_id": "sam",
+                    "restored_on": "2026-10-06",
+                    "reason": "new evidence",
+                },
+            ),
+        ]
+    }
+    assert lines == {
+        "governance.CaseReopened": "case reopened: new evidence",
+        "notification.CaseClosureRecorded": "case closed on 2026-10-05 (noted by the notification service)",
+        "notification.CaseReopeningRecorded": "case reopened (noted by the notification service):"
+        " new evidence",
+        "review.ReviewReopened": "review reopened, back with its reviewer: new evidence",
+        "allocation.AllocationRestored": "allocation restored to Rae Jones, senior Sam Patel, as the case"
+        " was reopened",
+    }
