@@ -22,6 +22,17 @@ GROUP = ("governance", "governance.chair")
 PARTNER_ROLE = "partner_system"
 
 
+def first_suggested_pair(suggested: dict[str, Any]) -> tuple[str, str] | None:
+    """The reviewer and senior reviewer a LAC following the suggestions allocates: the first pair GET
+    /cases/{id}/suggested-reviewers offers (the system's pick, support counted for each senior
+    reviewer), or None when no pair can take the case today."""
+    pairs = suggested.get("pairs") or []
+    if not pairs:
+        return None
+    first = pairs[0]
+    return first["reviewer"]["reviewer_id"], first["senior_reviewer"]["reviewer_id"]
+
+
 @dataclass
 class Case:
     case_id: UUID
@@ -193,26 +204,24 @@ class Demo:
             day = working_day(day + timedelta(days=1))
 
     async def _allocated(self, case: Case) -> bool:
-        ranked = (
+        suggested = (
             await self._as(LAC, "GET", "allocation", f"/cases/{case.case_id}/suggested-reviewers")
         ).json()
-        eligible = [s for s in ranked["suggestions"] if s["eligible"]]
-        # A senior reviewer reviews too when no one else can; the first eligible is the system's pick.
-        reviewer = next((s for s in eligible if not s["senior"]), next(iter(eligible), None))
-        senior = next((s for s in eligible if s["senior"] and s is not reviewer), None)
-        if not (reviewer and senior):
+        pair = first_suggested_pair(suggested)
+        if pair is None:
             return False
+        reviewer_id, senior_id = pair
         answer = await self._as(
             LAC,
             "POST",
             "allocation",
             f"/cases/{case.case_id}/allocation",
-            body={"reviewer_id": reviewer["reviewer_id"], "senior_reviewer_id": senior["reviewer_id"]},
+            body={"reviewer_id": reviewer_id, "senior_reviewer_id": senior_id},
             ok=(201, 409),
         )
         if answer.status_code != 201:
             return False
-        case.reviewer = next(u for u, i in self.reviewer_ids.items() if i == reviewer["reviewer_id"])
+        case.reviewer = next(u for u, i in self.reviewer_ids.items() if i == reviewer_id)
         self.tally["allocated"] += 1
         return True
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from events.partner import parse_notification
 from infra.clock import FileClock, set_simulated_now
 from infra.demo.calendar import Calendar, Latch, working_day
-from infra.demo.caseload import generate
+from infra.demo.caseload import Outcome, generate
+from infra.demo.people import first_suggested_pair
 from infra.demo.plan import review_steps
 
 START, END = date(2025, 5, 26), date(2026, 11, 26)
@@ -28,8 +29,14 @@ def test_the_caseload_looks_like_a_leder_teams() -> None:
         parse_notification(notice.body, today=notice.day)
     adults = [n.age_at_death for n in notices if n.expected != "referred_to_cdop"]
     assert 58 <= statistics.median(adults) <= 66
-    rarer = ("duplicate_linked", "referred_to_cdop", "not_eligible", "eligibility_to_confirm")
-    share = {o: caseload.count(o) / len(notices) for o in ("case_opened", *rarer)}
+    rarer: tuple[Outcome, ...] = (
+        "duplicate_linked",
+        "referred_to_cdop",
+        "not_eligible",
+        "eligibility_to_confirm",
+    )
+    everything: tuple[Outcome, ...] = ("case_opened", *rarer)
+    share = {o: caseload.count(o) / len(notices) for o in everything}
     assert 0.65 < share["case_opened"] < 0.85
     for outcome in rarer:
         assert 0.01 < share[outcome] < 0.1, (outcome, share)
@@ -97,3 +104,22 @@ async def test_the_calendar_waits_for_the_days_work_and_late_sleepers_come_after
     await calendar.advance_to(date(2026, 1, 6))
     assert seen == ["submitted", "panel sits", "told approved"]
     assert (tmp_path / "clock").read_text().startswith("2026-01-06T09:00:00+00:00")
+
+
+def _person(name: str, *, senior: bool = False, eligible: bool = True) -> dict[str, object]:
+    return {"reviewer_id": f"id-{name}", "sub": name, "name": name, "senior": senior, "eligible": eligible}
+
+
+def test_the_lac_allocates_the_first_suggested_pair_as_the_suggestions_give_it() -> None:
+    # The reviewers' list ranks Sam first among the eligible seniors, but the system's first pair
+    # has Sue (fewer cases supported): the LAC follows the pairs, not the reviewers' list.
+    suggested = {
+        "suggestions": [_person("rae"), _person("sam", senior=True), _person("sue", senior=True)],
+        "senior_reviewers": [_person("sue", senior=True), _person("sam", senior=True)],
+        "pairs": [
+            {"reviewer": _person("rae"), "senior_reviewer": _person("sue", senior=True)},
+            {"reviewer": _person("rae"), "senior_reviewer": _person("sam", senior=True)},
+        ],
+    }
+    assert first_suggested_pair(suggested) == ("id-rae", "id-sue")
+    assert first_suggested_pair({**suggested, "pairs": []}) is None  # nobody can take it today
