@@ -97,6 +97,12 @@ def cmd_up(_: argparse.Namespace) -> int:
     return up()
 
 
+def cmd_down(_: argparse.Namespace) -> int:
+    from infra.stack import down
+
+    return down()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from infra.demo.run import main
 
@@ -253,12 +259,18 @@ def _write(path: str, text: str) -> None:
 
 
 UP = (
-    "Start the whole system on this machine and keep it running until Ctrl-C: the five services"
+    "Start the whole system on this machine and keep it running until Ctrl-C (or SIGTERM, a closed"
+    " terminal, or `leder down`), which stops all of it: the five services"
     f" ({', '.join(SERVICES)}) on ports 8001 to 8005, each with its HTTP API and its API docs at /docs;"
     " the web application people use on port 8000; an embedded PostgreSQL (port 54329, data in"
     " .leder/pgdata) unless LEDER_DATABASE_URL names a server; and an embedded tansu Kafka broker"
     " (port 9092) unless LEDER_KAFKA_BOOTSTRAP names one. LEDER_HOME (default .leder) holds its data,"
-    " logs and the token signing secret; LEDER_BASE_PORT moves the services' ports."
+    " logs and the token signing secret; LEDER_BASE_PORT moves the services' ports. If a port it needs"
+    " is taken it starts nothing and says which process holds it."
+)
+DOWN = (
+    "Stop the system `leder up` (or `leder demo`) started from this LEDER_HOME (default .leder),"
+    " from any terminal: the services, the web application, PostgreSQL and the broker."
 )
 
 
@@ -270,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
         help="run the whole system: five services, the web application, PostgreSQL and the broker",
         description=UP,
     ).set_defaults(func=cmd_up)
+    sub.add_parser(
+        "down", help="stop the system `leder up` started from this LEDER_HOME", description=DOWN
+    ).set_defaults(func=cmd_down)
     demo = sub.add_parser(
         "demo",
         help="a realistic caseload through the running system over simulated months (starts it if need be)",

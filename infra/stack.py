@@ -1,26 +1,33 @@
 """`leder up`: the whole system on one machine, on the embedded default or on existing servers."""
 
 import asyncio
+import errno
+import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from events.topics import SERVICES, all_topics
 from infra import kafka
-from infra.embedded import EmbeddedPostgres, TansuBroker, wait_for_port
+from infra.embedded import EmbeddedPostgres, TansuBroker, tied_to_this_process, wait_for_port
 from infra.settings import SERVICE_PORTS
 
 # Where people open the system; the five services sit on 8001-8005.
 WEB_PORT = 8000
 
 LOCAL_ENV = "env"
+# Who runs the system started from a LEDER_HOME: the supervising process (`leder up`, `leder demo`)
+# and every process it started, each with its start time (a pid alone may have been reused since).
+PID_FILE = "system.pid"
 
 
 def home() -> Path:
@@ -82,16 +89,52 @@ class Stack:
         # Kept so that a service can be started again (after a crash, in fault tests) exactly as before.
         self.child_env: dict[str, dict[str, str]] = {}
 
+    def needed_ports(self) -> dict[int, str]:
+        """Every port the system will listen on, and what for."""
+        environ = self.environ
+        base_port = int(environ.get("LEDER_BASE_PORT", "8001"))
+        for offset, service in enumerate(SERVICES):
+            if service not in self.ports:
+                self.ports[service] = (
+                    base_port + offset if "LEDER_BASE_PORT" in environ else SERVICE_PORTS[service]
+                )
+        if self.web:
+            self.ports.setdefault("web", self._web_port(base_port))
+        needed = {port: f"the {name} service" for name, port in self.ports.items() if name != "web"}
+        if self.web:
+            needed[self.ports["web"]] = "the web application"
+        if not environ.get("LEDER_DATABASE_URL"):
+            needed[int(environ.get("LEDER_EMBEDDED_PG_PORT", "54329"))] = "the embedded PostgreSQL"
+        if not environ.get("LEDER_KAFKA_BOOTSTRAP"):
+            needed[int(environ.get("LEDER_EMBEDDED_KAFKA_PORT", "9092"))] = "the embedded broker"
+        return needed
+
+    def check(self) -> None:
+        """Raise SystemInTheWay, having started nothing, if a port the system needs is taken or a system
+        from the same folder still runs."""
+        running = Running.read(self.folder)
+        for port, what in sorted(self.needed_ports().items()):
+            if not _port_free(port):
+                raise SystemInTheWay(_taken(port, what, self.folder, running))
+        if running is not None and running.alive():
+            raise SystemInTheWay(
+                f"a LeDeR system from {self.folder} is still running ({running.describe()}):"
+                " `leder down` stops it"
+            )
+
     def start(self) -> dict[str, str]:
         environ = self.environ
+        self.check()
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "logs").mkdir(exist_ok=True)
+        self._record()
         database_url = environ.get("LEDER_DATABASE_URL")
         if not database_url:
             port = int(environ.get("LEDER_EMBEDDED_PG_PORT", "54329"))
             self.postgres = EmbeddedPostgres(self.folder / "pgdata", port, durable=self.durable)
             _say(f"starting PostgreSQL (embedded) on 127.0.0.1:{port}, data in {self.postgres.data_dir}")
             self.postgres.start()
+            self._record()
             database_url = self.postgres.url
         bootstrap = environ.get("LEDER_KAFKA_BOOTSTRAP")
         if not bootstrap:
@@ -99,6 +142,7 @@ class Stack:
             self.broker = TansuBroker(port, log_file=self.folder / "logs" / "tansu.log")
             _say(f"starting the tansu broker (embedded, in memory) on 127.0.0.1:{port}")
             self.broker.start()
+            self._record()
             bootstrap = self.broker.bootstrap
         prefix = environ.get("LEDER_TOPIC_PREFIX", "")
         partitions = int(environ.get("LEDER_TOPIC_PARTITIONS", "4"))
@@ -115,12 +159,7 @@ class Stack:
             "LEDER_JWT_SECRET_FILE": str(secret_file),
             "LEDER_CLOCK_FILE": str(clock_file),
         }
-        base_port = int(environ.get("LEDER_BASE_PORT", "8001"))
-        for offset, service in enumerate(SERVICES):
-            if service not in self.ports:
-                self.ports[service] = (
-                    base_port + offset if "LEDER_BASE_PORT" in environ else SERVICE_PORTS[service]
-                )
+        for service in SERVICES:
             child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
             child_env.pop("LEDER_JWT_SECRET", None)
             self.child_env[service] = child_env
@@ -128,7 +167,6 @@ class Stack:
             _say(f"starting {service} on {self.url(service)}")
         urls = {f"LEDER_{service.upper()}_URL": self.url(service) for service in SERVICES}
         if self.web:
-            self.ports.setdefault("web", self._web_port(base_port))
             self.child_env["web"] = {
                 **environ,
                 **env,
@@ -164,17 +202,59 @@ class Stack:
         self.services[service] = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", "serve", service],
             env=self.child_env[service],
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=tied_to_this_process(signal.SIGTERM),
         )
         log.close()  # the child holds its own copy of the descriptor
+        self._record()
         return self.services[service]
 
     def wait_service(self, service: str, timeout: float = 90) -> None:
         """Until the service's process listens and its /healthz answers."""
         wait_for_port(self.ports[service], timeout=timeout, process=self.services[service])
         _wait_healthy(f"{self.url(service)}/healthz")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until every service's /readyz answers 200 (the web application has only /healthz, which
+        `start` waited for); a process that dies meanwhile, or the timeout, raises naming who."""
+        deadline = time.monotonic() + timeout
+        waiting = {service for service in self.services if service != "web"}
+        last: dict[str, str] = {}
+        with httpx.Client(timeout=2) as client:
+            while waiting:
+                for service in sorted(waiting):
+                    process = self.services[service]
+                    if process.poll() is not None:
+                        raise RuntimeError(f"{service} stopped while starting (see its log)")
+                    try:
+                        response = client.get(f"{self.url(service)}/readyz")
+                        if response.status_code == 200:
+                            waiting.discard(service)
+                        else:
+                            last[service] = response.text
+                    except httpx.HTTPError as error:
+                        last[service] = repr(error)
+                if waiting and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        "not ready after {:.0f}s: {}".format(
+                            timeout, "; ".join(f"{s} {last.get(s, '')}" for s in sorted(waiting))
+                        )
+                    )
+                if waiting:
+                    time.sleep(0.2)
+
+    def _record(self) -> None:
+        """Write down (PID_FILE) this process and every process it started, for `leder down` and the
+        next start to find, whoever runs them."""
+        processes = {name: process.pid for name, process in self.services.items() if process.poll() is None}
+        if self.broker and self.broker.process and self.broker.process.poll() is None:
+            processes["broker"] = self.broker.process.pid
+        if self.postgres and self.postgres.process and self.postgres.process.poll() is None:
+            processes["postgres"] = self.postgres.process.pid
+        Running(os.getpid(), processes).write(self.folder)
 
     def stop(self) -> None:
         for process in self.services.values():
@@ -192,6 +272,9 @@ class Stack:
             self.broker.stop()
         if self.postgres:
             self.postgres.stop()
+        running = Running.read(self.folder)
+        if running is not None and running.supervisor == os.getpid():
+            (self.folder / PID_FILE).unlink(missing_ok=True)
 
     def watch(self) -> str | None:
         """Block until a service dies; return its name."""
@@ -200,6 +283,138 @@ class Stack:
                 if process.poll() is not None:
                     return name
             time.sleep(0.5)
+
+
+class SystemInTheWay(OSError):
+    """What keeps the system from starting (a port taken, a system still running): one line."""
+
+
+class Running:
+    """The processes of a system started from a folder, as its PID_FILE names them."""
+
+    def __init__(
+        self, supervisor: int, processes: Mapping[str, int], started: Mapping[int, float] | None = None
+    ) -> None:
+        self.supervisor = supervisor
+        self.processes = dict(processes)
+        pids = [supervisor, *self.processes.values()]
+        self.started = dict(started) if started is not None else {p: t for p in pids if (t := _started(p))}
+
+    @classmethod
+    def read(cls, folder: Path) -> "Running | None":
+        try:
+            data: dict[str, Any] = json.loads((folder / PID_FILE).read_text())
+            started = {int(pid): float(t) for pid, t in data.get("started", {}).items()}
+            return cls(int(data["supervisor"]), {k: int(v) for k, v in data["processes"].items()}, started)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def write(self, folder: Path) -> None:
+        data = {"supervisor": self.supervisor, "processes": self.processes, "started": self.started}
+        temporary = folder / f"{PID_FILE}.{os.getpid()}"
+        temporary.write_text(json.dumps(data, indent=1) + "\n")
+        temporary.replace(folder / PID_FILE)
+
+    def is_alive(self, pid: int) -> bool:
+        return _alive(pid, self.started.get(pid))
+
+    def live(self) -> dict[str, int]:
+        """Who still runs: "supervisor" and the processes it started, by name."""
+        named = {"supervisor": self.supervisor, **self.processes}
+        return {name: pid for name, pid in named.items() if self.is_alive(pid)}
+
+    def alive(self) -> bool:
+        return bool(self.live())
+
+    def describe(self) -> str:
+        live = self.live()
+        if "supervisor" in live:
+            return f"started by pid {self.supervisor}"
+        return "left running by pid {} that has gone: {}".format(
+            self.supervisor, ", ".join(f"{name} pid {pid}" for name, pid in live.items())
+        )
+
+
+def _started(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:  # no such process, or no psutil: a pid is all we know
+        return None
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    """Whether `pid` is still the process that started at `started` (a zombie has ended)."""
+    try:
+        import psutil
+    except ImportError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        process = psutil.Process(pid)
+        if started is not None and abs(process.create_time() - started) > 0.01:
+            return False  # the pid was reused
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    """Whether this port can be listened on at 127.0.0.1 as the servers do (SO_REUSEADDR: a port a
+    stopped system left in TIME_WAIT is free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as failed:
+            return failed.errno != errno.EADDRINUSE
+    return True
+
+
+def _holder(port: int) -> int | None:
+    """The process listening on `port`, if this user may see it."""
+    try:
+        import psutil
+
+        for connection in psutil.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port:
+                pid: int | None = connection.pid
+                return pid
+    except Exception:  # no psutil, or not allowed to look
+        return None
+    return None
+
+
+MOVE_PORTS = (
+    "stop it or move the system's ports"
+    " (LEDER_BASE_PORT, LEDER_WEB_PORT, LEDER_EMBEDDED_PG_PORT, LEDER_EMBEDDED_KAFKA_PORT)"
+)
+
+
+def _taken(port: int, what: str, folder: Path, running: Running | None) -> str:
+    """One line: the port, who holds it, and what to do about it."""
+    pid = _holder(port)
+    if pid is None:
+        return f"port {port} (for {what}) is taken by a process this user cannot see: {MOVE_PORTS}"
+    holder = f"pid {pid}"
+    try:
+        import psutil
+
+        process = psutil.Process(pid)
+        command = " ".join(process.cmdline()) or process.name()
+        holder += f" ({command[:80]}{'...' if len(command) > 80 else ''})"
+    except Exception:  # gone meanwhile, or no psutil
+        pass
+    said = f"port {port} (for {what}) is taken by {holder}"
+    if running is not None and pid in running.live().values():
+        return f"{said}, of the LeDeR system from {folder} ({running.describe()}): `leder down` stops it"
+    return f"{said}: {MOVE_PORTS}"
 
 
 async def _create_topics(bootstrap: str, prefix: str, partitions: int) -> None:
@@ -220,13 +435,14 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
+def _say(message: str, error: bool = False) -> None:
+    try:
+        print(message, file=sys.stderr if error else sys.stdout, flush=True)
+    except OSError:
+        pass  # the terminal has gone (SIGHUP): the system stops all the same
 
 
 def up() -> int:
-    stack = Stack(home(), web=True)
-    _say(f"LeDeR workspace: {stack.url_of_web()}  (open it in a browser and sign in as the LAC)")
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -235,9 +451,18 @@ def up() -> int:
             stopping = True
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, `kill`, `leder down` and a closed terminal all stop the whole system; SIGINT too when it
+    # came inherited as ignored (a background job, a CI runner, a process manager).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    stack = Stack(home(), web=True)
+    started = False
     try:
+        stack.check()
+        _say(f"LeDeR workspace: {stack.url_of_web()}  (open it in a browser and sign in as the LAC)")
+        started = True
         urls = stack.start()
+        stack.wait_ready()
         _say("\nThe LeDeR system is running:")
         _say(f"  open {urls['web']} in a browser and sign in as the LAC (Alex Morgan)")
         for service, url in urls.items():
@@ -248,15 +473,74 @@ def up() -> int:
             'Then:  curl -H "Authorization: Bearer $(leder token --role lac --sub alice)" '
             f"{urls['notification']}/healthz"
         )
-        _say("Logs: " + str(stack.folder / "logs") + "    Stop: Ctrl-C")
+        _say("Logs: " + str(stack.folder / "logs") + "    Stop: Ctrl-C (or `leder down`)")
         dead = stack.watch()
         _say(f"{dead} stopped unexpectedly (see its log); stopping the system")
         return 1
     except KeyboardInterrupt:
-        _say("\nstopping...")
+        if started:
+            _say("\nstopping...")
         return 0
+    except SystemInTheWay as in_the_way:
+        _say(f"leder up: {in_the_way}", error=True)
+        return 1
+    except (RuntimeError, TimeoutError, OSError) as failed:
+        _say(f"leder up: {failed}; stopping the system", error=True)
+        return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
-        _say("stopped")
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        if started:
+            stack.stop()
+            _say("stopped")
+
+
+# How to stop each kind of process a supervisor that has gone left behind (services and the web
+# application by default: SIGTERM).
+STOP_SIGNALS = {"broker": signal.SIGKILL, "postgres": signal.SIGINT}
+
+
+def down() -> int:
+    """Stop the system started from LEDER_HOME, by whatever process: its supervisor (which stops the
+    rest, cleanly), then anything still running that it had started."""
+    folder = home()
+    running = Running.read(folder)
+    if running is None or not running.alive():
+        (folder / PID_FILE).unlink(missing_ok=True)
+        _say(f"no LeDeR system is running from {folder}")
+        return 0
+    _say(f"stopping the LeDeR system from {folder} ({running.describe()})")
+    if running.is_alive(running.supervisor):
+        _kill(running.supervisor, signal.SIGTERM)
+        if not _gone(running, ["supervisor"], timeout=60):
+            _kill(running.supervisor, signal.SIGKILL)
+            _gone(running, ["supervisor"], timeout=5)
+    left = running.live()
+    for name, pid in left.items():
+        _kill(pid, STOP_SIGNALS.get(name, signal.SIGTERM))
+    if not _gone(running, list(left), timeout=30):
+        for pid in running.live().values():
+            _kill(pid, signal.SIGKILL)
+        _gone(running, list(left), timeout=5)
+    if running.alive():
+        _say(f"leder down: still running: {running.describe()}", error=True)
+        return 1
+    (folder / PID_FILE).unlink(missing_ok=True)
+    _say("stopped")
+    return 0
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it has just ended
+
+
+def _gone(running: Running, names: list[str], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(name in running.live() for name in names):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
