@@ -1,4 +1,6 @@
-"""`leder up` on the embedded default: five services answer, and Ctrl-C leaves nothing behind."""
+"""`leder up` on the embedded default: five services answer, and however it ends (Ctrl-C, SIGTERM, a
+closed terminal, SIGKILL, `leder down` from elsewhere) it leaves nothing behind; a taken port starts
+nothing and says who holds it."""
 
 import os
 import select
@@ -7,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -99,3 +103,158 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
     for offset in range(6):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", base + offset)) != 0
+
+
+ROOT = Path(__file__).parents[2]
+
+
+@dataclass
+class Up:
+    """A `leder up` the test started, and the ports its system listens on."""
+
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    home: Path
+    ports: list[int]
+
+    def system(self) -> set[int]:
+        """Every process of the system: the services, the web application, the broker, PostgreSQL and its
+        backends (all descendants of `leder up`)."""
+        return {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)}
+
+
+def up_env(home: Path) -> tuple[dict[str, str], list[int]]:
+    base = free_ports(len(SERVICES) + 1)
+    pg, kafka = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP")}
+    env |= {
+        "LEDER_HOME": str(home),
+        "LEDER_BASE_PORT": str(base),
+        "LEDER_EMBEDDED_PG_PORT": str(pg),
+        "LEDER_EMBEDDED_KAFKA_PORT": str(kafka),
+    }
+    return env, [*range(base, base + len(SERVICES) + 1), pg, kafka]
+
+
+@pytest.fixture
+def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Up]:
+    """`leder up` running, started with `preexec` (the test's parameter, if any) in the child."""
+    preexec: Callable[[], object] | None = getattr(request, "param", None)
+    env, ports = up_env(tmp_path / ".leder")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "up"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=preexec,
+    )
+    up = Up(process, env, tmp_path / ".leder", ports)
+    try:
+        read_until(process, "The LeDeR system is running", timeout=180)
+        yield up
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def gone(pids: set[int], within: float) -> None:
+    """No process of `pids` runs (a zombie has ended) within `within` seconds."""
+    deadline = time.monotonic() + within
+
+    def live() -> list[int]:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
+
+    while live():
+        assert time.monotonic() < deadline, f"left running after {within}s: {live()}"
+        time.sleep(0.1)
+
+
+def nothing_listens(ports: list[int]) -> None:
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP], ids=["SIGKILL", "SIGHUP"])
+def test_killed_or_hung_up_leder_up_leaves_no_process_of_the_system_within_5_s(
+    running: Up, how: signal.Signals
+) -> None:
+    system = running.system()
+    assert len(system) >= 8  # five services, the web application, the broker, PostgreSQL (and backends)
+    running.process.send_signal(how)
+    gone(system, within=5)
+    nothing_listens(running.ports)
+    assert running.process.wait(5) == (0 if how == signal.SIGHUP else -signal.SIGKILL)
+
+
+def ignore_sigint() -> None:
+    """As a shell starts a background job (`make test &`): SIGINT inherited as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("running", [ignore_sigint], indirect=True, ids=["SIGINT-ignored"])
+def test_leder_up_started_with_sigint_ignored_still_stops_on_sigint(running: Up) -> None:
+    system = running.system()
+    running.process.send_signal(signal.SIGINT)
+    assert running.process.wait(60) == 0
+    gone(system, within=5)
+    nothing_listens(running.ports)
+
+
+def test_leder_down_stops_a_system_started_elsewhere_and_a_second_leder_up_says_it_would(
+    running: Up, tmp_path: Path
+) -> None:
+    system = running.system()
+    # A second `leder up` on the same LEDER_HOME and ports: nothing starts, one line says what to do.
+    began = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "up"], env=running.env, cwd=ROOT, capture_output=True, timeout=30
+    )
+    said = (second.stdout + second.stderr).decode()
+    assert second.returncode == 1 and time.monotonic() - began < 10, said
+    assert len(said.splitlines()) == 1 and "`leder down` stops it" in said, said
+    assert running.system() == system
+
+    # From another folder, as another shell would.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    down = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "down"],
+        env=running.env,
+        cwd=elsewhere,
+        capture_output=True,
+        timeout=120,
+    )
+    assert down.returncode == 0, down
+    assert running.process.wait(10) == 0
+    gone(system, within=5)
+    nothing_listens(running.ports)
+    assert not (running.home / "system.pid").exists()
+
+
+def test_a_taken_port_starts_nothing_and_says_which_port_and_who_holds_it(tmp_path: Path) -> None:
+    env, ports = up_env(tmp_path / ".leder")
+    taken = ports[2]  # the review service's
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        began = time.monotonic()
+        up = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "up"], env=env, cwd=ROOT, capture_output=True, timeout=30
+        )
+        took = time.monotonic() - began
+        said = (up.stdout + up.stderr).decode()
+        assert up.returncode == 1 and took < 10, (took, said)
+        assert len(said.splitlines()) == 1, said
+        assert f"port {taken} " in said and f"pid {os.getpid()} " in said, said
+        nothing_listens([port for port in ports if port != taken])
+    assert not (tmp_path / ".leder" / "pgdata").exists()
