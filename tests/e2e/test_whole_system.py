@@ -4,7 +4,6 @@ only through the public HTTP APIs and topics with real tokens, the way the world
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -73,7 +72,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         local = dict(line.split("=", 1) for line in (home / "env").read_text().splitlines())
         yield Stack(home, base, (home / "jwt-secret").read_text().strip(), local["LEDER_KAFKA_BOOTSTRAP"])
     finally:
-        up.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a background job (`make test &`, a CI runner) starts it with SIGINT ignored.
+        up.terminate()
         try:
             up.wait(60)
         except subprocess.TimeoutExpired:

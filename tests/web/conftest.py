@@ -2,7 +2,6 @@
 process, on the embedded PostgreSQL and broker), once per test module, and a browser to use it."""
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,7 +68,8 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
         secret = (home / "jwt-secret").read_text().strip()
         yield WebStack(home, f"http://127.0.0.1:{base + len(SERVICES)}", urls, secret)
     finally:
-        up.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a background job (`make test &`, a CI runner) starts it with SIGINT ignored.
+        up.terminate()
         try:
             up.wait(60)
         except subprocess.TimeoutExpired:
