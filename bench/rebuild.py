@@ -74,6 +74,8 @@ class Copier:
         self.store = store
         self.shared = shared
         self.people = 0
+        # A copied case is another case: its reference must be its own (the read model keeps them unique).
+        self.references = 0
 
     async def copy(self, unit: list[Batch], n: int) -> int:
         ids: dict[str, str] = {}
@@ -102,6 +104,8 @@ class Copier:
                 data = remap(e.data)
                 if "personal" in e.data:
                     data["personal"] = await self._reseal(e.data["personal"], data["personal"], people, n)
+                if e.event_type == "notification.CaseOpened" and data.get("reference"):
+                    data["reference"] = self._reference()
                 payloads.append(decode_payload(e.event_type, e.schema_version, data))
             context = Context(first.actor, remap(first.correlation_id))
             case_id = UUID(remap(str(first.case_id))) if first.case_id else None
@@ -109,6 +113,11 @@ class Copier:
             versions[stream] = versions.get(stream, 0) + len(payloads)
             appended += len(payloads)
         return appended
+
+    def _reference(self) -> str:
+        self.references += 1
+        year, number = divmod(self.references - 1, 99_999)
+        return f"LDR-{9000 + year}-{number + 1:05d}"
 
     async def _reseal(
         self, old: dict[str, Any], new: dict[str, Any], people: dict[str, str], n: int
