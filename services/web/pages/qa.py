@@ -119,7 +119,10 @@ async def _review_page(
         item=item,
         form=form,
         printing=printing,
-        ratings=RATINGS,
+        # The governance service's words for its scale; bare numbers only without a panel to ask.
+        ratings=[(str(r["code"]), f"{r['code']}: {r['label']}") for r in found_panel["quality_ratings"]]
+        if found_panel and found_panel.get("quality_ratings")
+        else RATINGS,
         tagged=[(code, theme_labels.get(code, label)) for code, label in tagged],
         other_themes=[(c, t) for c, t in theme_labels.items() if c not in dict(tagged)],
     )
