@@ -78,6 +78,23 @@ class ReviewerAllocated(EventPayload):
     focused_reasons: list[FocusedReason]
 
 
+@event("allocation.AllocationRestored")
+class AllocationRestored(EventPayload):
+    """The case was reopened (governance.CaseReopened) and the reviewer and senior reviewer whose
+    allocation its closure ended can still take it: they have it again and it counts in their
+    caseloads. The review service returns the review to its reviewer on the reopening itself
+    (review.ReviewReopened), so this starts and hands over nothing; access to the person's details
+    is unchanged, as the closure did not withdraw it."""
+
+    case_id: UUID
+    reviewer_id: UUID
+    reviewer_user_id: str
+    senior_reviewer_id: UUID
+    senior_reviewer_user_id: str
+    restored_on: date
+    reason: str = Field(description="why the case was reopened")
+
+
 @event("allocation.ConflictOfInterestDeclared")
 class ConflictOfInterestDeclared(EventPayload):
     case_id: UUID

@@ -251,7 +251,7 @@ async def queue(request: Request, _: LAC) -> dict[str, Any]:
     today = _runtime(request).today()
     rows = await _store(request).pool.fetch(
         "SELECT c.case_id, o.reference, o.place_of_death, c.notified_on, c.deadline, c.review_type,"
-        " c.focused_reasons, c.returned_at, c.waiting_since"
+        " c.focused_reasons, c.returned_at, c.returned_reason, c.waiting_since"
         " FROM allocation_cases c LEFT JOIN opened_cases o USING (case_id) WHERE c.status = 'waiting'"
         " ORDER BY c.returned_at DESC NULLS LAST, c.notified_on, c.waiting_since"
     )
@@ -268,6 +268,8 @@ async def queue(request: Request, _: LAC) -> dict[str, Any]:
                 "days_waiting": (today - r["notified_on"]).days,
                 "days_to_deadline": (r["deadline"] - today).days,
                 "returned_to_queue": r["returned_at"] is not None,
+                # Why it came back (a declared conflict, a reopened case its reviewers cannot take).
+                "returned_because": r["returned_reason"],
             }
             for r in rows
         ]

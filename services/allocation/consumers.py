@@ -1,13 +1,15 @@
 """What the allocation service consumes: opened and escalated cases from the notification service;
-completed reviews and closed cases, which end an allocation."""
+completed reviews and closed cases, which end an allocation; reopened cases, which restore it (or
+queue the case again)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any
 
 from events import Actor, Envelope
 from events.allocation import CaseAwaitingAllocation
 from events.calendar import review_deadline
-from events.governance import CaseClosed
+from events.governance import CaseClosed, CaseReopened
 from events.notification import CaseEscalatedToFocused, CaseOpened, EligibilityRejected, EligibilityToConfirm
 from events.review import ReviewCompleted
 from events.topics import service_topic
@@ -21,7 +23,11 @@ from services.allocation.projections import record_case_not_open, record_opened_
 SYSTEM = Actor.system("allocation")
 
 
-def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envelope]:
+def case_events(
+    store: EventStore, topic: str, name: str, today: Callable[[], date] = date.today
+) -> InboxConsumer[Envelope]:
+    """`today`: the service's day (the runtime's clock), for the rules a reopened case is decided by."""
+
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
         event = envelope.payload()
         context = Context.caused_by(envelope, SYSTEM)
@@ -46,6 +52,15 @@ def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envel
             )
         elif isinstance(event, CaseClosed):
             await _on_case(store, conn, event.case_id, context, lambda c: domain.decide_end(c, "case_closed"))
+        elif isinstance(event, CaseReopened):
+            try:
+                await handlers.reopen(store, conn, event.case_id, event.reason, today(), context)
+            except handlers.NotFound as missing:
+                raise Unprocessable(f"no {missing.what} in the allocation service") from missing
+            except domain.CaseNotOpen as not_open:
+                raise Unprocessable(
+                    [{"field": "case_id", "type": not_open.code, "message": not_open.detail}]
+                ) from not_open
 
     return InboxConsumer(
         name=name,
@@ -94,6 +109,6 @@ async def _on_case(
 def consumers(runtime: Runtime) -> Sequence[InboxConsumer[Any]]:
     prefix = runtime.settings.topic_prefix
     return [
-        case_events(runtime.store, service_topic(source, prefix), f"{source}-events")
+        case_events(runtime.store, service_topic(source, prefix), f"{source}-events", runtime.today)
         for source in ("notification", "review", "governance")
     ]

@@ -13,6 +13,7 @@ from uuid import UUID
 from events import EventPayload
 from events.allocation import (
     AllocationEnded,
+    AllocationRestored,
     CaseAwaitingAllocation,
     CaseReallocated,
     CaseReturnedToQueue,
@@ -186,6 +187,9 @@ class CaseAllocation:
     reviewer_id: UUID | None = None
     senior_reviewer_id: UUID | None = None
     declared_conflicts: frozenset[UUID] = field(default_factory=frozenset)
+    # Reopened since it first closed (its allocation restored, or the case queued again): from then on
+    # only the case's closure ends an allocation (see decide_end).
+    reopened: bool = False
 
 
 def evolve_case(state: CaseAllocation | None, event: EventPayload) -> CaseAllocation | None:
@@ -212,9 +216,20 @@ def evolve_case(state: CaseAllocation | None, event: EventPayload) -> CaseAlloca
         case ConflictOfInterestDeclared() if state is not None:
             return replace(state, declared_conflicts=state.declared_conflicts | {event.reviewer_id})
         case CaseReturnedToQueue() if state is not None:
-            return replace(state, status="waiting", reviewer_id=None, senior_reviewer_id=None)
+            reopened = state.reopened or state.status == "ended"  # an ended allocation: a reopening
+            return replace(
+                state, status="waiting", reviewer_id=None, senior_reviewer_id=None, reopened=reopened
+            )
         case AllocationEnded() if state is not None:
             return replace(state, status="ended")
+        case AllocationRestored() if state is not None:
+            return replace(
+                state,
+                status="allocated",
+                reviewer_id=event.reviewer_id,
+                senior_reviewer_id=event.senior_reviewer_id,
+                reopened=True,
+            )
     return state  # CaseReallocated: the ReviewerAllocated that follows it moves the case
 
 
@@ -406,9 +421,57 @@ def decide_conflict_declaration(case: CaseAllocation, reviewer: Reviewer, reason
 def decide_end(
     case: CaseAllocation, reason: Literal["review_completed", "case_closed"]
 ) -> list[EventPayload]:
-    if case.status == "ended":
+    """The review was completed (review.ReviewCompleted) or the case closed (governance.CaseClosed),
+    whichever the service hears first: the QA panel's approval brings both. Once a case has been
+    reopened, only its closure ends the allocation: the completion of the review before the reopening
+    may arrive after it (from another topic) and must not end the allocation the reopening restored,
+    and each later approval closes the case again."""
+    if case.status == "ended" or (reason == "review_completed" and case.reopened):
         return []
     return [AllocationEnded(case_id=case.case_id, reviewer_id=case.reviewer_id, reason=reason)]
+
+
+def decide_reopening(
+    case: CaseAllocation,
+    reviewer: Reviewer,
+    senior: Reviewer,
+    reviewer_load: int,
+    today: date,
+    rule: str,
+    reason: str,
+    senior_supporting: int = 0,
+) -> list[EventPayload]:
+    """The case was reopened (governance.CaseReopened, `reason`). Its allocation, ended when the case
+    closed, is restored if `reviewer` and `senior` (who had it) can still take it by the rules of an
+    allocation: active, trained today, no conflict of interest, room in their caseload
+    (`reviewer_load`, the cases they have now) and in the senior reviewer's support
+    (`senior_supporting`). Otherwise the case goes back to the front of the queue, saying why. A case
+    whose allocation has not ended (told again) changes nothing."""
+    if case.status != "ended" or case.reviewer_id is None or case.senior_reviewer_id is None:
+        return []
+    broken = exclusions(case, reviewer, reviewer_load, today, rule)
+    broken += senior_exclusions(case, senior, today, rule, senior_supporting)
+    if broken:
+        why = "; ".join(v.detail for v in _in_rule_order(broken))
+        return [
+            CaseReturnedToQueue(
+                case_id=case.case_id,
+                reviewer_id=case.reviewer_id,
+                reason=f"the case was reopened ({reason}) and cannot go back to {reviewer.name} and"
+                f" {senior.name}: {why}",
+            )
+        ]
+    return [
+        AllocationRestored(
+            case_id=case.case_id,
+            reviewer_id=reviewer.reviewer_id,
+            reviewer_user_id=reviewer.user_id,
+            senior_reviewer_id=senior.reviewer_id,
+            senior_reviewer_user_id=senior.user_id,
+            restored_on=today,
+            reason=reason,
+        )
+    ]
 
 
 def decide_review_type(

@@ -151,6 +151,26 @@ async def allocate(
         return events
 
 
+async def reopen(
+    store: EventStore, conn: Connection, case_id: UUID, reason: str, today: date, context: Context
+) -> list[EventPayload]:
+    """The case was reopened: restore the allocation its closure ended to the same reviewer and
+    senior reviewer if they can still take it, else put the case back in the queue (domain
+    decide_reopening). In the caller's transaction (the consumer's inbox)."""
+    case, version = await load_case(conn, case_id)
+    if case.status != "ended" or case.reviewer_id is None or case.senior_reviewer_id is None:
+        return []  # nothing ended to restore (told again, or never allocated)
+    reviewer, _ = await load_reviewer(conn, case.reviewer_id)
+    senior, _ = await load_reviewer(conn, case.senior_reviewer_id)
+    load = await _caseload(conn, reviewer.reviewer_id)
+    supported = await _supporting_others(conn, senior.reviewer_id, case_id)
+    events = domain.decide_reopening(
+        case, reviewer, senior, load, today, domain.conflict_rule(), reason, supported
+    )
+    await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
+    return events
+
+
 CaseDecision = Callable[[domain.CaseAllocation], Sequence[EventPayload]]
 
 

@@ -7,6 +7,7 @@ from uuid import UUID
 from events import Envelope
 from events.allocation import (
     AllocationEnded,
+    AllocationRestored,
     CaseAwaitingAllocation,
     CaseReallocated,
     CaseReturnedToQueue,
@@ -82,7 +83,8 @@ class AllocationProjection:
             case ReviewerAllocated():
                 await conn.execute(
                     "UPDATE allocation_cases SET status = 'allocated', reviewer_id = $2,"
-                    " senior_reviewer_id = $3, returned_at = NULL, allocated_on = $4 WHERE case_id = $1",
+                    " senior_reviewer_id = $3, returned_at = NULL, returned_reason = NULL, allocated_on = $4"
+                    " WHERE case_id = $1",
                     event.case_id,
                     event.reviewer_id,
                     event.senior_reviewer_id,
@@ -100,14 +102,35 @@ class AllocationProjection:
                     event.allocated_on,
                 )
             case CaseReturnedToQueue():
+                # A case handed back by its reviewer leaves their caseload; a reopened case whose
+                # allocation ended when it closed has left it already.
+                was = await conn.fetchval(
+                    "SELECT status FROM allocation_cases WHERE case_id = $1 FOR UPDATE", event.case_id
+                )
                 await conn.execute(
                     "UPDATE allocation_cases SET status = 'waiting', reviewer_id = NULL,"
-                    " senior_reviewer_id = NULL, allocated_on = NULL, returned_at = $2, waiting_since = $2"
-                    " WHERE case_id = $1",
+                    " senior_reviewer_id = NULL, allocated_on = NULL, returned_at = $2, waiting_since = $2,"
+                    " returned_reason = $3 WHERE case_id = $1",
                     event.case_id,
                     at,
+                    event.reason,
                 )
-                await _drop_caseload(conn, event.reviewer_id)
+                if was == "allocated":
+                    await _drop_caseload(conn, event.reviewer_id)
+            case AllocationRestored():
+                # The same reviewers as before the case closed, on the allocation's first day: it
+                # counts in their caseloads again, but is not a new allocation (last_allocated_on).
+                await conn.execute(
+                    "UPDATE allocation_cases SET status = 'allocated', reviewer_id = $2,"
+                    " senior_reviewer_id = $3 WHERE case_id = $1",
+                    event.case_id,
+                    event.reviewer_id,
+                    event.senior_reviewer_id,
+                )
+                await conn.execute(
+                    "UPDATE reviewers SET active_caseload = active_caseload + 1 WHERE reviewer_id = $1",
+                    event.reviewer_id,
+                )
             case CaseReallocated():
                 await _drop_caseload(conn, event.from_reviewer_id)
             case AllocationEnded():

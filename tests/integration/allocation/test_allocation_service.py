@@ -272,6 +272,7 @@ async def test_a_declared_conflict_puts_the_case_at_the_front_of_the_queue_and_b
     waiting = await queue(svc)
     assert [c["case_id"] for c in waiting] == [case_id, oldest]
     assert waiting[0]["returned_to_queue"] is True
+    assert waiting[0]["returned_because"] == "the reviewer declared a conflict of interest"
     again = await allocate(svc, case_id, rae, sam)
     assert again.status_code == 409 and again.json()["code"] == "conflict_of_interest"
     assert (await allocate(svc, case_id, ria, sam)).status_code == 201
@@ -383,6 +384,7 @@ async def test_the_queue_shows_each_case_by_its_reference_with_what_the_lac_need
         "days_waiting": 20,
         "days_to_deadline": 161,
         "returned_to_queue": False,
+        "returned_because": None,
     }
     assert (second["case_id"], second["reference"], second["place_of_death"]) == (
         str(newer),

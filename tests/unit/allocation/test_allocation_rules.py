@@ -1,12 +1,18 @@
 """The allocation rules, each its own test; a refusal names every rule broken."""
 
+from dataclasses import replace
 from datetime import date
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
+from events import EventPayload
 from events.allocation import (
+    AllocationEnded,
+    AllocationRestored,
     CaseAwaitingAllocation,
+    CaseReturnedToQueue,
     ReviewerAllocated,
 )
 from events.calendar import review_deadline
@@ -407,3 +413,120 @@ def test_pairs_offer_a_senior_as_reviewer_only_when_no_one_else_is_eligible() ->
         ("Sam", "Sue"),
         ("Sue", "Sam"),
     ]
+
+
+# Reopening a closed case (governance.CaseReopened): the allocation it ended is restored if the same
+# reviewer and senior reviewer can still take the case, by the rules of an allocation; else the case
+# goes back to the front of the queue, saying why.
+
+
+def ended_case(r: domain.Reviewer, s: domain.Reviewer = SENIOR) -> domain.CaseAllocation:
+    [allocated] = domain.decide_allocation(case(), r, s, 0, TODAY, RULE)
+    c = domain.evolve_case(case(), allocated)
+    assert c is not None
+    [ended] = domain.decide_end(c, "case_closed")
+    after = domain.evolve_case(c, ended)
+    assert after is not None and after.status == "ended"
+    return after
+
+
+def reopened(
+    c: domain.CaseAllocation,
+    r: domain.Reviewer,
+    s: domain.Reviewer = SENIOR,
+    load: int = 0,
+    supporting: int = 0,
+    today: date = TODAY,
+) -> list[EventPayload]:
+    return list(domain.decide_reopening(c, r, s, load, today, RULE, "new evidence", supporting))
+
+
+def test_a_reopened_case_is_restored_to_its_reviewer_and_senior_who_can_still_take_it() -> None:
+    r = reviewer()
+    c = ended_case(r)
+    [restored] = reopened(c, r, load=2, supporting=SUPPORT_FULL - 1)
+    assert isinstance(restored, AllocationRestored)
+    assert (restored.reviewer_id, restored.senior_reviewer_id) == (r.reviewer_id, SENIOR.reviewer_id)
+    assert (restored.reviewer_user_id, restored.senior_reviewer_user_id) == ("rae-sub", "sam-sub")
+    assert (restored.restored_on, restored.reason) == (TODAY, "new evidence")
+    after = domain.evolve_case(c, restored)
+    assert after is not None
+    assert (after.status, after.reviewer_id, after.senior_reviewer_id) == (
+        "allocated",
+        r.reviewer_id,
+        SENIOR.reviewer_id,
+    )
+    assert reopened(after, r) == []  # told again: already restored
+
+
+SUPPORT_FULL = domain.SUPPORT_CAPACITY
+# How each rule reads in the reason the case went back to the queue.
+WORDS = {
+    "reviewer_inactive": "is inactive",
+    "training_expired": "training expired on 2026-11-01",
+    "conflict_of_interest": "involved in the person's care",
+    "at_capacity": "capacity",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"reviewer": {"active": False}}, "reviewer_inactive"),
+        ({"reviewer": {"trained_on": date(2025, 11, 1)}}, "training_expired"),
+        ({"reviewer": {"conflicts": (("organisation", "Southmead Hospital"),)}}, "conflict_of_interest"),
+        ({"load": 3}, "at_capacity"),
+        ({"senior": {"active": False}}, "reviewer_inactive"),
+        ({"senior": {"trained_on": date(2025, 11, 1)}}, "training_expired"),
+        ({"senior": {"organisations": ("Brunswick Care Ltd",)}}, "conflict_of_interest"),
+        ({"supporting": SUPPORT_FULL}, "at_capacity"),
+    ],
+)
+def test_a_reopened_case_goes_back_to_the_queue_if_its_reviewer_or_senior_can_no_longer_take_it(
+    change: dict[str, Any], code: str
+) -> None:
+    r, s = reviewer(), SENIOR
+    c = ended_case(r, s)
+    r, s = replace(r, **change.get("reviewer", {})), replace(s, **change.get("senior", {}))
+    [returned] = reopened(c, r, s, load=change.get("load", 0), supporting=change.get("supporting", 0))
+    assert isinstance(returned, CaseReturnedToQueue)
+    assert returned.reviewer_id == r.reviewer_id
+    assert returned.reason.startswith(
+        "the case was reopened (new evidence) and cannot go back to Rae and Sam: "
+    )
+    assert WORDS[code] in returned.reason, returned.reason
+    after = domain.evolve_case(c, returned)
+    assert after is not None
+    assert (after.status, after.reviewer_id, after.senior_reviewer_id) == ("waiting", None, None)
+
+
+def test_reopening_a_case_whose_allocation_has_not_ended_changes_nothing() -> None:
+    r = reviewer()
+    [allocated] = domain.decide_allocation(case(), r, SENIOR, 0, TODAY, RULE)
+    c = domain.evolve_case(case(), allocated)
+    assert c is not None
+    assert reopened(c, r) == []
+    assert reopened(case(), r) == []
+
+
+def test_once_reopened_only_the_case_closing_again_ends_the_allocation() -> None:
+    # The QA panel's approval both completes the review (review topic) and closes the case
+    # (governance topic); the completion may reach this service after the reopening that followed.
+    r = reviewer()
+    [restored] = reopened(ended_case(r), r)
+    c = domain.evolve_case(ended_case(r), restored)
+    assert c is not None
+    assert domain.decide_end(c, "review_completed") == []  # the completion before the reopening
+    [ended] = domain.decide_end(c, "case_closed")  # approved again: the case closes again
+    assert isinstance(ended, AllocationEnded) and ended.reviewer_id == r.reviewer_id
+    # Queued again instead, then allocated afresh: the same.
+    [returned] = reopened(ended_case(r), replace(r, active=False))
+    queued = domain.evolve_case(ended_case(r), returned)
+    assert queued is not None and queued.reopened
+    [allocated] = domain.decide_allocation(queued, reviewer("Tia"), SENIOR, 0, TODAY, RULE)
+    again = domain.evolve_case(queued, allocated)
+    assert again is not None and domain.decide_end(again, "review_completed") == []
+    # A case never reopened ends on either, whichever comes first.
+    [first] = domain.decide_allocation(case(), r, SENIOR, 0, TODAY, RULE)
+    fresh = domain.evolve_case(case(), first)
+    assert fresh is not None and len(domain.decide_end(fresh, "review_completed")) == 1
