@@ -6,6 +6,8 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.auth import Forbidden, Unauthenticated
@@ -25,6 +27,62 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the field, dotted (`family.consented`), or `(body)`")
+    message: str
+    type: str = Field(description="the rule broken, machine-readable")
+
+
+class RuleViolation(BaseModel):
+    code: str = Field(description="the rule broken, machine-readable")
+    rule: str = Field(description="the rule, in words")
+    detail: str
+
+
+class ProblemDetails(BaseModel):
+    """What every refusal returns (RFC 9457), as `application/problem+json`: the documentation of the
+    bodies problem_response writes. The optional members appear only where they apply, never as null."""
+
+    type: str = Field(examples=["https://leder.example.nhs.uk/problems/validation_failed"])
+    title: str
+    status: int
+    code: str = Field(description="the rule broken or the state the thing is in, machine-readable")
+    detail: str
+    instance: str = Field(description="the path of the request")
+    errors: list[FieldError] | SkipJsonSchema[None] = Field(
+        None, description="422: each field that is not valid and why"
+    )
+    violations: list[RuleViolation] | SkipJsonSchema[None] = Field(
+        None, description="409 from allocation: each rule of an allocation the choice breaks"
+    )
+    missing: list[str] | SkipJsonSchema[None] = Field(
+        None, description="422 review_incomplete: what the review still needs before it can be submitted"
+    )
+    expected_version: int | SkipJsonSchema[None] = Field(None, description="409 concurrent_change")
+    actual_version: int | SkipJsonSchema[None] = Field(None, description="409 concurrent_change")
+
+
+_WHEN = {
+    401: "No bearer token, or one that is not valid (`unauthenticated`)",
+    403: "The caller's role may not do this (`forbidden`)",
+    404: "What the path names does not exist",
+    409: "It exists but is in the wrong state for this (the `code` names the state), or changed meanwhile",
+    422: "The request is not valid: `errors` names each field and the rule (`validation_failed`), or a "
+    "rule of the domain refuses it",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the refusals a route can return, each documented as ProblemDetails."""
+    return {
+        status: {
+            "description": _WHEN[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+        }
+        for status in statuses
+    }
 
 
 class Problem(Exception):

@@ -16,6 +16,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, Field
 
 from events.topics import service_topic
 from infra import db, kafka
@@ -166,18 +167,25 @@ async def _start_broker(runtime: Runtime) -> None:
 event_feed = APIRouter(tags=["events"])
 
 
+class EventFeed(BaseModel):
+    events: list[str] = Field(
+        description="each event's canonical envelope, as the JSON text the service stored and published "
+        "(the audit log hashes these bytes)"
+    )
+    last_sequence: int = Field(description="the service's latest source_sequence")
+
+
 @event_feed.get("/events")
 async def feed(
     request: Request,
     _: Annotated[Caller, Depends(require_roles("ig_officer", "system"))],
     after: Annotated[int, Query(ge=0, description="the source_sequence to start after")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-) -> dict[str, Any]:
+) -> EventFeed:
     """The service's events in sequence order, as canonical envelopes: what the audit service's
     reconciliation fetches when its log has a gap."""
     runtime: Runtime = request.app.state.runtime
     rows = await runtime.store.read_all_raw(after, limit)
-    return {
-        "events": [envelope for _, envelope in rows],
-        "last_sequence": await runtime.store.last_sequence(),
-    }
+    return EventFeed(
+        events=[envelope for _, envelope in rows], last_sequence=await runtime.store.last_sequence()
+    )
