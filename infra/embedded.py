@@ -7,6 +7,7 @@ Neither needs Docker or configuration; both listen on loopback only.
 import ctypes
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -42,10 +43,26 @@ def tied_to_this_process(signum: int) -> Callable[[], None] | None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now, below the kernel's ephemeral range: a port the kernel hands out for port 0 is
+    also what it gives outgoing connections as their source port, so a listener started on it a moment
+    later may find it taken by a client (seen: the web application, while its neighbours connected)."""
+    low = _ephemeral_low() - 1024
+    for _ in range(200):
+        port = random.randrange(20_000, max(low, 20_001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
