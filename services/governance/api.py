@@ -151,6 +151,7 @@ async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> dict[str, 
         "panel_id": str(panel_id),
         "held_on": found["held_on"],
         "upcoming": found["held_on"] >= _runtime(request).today(),
+        "decisions_open": domain.panel_may_decide(found["held_on"], _runtime(request).today()),
         "agenda": [
             {
                 **described[i["case_id"]],

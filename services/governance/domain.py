@@ -116,6 +116,11 @@ def evolve_case(state: CaseQA | None, event: EventPayload) -> CaseQA | None:
     return state  # ReviewApprovedByQA: the CaseClosed that follows it closes the case
 
 
+def panel_may_decide(held_on: date, today: date) -> bool:
+    """A panel's decisions are recorded on or after the day it meets, never before."""
+    return today >= held_on
+
+
 def decide_add_to_agenda(case: CaseQA, panel: QAPanelScheduled) -> list[EventPayload]:
     if case.status in ("returned", "reopened"):
         raise ReviewNotSubmitted(
@@ -158,11 +163,11 @@ def decide_qa(
     """The panel's decision, made today: not before the panel meets (`today`: the service's clock)."""
     if case.status != "on_agenda" or case.panel_id != panel_id:
         raise NotOnThisPanel(f"the review of case {case.case_id} is not on the agenda of panel {panel_id}")
-    if case.panel_held_on is not None and today < case.panel_held_on:
+    if case.panel_held_on is not None and not panel_may_decide(case.panel_held_on, today):
         raise ImpossibleDate(
             "decided_before_panel",
             "panel_id",
-            f"panel_id: the panel meets on {case.panel_held_on}; its decision cannot be made before"
+            f"the panel meets on {case.panel_held_on}: its decisions cannot be recorded before that day"
             f" (today is {today})",
         )
     if approved:

@@ -91,7 +91,12 @@ async def test_a_decision_before_the_panels_date_is_422_naming_the_rule(gov: Run
     early = await _post(gov, f"/qa-panels/{panel}/decisions", decision, role="qa_panel")
     assert _problem(early) == (422, "decided_before_panel"), early.text
     assert [e["field"] for e in early.json()["errors"]] == ["panel_id"]
+    # The panel's page says so before anyone tries: its decisions open on the day it meets.
+    before = await gov.client.get(f"/qa-panels/{panel}", headers=gov.headers("qa_panel"))
+    assert before.json()["decisions_open"] is False
     gov.runtime.clock = lambda: datetime(2026, 12, 3, 10, tzinfo=UTC)
+    after = await gov.client.get(f"/qa-panels/{panel}", headers=gov.headers("qa_panel"))
+    assert after.json()["decisions_open"] is True
     on_the_day = await _post(gov, f"/qa-panels/{panel}/decisions", decision, role="qa_panel")
     assert on_the_day.status_code == 201, on_the_day.text
 
