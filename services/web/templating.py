@@ -1,5 +1,6 @@
 """Jinja with the NHS.UK frontend macros, and the filters that make data read as people write it."""
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,22 @@ def nhs_datetime(value: Any) -> str:
     return f"{value.day} {value:%B %Y} at {hour}:{value:%M}{'am' if value.hour < 12 else 'pm'}"
 
 
+ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+def dates_in_words(text: Any) -> str:
+    """A service's sentence with its ISO dates as people write them ("deadline 1 September 2026");
+    case references (LDR-2026-00042) are left alone."""
+
+    def spoken(match: re.Match[str]) -> str:
+        try:
+            return nhs_date(date(int(match[1]), int(match[2]), int(match[3])))
+        except ValueError:
+            return match[0]
+
+    return ISO_DATE.sub(spoken, str(text or ""))
+
+
 def days(value: Any) -> str:
     if value is None:
         return ""
@@ -104,7 +121,12 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        words=words, nhs_date=nhs_date, nhs_datetime=nhs_datetime, days=days, status_tag=status_tag
+        words=words,
+        nhs_date=nhs_date,
+        nhs_datetime=nhs_datetime,
+        days=days,
+        status_tag=status_tag,
+        dates_in_words=dates_in_words,
     )
     env.globals["role_names"] = ROLE_NAMES
     return env

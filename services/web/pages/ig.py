@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.web.backend import ApiError
 from services.web.forms import Form
 from services.web.page import Page, download, for_roles
-from services.web.templating import LONDON
+from services.web.templating import LONDON, dates_in_words
 
 router = APIRouter()
 IgPage = Annotated[Page, Depends(for_roles("ig_officer"))]
@@ -223,8 +223,8 @@ def event_words(event_type: str) -> str:
 
 
 def sentence(text: Any) -> str:
-    """The service's words as they are (dates and references keep their hyphens), capitalised."""
-    words = str(text or "")
+    """The service's words, capitalised, with its dates as people write them (references untouched)."""
+    words = dates_in_words(text)
     return words[:1].upper() + words[1:]
 
 

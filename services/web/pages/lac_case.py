@@ -11,6 +11,7 @@ from services.web.backend import ApiError
 from services.web.pages import lac_words
 from services.web.pages.lac_common import LacPage, case_path, focused_reason_labels, gather, names
 from services.web.roles import ROLE_NAMES
+from services.web.templating import dates_in_words
 
 router = APIRouter()
 # Reading the history is itself logged in the audit log; the timeline shows what happened to the case.
@@ -68,6 +69,7 @@ def _who(entry: dict[str, Any], people: dict[str, str], me: str, my_name: str) -
 
 
 def _sentence(text: str) -> str:
+    text = dates_in_words(text)
     return text[:1].upper() + text[1:]
 
 

@@ -132,6 +132,7 @@ FIELDS = [
     Field("notifier.phone", "text", "Your phone number", "Enter your phone number"),
 ]
 BY_PATH = {f.path: f for f in FIELDS}
+SECTIONS = ("notifier", "person", "death", "circumstances")
 # A rule across a group's fields names the group: the error goes on the field it is about.
 GROUP_FIELDS = {"notifier": "notifier.email", "next_of_kin": "next_of_kin.name"}
 
@@ -270,7 +271,10 @@ def _notification_id(posted: str) -> str:
 
 def _body(form: Form, notification_id: str) -> dict[str, Any]:
     """The contract's JSON from the form: what was left empty is left out, for the service to name."""
+    # Each section of the contract is sent, empty or not, so that the service names every field
+    # missing in it at once, not the section as a whole (which would bring the errors in waves).
     body: dict[str, Any] = {"notification_id": notification_id, "schema_version": 1}
+    body |= {section: {} for section in SECTIONS}
     for f in FIELDS:
         present, value = _value(form, f)
         if present:
@@ -324,7 +328,8 @@ def _field_for(path: str) -> Field:
         found = BY_PATH.get(GROUP_FIELDS.get(prefix, prefix))
         if found:
             return found
-    return FIELDS[0]
+    # A path that names no field of the form (a section as a whole): its section's first field.
+    return next((f for f in FIELDS if f.path.startswith(parts[0] + ".")), FIELDS[0])
 
 
 def _message(f: Field, kind: str, message: str) -> str:
