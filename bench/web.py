@@ -124,7 +124,47 @@ def pages(get: Callable[..., Any]) -> list[tuple[str, str, list[str]]]:
     ]
 
 
-def main(quick: bool) -> int:
+def screenshots(web: str, folder: Path, get: Callable[..., Any]) -> None:
+    """Each role's main page on the demo caseload, as the README shows them."""
+    from tests.support.web import chromium, shoot, sign_in
+
+    cases = get("notification", "/cases", "lac")["cases"]
+    closed = next((c for c in cases if c.get("status") == "closed"), cases[0])
+    reviewers = get("allocation", "/reviewers", "lac")["reviewers"]
+    busy = max(reviewers, key=lambda r: r.get("active_caseload", 0))
+    role = "senior_reviewer" if busy.get("senior") else "reviewer"
+    mine = [
+        r
+        for r in get("review", "/reviews/mine", role, busy["user_id"])["reviews"]
+        if r["role_in_case"] == "reviewer"
+    ]
+    panels = get("governance", "/qa-panels", "lac")["panels"]
+    held = next((p for p in panels if p["agenda_size"]), None)
+    agenda = get("governance", f"/qa-panels/{held['panel_id']}", "lac")["agenda"] if held else []
+    shots = [
+        ("lac.alex", "/lac", "lac-home"),
+        (busy["user_id"], f"/reviews/{mine[0]['case_id']}" if mine else "/reviews", "reviewer-task-list"),
+        (
+            "qa.priya",
+            f"/qa/reviews/{agenda[0]['case_id']}?panel={held['panel_id']}" if held and agenda else "/qa",
+            "qa-review",
+        ),
+        ("gov.sam", "/governance/reports?report=annual", "governance-report"),
+        ("ig.jo", f"/ig/cases/{closed['case_id']}", "ig-timeline"),
+        ("gp.lee", "/notify", "partner-notify"),
+    ]
+    with chromium() as browser:
+        for sub, path, name in shots:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            sign_in(page, web, sub)
+            page.goto(web + path)
+            shoot(page, folder / f"{name}.png")
+            context.close()
+            print(f"wrote {folder / name}.png", flush=True)
+
+
+def main(quick: bool, shots: Path | None = None) -> int:
     notifications, months, repeat = (40, 3, 5) if quick else (300, 18, 30)
     environ = {
         k: v
@@ -158,6 +198,8 @@ def main(quick: bool) -> int:
                     person.time(path, 2)  # warm: the first call of a path pays for imports and plans
                     times, calls, status = person.time(path, repeat)
                     figures.append(Figures(role, path, times, calls, status))
+            if shots is not None:
+                screenshots(stack.url("web"), shots, get)
         finally:
             stack.stop()
     lines = [
@@ -195,5 +237,11 @@ def _shape(path: str) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small caseload, a few asks (what CI runs)")
+    parser.add_argument(
+        "--screenshots",
+        type=Path,
+        help="also write each role's main page here (docs/screenshots for the README)",
+    )
     configure_logging("bench", "WARNING")
-    sys.exit(main(parser.parse_args().quick))
+    arguments = parser.parse_args()
+    sys.exit(main(arguments.quick, arguments.screenshots))
