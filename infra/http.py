@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 # FastAPIOffline: FastAPI whose /docs and /redoc pages load Swagger UI and ReDoc from the service
 # itself, not from a CDN (NHS networks may reach none); it serves the assets its wheel ships.
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from infra.logging import get_logger
 from infra.problems import ProblemDetails, install_problem_handlers, problem_responses
@@ -26,6 +26,13 @@ log = get_logger("http")
 CORRELATION_HEADER = "X-Correlation-ID"
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class ResponseModel(BaseModel):
+    """The base of the services' response models: documents the fields a route returns, and passes on
+    any field it does not name (a route adding one to its answer never loses it on the way out)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class Health(BaseModel):

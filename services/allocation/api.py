@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
-from infra.problems import Problem
+from infra.http import ResponseModel
+from infra.problems import Problem, RuleViolation
 from infra.service import Runtime
 from services.allocation import domain, handlers
 
@@ -53,6 +54,141 @@ async def _checked(call: Awaitable[T]) -> T:
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class Conflict(ResponseModel):
+    kind: Literal["organisation", "person"]
+    name: str
+
+
+class ReviewerCase(ResponseModel):
+    case_id: str
+    reference: str | None
+    role: Literal["reviewer", "senior_reviewer"]
+    allocated_on: date
+    notified_on: date
+    deadline: date
+    days_to_deadline: int
+    review_type: str | None
+    focused_reasons: list[str]
+    place_of_death: str | None
+
+
+class ReviewerView(ResponseModel):
+    reviewer_id: str
+    sub: str
+    user_id: str = Field(description="the same as sub")
+    name: str
+    employers: list[str]
+    organisations: list[str] = Field(description="the same as employers")
+    senior: bool
+    active: bool
+    capacity: int
+    caseload: int
+    active_caseload: int = Field(description="the same as caseload")
+    supporting: int = Field(description="cases the reviewer supports as senior reviewer")
+    trained_on: date | None
+    training_expires_on: date | None
+    standing_conflicts: list[Conflict]
+    conflicts: list[Conflict] = Field(description="the same as standing_conflicts")
+    last_allocated_on: date | None
+    last_supported_on: date | None
+    can_take_case: bool
+    can_take_a_case_today: bool = Field(description="the same as can_take_case")
+    cannot_take_case_because: list[RuleViolation]
+
+
+class ReviewerPage(ReviewerView):
+    cases: list[ReviewerCase] = Field(description="the cases they have now, soonest deadline first")
+
+
+class Reviewers(ResponseModel):
+    reviewers: list[ReviewerView]
+
+
+class Person(ResponseModel):
+    sub: str
+    name: str
+    senior: bool
+
+
+class People(ResponseModel):
+    people: list[Person]
+
+
+class QueuedCase(ResponseModel):
+    case_id: str
+    reference: str | None
+    notified_on: date
+    deadline: date
+    review_type: str | None
+    focused_reasons: list[str]
+    place_of_death: str | None
+    days_waiting: int
+    days_to_deadline: int
+    returned_to_queue: bool
+    returned_because: str | None = Field(
+        description="why it came back (a declared conflict, a reopened case its reviewers cannot take)"
+    )
+
+
+class Queue(ResponseModel):
+    cases: list[QueuedCase]
+
+
+class Allocated(ResponseModel):
+    case_id: str
+    events: list[str] = Field(description="the event types recorded")
+
+
+class ConflictDeclared(ResponseModel):
+    case_id: str
+    returned_to_queue: bool
+
+
+class Suggestion(ResponseModel):
+    reviewer_id: str
+    sub: str
+    name: str
+    senior: bool
+    eligible: bool
+    active_caseload: int
+    caseload: int
+    capacity: int
+    last_allocated_on: date | None
+    excluded_because: list[RuleViolation]
+
+
+class PairMember(ResponseModel):
+    reviewer_id: str
+    sub: str
+    name: str
+    caseload: int
+    capacity: int
+
+
+class PairSenior(PairMember):
+    supporting: int
+
+
+class SeniorSuggestion(PairSenior):
+    support_capacity: int
+    last_supported_on: date | None
+    eligible: bool
+    excluded_because: list[RuleViolation]
+
+
+class Pair(ResponseModel):
+    reviewer: PairMember
+    senior_reviewer: PairSenior
+
+
+class Suggestions(ResponseModel):
+    case_id: str
+    reference: str | None
+    suggestions: list[Suggestion]
+    senior_reviewers: list[SeniorSuggestion]
+    pairs: list[Pair] = Field(description="up to five ready pairs of reviewer and senior reviewer")
+
+
 class NewReviewer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,7 +200,7 @@ class NewReviewer(BaseModel):
 
 
 @router.post("/reviewers", status_code=201)
-async def register_reviewer(body: NewReviewer, request: Request, caller: LAC) -> dict[str, Any]:
+async def register_reviewer(body: NewReviewer, request: Request, caller: LAC) -> ReviewerView:
     exists = Problem(409, "reviewer_exists", f"a reviewer signs in as {body.user_id} already")
     if await _store(request).pool.fetchval("SELECT 1 FROM reviewers WHERE user_id = $1", body.user_id):
         raise exists
@@ -104,7 +240,7 @@ class Reason(BaseModel):
 
 
 @router.post("/reviewers/{reviewer_id}/training")
-async def record_training(reviewer_id: UUID, body: Training, request: Request, caller: LAC) -> dict[str, Any]:
+async def record_training(reviewer_id: UUID, body: Training, request: Request, caller: LAC) -> ReviewerView:
     if body.completed_on > _runtime(request).today():
         raise Problem(422, "training_in_future", "training cannot be completed in the future")
     await _checked(
@@ -118,7 +254,7 @@ async def record_training(reviewer_id: UUID, body: Training, request: Request, c
 @router.post("/reviewers/{reviewer_id}/conflicts")
 async def record_conflict(
     reviewer_id: UUID, body: StandingConflict, request: Request, caller: LAC
-) -> dict[str, Any]:
+) -> ReviewerView:
     await _checked(
         handlers.change_reviewer(
             _store(request), reviewer_id, handlers.conflict(body.kind, body.name), _context(request, caller)
@@ -128,7 +264,7 @@ async def record_conflict(
 
 
 @router.post("/reviewers/{reviewer_id}/deactivation")
-async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: LAC) -> dict[str, Any]:
+async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: LAC) -> ReviewerView:
     await _checked(
         handlers.change_reviewer(
             _store(request), reviewer_id, handlers.deactivation(body.reason), _context(request, caller)
@@ -138,7 +274,7 @@ async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: 
 
 
 @router.post("/reviewers/{reviewer_id}/reactivation")
-async def reactivate(reviewer_id: UUID, request: Request, caller: LAC) -> dict[str, Any]:
+async def reactivate(reviewer_id: UUID, request: Request, caller: LAC) -> ReviewerView:
     await _checked(
         handlers.change_reviewer(
             _store(request), reviewer_id, handlers.reactivation(), _context(request, caller)
@@ -148,13 +284,13 @@ async def reactivate(reviewer_id: UUID, request: Request, caller: LAC) -> dict[s
 
 
 @router.get("/reviewers")
-async def list_reviewers(request: Request, _: LAC) -> dict[str, Any]:
+async def list_reviewers(request: Request, _: LAC) -> Reviewers:
     ids = await _store(request).pool.fetch("SELECT reviewer_id FROM reviewers ORDER BY name")
-    return {"reviewers": [await _reviewer_view(request, r["reviewer_id"]) for r in ids]}
+    return Reviewers(reviewers=[await _reviewer_view(request, r["reviewer_id"]) for r in ids])
 
 
 @router.get("/reviewers/{reviewer_id}")
-async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> dict[str, Any]:
+async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> ReviewerPage:
     """One reviewer as GET /reviewers shows them, with the cases they have now (as reviewer or as
     senior reviewer), soonest deadline first."""
     view = await _reviewer_view(request, reviewer_id)
@@ -167,7 +303,7 @@ async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> dict[str
         " ORDER BY c.deadline, c.notified_on, c.case_id",
         reviewer_id,
     )
-    view["cases"] = [
+    cases = [
         {
             "case_id": str(r["case_id"]),
             "reference": r["reference"],
@@ -182,7 +318,7 @@ async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> dict[str
         }
         for r in rows
     ]
-    return view
+    return ReviewerPage.model_validate(view.model_dump() | {"cases": cases})
 
 
 @router.get("/people")
@@ -192,19 +328,19 @@ async def people(
         Caller,
         Depends(require_roles("lac", "qa_panel", "governance", "ig_officer", "reviewer", "senior_reviewer")),
     ],
-) -> dict[str, Any]:
+) -> People:
     """Every registered reviewer's name, for pages that would otherwise show a `sub`: names only."""
     rows = await _store(request).pool.fetch(
         "SELECT user_id, name, senior FROM reviewers ORDER BY name, user_id"
     )
-    return {"people": [{"sub": r["user_id"], "name": r["name"], "senior": r["senior"]} for r in rows]}
+    return People(people=[Person(sub=r["user_id"], name=r["name"], senior=r["senior"]) for r in rows])
 
 
 def _violation(v: domain.Violation) -> dict[str, str]:
     return {"code": v.code, "rule": domain.RULE_NAMES.get(v.code, v.code), "detail": v.detail}
 
 
-async def _reviewer_view(request: Request, reviewer_id: UUID) -> dict[str, Any]:
+async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:
     store, today = _store(request), _runtime(request).today()
     row = await store.pool.fetchrow(
         "SELECT r.active_caseload, r.last_allocated_on, r.last_supported_on,"
@@ -221,33 +357,35 @@ async def _reviewer_view(request: Request, reviewer_id: UUID) -> dict[str, Any]:
     load = row["active_caseload"]
     cannot = domain.availability(reviewer, load, today)
     conflicts = [{"kind": k, "name": n} for k, n in reviewer.conflicts]
-    return {
-        "reviewer_id": str(reviewer_id),
-        "sub": reviewer.user_id,
-        "user_id": reviewer.user_id,
-        "name": reviewer.name,
-        "employers": list(reviewer.organisations),
-        "organisations": list(reviewer.organisations),
-        "senior": reviewer.senior,
-        "active": reviewer.active,
-        "capacity": reviewer.capacity,
-        "caseload": load,
-        "active_caseload": load,
-        "supporting": row["supporting"],
-        "trained_on": reviewer.trained_on,
-        "training_expires_on": expires,
-        "standing_conflicts": conflicts,
-        "conflicts": conflicts,
-        "last_allocated_on": row["last_allocated_on"],
-        "last_supported_on": row["last_supported_on"],
-        "can_take_case": not cannot,
-        "can_take_a_case_today": not cannot,
-        "cannot_take_case_because": [_violation(v) for v in cannot],
-    }
+    return ReviewerView.model_validate(
+        {
+            "reviewer_id": str(reviewer_id),
+            "sub": reviewer.user_id,
+            "user_id": reviewer.user_id,
+            "name": reviewer.name,
+            "employers": list(reviewer.organisations),
+            "organisations": list(reviewer.organisations),
+            "senior": reviewer.senior,
+            "active": reviewer.active,
+            "capacity": reviewer.capacity,
+            "caseload": load,
+            "active_caseload": load,
+            "supporting": row["supporting"],
+            "trained_on": reviewer.trained_on,
+            "training_expires_on": expires,
+            "standing_conflicts": conflicts,
+            "conflicts": conflicts,
+            "last_allocated_on": row["last_allocated_on"],
+            "last_supported_on": row["last_supported_on"],
+            "can_take_case": not cannot,
+            "can_take_a_case_today": not cannot,
+            "cannot_take_case_because": [_violation(v) for v in cannot],
+        }
+    )
 
 
 @router.get("/allocation-queue")
-async def queue(request: Request, _: LAC) -> dict[str, Any]:
+async def queue(request: Request, _: LAC) -> Queue:
     today = _runtime(request).today()
     rows = await _store(request).pool.fetch(
         "SELECT c.case_id, o.reference, o.place_of_death, c.notified_on, c.deadline, c.review_type,"
@@ -255,25 +393,27 @@ async def queue(request: Request, _: LAC) -> dict[str, Any]:
         " FROM allocation_cases c LEFT JOIN opened_cases o USING (case_id) WHERE c.status = 'waiting'"
         " ORDER BY c.returned_at DESC NULLS LAST, c.notified_on, c.waiting_since"
     )
-    return {
-        "cases": [
-            {
-                "case_id": str(r["case_id"]),
-                "reference": r["reference"],
-                "notified_on": r["notified_on"],
-                "deadline": r["deadline"],
-                "review_type": r["review_type"],
-                "focused_reasons": r["focused_reasons"],
-                "place_of_death": r["place_of_death"],
-                "days_waiting": (today - r["notified_on"]).days,
-                "days_to_deadline": (r["deadline"] - today).days,
-                "returned_to_queue": r["returned_at"] is not None,
-                # Why it came back (a declared conflict, a reopened case its reviewers cannot take).
-                "returned_because": r["returned_reason"],
-            }
-            for r in rows
-        ]
-    }
+    return Queue.model_validate(
+        {
+            "cases": [
+                {
+                    "case_id": str(r["case_id"]),
+                    "reference": r["reference"],
+                    "notified_on": r["notified_on"],
+                    "deadline": r["deadline"],
+                    "review_type": r["review_type"],
+                    "focused_reasons": r["focused_reasons"],
+                    "place_of_death": r["place_of_death"],
+                    "days_waiting": (today - r["notified_on"]).days,
+                    "days_to_deadline": (r["deadline"] - today).days,
+                    "returned_to_queue": r["returned_at"] is not None,
+                    # Why it came back (a declared conflict, a reopened case its reviewers cannot take).
+                    "returned_because": r["returned_reason"],
+                }
+                for r in rows
+            ]
+        }
+    )
 
 
 class AllocationRequest(BaseModel):
@@ -287,7 +427,7 @@ class ReallocationRequest(AllocationRequest):
 
 
 @router.post("/cases/{case_id}/allocation", status_code=201)
-async def allocate(case_id: UUID, body: AllocationRequest, request: Request, caller: LAC) -> dict[str, Any]:
+async def allocate(case_id: UUID, body: AllocationRequest, request: Request, caller: LAC) -> Allocated:
     events = await _checked(
         handlers.allocate(
             _store(request),
@@ -298,13 +438,11 @@ async def allocate(case_id: UUID, body: AllocationRequest, request: Request, cal
             _context(request, caller),
         )
     )
-    return {"case_id": str(case_id), "events": [e.event_type for e in events]}
+    return Allocated(case_id=str(case_id), events=[e.event_type for e in events])
 
 
 @router.post("/cases/{case_id}/reallocation")
-async def reallocate(
-    case_id: UUID, body: ReallocationRequest, request: Request, caller: LAC
-) -> dict[str, Any]:
+async def reallocate(case_id: UUID, body: ReallocationRequest, request: Request, caller: LAC) -> Allocated:
     events = await _checked(
         handlers.allocate(
             _store(request),
@@ -316,7 +454,7 @@ async def reallocate(
             reallocation_reason=body.reason,
         )
     )
-    return {"case_id": str(case_id), "events": [e.event_type for e in events]}
+    return Allocated(case_id=str(case_id), events=[e.event_type for e in events])
 
 
 @router.post("/cases/{case_id}/conflict-declaration")
@@ -325,17 +463,17 @@ async def declare_conflict(
     body: Reason,
     request: Request,
     caller: Annotated[Caller, Depends(require_roles("reviewer"))],
-) -> dict[str, Any]:
+) -> ConflictDeclared:
     await _checked(
         handlers.declare_conflict(
             _store(request), case_id, caller.sub, body.reason, _context(request, caller)
         )
     )
-    return {"case_id": str(case_id), "returned_to_queue": True}
+    return ConflictDeclared(case_id=str(case_id), returned_to_queue=True)
 
 
 @router.get("/cases/{case_id}/suggested-reviewers")
-async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> dict[str, Any]:
+async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> Suggestions:
     """Every reviewer ranked for the case (the eligible first, reviewers who are not senior before
     senior reviewers), every senior reviewer ranked to support it (supporting counts against its own
     capacity, `support_capacity`), and up to five ready pairs; whoever is excluded comes with each
@@ -344,46 +482,48 @@ async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> dict[s
     reference = await _store(request).pool.fetchval(
         "SELECT reference FROM opened_cases WHERE case_id = $1", case_id
     )
-    return {
-        "case_id": str(case_id),
-        "reference": reference,
-        "suggestions": [
-            {
-                "reviewer_id": str(s.reviewer.reviewer_id),
-                "sub": s.reviewer.user_id,
-                "name": s.reviewer.name,
-                "senior": s.reviewer.senior,
-                "eligible": not s.excluded_because,
-                "active_caseload": s.load,
-                "caseload": s.load,
-                "capacity": s.reviewer.capacity,
-                "last_allocated_on": s.last_allocated_on,
-                "excluded_because": [_violation(v) for v in s.excluded_because],
-            }
-            for s in offered.reviewers
-        ],
-        "senior_reviewers": [
-            {
-                **_person(c.reviewer, _load(offered, c.reviewer.reviewer_id)),
-                "supporting": c.supporting,
-                "support_capacity": domain.SUPPORT_CAPACITY,
-                "last_supported_on": c.last_supported_on,
-                "eligible": not c.excluded_because,
-                "excluded_because": [_violation(v) for v in c.excluded_because],
-            }
-            for c in offered.seniors
-        ],
-        "pairs": [
-            {
-                "reviewer": _person(p.reviewer.reviewer, p.reviewer.load),
-                "senior_reviewer": {
-                    **_person(p.senior.reviewer, _load(offered, p.senior.reviewer.reviewer_id)),
-                    "supporting": p.senior.supporting,
-                },
-            }
-            for p in offered.pairs
-        ],
-    }
+    return Suggestions.model_validate(
+        {
+            "case_id": str(case_id),
+            "reference": reference,
+            "suggestions": [
+                {
+                    "reviewer_id": str(s.reviewer.reviewer_id),
+                    "sub": s.reviewer.user_id,
+                    "name": s.reviewer.name,
+                    "senior": s.reviewer.senior,
+                    "eligible": not s.excluded_because,
+                    "active_caseload": s.load,
+                    "caseload": s.load,
+                    "capacity": s.reviewer.capacity,
+                    "last_allocated_on": s.last_allocated_on,
+                    "excluded_because": [_violation(v) for v in s.excluded_because],
+                }
+                for s in offered.reviewers
+            ],
+            "senior_reviewers": [
+                {
+                    **_person(c.reviewer, _load(offered, c.reviewer.reviewer_id)),
+                    "supporting": c.supporting,
+                    "support_capacity": domain.SUPPORT_CAPACITY,
+                    "last_supported_on": c.last_supported_on,
+                    "eligible": not c.excluded_because,
+                    "excluded_because": [_violation(v) for v in c.excluded_because],
+                }
+                for c in offered.seniors
+            ],
+            "pairs": [
+                {
+                    "reviewer": _person(p.reviewer.reviewer, p.reviewer.load),
+                    "senior_reviewer": {
+                        **_person(p.senior.reviewer, _load(offered, p.senior.reviewer.reviewer_id)),
+                        "supporting": p.senior.supporting,
+                    },
+                }
+                for p in offered.pairs
+            ],
+        }
+    )
 
 
 def _person(reviewer: domain.Reviewer, caseload: int) -> dict[str, Any]:

@@ -10,11 +10,13 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import Field
 
 from events import Envelope
 from events.audit import AuditLogRead
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
+from infra.http import ResponseModel
 from infra.problems import Problem
 from infra.service import Runtime
 from services.audit import export as case_export
@@ -48,13 +50,138 @@ async def _read(
 REFERENCE = re.compile(r"^LDR-\d{4}-\d{5}$")
 
 
+class CaseFound(ResponseModel):
+    case_id: str
+    reference: str | None
+
+
+class HistoryEntry(ResponseModel):
+    position: int = Field(description="the entry's position in the audit log")
+    event_id: str
+    occurred_at: datetime
+    when: datetime = Field(description="the same as occurred_at")
+    recorded_at: datetime
+    who: str = Field(description="the actor's id (a `sub`, a partner system, `system`)")
+    who_name: str | None
+    role: str | None
+    actor_kind: str
+    source: str = Field(description="the service that recorded the event")
+    source_sequence: int
+    event_type: str
+    what: str = Field(description="the same as event_type")
+    summary: str = Field(description="the event in a few words")
+    data: dict[str, Any] = Field(description="the event's data; for the LAC, sealed personal data withheld")
+
+
+class History(ResponseModel):
+    case_id: str
+    reference: str | None
+    entries: list[HistoryEntry]
+
+
+class CaseStateView(ResponseModel):
+    """The case as the log shows it stood at `as_of`."""
+
+    case_id: str
+    as_of: str
+    reference: str | None
+    status: str
+    review_type: str | None
+    focused_reasons: list[str]
+    reviewer: str | None
+    senior_reviewer: str | None
+    review_status: str | None
+    pauses: list[dict[str, Any]]
+    qa_decisions: list[dict[str, Any]]
+    actions: list[str]
+    linked_actions: list[dict[str, Any]] = Field(description="each action agreed for the case and its status")
+    events_seen: int
+
+
+class AccessEntry(ResponseModel):
+    position: int
+    occurred_at: datetime
+    when: datetime
+    who: str
+    who_name: str | None
+    role: str | None
+    actor_kind: str
+    event_type: str
+    what: str
+    read: str = Field(description="what was read: `personal_details`, `history`, `state`, ...")
+    description: str
+    reason: str | None
+    as_of: str | None
+    case_id: str | None
+    reference: str | None
+
+
+class AccessPage(ResponseModel):
+    access: list[AccessEntry]
+    next_after: int | None = Field(description="the `after` of the next page; null on the last")
+
+
+class Gap(ResponseModel):
+    first: int
+    last: int
+    noticed_at: str
+
+
+class Gaps(ResponseModel):
+    gaps: dict[str, list[Gap]] = Field(description="per source service, the source_sequences missing")
+
+
+class CheckpointView(ResponseModel):
+    tree_size: int
+    root_hash: str
+    signed_at: str
+    signature: str
+    public_key: str
+    algorithm: str
+    key_id: str
+    key_fingerprint: str
+
+
+class LatestCheckpoint(CheckpointView):
+    signature_valid: bool
+
+
+class InclusionProof(ResponseModel):
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    proof: list[str]
+    root_hash: str
+
+
+class ConsistencyProof(ResponseModel):
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+class VerificationView(ResponseModel):
+    ok: bool
+    entries: int
+    first_bad_position: int | None
+    problem: str | None
+    checkpoint_tree_size: int | None
+    root_hash: str | None = Field(
+        description="of the whole log as recomputed (hex), when every entry checked out"
+    )
+    checkpoint: dict[str, Any] | None = Field(description="the latest signed checkpoint, which was checked")
+    checked_at: datetime = Field(description="when the verification that answered began")
+
+
 @router.get("/audit/cases")
 async def find_case(
     request: Request,
     caller: IG_OR_LAC,
     q: Annotated[str | None, Query(description="a case reference (LDR-2026-00042) or a case id")] = None,
     reference: Annotated[str | None, Query(description="a case reference (the same as q)")] = None,
-) -> dict[str, Any]:
+) -> CaseFound:
     """The case a person names, by its reference or its id: {"case_id", "reference"}."""
     wanted = (q or reference or "").strip()
     if not wanted:
@@ -76,7 +203,7 @@ async def find_case(
     if case_id is None:
         raise Problem(404, "unknown_case", f"the audit log has no case {wanted[:60]}")
     await _read(request, caller, "find case", case_id)
-    return {"case_id": str(case_id), "reference": (await store.references(pool, [case_id])).get(case_id)}
+    return CaseFound(case_id=str(case_id), reference=(await store.references(pool, [case_id])).get(case_id))
 
 
 def _without_personal(data: Any) -> Any:
@@ -89,7 +216,7 @@ def _without_personal(data: Any) -> Any:
 
 
 @router.get("/audit/cases/{case_id}/history")
-async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> dict[str, Any]:
+async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> History:
     """Every event of the case from every service, in the order things happened."""
     pool = _store(request).pool
     logged = await store.case_entries(pool, case_id)
@@ -118,7 +245,7 @@ async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> dict[st
             }
         )
     reference = (await store.references(pool, [case_id])).get(case_id)
-    return {"case_id": str(case_id), "reference": reference, "entries": entries}
+    return History(case_id=str(case_id), reference=reference, entries=entries)
 
 
 def _people(envelopes: Iterable[Envelope]) -> set[str]:
@@ -136,7 +263,7 @@ async def state(
     request: Request,
     caller: IG_OR_LAC,
     as_of: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-) -> dict[str, Any]:
+) -> CaseStateView:
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # a time without a zone is UTC
     pool = _store(request).pool
@@ -144,13 +271,18 @@ async def state(
     await _read(request, caller, "state", case_id, moment)
     state = state_as_of(str(case_id), [e for _, e in logged], moment)
     state.reference = (await store.references(pool, [case_id])).get(case_id)  # named even before it opened
-    return state.__dict__
+    return CaseStateView.model_validate(state.__dict__)
 
 
 @router.get(
     "/audit/cases/{case_id}/export",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {}}, "description": "a zip of the export's files"}},
+    responses={
+        200: {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "a zip of the export's files",
+        }
+    },
 )
 async def export(case_id: UUID, request: Request, caller: IG) -> Response:
     """Every event of the case as JSON Lines with an inclusion proof each, the same as CSV, and the
@@ -181,7 +313,7 @@ async def access(
     to: datetime | None = None,
     after: Annotated[int | None, Query(ge=-1, description="the last position of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-) -> dict[str, Any]:
+) -> AccessPage:
     """Who looked at this case; what did this person look at. In log order, a page at a time:
     `next_after` is the `after` of the next page (null on the last)."""
     pool = _store(request).pool
@@ -233,32 +365,36 @@ async def access(
                 "reference": references.get(e.case_id) if e.case_id else None,
             }
         )
-    return {"access": out, "next_after": page[-1][0] if len(rows) > limit else None}
+    return AccessPage.model_validate(
+        {"access": out, "next_after": page[-1][0] if len(rows) > limit else None}
+    )
 
 
 @router.get("/audit/gaps")
-async def gaps(request: Request, _: IG) -> dict[str, Any]:
+async def gaps(request: Request, _: IG) -> Gaps:
     async with _store(request).pool.acquire() as conn:
-        return {"gaps": await store.gaps(conn)}
+        return Gaps.model_validate({"gaps": await store.gaps(conn)})
 
 
 @router.post("/audit/checkpoints", status_code=201)
-async def sign(request: Request, _: IG) -> dict[str, Any]:
+async def sign(request: Request, _: IG) -> CheckpointView:
     async with _store(request).pool.acquire() as conn:
-        return (await log.sign_checkpoint(conn)).as_json()
+        return CheckpointView.model_validate((await log.sign_checkpoint(conn)).as_json())
 
 
 @router.get("/audit/checkpoints/latest")
-async def latest(request: Request, _: IG) -> dict[str, Any]:
+async def latest(request: Request, _: IG) -> LatestCheckpoint:
     async with _store(request).pool.acquire() as conn:
         checkpoint = await log.latest_checkpoint(conn)
     if checkpoint is None:
         raise Problem(404, "no_checkpoint", "no checkpoint has been signed yet")
-    return checkpoint.as_json() | {"signature_valid": checkpoint.signature_valid()}
+    return LatestCheckpoint.model_validate(
+        checkpoint.as_json() | {"signature_valid": checkpoint.signature_valid()}
+    )
 
 
 @router.get("/audit/proofs/inclusion")
-async def inclusion(request: Request, _: IG, event_id: UUID, tree_size: int | None = None) -> dict[str, Any]:
+async def inclusion(request: Request, _: IG, event_id: UUID, tree_size: int | None = None) -> InclusionProof:
     async with _store(request).pool.acquire() as conn:
         position = await conn.fetchval("SELECT position FROM audit_log WHERE event_id = $1", event_id)
         if position is None:
@@ -266,13 +402,13 @@ async def inclusion(request: Request, _: IG, event_id: UUID, tree_size: int | No
         proof = await log.inclusion_proof(conn, position, tree_size)
     if proof is None:
         raise Problem(422, "bad_tree_size", f"entry {position} is not in a tree of {tree_size}")
-    return proof.as_json()
+    return InclusionProof.model_validate(proof.as_json())
 
 
 @router.get("/audit/proofs/consistency")
 async def consistency(
     request: Request, _: IG, from_: Annotated[int, Query(alias="from", ge=1)], to: Annotated[int, Query(ge=1)]
-) -> dict[str, Any]:
+) -> ConsistencyProof:
     async with _store(request).pool.acquire() as conn:
         hashes = await log.leaf_hashes(conn, to)
     if to > len(hashes) or from_ > to:
@@ -280,20 +416,20 @@ async def consistency(
             422, "bad_tree_sizes", f"no consistency proof from {from_} to {to} (log has {len(hashes)})"
         )
 
-    def prove() -> dict[str, Any]:  # hashing a whole tree: off the event loop
-        return {
-            "first": from_,
-            "second": to,
-            "first_root": merkle.root(hashes[:from_]).hex(),
-            "second_root": merkle.root(hashes).hex(),
-            "proof": [h.hex() for h in merkle.consistency_proof(from_, hashes)],
-        }
+    def prove() -> ConsistencyProof:  # hashing a whole tree: off the event loop
+        return ConsistencyProof(
+            first=from_,
+            second=to,
+            first_root=merkle.root(hashes[:from_]).hex(),
+            second_root=merkle.root(hashes).hex(),
+            proof=[h.hex() for h in merkle.consistency_proof(from_, hashes)],
+        )
 
     return await asyncio.to_thread(prove)
 
 
 @router.get("/audit/verification")
-async def verification(request: Request, caller: IG) -> dict[str, Any]:
+async def verification(request: Request, caller: IG) -> VerificationView:
     """The whole log recomputed and checked against the latest signed checkpoint: ok, the number of
     entries, the recomputed root, the checkpoint, and the first bad entry if any. A verification
     already running answers every caller who asks meanwhile (one at a time is enough); `checked_at`
@@ -304,7 +440,7 @@ async def verification(request: Request, caller: IG) -> dict[str, Any]:
     if running is None or running.done():
         running = asyncio.create_task(_verify(_store(request).pool))
         state.audit_verification = running
-    return await asyncio.shield(running)
+    return VerificationView.model_validate(await asyncio.shield(running))
 
 
 async def _verify(pool: asyncpg.Pool) -> dict[str, Any]:

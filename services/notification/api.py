@@ -14,6 +14,7 @@ from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.problems import Problem
 from services.notification import domain, handlers
+from services.notification.personal import PersonalDetails
 
 router = APIRouter(tags=["notification"])
 LAC = Depends(require_roles("lac"))
@@ -98,7 +99,12 @@ class NotificationOutcome(BaseModel):
     status_code=201,
     response_model=NotificationOutcome,
     summary="Notify a death (partner notification v1: events/schemas/partner-notification.v1.json)",
-    responses={200: {"description": "a re-send of a notification_id: its first outcome, nothing written"}},
+    responses={
+        200: {
+            "model": NotificationOutcome,
+            "description": "a re-send of a notification_id: its first outcome, nothing written",
+        }
+    },
 )
 async def notify(
     request: Request,
@@ -277,17 +283,22 @@ def _case_json(row: Any) -> dict[str, Any]:
     return case
 
 
+class PersonView(BaseModel):
+    case_id: UUID
+    person: PersonalDetails
+
+
 @router.get("/cases/{case_id}/person")
 async def get_person(
     case_id: UUID,
     request: Request,
     caller: Annotated[Caller, Depends(require_roles("lac", "reviewer", "senior_reviewer"))],
     reason: Annotated[str, Query(min_length=3, max_length=500, description="why you need to see it")],
-) -> dict[str, Any]:
+) -> PersonView:
     try:
         details = await handlers.personal_details(
             _store(request), case_id, caller.sub, caller.role, reason, request.state.correlation_id
         )
     except (domain.DomainError, handlers.CaseNotFound) as error:
         raise _problem(error) from error
-    return {"case_id": str(case_id), "person": details.model_dump(mode="json")}
+    return PersonView(case_id=case_id, person=details)
