@@ -104,6 +104,10 @@ def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> Cas
             case "governance.ActionCompleted":
                 for action in _actions(state, d):
                     action["status"], action["completed_on"] = "completed", d.get("completed_on")
+    # Actions arrive on their own streams, so the log may hold two in either order: list them in
+    # the order they were agreed, whatever order the broker delivered them in.
+    state.linked_actions.sort(key=lambda a: (a["agreed_at"], a["action_id"]))
+    state.actions = [a["what"] for a in state.linked_actions]
     return state
 
 
