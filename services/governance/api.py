@@ -3,7 +3,7 @@
 import json
 import os
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from events.governance import ActionAgreed, ActionCompleted, ActionOverdue, Acti
 from infra.aggregates import StreamNotFound, change
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
+from infra.http import ResponseModel
 from infra.problems import Problem
 from infra.service import Runtime
 from services.governance import case_details, domain, handlers, report_service
@@ -81,18 +82,199 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PanelScheduled(ResponseModel):
+    panel_id: str
+    held_on: date
+
+
+class PanelSummary(ResponseModel):
+    panel_id: str
+    held_on: date
+    upcoming: bool = Field(description="held today or later")
+    agenda_size: int
+    decided: int = Field(description="agenda items with a decision")
+
+
+class Panels(ResponseModel):
+    panels: list[PanelSummary]
+
+
+class QualityRating(ResponseModel):
+    code: int = Field(description="1 the lowest quality")
+    label: str
+
+
+class QualityRatings(ResponseModel):
+    description: str
+    values: list[QualityRating]
+
+
+class QaVocabulary(ResponseModel):
+    quality_ratings: QualityRatings
+
+
+class DescribedCase(ResponseModel):
+    case_id: str
+    reference: str | None
+    review_type: str | None
+    reviewer: str | None = Field(description="the allocated reviewer's sub")
+    reviewer_name: str | None
+    senior_reviewer: str | None = Field(description="the supporting senior reviewer's sub")
+    senior_reviewer_name: str | None
+
+
+class AgendaEntry(DescribedCase):
+    submitted_on: date | None
+    added_at: datetime
+    decision: dict[str, Any] | None = Field(
+        description="null until decided; then `outcome` (approved or returned), `decided_at` and "
+        "`decided_by`, with `quality_rating` and `themes` for an approval, `comments` for a return"
+    )
+
+
+class PanelPage(ResponseModel):
+    panel_id: str
+    held_on: date
+    upcoming: bool
+    decisions_open: bool = Field(description="whether the panel may record decisions today")
+    agenda: list[AgendaEntry]
+    quality_ratings: list[QualityRating]
+
+
+class AwaitingReview(DescribedCase):
+    submitted_on: date | None
+    times_returned: int
+
+
+class Awaiting(ResponseModel):
+    reviews: list[AwaitingReview]
+
+
+class AddedToAgenda(ResponseModel):
+    panel_id: str
+    case_id: str
+
+
+class Recorded(ResponseModel):
+    case_id: str
+    events: list[str] = Field(description="the event types recorded")
+
+
+class ActionCase(ResponseModel):
+    case_id: str
+    reference: str | None
+
+
+class ActionUpdate(ResponseModel):
+    at: str = Field(description="when it was recorded (ISO 8601)")
+    update: str
+
+
+class ActionView(ResponseModel):
+    action_id: UUID
+    what: str
+    organisation: str
+    lead: str
+    due_on: date
+    case_ids: list[UUID]
+    themes: list[str]
+    status: Literal["open", "overdue", "completed"]
+    flagged_overdue: bool
+    updates: list[ActionUpdate]
+    evidence: str | None
+    completed_on: date | None
+    agreed_on: date
+    due_flag: Literal["overdue", "due_soon"] | None
+    cases: list[ActionCase]
+
+
+class Actions(ResponseModel):
+    actions: list[ActionView]
+
+
+class ActionPage(ActionView):
+    history: list[dict[str, Any]] = Field(
+        description="each event of the action in order: `event` (agreed, progress, overdue, completed), "
+        "`at`, `by` (id, role, kind), and `due_on`, `update`, or `evidence` and `completed_on` by event"
+    )
+
+
+Count = Annotated[int | str, Field(description='a count; counts from 1 to 4 are published as "<5"')]
+Figure = Annotated[
+    float | str | None, Field(description='null without cases; "<5" when taken over fewer than 5')
+]
+
+
+class Period(ResponseModel):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class Figures(ResponseModel):
+    period: Period
+    notified: Count
+    eligible: Count
+    allocated: Count
+    in_progress: Count
+    completed: Count
+    not_yet_allocated: Count
+    completed_within_six_months: Count
+    completed_within_six_months_excluding_paused_time: Count
+    per_cent_completed_within_six_months: Figure
+    per_cent_completed_within_six_months_excluding_paused_time: Figure
+    median_days_notification_to_allocation: Figure
+    median_days_notification_to_completion: Figure
+    monthly: list[dict[str, Any]] = Field(description="the figures month by month")
+
+
+class KpiReport(Figures):
+    backlog_by_age: dict[str, int | str] = Field(description="open cases by months since notification")
+
+
+class ActivityReport(KpiReport):
+    themes: dict[str, Any]
+
+
+class ActionFigures(ResponseModel):
+    opened: int
+    overdue_at_end: int
+    completed: int
+
+
+class GovernanceReport(ActivityReport):
+    actions: ActionFigures
+    themes_over_time: list[dict[str, Any]] = Field(description="the themes of the last four quarters")
+
+
+class AnnualReport(Figures):
+    themes: dict[str, Any]
+    completed_reviews_by_group: dict[str, dict[str, int | str]]
+    median_age_at_death: dict[str, Any]
+
+
+def _report_responses(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    text = {"schema": {"type": "string"}}
+    return {
+        200: {
+            "model": model,
+            "description": "the report: JSON, or as `format` asks, CSV, an HTML page or an HTML fragment",
+            "content": {"text/csv": text, "text/html": text},
+        }
+    }
+
+
 class Panel(_Body):
     held_on: date
 
 
 @router.post("/qa-panels", status_code=201)
-async def schedule_panel(body: Panel, request: Request, caller: LAC) -> dict[str, Any]:
+async def schedule_panel(body: Panel, request: Request, caller: LAC) -> PanelScheduled:
     panel_id = await handlers.schedule_panel(_store(request), body.held_on, _context(request, caller))
-    return {"panel_id": str(panel_id), "held_on": body.held_on}
+    return PanelScheduled(panel_id=str(panel_id), held_on=body.held_on)
 
 
 @router.get("/qa-panels")
-async def panels(request: Request, _: READER) -> dict[str, Any]:
+async def panels(request: Request, _: READER) -> Panels:
     """Every panel with its date and agenda size: upcoming ones first (soonest first), then past ones
     (latest first)."""
     today = _runtime(request).today()
@@ -103,18 +285,20 @@ async def panels(request: Request, _: READER) -> dict[str, Any]:
         " p.held_on DESC, p.panel_id",
         today,
     )
-    return {
-        "panels": [
-            {
-                "panel_id": str(p["panel_id"]),
-                "held_on": p["held_on"],
-                "upcoming": p["held_on"] >= today,
-                "agenda_size": p["agenda_size"],
-                "decided": p["decided"],
-            }
-            for p in rows
-        ]
-    }
+    return Panels.model_validate(
+        {
+            "panels": [
+                {
+                    "panel_id": str(p["panel_id"]),
+                    "held_on": p["held_on"],
+                    "upcoming": p["held_on"] >= today,
+                    "agenda_size": p["agenda_size"],
+                    "decided": p["decided"],
+                }
+                for p in rows
+            ]
+        }
+    )
 
 
 def _quality_ratings() -> list[dict[str, Any]]:
@@ -122,20 +306,22 @@ def _quality_ratings() -> list[dict[str, Any]]:
 
 
 @router.get("/qa/vocabulary")
-async def qa_vocabulary(_: READER) -> dict[str, Any]:
+async def qa_vocabulary(_: READER) -> QaVocabulary:
     """What the QA panel's quality ratings mean: each rating (`code`, 1 the lowest quality) with the
     words a form shows beside it."""
-    return {
-        "quality_ratings": {
-            "description": "The ICB's configurable scale for the quality of a review, 1 the lowest and"
-            f" {domain.HIGHEST_QUALITY_RATING} the highest: the national programme publishes none.",
-            "values": _quality_ratings(),
+    return QaVocabulary.model_validate(
+        {
+            "quality_ratings": {
+                "description": "The ICB's configurable scale for the quality of a review, 1 the lowest and"
+                f" {domain.HIGHEST_QUALITY_RATING} the highest: the national programme publishes none.",
+                "values": _quality_ratings(),
+            }
         }
-    }
+    )
 
 
 @router.get("/qa-panels/{panel_id}")
-async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> dict[str, Any]:
+async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> PanelPage:
     """The panel's date and its agenda, each item with the case's details and the decision if made;
     `quality_ratings`: the words of each rating a decision can give (as GET /qa/vocabulary)."""
     pool = _store(request).pool
@@ -147,22 +333,24 @@ async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> dict[str, 
         panel_id,
     )
     described = await case_details.described(pool, [i["case_id"] for i in items])
-    return {
-        "panel_id": str(panel_id),
-        "held_on": found["held_on"],
-        "upcoming": found["held_on"] >= _runtime(request).today(),
-        "decisions_open": domain.panel_may_decide(found["held_on"], _runtime(request).today()),
-        "agenda": [
-            {
-                **described[i["case_id"]],
-                "submitted_on": i["submitted_on"],
-                "added_at": i["added_at"],
-                "decision": _decision(i),
-            }
-            for i in items
-        ],
-        "quality_ratings": _quality_ratings(),
-    }
+    return PanelPage.model_validate(
+        {
+            "panel_id": str(panel_id),
+            "held_on": found["held_on"],
+            "upcoming": found["held_on"] >= _runtime(request).today(),
+            "decisions_open": domain.panel_may_decide(found["held_on"], _runtime(request).today()),
+            "agenda": [
+                {
+                    **described[i["case_id"]],
+                    "submitted_on": i["submitted_on"],
+                    "added_at": i["added_at"],
+                    "decision": _decision(i),
+                }
+                for i in items
+            ],
+            "quality_ratings": _quality_ratings(),
+        }
+    )
 
 
 def _decision(item: Any) -> dict[str, Any] | None:
@@ -175,7 +363,7 @@ def _decision(item: Any) -> dict[str, Any] | None:
 
 
 @router.get("/qa/awaiting")
-async def awaiting(request: Request, _: READER) -> dict[str, Any]:
+async def awaiting(request: Request, _: READER) -> Awaiting:
     """Reviews submitted and waiting for a panel, longest waiting first."""
     pool = _store(request).pool
     rows = await pool.fetch(
@@ -183,16 +371,18 @@ async def awaiting(request: Request, _: READER) -> dict[str, Any]:
         " ORDER BY submitted_on, case_id"
     )
     described = await case_details.described(pool, [r["case_id"] for r in rows])
-    return {
-        "reviews": [
-            {
-                **described[r["case_id"]],
-                "submitted_on": r["submitted_on"],
-                "times_returned": r["times_returned"],
-            }
-            for r in rows
-        ]
-    }
+    return Awaiting.model_validate(
+        {
+            "reviews": [
+                {
+                    **described[r["case_id"]],
+                    "submitted_on": r["submitted_on"],
+                    "times_returned": r["times_returned"],
+                }
+                for r in rows
+            ]
+        }
+    )
 
 
 class AgendaItem(_Body):
@@ -200,7 +390,7 @@ class AgendaItem(_Body):
 
 
 @router.post("/qa-panels/{panel_id}/agenda", status_code=201)
-async def add_to_agenda(panel_id: UUID, body: AgendaItem, request: Request, caller: LAC) -> dict[str, Any]:
+async def add_to_agenda(panel_id: UUID, body: AgendaItem, request: Request, caller: LAC) -> AddedToAgenda:
     """A review awaiting QA onto the panel's agenda. 404 for a panel or case that does not exist; 409
     `review_not_submitted` for a review not submitted (or back with its reviewer), 409
     `review_not_awaiting_qa` for one already on an agenda or approved."""
@@ -210,7 +400,7 @@ async def add_to_agenda(panel_id: UUID, body: AgendaItem, request: Request, call
         body.case_id,
         "review_not_submitted",
     )
-    return {"panel_id": str(panel_id), "case_id": str(body.case_id)}
+    return AddedToAgenda(panel_id=str(panel_id), case_id=str(body.case_id))
 
 
 class Decision(_Body):
@@ -227,7 +417,7 @@ class Decision(_Body):
 
 
 @router.post("/qa-panels/{panel_id}/decisions", status_code=201)
-async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL) -> dict[str, Any]:
+async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL) -> Recorded:
     """The panel's decision on a review on its agenda, made today: not before the panel's date (422
     `decided_before_panel`). 404 for a panel or case that does not exist; 409 `review_not_submitted`
     for a review never submitted, `review_not_on_panel_agenda` for one not on this panel's agenda."""
@@ -256,7 +446,7 @@ async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL
         body.case_id,
         "review_not_submitted",
     )
-    return {"case_id": str(body.case_id), "events": [e.event_type for e in events]}
+    return Recorded(case_id=str(body.case_id), events=[e.event_type for e in events])
 
 
 class Reason(_Body):
@@ -264,7 +454,7 @@ class Reason(_Body):
 
 
 @router.post("/cases/{case_id}/reopening", status_code=201)
-async def reopen(case_id: UUID, body: Reason, request: Request, caller: LAC) -> dict[str, Any]:
+async def reopen(case_id: UUID, body: Reason, request: Request, caller: LAC) -> Recorded:
     """Reopen a closed case (`governance.CaseReopened`): the review service returns its review to the
     reviewer. 409 `case_not_closed` for a case that is not closed; 404 for one that does not exist."""
     events = await _checked(
@@ -280,7 +470,7 @@ async def reopen(case_id: UUID, body: Reason, request: Request, caller: LAC) -> 
         case_id,
         "case_not_closed",
     )
-    return {"case_id": str(case_id), "events": [e.event_type for e in events]}
+    return Recorded(case_id=str(case_id), events=[e.event_type for e in events])
 
 
 class NewAction(_Body):
@@ -298,7 +488,7 @@ class NewAction(_Body):
 
 
 @router.post("/actions", status_code=201)
-async def agree_action(body: NewAction, request: Request, caller: GOVERNANCE) -> dict[str, Any]:
+async def agree_action(body: NewAction, request: Request, caller: GOVERNANCE) -> ActionView:
     """Agreed today, linked to the cases in `case_ids` and those named in `case_references`. 422 (every
     refused field at once, nothing written): `date_in_past` for a due date before today,
     `unknown_case_reference` for a reference this service has not seen a case opened with."""
@@ -324,7 +514,7 @@ class Completion(_Body):
 
 async def _change_action(
     request: Request, caller: Caller, action_id: UUID, decide: Callable[[domain.Action], list[Any]]
-) -> dict[str, Any]:
+) -> ActionView:
     await _checked(
         change(
             _store(request),
@@ -338,12 +528,12 @@ async def _change_action(
 
 
 @router.post("/actions/{action_id}/progress")
-async def progress(action_id: UUID, body: Progress, request: Request, caller: GOVERNANCE) -> dict[str, Any]:
+async def progress(action_id: UUID, body: Progress, request: Request, caller: GOVERNANCE) -> ActionView:
     return await _change_action(request, caller, action_id, lambda a: domain.decide_progress(a, body.update))
 
 
 @router.post("/actions/{action_id}/completion")
-async def complete(action_id: UUID, body: Completion, request: Request, caller: GOVERNANCE) -> dict[str, Any]:
+async def complete(action_id: UUID, body: Completion, request: Request, caller: GOVERNANCE) -> ActionView:
     """Completed with its evidence, on `completed_on` (today if not given): 422 `date_in_future` after
     today, `completed_before_agreed` before the action was agreed; 409 `action_completed` once done."""
     today = _runtime(request).today()
@@ -361,7 +551,7 @@ async def actions(
     _: ACTION_READER,
     status: Annotated[Literal["open", "overdue", "completed"] | None, Query()] = None,
     organisation: Annotated[str | None, Query(max_length=200)] = None,
-) -> dict[str, Any]:
+) -> Actions:
     """Actions by due date; `status=open` includes overdue ones (they are still open)."""
     today = _runtime(request).today()
     pool = _store(request).pool
@@ -375,16 +565,16 @@ async def actions(
             continue
         chosen.append(row)
     references = await _references(pool, [c for row in chosen for c in row["case_ids"]])
-    return {"actions": [_action_json(row, today, references) for row in chosen]}
+    return Actions(actions=[_action_json(row, today, references) for row in chosen])
 
 
 @router.get("/actions/{action_id}")
-async def action(action_id: UUID, request: Request, _: ACTION_READER) -> dict[str, Any]:
+async def action(action_id: UUID, request: Request, _: ACTION_READER) -> ActionPage:
     """The action and its history: agreed, each progress update, flagged overdue, completed with its
     evidence, each with who and when (from the action's own events)."""
     found = await _action(request, action_id)
     stream = await _store(request).read_stream(handlers.action_stream(action_id))
-    return {**found, "history": [_history(e) for e in stream]}
+    return ActionPage.model_validate(found.model_dump() | {"history": [_history(e) for e in stream]})
 
 
 def _history(envelope: Envelope) -> dict[str, Any]:
@@ -415,7 +605,7 @@ async def _references(pool: Any, case_ids: list[UUID]) -> dict[UUID, str | None]
     return {c: d.reference for c, d in found.items()}
 
 
-async def _action(request: Request, action_id: UUID) -> dict[str, Any]:
+async def _action(request: Request, action_id: UUID) -> ActionView:
     pool = _store(request).pool
     row = await pool.fetchrow("SELECT * FROM actions WHERE action_id = $1", action_id)
     if row is None:
@@ -423,14 +613,14 @@ async def _action(request: Request, action_id: UUID) -> dict[str, Any]:
     return _action_json(row, _runtime(request).today(), await _references(pool, list(row["case_ids"])))
 
 
-def _action_json(row: Any, today: date, references: dict[UUID, str | None]) -> dict[str, Any]:
+def _action_json(row: Any, today: date, references: dict[UUID, str | None]) -> ActionView:
     action = dict(row)
     action["updates"] = json.loads(action["updates"])
     completed = row["status"] == "completed"
     action["status"] = domain.action_status(completed, row["due_on"], today)
     action["due_flag"] = domain.due_flag(completed, row["due_on"], today)
     action["cases"] = [{"case_id": str(c), "reference": references.get(c)} for c in row["case_ids"]]
-    return action
+    return ActionView.model_validate(action)
 
 
 Format = Annotated[
@@ -452,7 +642,7 @@ def _render(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response
     return report
 
 
-@router.get("/reports/kpis", response_model=None)
+@router.get("/reports/kpis", response_model=None, responses=_report_responses(KpiReport))
 async def kpis(
     request: Request,
     _: READER,
@@ -468,7 +658,7 @@ async def kpis(
     )
 
 
-@router.get("/reports/activity", response_model=None)
+@router.get("/reports/activity", response_model=None, responses=_report_responses(ActivityReport))
 async def activity(
     request: Request,
     _: READER,
@@ -486,7 +676,7 @@ async def activity(
     )
 
 
-@router.get("/reports/governance", response_model=None)
+@router.get("/reports/governance", response_model=None, responses=_report_responses(GovernanceReport))
 async def governance(
     request: Request,
     _: READER,
@@ -502,7 +692,7 @@ async def governance(
     )
 
 
-@router.get("/reports/annual", response_model=None)
+@router.get("/reports/annual", response_model=None, responses=_report_responses(AnnualReport))
 async def annual(
     request: Request, _: READER, year: Annotated[int, Query(ge=2017, le=2100)], format: Format = "json"
 ) -> Response | dict[str, Any]:
