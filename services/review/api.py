@@ -3,7 +3,7 @@ LAC read, and the QA panel once the review has been submitted; nobody else. Ever
 event. GET /vocabulary gives every list a form offers, with labels, so the web app copies none."""
 
 from collections.abc import Awaitable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -33,6 +33,7 @@ from events.review import (
 )
 from infra.auth import ROLES, Caller, require_roles
 from infra.eventstore import Context, EventStore
+from infra.http import ResponseModel
 from infra.problems import Problem
 from infra.service import Runtime
 from services.review import domain, handlers, views
@@ -82,9 +83,12 @@ async def _checked(call: Awaitable[T]) -> T:
         raise Problem(broken.status, broken.code, broken.detail) from broken
 
 
-async def _write(
-    request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision
-) -> dict[str, Any]:
+class Recorded(ResponseModel):
+    case_id: str
+    events: list[str] = Field(description="the event types recorded")
+
+
+async def _write(request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision) -> Recorded:
     """A command on the case's review: 404 if the service has never heard of the case; 409
     `review_not_started` if the case is known (opened) but no review has started (not yet allocated)."""
     context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
@@ -99,10 +103,10 @@ async def _write(
                 f"case {case_id} has no review yet: it is waiting to be allocated to a reviewer",
             ) from problem
         raise
-    return {"case_id": str(case_id), "events": [e.event_type for e in events]}
+    return Recorded(case_id=str(case_id), events=[e.event_type for e in events])
 
 
-async def _record(request: Request, caller: Caller, case_id: UUID, *payloads: EventPayload) -> dict[str, Any]:
+async def _record(request: Request, caller: Caller, case_id: UUID, *payloads: EventPayload) -> Recorded:
     """Each record's date is checked against the service's today and the review's other dates."""
     today = _runtime(request).today()
 
@@ -118,6 +122,178 @@ async def _record(request: Request, caller: Caller, case_id: UUID, *payloads: Ev
     return await _write(request, caller, case_id, decide)
 
 
+class Choice(ResponseModel):
+    code: str
+    label: str
+
+
+class ControlledList(ResponseModel):
+    free_text: bool = Field(description="true: the values are suggestions; other text is accepted too")
+    values: list[Choice]
+
+
+class VersionedList(ResponseModel):
+    version: str
+    values: list[Choice]
+
+
+class CareGrade(ResponseModel):
+    code: int = Field(description="1 the best care")
+    name: str
+    label: str
+
+
+class CareGrades(ResponseModel):
+    version: str
+    best_first: bool
+    values: list[CareGrade]
+
+
+class YesNo(ResponseModel):
+    code: bool
+    label: str
+
+
+class AgeRange(ResponseModel):
+    min: int
+    max: int
+
+
+class CauseOfDeathVocabulary(ResponseModel):
+    preventable_or_treatable: list[YesNo]
+    age_at_death: AgeRange
+    avoidable_rule: str
+
+
+class Vocabulary(ResponseModel):
+    learning_themes: VersionedList
+    care_grades: CareGrades
+    cause_of_death: CauseOfDeathVocabulary
+    phases_of_care: ControlledList
+    record_sources: ControlledList
+    contact_parties: ControlledList
+    contact_statuses: ControlledList
+    pause_reasons: ControlledList
+    family_involvement_steps: ControlledList
+    lapse_contributions: ControlledList
+    focused_reasons: ControlledList
+    review_types: ControlledList
+    review_statuses: ControlledList
+    roles_in_case: ControlledList
+    checklist_statuses: ControlledList
+    qa_outcomes: ControlledList
+
+
+class MyReview(ResponseModel):
+    case_id: str
+    reference: str | None
+    status: str
+    status_label: str
+    review_type: str
+    focused_reasons: list[str]
+    role_in_case: Literal["reviewer", "senior_reviewer"]
+    reviewer_user_id: str
+    reviewer_name: str | None
+    senior_reviewer_user_id: str
+    senior_reviewer_name: str | None
+    notified_on: date
+    deadline: date
+    deadline_excluding_pauses: date
+    days_left: int
+    days_left_excluding_pauses: int
+    overdue: bool
+    paused: bool
+    pause_reason: str | None
+    pause_reason_label: str | None
+    returned_by_qa: bool
+    qa_comments: str | None
+    reopened: bool
+    reopened_reason: str | None
+    submitted_on: date | None
+    completed_on: date | None
+
+
+class MyReviews(ResponseModel):
+    reviews: list[MyReview]
+
+
+class DueReview(ResponseModel):
+    case_id: str
+    reference: str | None
+    status: str
+    review_type: str
+    reviewer_user_id: str
+    reviewer_name: str | None
+    notified_on: date
+    deadline: date
+    paused_days: int = Field(description="days paused so far, an open pause counted up to today")
+    deadline_excluding_pauses: date
+    days_left: int
+    days_left_excluding_pauses: int
+    overdue: bool
+    overdue_excluding_pauses: bool
+
+
+class DueReviews(ResponseModel):
+    reviews: list[DueReview]
+
+
+class ChecklistEntry(ResponseModel):
+    key: str
+    label: str
+    status: str
+    status_label: str
+    required: bool
+    hint: str
+
+
+class QaEntry(ResponseModel):
+    outcome: Literal["submitted", "returned_for_rework", "approved", "reopened"]
+    on: str = Field(description="the date (ISO 8601)")
+    comments: str | None = Field(description="the panel's comments on a return; the reason for a reopening")
+    outcome_label: str
+
+
+class HistoryEntry(ResponseModel):
+    event_type: str
+    at: datetime
+    by: str = Field(description="the actor's id")
+    data: dict[str, Any]
+
+
+class ReviewPage(ResponseModel):
+    case_id: str
+    reference: str | None
+    status: str
+    status_label: str
+    review_type: str
+    focused_reasons: list[str]
+    reviewer_user_id: str
+    reviewer_name: str | None
+    senior_reviewer_user_id: str
+    senior_reviewer_name: str | None
+    notified_on: date
+    deadline: date
+    deadline_excluding_pauses: date
+    days_left: int
+    paused: bool
+    pause_reason: str | None
+    returned_by_qa: bool
+    qa_comments: str | None
+    reopened: bool
+    reopened_reason: str | None
+    missing_for_submission: list[str] = Field(description="the checklist keys still needed to submit")
+    checklist: list[ChecklistEntry]
+    records: dict[str, Any] = Field(
+        description="everything recorded, by kind (contacts, records, pen_portrait, family_involvement, "
+        "care_judgements, lapses_in_care, good_practice, learning, recommendations, cause_of_death, "
+        "safeguarding_referrals, escalations, pauses, notes), each entry with its own fields and "
+        "`recorded_at` and `recorded_by`"
+    )
+    qa: list[QaEntry]
+    history: list[HistoryEntry]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -131,7 +307,7 @@ class Contact(_Body):
 
 
 @router.post("/reviews/{case_id}/contacts", status_code=201)
-async def record_contact(case_id: UUID, body: Contact, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def record_contact(case_id: UUID, body: Contact, request: Request, caller: REVIEWER) -> Recorded:
     """A contact on a date (`on`) not after today (422 `date_in_future`)."""
     if body.party == "professional" and not (body.role and body.organisation):
         raise Problem(
@@ -147,7 +323,7 @@ class Records(_Body):
 
 
 @router.post("/reviews/{case_id}/records", status_code=201)
-async def record_records(case_id: UUID, body: Records, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def record_records(case_id: UUID, body: Records, request: Request, caller: REVIEWER) -> Recorded:
     """Records asked for (`requested_on`), received (`received_on`), or both. Neither date may be after
     today (422 `date_in_future`), nor may records be received before they were requested from the same
     source, in this request or an earlier one (422 `received_before_requested`)."""
@@ -168,7 +344,7 @@ class PenPortrait(_Body):
 @router.post("/reviews/{case_id}/pen-portrait", status_code=201)
 async def write_pen_portrait(
     case_id: UUID, body: PenPortrait, request: Request, caller: REVIEWER
-) -> dict[str, Any]:
+) -> Recorded:
     return await _record(request, caller, case_id, PenPortraitWritten(case_id=case_id, text=body.text))
 
 
@@ -181,7 +357,7 @@ class FamilyInvolvement(_Body):
 @router.post("/reviews/{case_id}/family-involvement", status_code=201)
 async def record_family_involvement(
     case_id: UUID, body: FamilyInvolvement, request: Request, caller: REVIEWER
-) -> dict[str, Any]:
+) -> Recorded:
     return await _record(
         request, caller, case_id, FamilyInvolvementRecorded(case_id=case_id, **body.model_dump())
     )
@@ -202,7 +378,7 @@ class Judgement(_Body):
 
 
 @router.post("/reviews/{case_id}/care-judgements", status_code=201)
-async def judge_care(case_id: UUID, body: Judgement, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def judge_care(case_id: UUID, body: Judgement, request: Request, caller: REVIEWER) -> Recorded:
     version, _ = care_scale()
     return await _record(
         request, caller, case_id, CareJudged(case_id=case_id, scale_version=version, **body.model_dump())
@@ -217,7 +393,7 @@ class Lapse(_Body):
 
 
 @router.post("/reviews/{case_id}/lapses-in-care", status_code=201)
-async def record_lapse(case_id: UUID, body: Lapse, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def record_lapse(case_id: UUID, body: Lapse, request: Request, caller: REVIEWER) -> Recorded:
     return await _record(request, caller, case_id, LapseInCareRecorded(case_id=case_id, **body.model_dump()))
 
 
@@ -235,9 +411,7 @@ class Themed(_Body):
 
 
 @router.post("/reviews/{case_id}/good-practice", status_code=201)
-async def record_good_practice(
-    case_id: UUID, body: Themed, request: Request, caller: REVIEWER
-) -> dict[str, Any]:
+async def record_good_practice(case_id: UUID, body: Themed, request: Request, caller: REVIEWER) -> Recorded:
     return await _record(
         request,
         caller,
@@ -249,7 +423,7 @@ async def record_good_practice(
 
 
 @router.post("/reviews/{case_id}/learning", status_code=201)
-async def record_learning(case_id: UUID, body: Themed, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def record_learning(case_id: UUID, body: Themed, request: Request, caller: REVIEWER) -> Recorded:
     return await _record(
         request,
         caller,
@@ -266,7 +440,7 @@ class Recommendation(_Body):
 @router.post("/reviews/{case_id}/recommendations", status_code=201)
 async def record_recommendation(
     case_id: UUID, body: Recommendation, request: Request, caller: REVIEWER
-) -> dict[str, Any]:
+) -> Recorded:
     return await _record(
         request, caller, case_id, RecommendationRecorded(case_id=case_id, **body.model_dump())
     )
@@ -281,7 +455,7 @@ class CauseOfDeath(_Body):
 @router.post("/reviews/{case_id}/cause-of-death", status_code=201)
 async def record_cause_of_death(
     case_id: UUID, body: CauseOfDeath, request: Request, caller: REVIEWER
-) -> dict[str, Any]:
+) -> Recorded:
     avoidable = body.age_at_death < 75 and body.preventable_or_treatable
     return await _record(
         request,
@@ -303,7 +477,7 @@ class Referral(_Body):
 
 
 @router.post("/reviews/{case_id}/safeguarding-referrals", status_code=201)
-async def refer(case_id: UUID, body: Referral, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def refer(case_id: UUID, body: Referral, request: Request, caller: REVIEWER) -> Recorded:
     return await _record(
         request, caller, case_id, SafeguardingReferralMade(case_id=case_id, **body.model_dump())
     )
@@ -316,7 +490,7 @@ class Escalation(_Body):
 @router.post("/reviews/{case_id}/escalation", status_code=201)
 async def escalate_for_learning(
     case_id: UUID, body: Escalation, request: Request, caller: READER
-) -> dict[str, Any]:
+) -> Recorded:
     return await _write(
         request,
         caller,
@@ -330,7 +504,7 @@ class Pause(_Body):
 
 
 @router.post("/reviews/{case_id}/pause", status_code=201)
-async def pause(case_id: UUID, body: Pause, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def pause(case_id: UUID, body: Pause, request: Request, caller: REVIEWER) -> Recorded:
     today = _runtime(request).today()
     return await _write(
         request, caller, case_id, lambda r: domain.decide_pause(r, caller.sub, body.reason, today)
@@ -338,7 +512,7 @@ async def pause(case_id: UUID, body: Pause, request: Request, caller: REVIEWER) 
 
 
 @router.post("/reviews/{case_id}/resumption", status_code=201)
-async def resume(case_id: UUID, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def resume(case_id: UUID, request: Request, caller: REVIEWER) -> Recorded:
     today = _runtime(request).today()
     return await _write(request, caller, case_id, lambda r: domain.decide_resume(r, caller.sub, today))
 
@@ -348,7 +522,7 @@ class Note(_Body):
 
 
 @router.post("/reviews/{case_id}/notes", status_code=201)
-async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER) -> Recorded:
     """A note by the allocated reviewer: the only write a paused review takes, and a submitted review
     takes notes only (what happened while it waits for the QA panel); a completed review takes nothing,
     notes included (409 `review_completed`), unless its case is reopened."""
@@ -356,13 +530,13 @@ async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER
 
 
 @router.post("/reviews/{case_id}/submission", status_code=201)
-async def submit(case_id: UUID, request: Request, caller: REVIEWER) -> dict[str, Any]:
+async def submit(case_id: UUID, request: Request, caller: REVIEWER) -> Recorded:
     today = _runtime(request).today()
     return await _write(request, caller, case_id, lambda r: domain.decide_submission(r, caller.sub, today))
 
 
 @router.get("/vocabulary")
-async def vocabulary(_: ANYONE) -> dict[str, Any]:
+async def vocabulary(_: ANYONE) -> Vocabulary:
     """Every controlled list the write endpoints accept (and the reads return), in order, each value
     with the label people read. `free_text: true`: suggestions; other text is accepted too."""
     version, names = care_scale()
@@ -404,7 +578,7 @@ async def vocabulary(_: ANYONE) -> dict[str, Any]:
         "qa_outcomes",
     ):
         lists[name] = {"free_text": name in ("phases_of_care", "record_sources"), "values": choices(name)}
-    return lists
+    return Vocabulary.model_validate(lists)
 
 
 _ROWS = (
@@ -437,7 +611,7 @@ async def my_reviews(
     completed_within_days: Annotated[
         int, Query(ge=0, le=366, description="completed reviews shown for this many days")
     ] = 30,
-) -> dict[str, Any]:
+) -> MyReviews:
     """The caller's open reviews and those completed lately, as the allocated reviewer or as the
     supporting senior reviewer (matched on their sign-in, whatever their role), soonest deadline first."""
     today = _runtime(request).today()
@@ -483,13 +657,15 @@ async def my_reviews(
                 "completed_on": row["completed_on"],
             }
         )
-    return {"reviews": out}
+    return MyReviews.model_validate({"reviews": out})
 
 
 @router.get("/reviews/overdue")
-async def overdue(request: Request, _: LAC) -> dict[str, Any]:
+async def overdue(request: Request, _: LAC) -> DueReviews:
     rows = await _deadline_rows(request, None)
-    return {"reviews": [r for r in rows if r["overdue"] or r["overdue_excluding_pauses"]]}
+    return DueReviews.model_validate(
+        {"reviews": [r for r in rows if r["overdue"] or r["overdue_excluding_pauses"]]}
+    )
 
 
 @router.get("/reviews")
@@ -497,8 +673,8 @@ async def reviews_due(
     request: Request,
     _: LAC,
     due_before: Annotated[date | None, Query(description="deadline before this date")] = None,
-) -> dict[str, Any]:
-    return {"reviews": await _deadline_rows(request, due_before)}
+) -> DueReviews:
+    return DueReviews.model_validate({"reviews": await _deadline_rows(request, due_before)})
 
 
 async def _deadline_rows(request: Request, due_before: date | None) -> list[dict[str, Any]]:
@@ -530,7 +706,7 @@ async def _deadline_rows(request: Request, due_before: date | None) -> list[dict
 
 
 @router.get("/reviews/{case_id}")
-async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> dict[str, Any]:
+async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> ReviewPage:
     """The review with its task list (`checklist`), its content as a report (`records`), its QA
     decisions (`qa`) and its whole history."""
     store = _store(request)
@@ -555,33 +731,35 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
             [review.reviewer_user_id, review.senior_reviewer_user_id, *(e.actor.id for e in history)],
         )
     today = _runtime(request).today()
-    return {
-        "case_id": str(case_id),
-        "reference": reference,
-        "status": review.status,
-        "status_label": label("review_statuses", review.status),
-        "review_type": review.review_type,
-        "focused_reasons": list(review.focused_reasons),
-        "reviewer_user_id": review.reviewer_user_id,
-        "reviewer_name": names.get(review.reviewer_user_id),
-        "senior_reviewer_user_id": review.senior_reviewer_user_id,
-        "senior_reviewer_name": names.get(review.senior_reviewer_user_id),
-        "notified_on": review.notified_on,
-        "deadline": review.deadline,
-        "deadline_excluding_pauses": review.deadline_excluding_pauses(today),
-        "days_left": (review.deadline - today).days,
-        "paused": review.status == "paused",
-        "pause_reason": review.pause_reason,
-        "returned_by_qa": review.returned_by_qa,
-        "qa_comments": review.returned_comments,
-        "reopened": review.reopened_reason is not None,
-        "reopened_reason": review.reopened_reason,
-        "missing_for_submission": domain.missing_for_submission(review),
-        "checklist": views.checklist(domain.checklist(review)),
-        "records": views.records(history, names),
-        "qa": views.qa(history),
-        "history": [
-            {"event_type": e.event_type, "at": e.occurred_at, "by": e.actor.id, "data": e.data}
-            for e in history
-        ],
-    }
+    return ReviewPage.model_validate(
+        {
+            "case_id": str(case_id),
+            "reference": reference,
+            "status": review.status,
+            "status_label": label("review_statuses", review.status),
+            "review_type": review.review_type,
+            "focused_reasons": list(review.focused_reasons),
+            "reviewer_user_id": review.reviewer_user_id,
+            "reviewer_name": names.get(review.reviewer_user_id),
+            "senior_reviewer_user_id": review.senior_reviewer_user_id,
+            "senior_reviewer_name": names.get(review.senior_reviewer_user_id),
+            "notified_on": review.notified_on,
+            "deadline": review.deadline,
+            "deadline_excluding_pauses": review.deadline_excluding_pauses(today),
+            "days_left": (review.deadline - today).days,
+            "paused": review.status == "paused",
+            "pause_reason": review.pause_reason,
+            "returned_by_qa": review.returned_by_qa,
+            "qa_comments": review.returned_comments,
+            "reopened": review.reopened_reason is not None,
+            "reopened_reason": review.reopened_reason,
+            "missing_for_submission": domain.missing_for_submission(review),
+            "checklist": views.checklist(domain.checklist(review)),
+            "records": views.records(history, names),
+            "qa": views.qa(history),
+            "history": [
+                {"event_type": e.event_type, "at": e.occurred_at, "by": e.actor.id, "data": e.data}
+                for e in history
+            ],
+        }
+    )

@@ -20,7 +20,7 @@ PAGE_REFERENCES = re.compile(
     r"""(?:src|href)\s*=\s*["']([^"']+)["']|(?:url|oauth2RedirectUrl)\s*:\s*["']([^"']+)["']"""
 )
 # The services whose routes declare response models, service by service until all do.
-CONVERTED: list[str] = ["notification", "audit", "allocation", "governance"]
+CONVERTED: list[str] = ["notification", "audit", "allocation", "governance", "review"]
 ABSOLUTE_URL = re.compile(r"""(?:https?:)?//[A-Za-z0-9.-]+""")
 
 
