@@ -710,6 +710,8 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
     """The review with its task list (`checklist`), its content as a report (`records`), its QA
     decisions (`qa`) and its whole history."""
     store = _store(request)
+    # The stream is read on a connection of its own, never while this one is held: a request holding
+    # one connection while it waits for another starves the pool under load (all wait, none returns).
     async with store.pool.acquire() as conn:
         review, _ = await _checked(handlers.load_review(conn, case_id))
         if caller.role == "qa_panel":
@@ -724,7 +726,8 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
             review.senior_reviewer_user_id,
         ):
             raise Problem(403, "not_allocated_reviewer", f"case {case_id} is not allocated to {caller.sub}")
-        history = await store.read_stream(str(case_id))
+    history = await store.read_stream(str(case_id))
+    async with store.pool.acquire() as conn:
         reference = await handlers.reference(conn, case_id)
         names = await handlers.names(
             conn,

@@ -16,7 +16,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -222,7 +222,10 @@ def consumers_by_topic(prefix: str) -> dict[str, dict[str, str]]:
     runtime = cast(
         Runtime,
         SimpleNamespace(
-            settings=SimpleNamespace(topic_prefix=prefix), store=SimpleNamespace(pool=None), pool=None
+            settings=SimpleNamespace(topic_prefix=prefix),
+            store=SimpleNamespace(pool=None),
+            pool=None,
+            today=date.today,  # consumers that decide by date are given the service's clock
         ),
     )
     found: dict[str, dict[str, str]] = {}
