@@ -24,6 +24,9 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
     ConnectionError,
+    # A pooled connection the restart left mid-operation ("cannot switch to state 15; another operation
+    # is in progress", seen under the PostgreSQL restart fault test): its command did not commit.
+    asyncpg.exceptions._base.InternalClientError,
 )
 
 PROBLEM_JSON = "application/problem+json"

@@ -29,6 +29,7 @@ class CaseState:
 
 def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> CaseState:
     state = CaseState(case_id, as_of.isoformat())
+    agreed_order: dict[str, int] = {}
     for e in envelopes:
         if e.occurred_at > as_of:
             continue
@@ -80,6 +81,7 @@ def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> Cas
             case "governance.CaseReopened":
                 state.status = "reopened"
             case "governance.ActionAgreed":
+                agreed_order[d["action_id"]] = e.source_sequence
                 state.actions.append(d["what"])
                 state.linked_actions.append(
                     {
@@ -106,7 +108,8 @@ def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> Cas
                     action["status"], action["completed_on"] = "completed", d.get("completed_on")
     # Actions arrive on their own streams, so the log may hold two in either order: list them in
     # the order they were agreed, whatever order the broker delivered them in.
-    state.linked_actions.sort(key=lambda a: (a["agreed_at"], a["action_id"]))
+    # Two agreed at the same moment: the governance service's own sequence is the order it recorded them.
+    state.linked_actions.sort(key=lambda a: (a["agreed_at"], agreed_order.get(a["action_id"], 0)))
     state.actions = [a["what"] for a in state.linked_actions]
     return state
 
