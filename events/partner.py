@@ -44,6 +44,28 @@ NHS_ETHNIC_CATEGORIES = (
 EthnicCategory = Literal[
     "A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L", "M", "N", "P", "R", "S", "Z", "99"
 ]
+# The NHS data dictionary's words for each ethnic category, in its order: what every page, report
+# and form shows beside (or instead of) the code.
+ETHNIC_CATEGORY_NAMES: dict[str, str] = {
+    "A": "White: British",
+    "B": "White: Irish",
+    "C": "White: any other White background",
+    "D": "Mixed: White and Black Caribbean",
+    "E": "Mixed: White and Black African",
+    "F": "Mixed: White and Asian",
+    "G": "Mixed: any other mixed background",
+    "H": "Asian or Asian British: Indian",
+    "J": "Asian or Asian British: Pakistani",
+    "K": "Asian or Asian British: Bangladeshi",
+    "L": "Asian or Asian British: any other Asian background",
+    "M": "Black or Black British: Caribbean",
+    "N": "Black or Black British: African",
+    "P": "Black or Black British: any other Black background",
+    "R": "Other ethnic group: Chinese",
+    "S": "Other ethnic group: any other ethnic group",
+    "Z": "Not stated",
+    "99": "Not known",
+}
 Sex = Literal["female", "male", "other", "unknown"]
 PlaceOfDeath = Literal["hospital", "home", "care_home", "hospice", "other"]
 LearningDisabilityLevel = Literal["mild", "moderate", "severe", "profound", "unknown"]

@@ -16,31 +16,13 @@ from datetime import date
 from typing import Any
 
 from events.calendar import add_months
+from events.partner import ETHNIC_CATEGORY_NAMES
 from services.governance.reports import SUPPRESSED
 
 PALETTE = ("#005eb8", "#009639", "#ed8b00", "#7c2855", "#00a9ce", "#ae2573")
 
 # The NHS data dictionary's ethnic categories, in its order.
-ETHNIC_CATEGORIES = {
-    "A": "White: British",
-    "B": "White: Irish",
-    "C": "White: any other White background",
-    "D": "Mixed: White and Black Caribbean",
-    "E": "Mixed: White and Black African",
-    "F": "Mixed: White and Asian",
-    "G": "Mixed: any other mixed background",
-    "H": "Asian or Asian British: Indian",
-    "J": "Asian or Asian British: Pakistani",
-    "K": "Asian or Asian British: Bangladeshi",
-    "L": "Asian or Asian British: any other Asian background",
-    "M": "Black or Black British: Caribbean",
-    "N": "Black or Black British: African",
-    "P": "Black or Black British: any other Black background",
-    "R": "Other ethnic group: Chinese",
-    "S": "Other ethnic group: any other ethnic group",
-    "Z": "Not stated",
-    "99": "Not known",
-}
+ETHNIC_CATEGORIES = ETHNIC_CATEGORY_NAMES
 AGE_BANDS = {
     "under 18": "Under 18",
     "18-24": "18 to 24",

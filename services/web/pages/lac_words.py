@@ -1,28 +1,10 @@
 """Words for codes the LAC's pages show that no service serves labels for yet (display only: the
 choices themselves are the API's, and the service still decides what it accepts)."""
 
-# NHS Data Dictionary, ETHNIC CATEGORY (2001 census): the notification service takes the codes
-# (events/partner.py EthnicCategory) but serves no labels; until it does, these are the words.
-ETHNIC_CATEGORIES: dict[str, str] = {
-    "A": "White: British",
-    "B": "White: Irish",
-    "C": "White: any other White background",
-    "D": "Mixed: White and Black Caribbean",
-    "E": "Mixed: White and Black African",
-    "F": "Mixed: White and Asian",
-    "G": "Mixed: any other mixed background",
-    "H": "Asian or Asian British: Indian",
-    "J": "Asian or Asian British: Pakistani",
-    "K": "Asian or Asian British: Bangladeshi",
-    "L": "Asian or Asian British: any other Asian background",
-    "M": "Black or Black British: Caribbean",
-    "N": "Black or Black British: African",
-    "P": "Black or Black British: any other Black background",
-    "R": "Other ethnic groups: Chinese",
-    "S": "Other ethnic groups: any other ethnic group",
-    "Z": "Not stated",
-    "99": "Not known",
-}
+from events.partner import ETHNIC_CATEGORY_NAMES
+
+# NHS Data Dictionary, ETHNIC CATEGORY: the words the partner contract defines beside its codes.
+ETHNIC_CATEGORIES = ETHNIC_CATEGORY_NAMES
 
 PLACES_OF_DEATH: dict[str, str] = {
     "hospital": "Hospital",

@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 
+from events.partner import ETHNIC_CATEGORY_NAMES
 from services.web.backend import ApiError
 from services.web.forms import Form
 from services.web.page import Page, for_roles
@@ -138,26 +139,7 @@ GROUP_FIELDS = {"notifier": "notifier.email", "next_of_kin": "next_of_kin.name"}
 
 # Display-only labels for the contract's codes (its enums); no service serves them in words.
 SEXES = {"female": "Female", "male": "Male", "other": "Other", "unknown": "Not known"}
-ETHNICITIES = {
-    "A": "White: British",
-    "B": "White: Irish",
-    "C": "White: any other White background",
-    "D": "Mixed: White and Black Caribbean",
-    "E": "Mixed: White and Black African",
-    "F": "Mixed: White and Asian",
-    "G": "Mixed: any other mixed background",
-    "H": "Asian or Asian British: Indian",
-    "J": "Asian or Asian British: Pakistani",
-    "K": "Asian or Asian British: Bangladeshi",
-    "L": "Asian or Asian British: any other Asian background",
-    "M": "Black or Black British: Caribbean",
-    "N": "Black or Black British: African",
-    "P": "Black or Black British: any other Black background",
-    "R": "Other ethnic group: Chinese",
-    "S": "Other ethnic group: any other ethnic group",
-    "Z": "Not stated",
-    "99": "Not known",
-}
+ETHNICITIES = ETHNIC_CATEGORY_NAMES
 ACCOMMODATION = {
     "own_home_alone": "Their own home, alone",
     "own_home_with_family": "Their own home, with family",
