@@ -207,3 +207,39 @@ class ReviewDeadlineApproaching(EventPayload):
 class ReviewOverdue(EventPayload):
     case_id: UUID
     deadline: date
+
+
+AccessEndReason = Literal["conflict_declared", "returned_to_queue", "review_completed", "case_closed"]
+
+
+@event("review.ReviewerAccessEnded")
+class ReviewerAccessEnded(EventPayload):
+    """The allocation ended (allocation.ConflictOfInterestDeclared, CaseReturnedToQueue for any reason,
+    or AllocationEnded): the reviewer and senior reviewer named no longer read nor write the review, until
+    a new allocation (review.ReviewHandedOver or review.ReviewerAccessRestored)."""
+
+    case_id: UUID
+    reviewer_user_id: str
+    senior_reviewer_user_id: str
+    reason: AccessEndReason
+
+
+@event("review.ReviewerAccessRestored")
+class ReviewerAccessRestored(EventPayload):
+    """A new allocation to the reviewer and senior reviewer whose access had ended: the allocation
+    restored on reopening (allocation.AllocationRestored), or the case allocated to them again."""
+
+    case_id: UUID
+    reviewer_user_id: str
+    senior_reviewer_user_id: str
+    because: Literal["allocation_restored", "allocated"]
+
+
+@event("review.ReviewRead")
+class ReviewRead(EventPayload):
+    """A person read the review's content (GET /reviews/{case_id}): kept on the case's reads stream
+    (`reads-<case_id>`), apart from the review's own, so a read never conflicts with a write."""
+
+    case_id: UUID
+    reader: str = Field(description="the `sub` of the reader's token")
+    role: str = Field(description="the role the reader acted in")
