@@ -83,8 +83,8 @@ class AllocationRestored(EventPayload):
     """The case was reopened (governance.CaseReopened) and the reviewer and senior reviewer whose
     allocation its closure ended can still take it: they have it again and it counts in their
     caseloads. The review service returns the review to its reviewer on the reopening itself
-    (review.ReviewReopened), so this starts and hands over nothing; access to the person's details
-    is unchanged, as the closure did not withdraw it."""
+    (review.ReviewReopened), so this starts and hands over nothing; the reviewer's and senior
+    reviewer's access, which the closure ended, comes back with it."""
 
     case_id: UUID
     reviewer_id: UUID
@@ -104,7 +104,8 @@ class ConflictOfInterestDeclared(EventPayload):
 
 @event("allocation.CaseReturnedToQueue")
 class CaseReturnedToQueue(EventPayload):
-    """Back at the front of the queue; the reviewer it leaves no longer has it."""
+    """Back at the front of the queue; the reviewer and senior reviewer it leaves no longer have it
+    (a conflict declared, a reopened case that cannot go back to them, or one of them deactivated)."""
 
     case_id: UUID
     reviewer_id: UUID

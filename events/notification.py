@@ -18,6 +18,7 @@ from events.partner import (
     Sex,
 )
 from events.registry import EventPayload, event
+from events.sealing import Sealed
 
 ReviewType = Literal["initial", "focused"]
 FocusedReason = Literal[
@@ -31,17 +32,15 @@ FocusedReason = Literal[
     "learning",
 ]
 Diagnosis = Literal["learning_disability", "autism"]
+CONTENT_HASH = (
+    "sha256 of the notification's canonical JSON, with the organisation that sent it (notifier_organisation)"
+    " its owner: a re-send of its notification_id with other content is refused; events recorded before"
+    " it existed have none"
+)
 
 
-class SealedPersonalData(BaseModel):
-    """Identifying details, AES-256-GCM encrypted under the data key `key_id`. Destroying that key at
-    the end of the retention period makes every copy unreadable."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    key_id: str
-    nonce: str = Field(description="base64")
-    ciphertext: str = Field(description="base64")
+# Identifying details, sealed under the notification service's key of the case (events.sealing).
+SealedPersonalData = Sealed
 
 
 class CaseFacts(BaseModel):
@@ -85,6 +84,7 @@ class CaseOpened(EventPayload):
     flags: list[str]
     facts: CaseFacts
     personal: SealedPersonalData
+    content_hash: str | None = Field(None, description=CONTENT_HASH)
 
 
 @event("notification.EligibilityToConfirm")
@@ -98,6 +98,7 @@ class EligibilityToConfirm(EventPayload):
     flags: list[str]
     facts: CaseFacts
     personal: SealedPersonalData
+    content_hash: str | None = Field(None, description=CONTENT_HASH)
 
 
 @event("notification.EligibilityConfirmed")
@@ -118,6 +119,7 @@ class ReferredToChildDeathOverviewPanel(EventPayload):
     notification_id: UUID
     facts: CaseFacts
     personal: SealedPersonalData
+    content_hash: str | None = Field(None, description=CONTENT_HASH)
 
 
 @event("notification.NotificationNotEligible")
@@ -126,6 +128,7 @@ class NotificationNotEligible(EventPayload):
     reason: str
     facts: CaseFacts
     personal: SealedPersonalData
+    content_hash: str | None = Field(None, description=CONTENT_HASH)
 
 
 @event("notification.DuplicateNotificationLinked")
@@ -136,6 +139,7 @@ class DuplicateNotificationLinked(EventPayload):
     notifier_organisation: str
     notifier_role: NotifierRole
     personal: SealedPersonalData
+    content_hash: str | None = Field(None, description=CONTENT_HASH)
 
 
 @event("notification.EthnicityRecorded")
@@ -158,6 +162,23 @@ class CaseAllocationRecorded(EventPayload):
     case_id: UUID
     reviewer_user_id: str
     senior_reviewer_user_id: str | None
+
+
+AllocationEndReason = Literal[
+    "conflict_declared", "returned_to_queue", "reallocated", "review_completed", "case_closed"
+]
+
+
+@event("notification.CaseAllocationEnded")
+class CaseAllocationEnded(EventPayload):
+    """The allocation ended (allocation.ConflictOfInterestDeclared, CaseReturnedToQueue, CaseReallocated
+    or AllocationEnded): the reviewer and the senior reviewer who had it may no longer see the
+    person's details, until a new allocation (CaseAllocationRecorded) names them again."""
+
+    case_id: UUID
+    reviewer_user_id: str
+    senior_reviewer_user_id: str | None
+    reason: AllocationEndReason
 
 
 @event("notification.CaseClosureRecorded")
@@ -184,8 +205,31 @@ class PersonalDetailsViewed(EventPayload):
     reason: str
 
 
+@event("notification.CaseRead")
+class CaseRead(EventPayload):
+    """A person read one case's content (GET /cases/{case_id}), on the case's own reads stream
+    (`reads-<case_id>`) so that reads never conflict with the case's changes."""
+
+    case_id: UUID
+    reader: str
+    role: str
+
+
 @event("notification.PersonalDataDestroyed")
 class PersonalDataDestroyed(EventPayload):
     case_id: UUID
     reason: Literal["retention_period_ended"]
     retention_years: int
+    retention_days: int | None = Field(
+        None, description="the shorter retention, in days, of a case found not eligible, when it applied"
+    )
+
+
+@event("notification.NotificationPersonalDataDestroyed")
+class NotificationPersonalDataDestroyed(EventPayload):
+    """A notification that never became a case (referred to the CDOP, not eligible) reached the end of
+    its own, short retention: its key is destroyed, its personal details unreadable everywhere."""
+
+    notification_id: UUID
+    reason: Literal["retention_period_ended"]
+    retention_days: int
