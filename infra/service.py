@@ -27,6 +27,7 @@ from infra.http import create_app
 from infra.inbox import InboxConsumer
 from infra.logging import configure_logging, get_logger
 from infra.relay import OutboxRelay
+from infra.sealing import DataKeys, for_service, install
 from infra.settings import Settings
 
 log = get_logger(__name__)
@@ -49,6 +50,11 @@ class Runtime:
 
     def today(self) -> date:
         return self.clock().date()
+
+    @property
+    def keys(self) -> DataKeys:
+        """The service's per-case data keys (infra.sealing), wrapped by its key manager."""
+        return for_service(self.settings.service)
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,17 @@ async def open_store(definition: ServiceDefinition, settings: Settings) -> Event
     return EventStore(pool, definition.name, definition.projections())
 
 
-def build_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
+def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys | None = None) -> FastAPI:
+    """`keys`: the service's data keys; by default over the key manager the environment names."""
     runtime_box: dict[str, Runtime] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(definition.name)
+        # Built at start-up, so a misconfigured key manager stops the service before it takes anything.
+        if keys is not None:
+            install(keys)
+        for_service(definition.name)
         store = await open_store(definition, settings)
         store.clock = clock = clock_from_env()
         if clock is not system_clock:

@@ -1,3 +1,5 @@
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
@@ -8,6 +10,21 @@ from infra.eventstore import EventStore
 from infra.settings import database_url_for
 from tests.support import events as _test_events  # noqa: F401  (registers the test payloads)
 from tests.support.backends import kafka_broker, postgres_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def key_folder() -> Iterator[str]:
+    """Key files of services a test starts without one of its own never land in the working tree."""
+    with tempfile.TemporaryDirectory(prefix="leder-test-keys-") as folder:
+        before = os.environ.get("LEDER_KEY_DIR")
+        os.environ["LEDER_KEY_DIR"] = folder
+        try:
+            yield folder
+        finally:
+            if before is None:
+                os.environ.pop("LEDER_KEY_DIR", None)
+            else:
+                os.environ["LEDER_KEY_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 """Run one service in-process, with its real lifespan (database, relay, consumers on the broker)."""
 
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -10,6 +12,8 @@ from fastapi import FastAPI
 from events.topics import all_topics
 from infra import kafka
 from infra.auth import mint_token
+from infra.keys import LocalKeyFile
+from infra.sealing import DataKeys, install
 from infra.service import Runtime, ServiceDefinition, build_app
 from infra.settings import Settings
 
@@ -36,8 +40,14 @@ async def running_service(
         service=definition.name, database_url=database_url, kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix, jwt_secret=SECRET, http_port=0, topic_partitions=2,
     )  # fmt: skip
-    app = build_app(definition, settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            yield RunningService(app, client, app.state.runtime, settings)
+    # Each test's service keeps its key-encryption keys in a key file of its own.
+    with tempfile.TemporaryDirectory(prefix=f"leder-keys-{definition.name}-") as folder:
+        keys = DataKeys(LocalKeyFile(Path(folder) / f"{definition.name}.keys"), definition.name)
+        app = build_app(definition, settings, keys)
+        try:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                    yield RunningService(app, client, app.state.runtime, settings)
+        finally:
+            install(None, definition.name)

@@ -1,0 +1,384 @@
+"""Key-encryption keys, outside the database: a small key-management interface and its two providers.
+
+Each service seals a case's personal data under a data key of its own, and stores that data key only
+*wrapped* by a key-encryption key (KEK) that the database never holds: one KEK per case per service,
+named "<service>/<key_id>". Destroying the KEK here makes the wrapped data key in the database useless,
+and with it every copy of it that PostgreSQL's data files and WAL may still hold: that is the wrapping
+that can itself be destroyed.
+
+Two providers:
+
+- `LocalKeyFile`, for `leder up` and the tests: one file per service under `$LEDER_HOME/keys` (0600 in
+  a 0700 directory) holding versioned 256-bit keys; writes are atomic (a temporary file, fsync, rename),
+  and destroying a key rewrites the file without it.
+- `VaultTransit`, for production: HashiCorp Vault's transit secrets engine. Why Vault: an ICB can run it
+  on its own premises (no cloud account, no data leaving the NHS network); transit is encryption as a
+  service, so the KEKs never leave Vault (we send a data key, it sends back its wrapping); it deletes
+  one named key at a time (a case's), and rotation and rewrap (re-encrypt to the latest version without
+  handing the plaintext back) are built in; HMAC under a key it holds gives matching without identifiers.
+"""
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import hashlib
+import hmac as hmac_
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class KeyDestroyed(Exception):
+    """The key was destroyed (the case's retention ended), or never existed: nothing it wrapped opens."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class KeyManagerError(Exception):
+    """The key manager answered something other than a key's absence (down, refused, misconfigured)."""
+
+
+class KeyManager(Protocol):
+    async def create(self, name: str) -> None:
+        """Make the KEK `name` if it does not exist (idempotent)."""
+
+    async def wrap(self, name: str, plaintext: bytes) -> bytes:
+        """`plaintext` (a data key) encrypted under the latest version of `name`."""
+
+    async def unwrap(self, name: str, wrapped: bytes) -> bytes:
+        """Raises KeyDestroyed once `name` is destroyed, or if it never existed."""
+
+    async def destroy(self, name: str) -> None:
+        """Forget `name` for ever (idempotent, irreversible)."""
+
+    async def rotate(self, name: str) -> None:
+        """A new version of `name` for new wrappings; older versions still unwrap."""
+
+    async def rewrap(self, name: str, wrapped: bytes) -> bytes:
+        """`wrapped` re-encrypted to the latest version of `name`, the plaintext never leaving the key
+        manager's side."""
+
+    async def hmac(self, name: str, data: bytes) -> bytes:
+        """A keyed hash of `data` under `name` (made on first use, never rotated or destroyed): equal
+        inputs give equal outputs, so identifiers can be matched without being stored."""
+
+    async def names(self) -> list[str]:
+        """The live wrapping keys (not the HMAC keys), for rotation."""
+
+
+# --- the local key file -------------------------------------------------------------------------------
+
+_WRAP_FORMAT = b"\x01"  # a wrapping: format byte, 4-byte key version, 12-byte nonce, AES-256-GCM output
+_HMAC_PREFIX = "hmac:"  # the HMAC keys' entries in the key file, kept apart from the wrapping keys
+
+
+@dataclass
+class _Loaded:
+    stamp: tuple[int, int, int]
+    keys: dict[str, list[bytes]]  # name -> its versions, oldest first
+
+
+class LocalKeyFile:
+    """KEKs in one file of the service's own (`$LEDER_HOME/keys/<service>.keys`), 0600.
+
+    One JSON object a line, `{"name", "version", "key"}`: creating or rotating appends a line (fsync),
+    destroying rewrites the file without the name's lines (temporary file, fsync, rename), so the
+    destroyed key's bytes are in no file. Several processes of one service may share the file: writes
+    hold an exclusive lock, and each operation re-reads the file when it has changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+        self._loaded = _Loaded((0, 0, 0), {})
+
+    # The file is small and local: its I/O runs in a worker thread so the event loop never waits on fsync.
+
+    async def create(self, name: str) -> None:
+        await asyncio.to_thread(self._create, name)
+
+    async def wrap(self, name: str, plaintext: bytes) -> bytes:
+        versions = await asyncio.to_thread(self._versions, name)
+        version = len(versions)
+        nonce = os.urandom(12)
+        sealed = AESGCM(versions[-1]).encrypt(nonce, plaintext, name.encode())
+        return _WRAP_FORMAT + version.to_bytes(4, "big") + nonce + sealed
+
+    async def unwrap(self, name: str, wrapped: bytes) -> bytes:
+        versions = await asyncio.to_thread(self._versions, name)
+        if wrapped[:1] != _WRAP_FORMAT or len(wrapped) < 17:
+            raise KeyManagerError(f"not a wrapping of the local key file: {name}")
+        version = int.from_bytes(wrapped[1:5], "big")
+        if not 1 <= version <= len(versions):
+            raise KeyDestroyed(name)
+        try:
+            return AESGCM(versions[version - 1]).decrypt(wrapped[5:17], wrapped[17:], name.encode())
+        except InvalidTag as wrong:
+            raise KeyManagerError(f"the wrapping does not open under {name}") from wrong
+
+    async def destroy(self, name: str) -> None:
+        await asyncio.to_thread(self._destroy, name)
+
+    async def rotate(self, name: str) -> None:
+        await asyncio.to_thread(self._rotate, name)
+
+    async def rewrap(self, name: str, wrapped: bytes) -> bytes:
+        return await self.wrap(name, await self.unwrap(name, wrapped))
+
+    async def hmac(self, name: str, data: bytes) -> bytes:
+        entry = _HMAC_PREFIX + name
+        await asyncio.to_thread(self._create, entry)
+        key = (await asyncio.to_thread(self._versions, entry))[0]
+        return hmac_.new(key, data, hashlib.sha256).digest()
+
+    async def names(self) -> list[str]:
+        keys = await asyncio.to_thread(self._current)
+        return sorted(n for n in keys if not n.startswith(_HMAC_PREFIX))
+
+    # --- the file ---
+
+    def _versions(self, name: str) -> list[bytes]:
+        versions = self._current().get(name)
+        if not versions:
+            raise KeyDestroyed(name)
+        return versions
+
+    def _create(self, name: str) -> None:
+        if name in self._current():
+            return
+        with self._locked():
+            if name not in self._current():
+                self._append(name, 1)
+
+    def _rotate(self, name: str) -> None:
+        with self._locked():
+            versions = self._current().get(name)
+            if not versions:
+                raise KeyDestroyed(name)
+            self._append(name, len(versions) + 1)
+
+    def _destroy(self, name: str) -> None:
+        if name not in self._current():
+            return
+        with self._locked():
+            keys = self._current()
+            if name not in keys:
+                return
+            remaining = {n: v for n, v in keys.items() if n != name}
+            lines = "".join(
+                _line(n, i, key) for n, versions in remaining.items() for i, key in enumerate(versions, 1)
+            )
+            temporary = self.path.with_name(self.path.name + ".new")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(lines)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+            _fsync_directory(self.path.parent)
+
+    def _append(self, name: str, version: int) -> None:
+        """Under the lock: one new key version, durable before it wraps anything."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(_line(name, version, AESGCM.generate_key(bit_length=256)))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _current(self) -> dict[str, list[bytes]]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._loaded = _Loaded((0, 0, 0), {})
+            return self._loaded.keys
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if stamp != self._loaded.stamp:
+            keys: dict[str, list[bytes]] = {}
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    versions = keys.setdefault(entry["name"], [])
+                    if entry["version"] == len(versions) + 1:
+                        versions.append(base64.b64decode(entry["key"]))
+            self._loaded = _Loaded(stamp, keys)
+        return self._loaded.keys
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.parent.chmod(0o700)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _line(name: str, version: int, key: bytes) -> str:
+    return json.dumps({"name": name, "version": version, "key": base64.b64encode(key).decode()}) + "\n"
+
+
+def _fsync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- Vault's transit engine ---------------------------------------------------------------------------
+
+_VAULT_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class VaultTransit:
+    """KEKs as transit keys `leder-<service>-<key_id>` (aes256-gcm96); HMAC keys as `leder-hmac-...`.
+
+    The API, as Vault documents it: POST keys/<n> creates, encrypt/<n> and decrypt/<n> take and give
+    base64 plaintext, keys/<n>/rotate, rewrap/<n>, hmac/<n>; deleting takes keys/<n>/config
+    deletion_allowed=true then DELETE keys/<n>. A missing key is a 400 "encryption key not found" on
+    decrypt (or a 404 on reads)."""
+
+    def __init__(self, address: str, token: str, mount: str = "transit", *, timeout: float = 10.0) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=f"{address.rstrip('/')}/v1/{mount.strip('/')}/",
+            headers={"X-Vault-Token": token},
+            timeout=timeout,
+        )
+        self._hmac_ready: set[str] = set()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def create(self, name: str) -> None:
+        await self._call("POST", f"keys/{_vault_key(name)}", {"type": "aes256-gcm96"}, name=name)
+
+    async def wrap(self, name: str, plaintext: bytes) -> bytes:
+        # Encrypting under a missing key would create it (Vault's upsert): a destroyed case's key must
+        # stay destroyed, so the key must exist first.
+        await self._exists(name)
+        data = await self._call(
+            "POST", f"encrypt/{_vault_key(name)}", {"plaintext": _b64(plaintext)}, name=name
+        )
+        return str(data["ciphertext"]).encode()
+
+    async def unwrap(self, name: str, wrapped: bytes) -> bytes:
+        data = await self._call(
+            "POST", f"decrypt/{_vault_key(name)}", {"ciphertext": wrapped.decode()}, name=name
+        )
+        return base64.b64decode(data["plaintext"])
+
+    async def destroy(self, name: str) -> None:
+        key = _vault_key(name)
+        try:
+            await self._call("POST", f"keys/{key}/config", {"deletion_allowed": True}, name=name)
+        except KeyDestroyed:
+            return
+        await self._call("DELETE", f"keys/{key}", None, name=name)
+
+    async def rotate(self, name: str) -> None:
+        await self._exists(name)
+        await self._call("POST", f"keys/{_vault_key(name)}/rotate", {}, name=name)
+
+    async def rewrap(self, name: str, wrapped: bytes) -> bytes:
+        data = await self._call(
+            "POST", f"rewrap/{_vault_key(name)}", {"ciphertext": wrapped.decode()}, name=name
+        )
+        return str(data["ciphertext"]).encode()
+
+    async def hmac(self, name: str, data: bytes) -> bytes:
+        key = "leder-hmac-" + _VAULT_NAME.sub("-", name.replace("/", "-"))
+        if key not in self._hmac_ready:
+            await self._call("POST", f"keys/{key}", {"type": "aes256-gcm96"}, name=name)
+            self._hmac_ready.add(key)
+        # Version 1 always: a rotated HMAC key would stop matching what the index already holds.
+        answer = await self._call(
+            "POST", f"hmac/{key}/sha2-256", {"input": _b64(data), "key_version": 1}, name=name
+        )
+        return base64.b64decode(str(answer["hmac"]).rsplit(":", 1)[-1])
+
+    async def names(self) -> list[str]:
+        try:
+            data = await self._call("LIST", "keys", None, name="")
+        except KeyDestroyed:  # Vault answers 404 when there are no keys at all
+            return []
+        found = []
+        for key in data.get("keys", []):
+            if key.startswith("leder-") and not key.startswith("leder-hmac-"):
+                service, _, key_id = key.removeprefix("leder-").partition("-")
+                found.append(f"{service}/{key_id}")
+        return sorted(found)
+
+    async def _exists(self, name: str) -> None:
+        await self._call("GET", f"keys/{_vault_key(name)}", None, name=name)
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, *, name: str
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.request(method, path, json=body)
+        except httpx.HTTPError as failed:
+            raise KeyManagerError(f"Vault did not answer: {failed!r}") from failed
+        if response.status_code == 204:
+            return {}
+        if response.status_code == 404 or (response.status_code == 400 and _missing_key(response)):
+            raise KeyDestroyed(name)
+        if response.status_code >= 400:
+            raise KeyManagerError(
+                f"Vault answered {response.status_code} to {method} {path}: {response.text}"
+            )
+        data: dict[str, Any] = response.json().get("data") or {}
+        return data
+
+
+def _missing_key(response: httpx.Response) -> bool:
+    with contextlib.suppress(ValueError):
+        return any("not found" in str(e) for e in response.json().get("errors", []))
+    return False
+
+
+def _vault_key(name: str) -> str:
+    """ "notification/<key_id>" -> "leder-notification-<key_id>" (a transit key name has no slash)."""
+    service, _, key_id = name.partition("/")
+    return f"leder-{service}-{_VAULT_NAME.sub('-', key_id)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# --- from the environment -----------------------------------------------------------------------------
+
+
+def leder_home() -> Path:
+    return Path(os.environ.get("LEDER_HOME", ".leder")).resolve()
+
+
+def key_manager_from_env(service: str) -> KeyManager:
+    """LEDER_KEY_MANAGER=local (the default: LEDER_KEY_DIR, else $LEDER_HOME/keys) or vault
+    (LEDER_VAULT_ADDR, LEDER_VAULT_TOKEN or LEDER_VAULT_TOKEN_FILE, LEDER_VAULT_TRANSIT_MOUNT)."""
+    kind = os.environ.get("LEDER_KEY_MANAGER", "local")
+    if kind == "local":
+        folder = Path(os.environ.get("LEDER_KEY_DIR") or leder_home() / "keys")
+        return LocalKeyFile(folder / f"{service}.keys")
+    if kind == "vault":
+        address = os.environ.get("LEDER_VAULT_ADDR")
+        token = os.environ.get("LEDER_VAULT_TOKEN")
+        if not token and os.environ.get("LEDER_VAULT_TOKEN_FILE"):
+            token = Path(os.environ["LEDER_VAULT_TOKEN_FILE"]).read_text().strip()
+        if not address or not token:
+            raise RuntimeError("LEDER_KEY_MANAGER=vault needs LEDER_VAULT_ADDR and LEDER_VAULT_TOKEN(_FILE)")
+        return VaultTransit(address, token, os.environ.get("LEDER_VAULT_TRANSIT_MOUNT", "transit"))
+    raise RuntimeError(f"LEDER_KEY_MANAGER must be local or vault, not {kind!r}")
