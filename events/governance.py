@@ -1,4 +1,5 @@
-"""Events of the governance service: QA panels and their decisions, case closure, and actions."""
+"""Events of the governance service: QA panels and their decisions, case closure, actions, and who
+read a case's content here."""
 
 from datetime import date
 from uuid import UUID
@@ -89,3 +90,16 @@ class ActionCompleted(EventPayload):
 class ActionOverdue(EventPayload):
     action_id: UUID
     due_on: date
+
+
+@event("governance.CaseRead")
+class CaseRead(EventPayload):
+    """A person read content of the case from the governance service (an action agreed for it, with its
+    updates and evidence): kept on the case's reads stream (`reads-<case_id>`), apart from the case's
+    own, so a read never conflicts with a write."""
+
+    case_id: UUID
+    reader: str = Field(description="the `sub` of the reader's token")
+    role: str = Field(description="the role the reader acted in")
+    what: str = Field(description="what of the case was read: `action`, an action agreed for it")
+    action_id: UUID | None = Field(default=None, description="the action read, when `what` is `action`")

@@ -569,10 +569,15 @@ async def actions(
 
 
 @router.get("/actions/{action_id}")
-async def action(action_id: UUID, request: Request, _: ACTION_READER) -> ActionPage:
+async def action(action_id: UUID, request: Request, caller: ACTION_READER) -> ActionPage:
     """The action and its history: agreed, each progress update, flagged overdue, completed with its
-    evidence, each with who and when (from the action's own events)."""
+    evidence, each with who and when (from the action's own events). The read is recorded for each
+    case the action was agreed for (governance.CaseRead, in the audit's access log)."""
     found = await _action(request, action_id)
+    reads = domain.decide_action_read(
+        action_id, [UUID(c.case_id) for c in found.cases], caller.sub, caller.role
+    )
+    await handlers.record_reads(_store(request), reads, _context(request, caller))
     stream = await _store(request).read_stream(handlers.action_stream(action_id))
     return ActionPage.model_validate(found.model_dump() | {"history": [_history(e) for e in stream]})
 

@@ -15,6 +15,7 @@ from events.governance import (
     ActionOverdue,
     ActionProgressUpdated,
     CaseClosed,
+    CaseRead,
     CaseReopened,
     QAPanelScheduled,
     ReviewAddedToPanelAgenda,
@@ -332,3 +333,12 @@ def decide_overdue(action: Action, today: date) -> list[EventPayload]:
     if action.completed or action.flagged_overdue or today <= action.due_on:
         return []
     return [ActionOverdue(action_id=action.action_id, due_on=action.due_on)]
+
+
+def decide_action_read(action_id: UUID, case_ids: Sequence[UUID], reader: str, role: str) -> list[CaseRead]:
+    """A person read an action (what was agreed, its updates and evidence): a read of each case it was
+    agreed for, once each, so that the look is in every such case's access log."""
+    return [
+        CaseRead(case_id=case_id, reader=reader, role=role, what="action", action_id=action_id)
+        for case_id in dict.fromkeys(case_ids)
+    ]

@@ -7,10 +7,10 @@ from uuid import UUID, uuid4
 from asyncpg import Pool
 
 from events import EventPayload
-from events.governance import QAPanelScheduled
+from events.governance import CaseRead, QAPanelScheduled
 from infra.aggregates import StreamNotFound, change, load
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import ConcurrencyError, Context, EventStore
 from services.governance import domain
 
 
@@ -20,6 +20,33 @@ def panel_stream(panel_id: UUID) -> str:
 
 def action_stream(action_id: UUID) -> str:
     return f"action-{action_id}"
+
+
+def reads_stream(case_id: UUID) -> str:
+    """A case's reads, apart from its own stream: a read never conflicts with a write to the case."""
+    return f"reads-{case_id}"
+
+
+READ_RETRIES = 5
+
+
+async def record_reads(store: EventStore, reads: Sequence[CaseRead], context: Context) -> None:
+    """Each read on its case's reads stream, all in one transaction: the content is shown only once
+    every read of it is on record. Two people reading one case at once take the same version; the
+    later is recorded again at the next."""
+    for attempt in range(1, READ_RETRIES + 1):
+        try:
+            async with store.transaction() as conn:
+                for read in reads:
+                    stream = reads_stream(read.case_id)
+                    version = await conn.fetchval(
+                        "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream
+                    )
+                    await store.append(stream, version, [read], context, case_id=read.case_id, conn=conn)
+            return
+        except ConcurrencyError:
+            if attempt == READ_RETRIES:
+                raise
 
 
 async def schedule_panel(store: EventStore, held_on: date, context: Context) -> UUID:
