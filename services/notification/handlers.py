@@ -15,7 +15,7 @@ from infra.db import Connection
 from infra.eventstore import ConcurrencyError, Context, EventStore
 from services.notification import domain
 from services.notification.personal import PersonalDetails, data_key, destroy_key, seal, unseal
-from services.notification.projections import name_and_dates
+from services.notification.projections import match_value, name_and_dates
 
 # Intake is serialised so that two notifications of one person cannot both open a case, and so that
 # two cases opened at once never get the same reference number (confirming eligibility, which also
@@ -165,7 +165,7 @@ async def _indexed(
         "   SELECT 1 FROM person_index q WHERE q.case_id = p.case_id AND q.match_kind = 'nhs_number'))"
         " ORDER BY c.notified_at LIMIT 1",
         kind,
-        value,
+        await match_value(kind, value),
         skip_cases_with_nhs_number,
     )
     return found

@@ -1,19 +1,23 @@
-"""Personal data, minimum necessary: sealed with AES-256-GCM under one data key per case, held only
-in this service's database. Destroying the key (crypto-shredding) makes every copy unreadable, on
-every topic and in every other service, while the events themselves stay."""
+"""Personal data, minimum necessary: sealed with AES-256-GCM under one data key per case, which this
+service stores only wrapped by the case's key-encryption key in the key manager (infra.sealing).
+Destroying the key (crypto-shredding) makes every copy unreadable, on every topic and in every other
+service, while the events themselves stay."""
 
-import base64
 import json
-import os
 from datetime import date
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict
 
 from events.notification import SealedPersonalData
 from events.partner import NextOfKin, PartnerNotification
+from infra import sealing
 from infra.db import Connection
+from infra.keys import KeyDestroyed
+
+__all__ = ["KeyDestroyed", "PersonalDetails", "data_key", "destroy_key", "seal", "unseal"]
+
+SERVICE = "notification"
 
 
 class PersonalDetails(BaseModel):
@@ -50,47 +54,25 @@ class PersonalDetails(BaseModel):
         )
 
 
-class KeyDestroyed(Exception):
-    """The data key was destroyed at the end of the retention period."""
+def keys() -> sealing.DataKeys:
+    return sealing.for_service(SERVICE)
 
 
 def seal(key: bytes, key_id: str, details: PersonalDetails) -> SealedPersonalData:
-    nonce = os.urandom(12)
-    plaintext = details.model_dump_json().encode()
-    ciphertext = AESGCM(key).encrypt(nonce, plaintext, key_id.encode())
-    return SealedPersonalData(
-        key_id=key_id,
-        nonce=base64.b64encode(nonce).decode(),
-        ciphertext=base64.b64encode(ciphertext).decode(),
-    )
+    return sealing.seal(key, key_id, details.model_dump_json().encode())
 
 
 def unseal(key: bytes, sealed: SealedPersonalData) -> PersonalDetails:
-    plaintext = AESGCM(key).decrypt(
-        base64.b64decode(sealed.nonce), base64.b64decode(sealed.ciphertext), sealed.key_id.encode()
-    )
-    return PersonalDetails.model_validate(json.loads(plaintext))
+    return PersonalDetails.model_validate(json.loads(sealing.unseal(key, sealed)))
 
 
 async def data_key(conn: Connection, key_id: str, *, create: bool = False) -> bytes:
     """The key for `key_id`; made on first use when `create`. Raises KeyDestroyed once destroyed."""
-    if create:
-        await conn.execute(
-            "INSERT INTO data_keys (key_id, key) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING",
-            key_id,
-            AESGCM.generate_key(bit_length=256),
-        )
-    row = await conn.fetchrow("SELECT key FROM data_keys WHERE key_id = $1", key_id)
-    if row is None or row["key"] is None:
-        raise KeyDestroyed(key_id)
-    key: bytes = row["key"]
-    return key
+    return await keys().key(conn, key_id, create=create)
 
 
 async def destroy_key(conn: Connection, key_id: str) -> None:
-    await conn.execute(
-        "UPDATE data_keys SET key = NULL, destroyed_at = now() WHERE key_id = $1 AND key IS NOT NULL", key_id
-    )
+    await keys().destroy(conn, key_id)
 
 
 async def unseal_with_stored_key(conn: Connection, sealed: SealedPersonalData) -> PersonalDetails | None:

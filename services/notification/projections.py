@@ -21,7 +21,7 @@ from events.notification import (
 from events.partner import normalise_name
 from infra.db import Connection
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
-from services.notification.personal import unseal_with_stored_key
+from services.notification.personal import keys, unseal_with_stored_key
 
 
 class CasesProjection:
@@ -156,7 +156,8 @@ def status_outcome(status: str) -> str:
 
 
 class PersonIndex:
-    """Who each case is about, normalised for matching the same person notified again."""
+    """Who each case is about, normalised for matching the same person notified again, and kept only
+    as keyed hashes (`match_value`): a dump of the table names no one."""
 
     name = "person_index"
     tables: Sequence[str] = ("person_index",)
@@ -188,7 +189,7 @@ class PersonIndex:
                         " ON CONFLICT DO NOTHING",
                         event.case_id,
                         kind,
-                        value,
+                        await match_value(kind, value),
                     )
             case PersonalDataDestroyed() | EligibilityRejected():
                 await conn.execute("DELETE FROM person_index WHERE case_id = $1", event.case_id)
@@ -196,6 +197,13 @@ class PersonIndex:
 
 def name_and_dates(family_name: str, date_of_birth: str, date_of_death: str) -> str:
     return f"{normalise_name(family_name)}|{date_of_birth}|{date_of_death}"
+
+
+async def match_value(kind: str, value: str) -> str:
+    """What person_index holds for a normalised identifying value: its HMAC under the service's
+    person-index key, which lives in the key manager (never in the database) and is never destroyed,
+    so the same person gives the same value for as long as the index is kept."""
+    return await keys().hmac("person-index", f"{kind}:{value}")
 
 
 def projections() -> list[CasesProjection | PersonIndex]:

@@ -1,11 +1,5 @@
--- Data keys: one per case (or per notification that opened no case). Destroyed at the end of the
--- retention period by setting key to NULL; the row stays as the record that it was destroyed.
-CREATE TABLE data_keys (
-    key_id text PRIMARY KEY,
-    key bytea,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    destroyed_at timestamptz
-);
+-- Data keys: the platform's table (infra/migrations/003_data_keys.sql), wrapped by keys held outside
+-- the database. This service's first table held them unwrapped; it is gone (issue 15).
 
 -- Projections (rebuilt by `leder rebuild notification`).
 CREATE TABLE cases (

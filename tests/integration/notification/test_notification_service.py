@@ -236,7 +236,7 @@ async def test_after_the_key_is_destroyed_the_person_is_gone_and_the_events_are_
     after = await store.read_stream(case_id)
     assert after[: len(before)] == before
     assert [e.event_type for e in after[len(before) :]] == ["notification.PersonalDataDestroyed"]
-    assert await store.pool.fetchval("SELECT key FROM data_keys WHERE key_id = $1", case_id) is None
+    assert await store.pool.fetchval("SELECT wrapped FROM data_keys WHERE key_id = $1", case_id) is None
     assert (await case(svc, case_id))["personal_destroyed"] is True
 
 
