@@ -3,6 +3,8 @@
 from datetime import datetime
 from uuid import UUID
 
+from pydantic import Field
+
 from events.registry import EventPayload, event
 
 
@@ -15,6 +17,9 @@ class AuditLogRead(EventPayload):
     what: str
     case_id: UUID | None = None
     as_of: datetime | None = None
+    reason: str | None = Field(
+        default=None, max_length=500, description="why, where the reader gave a reason (an export's)"
+    )
 
 
 @event("audit.RejectedNotificationRecorded")

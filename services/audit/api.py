@@ -19,9 +19,10 @@ from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.problems import Problem
 from infra.service import Runtime
+from services.audit import access as reads
 from services.audit import export as case_export
 from services.audit import log, merkle, store
-from services.audit.replay import PERSON_FIELDS, describe_read, state_as_of, summary
+from services.audit.replay import PERSON_FIELDS, state_as_of, summary
 
 router = APIRouter(tags=["audit"])
 IG = Annotated[Caller, Depends(require_roles("ig_officer"))]
@@ -34,14 +35,22 @@ def _store(request: Request) -> EventStore:
 
 
 async def _read(
-    request: Request, caller: Caller, what: str, case_id: UUID | None = None, as_of: datetime | None = None
+    request: Request,
+    caller: Caller,
+    what: str,
+    case_id: UUID | None = None,
+    as_of: datetime | None = None,
+    reason: str | None = None,
 ) -> None:
     s = _store(request)
+    read = AuditLogRead(
+        reader=caller.sub, role=caller.role, what=what, case_id=case_id, as_of=as_of, reason=reason
+    )
     async with s.transaction() as conn:
         await store.record(
             s,
             conn,
-            AuditLogRead(reader=caller.sub, role=caller.role, what=what, case_id=case_id, as_of=as_of),
+            read,
             Context(caller.actor, request.state.correlation_id),
             case_id=case_id,
         )
@@ -108,7 +117,10 @@ class AccessEntry(ResponseModel):
     actor_kind: str
     event_type: str
     what: str
-    read: str = Field(description="what was read: `personal_details`, `history`, `state`, ...")
+    service: str = Field(description="the service read from: `notification`, `review`, `audit`, ...")
+    read: str = Field(
+        description="what was read: `personal_details`, `case`, `review`, `action`, `history`, `state`, ..."
+    )
     description: str
     reason: str | None
     as_of: str | None
@@ -284,13 +296,21 @@ async def state(
         }
     },
 )
-async def export(case_id: UUID, request: Request, caller: IG) -> Response:
+async def export(
+    case_id: UUID,
+    request: Request,
+    caller: IG,
+    reason: Annotated[
+        str | None, Query(max_length=500, description="why the case is exported: in the access log")
+    ] = None,
+) -> Response:
     """Every event of the case as JSON Lines with an inclusion proof each, the same as CSV, and the
     signed checkpoint the proofs lead to, in one zip: what `leder audit export` writes."""
     s = _store(request)
     if not await store.case_known(s.pool, case_id):
         raise Problem(404, "unknown_case", f"the audit log has no case {case_id}")
-    await _read(request, caller, "export", case_id)  # first, so the export shows its own making
+    why = (reason or "").strip() or None
+    await _read(request, caller, "export", case_id, reason=why)  # first: the export shows its own making
     async with s.pool.acquire() as conn:
         gathered = await case_export.gather(conn, case_id)
     made = await asyncio.to_thread(case_export.build, case_id, *gathered)
@@ -314,12 +334,13 @@ async def access(
     after: Annotated[int | None, Query(ge=-1, description="the last position of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> AccessPage:
-    """Who looked at this case; what did this person look at. In log order, a page at a time:
-    `next_after` is the `after` of the next page (null on the last)."""
+    """Who looked at this case; what did this person look at: every read of a case by a person, from
+    every service (personal details, the case, its review, its actions, its audit history and export),
+    and the reads of the audit log. In log order, a page at a time: `next_after` is the `after` of the
+    next page (null on the last)."""
     pool = _store(request).pool
     rows = await pool.fetch(
-        "SELECT position, envelope FROM audit_log WHERE event_type IN"
-        " ('notification.PersonalDetailsViewed', 'audit.AuditLogRead')"
+        f"SELECT position, envelope FROM audit_log WHERE {reads.IS_READ}"
         " AND ($1::uuid IS NULL OR case_id = $1) AND ($2::text IS NULL OR actor_id = $2)"
         " AND ($3::timestamptz IS NULL OR occurred_at >= $3)"
         " AND ($4::timestamptz IS NULL OR occurred_at <= $4)"
@@ -338,14 +359,8 @@ async def access(
     names = await store.names(pool, {e.actor.id for _, e in page})
     out = []
     for position, e in page:
-        as_of = e.data.get("as_of")
-        if e.event_type == "notification.PersonalDetailsViewed":
-            read, description = "personal_details", "viewed personal details"
-        else:
-            read = str(e.data.get("what"))
-            description = describe_read(read)
-            if as_of:
-                description = f"viewed the case as it stood at {as_of}"
+        described = reads.describe(e)
+        reason = e.data.get("reason")
         out.append(
             {
                 "position": position,
@@ -357,10 +372,11 @@ async def access(
                 "actor_kind": e.actor.kind,
                 "event_type": e.event_type,
                 "what": e.event_type,
-                "read": read,
-                "description": description,
-                "reason": e.data.get("reason"),
-                "as_of": as_of,
+                "service": described.service,
+                "read": described.read,
+                "description": described.description,
+                "reason": reason if isinstance(reason, str) else None,
+                "as_of": e.data.get("as_of"),
                 "case_id": str(e.case_id) if e.case_id else None,
                 "reference": references.get(e.case_id) if e.case_id else None,
             }
@@ -395,6 +411,9 @@ async def latest(request: Request, _: IG) -> LatestCheckpoint:
 
 @router.get("/audit/proofs/inclusion")
 async def inclusion(request: Request, _: IG, event_id: UUID, tree_size: int | None = None) -> InclusionProof:
+    """The proof that the event is in the log. Not recorded as a read: it shows hashes, none of the
+    case's content, and recording it would grow the very tree it proves against (the case export,
+    which carries the proofs with the events, is recorded)."""
     async with _store(request).pool.acquire() as conn:
         position = await conn.fetchval("SELECT position FROM audit_log WHERE event_id = $1", event_id)
         if position is None:

@@ -16,6 +16,7 @@ from events import Actor, Envelope
 from events.audit import AuditLogRead
 from events.topics import SERVICES
 from infra.eventstore import Context, EventStore
+from services.audit import access as reads
 from services.audit import export as case_export
 from services.audit import log, merkle, store
 from services.audit.reconcile import reconcile
@@ -91,8 +92,9 @@ def add_commands(sub: Any, store_for: Any) -> None:
     access = commands.add_parser(
         "access",
         help="who looked at a case, or what a person looked at",
-        description="Personal details viewed and audit log reads, for one case (--case), by one person"
-        " (--user), or both.",
+        description="Every read of a case by a person, from every service (personal details, the case,"
+        " its review, its actions, its audit history and export), and the audit log's reads, for one"
+        " case (--case), by one person (--user), or both.",
     )
     access.add_argument("--case", type=case_id, help="only reads of this case (its UUID)")
     access.add_argument("--user", help="only reads by this person (their user id)")
@@ -104,6 +106,7 @@ def add_commands(sub: Any, store_for: Any) -> None:
     export.add_argument(
         "--out", default=".", help="the folder to write CASE.jsonl, CASE.csv and CASE.checkpoint.json in"
     )
+    export.add_argument("--reason", help="why the case is exported: recorded with the read")
     export.set_defaults(run=_export)
     for command in (verify, replay, gaps, access, rec, export):
         command.add_argument(
@@ -140,14 +143,21 @@ async def _record(
     what: str,
     case_id: UUID | None = None,
     as_of: datetime | None = None,
+    reason: str | None = None,
 ) -> None:
+    read = AuditLogRead(
+        reader=args.reader,
+        role="ig_officer",
+        what=f"cli {what}",
+        case_id=case_id,
+        as_of=as_of,
+        reason=(reason or "").strip()[:500] or None,
+    )
     async with s.transaction() as conn:
         await store.record(
             s,
             conn,
-            AuditLogRead(
-                reader=args.reader, role="ig_officer", what=f"cli {what}", case_id=case_id, as_of=as_of
-            ),
+            read,
             Context(Actor(kind="user", id=args.reader, role="ig_officer")),
             case_id=case_id,
         )
@@ -344,8 +354,7 @@ async def _access(args: argparse.Namespace, s: EventStore) -> int:
         return 1
     await _record(s, args, "access", case_id)
     rows = await s.pool.fetch(
-        "SELECT envelope FROM audit_log WHERE event_type IN ('notification.PersonalDetailsViewed',"
-        " 'audit.AuditLogRead') AND ($1::uuid IS NULL OR case_id = $1)"
+        f"SELECT envelope FROM audit_log WHERE {reads.IS_READ} AND ($1::uuid IS NULL OR case_id = $1)"
         " AND ($2::text IS NULL OR actor_id = $2)"
         " ORDER BY position",
         case_id,
@@ -353,9 +362,12 @@ async def _access(args: argparse.Namespace, s: EventStore) -> int:
     )
     for row in rows:
         e = Envelope.from_bytes(row["envelope"])
+        read = reads.describe(e)
+        reason = e.data.get("reason")
         print(
-            f"{e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.actor.id:<20} {e.event_type:<40} {e.case_id or ''}"
-            f"  {e.data.get('reason') or e.data.get('what') or ''}"
+            f"{e.occurred_at:%Y-%m-%d %H:%M:%S}  {e.actor.id:<20} {e.actor.role or '':<14}"
+            f" {read.service:<12} {read.description:<45} {e.case_id or ''}"
+            f"  {reason if isinstance(reason, str) else ''}"
         )
     return 0
 
@@ -412,7 +424,7 @@ async def _export(args: argparse.Namespace, s: EventStore) -> int:
     if not await store.case_known(s.pool, case_id):
         _say_wrong(args, f"the audit log has no case {case_id}")
         return 1
-    await _record(s, args, "export", case_id)
+    await _record(s, args, "export", case_id, reason=args.reason)
     async with s.pool.acquire() as conn:
         gathered = await case_export.gather(conn, case_id)
     made = case_export.build(case_id, *gathered)

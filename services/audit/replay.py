@@ -132,6 +132,11 @@ SUMMARIES = {
     "notification.CaseEscalatedToFocused": "escalated to a focused review ({reasons})",
     "notification.CaseAllocationRecorded": "allocation noted: reviewer {reviewer_user_id}",
     "notification.PersonalDetailsViewed": "personal details viewed: {reason}",
+    "notification.CaseRead": "case read by {reader}",
+    "notification.CaseAllocationEnded": "personal details closed to {reviewer_user_id}, senior"
+    " {senior_reviewer_user_id}, as the allocation ended ({reason})",
+    "notification.NotificationPersonalDataDestroyed": "personal data of a notification that never became"
+    " a case destroyed ({reason})",
     "notification.PersonalDataDestroyed": "personal data destroyed ({reason})",
     "notification.CaseClosureRecorded": "case closed on {closed_on} (noted by the notification service)",
     "notification.CaseReopeningRecorded": "case reopened (noted by the notification service): {reason}",
@@ -174,6 +179,11 @@ SUMMARIES = {
     "review.ReviewReopened": "review reopened, back with its reviewer: {reason}",
     "review.ReviewDeadlineApproaching": "review deadline approaching ({deadline})",
     "review.ReviewOverdue": "review overdue (deadline {deadline})",
+    "review.ReviewRead": "review read by {reader}",
+    "review.ReviewerAccessEnded": "review closed to {reviewer_user_id}, senior {senior_reviewer_user_id},"
+    " as the allocation ended ({reason})",
+    "review.ReviewerAccessRestored": "review open again to {reviewer_user_id}, senior"
+    " {senior_reviewer_user_id} ({because})",
     "governance.QAPanelScheduled": "QA panel scheduled for {held_on}",
     "governance.ReviewAwaitingQA": "awaiting QA",
     "governance.ReviewAddedToPanelAgenda": "added to a QA panel's agenda",
@@ -185,6 +195,7 @@ SUMMARIES = {
     "governance.ActionProgressUpdated": "action progress updated",
     "governance.ActionCompleted": "action completed",
     "governance.ActionOverdue": "action overdue (due {due_on})",
+    "governance.CaseRead": "{what} read by {reader}",
     "audit.AuditLogRead": "audit log: {what}",
     "audit.RejectedNotificationRecorded": "rejected notification recorded",
 }
