@@ -26,6 +26,8 @@ def observed(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]
     store = runtime.store
 
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
+        if envelope.stream_id.startswith(handlers.READS_STREAM_PREFIX):
+            return  # who read a case is the access log's (the audit service's), no fact for a report
         await conn.execute(
             "INSERT INTO observed_events (event_id, source, event_type, case_id, occurred_at, data)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",

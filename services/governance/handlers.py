@@ -22,9 +22,13 @@ def action_stream(action_id: UUID) -> str:
     return f"action-{action_id}"
 
 
+# Every service keeps a case's reads on a stream of this name, apart from the case's own.
+READS_STREAM_PREFIX = "reads-"
+
+
 def reads_stream(case_id: UUID) -> str:
     """A case's reads, apart from its own stream: a read never conflicts with a write to the case."""
-    return f"reads-{case_id}"
+    return f"{READS_STREAM_PREFIX}{case_id}"
 
 
 READ_RETRIES = 5
