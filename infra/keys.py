@@ -345,7 +345,8 @@ class VaultTransit:
 
 def _missing_key(response: httpx.Response) -> bool:
     with contextlib.suppress(ValueError):
-        return any("not found" in str(e) for e in response.json().get("errors", []))
+        errors = [str(e) for e in response.json().get("errors", [])]
+        return any("not found" in e or "no existing key" in e for e in errors)
     return False
 
 

@@ -1,0 +1,193 @@
+"""One contract, both key managers: the local key file and Vault's transit engine (through its
+documented HTTP API, served by tests/support/vault_transit.py)."""
+
+import base64
+import os
+import stat
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from infra.keys import (
+    KeyDestroyed,
+    KeyManager,
+    KeyManagerError,
+    LocalKeyFile,
+    VaultTransit,
+    key_manager_from_env,
+)
+from tests.support.vault_transit import FakeVault, running_vault
+
+
+@dataclass
+class Provider:
+    keys: KeyManager
+    # Every byte the provider holds at rest (the key file; Vault's stored key material).
+    at_rest: Callable[[], bytes]
+    # The raw key material of `name`'s versions, as the provider holds it.
+    material: Callable[[str], list[bytes]]
+
+
+@pytest.fixture(scope="module")
+def vault() -> Iterator[tuple[FakeVault, str]]:
+    with running_vault() as served:
+        yield served
+
+
+@pytest.fixture(params=["local", "vault"])
+async def provider(
+    request: pytest.FixtureRequest, tmp_path: Path, vault: tuple[FakeVault, str]
+) -> AsyncIterator[Provider]:
+    if request.param == "local":
+        path = tmp_path / "keys" / "notification.keys"
+        local = LocalKeyFile(path)
+
+        def file_bytes() -> bytes:
+            return path.read_bytes() if path.exists() else b""
+
+        def local_material(name: str) -> list[bytes]:
+            return list(local._current().get(name, []))
+
+        yield Provider(local, file_bytes, local_material)
+    else:
+        fake, address = vault
+        fake.keys.clear()
+        transit = VaultTransit(address, fake.token)
+
+        def stored() -> bytes:
+            return b"".join(v for key in fake.keys.values() for v in key.versions)
+
+        def vault_material(name: str) -> list[bytes]:
+            service, _, key_id = name.partition("/")
+            key = fake.keys.get(f"leder-{service}-{key_id}")
+            return list(key.versions) if key else []
+
+        yield Provider(transit, stored, vault_material)
+        await transit.aclose()
+
+
+NAME = "notification/5b0e7a52-0c1f-4f59-9a57-7c1a0c5d8e11"
+
+
+async def test_a_wrapped_key_unwraps_under_its_name_only(provider: Provider) -> None:
+    data_key = os.urandom(32)
+    await provider.keys.create(NAME)
+    await provider.keys.create(NAME)  # idempotent
+    wrapped = await provider.keys.wrap(NAME, data_key)
+    assert data_key not in wrapped
+    assert await provider.keys.unwrap(NAME, wrapped) == data_key
+    other = "notification/another-case"
+    await provider.keys.create(other)
+    with pytest.raises((KeyManagerError, KeyDestroyed)):
+        await provider.keys.unwrap(other, wrapped)
+    assert set(await provider.keys.names()) >= {NAME, other}
+
+
+async def test_an_unknown_name_wraps_and_unwraps_nothing(provider: Provider) -> None:
+    with pytest.raises(KeyDestroyed):
+        await provider.keys.unwrap("notification/never-made", b"vault:v1:AAAA")
+    with pytest.raises(KeyDestroyed):
+        await provider.keys.wrap("notification/never-made", os.urandom(32))
+    assert "notification/never-made" not in await provider.keys.names()
+
+
+async def test_a_destroyed_key_is_gone_for_good(provider: Provider) -> None:
+    data_key = os.urandom(32)
+    await provider.keys.create(NAME)
+    wrapped = await provider.keys.wrap(NAME, data_key)
+    await provider.keys.rotate(NAME)
+    material = provider.material(NAME)
+    assert len(material) == 2
+    keep = "notification/still-open"
+    await provider.keys.create(keep)
+    kept = await provider.keys.wrap(keep, data_key)
+
+    await provider.keys.destroy(NAME)
+    await provider.keys.destroy(NAME)  # idempotent
+
+    with pytest.raises(KeyDestroyed):
+        await provider.keys.unwrap(NAME, wrapped)
+    with pytest.raises(KeyDestroyed):
+        await provider.keys.rotate(NAME)
+    assert NAME not in await provider.keys.names()
+    at_rest = provider.at_rest()
+    for version in material:
+        assert version not in at_rest
+        assert base64.b64encode(version) not in at_rest
+    assert await provider.keys.unwrap(keep, kept) == data_key
+
+
+async def test_rotation_keeps_old_wrappings_and_rewrap_moves_them_to_the_new_version(
+    provider: Provider,
+) -> None:
+    data_key = os.urandom(32)
+    await provider.keys.create(NAME)
+    before = await provider.keys.wrap(NAME, data_key)
+    await provider.keys.rotate(NAME)
+    assert await provider.keys.unwrap(NAME, before) == data_key
+    after = await provider.keys.rewrap(NAME, before)
+    assert after != before
+    assert data_key not in after
+    assert await provider.keys.unwrap(NAME, after) == data_key
+    assert await provider.keys.unwrap(NAME, await provider.keys.wrap(NAME, data_key)) == data_key
+
+
+async def test_hmac_is_stable_and_depends_on_the_key(provider: Provider) -> None:
+    first = await provider.keys.hmac("notification/person-index", b"nhs_number:9434765919")
+    assert first == await provider.keys.hmac("notification/person-index", b"nhs_number:9434765919")
+    assert first != await provider.keys.hmac("notification/person-index", b"nhs_number:9434765870")
+    assert first != await provider.keys.hmac("notification/other-index", b"nhs_number:9434765919")
+    assert len(first) == 32
+    assert "notification/person-index" not in await provider.keys.names()  # never rotated
+
+
+async def test_the_local_key_file_is_its_owners_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    keys = LocalKeyFile(folder / "notification.keys")
+    await keys.create(NAME)
+    await keys.hmac("notification/person-index", b"x")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "notification.keys").stat().st_mode) == 0o600
+    await keys.destroy(NAME)
+    assert stat.S_IMODE((folder / "notification.keys").stat().st_mode) == 0o600
+
+
+async def test_another_process_sees_a_key_destroyed_by_one(tmp_path: Path) -> None:
+    path = tmp_path / "notification.keys"
+    one, other = LocalKeyFile(path), LocalKeyFile(path)
+    await one.create(NAME)
+    wrapped = await one.wrap(NAME, b"k" * 32)
+    assert await other.unwrap(NAME, wrapped) == b"k" * 32
+    await one.destroy(NAME)
+    with pytest.raises(KeyDestroyed):
+        await other.unwrap(NAME, wrapped)
+
+
+async def test_a_wrong_vault_token_is_refused(vault: tuple[FakeVault, str]) -> None:
+    _, address = vault
+    transit = VaultTransit(address, "not-the-token")
+    try:
+        with pytest.raises(KeyManagerError):
+            await transit.create(NAME)
+    finally:
+        await transit.aclose()
+
+
+def test_the_environment_picks_the_key_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDER_HOME", str(tmp_path))
+    monkeypatch.delenv("LEDER_KEY_DIR", raising=False)
+    monkeypatch.delenv("LEDER_KEY_MANAGER", raising=False)
+    local = key_manager_from_env("review")
+    assert isinstance(local, LocalKeyFile)
+    assert local.path == tmp_path / "keys" / "review.keys"
+    token_file = tmp_path / "vault-token"
+    token_file.write_text("s.token\n")
+    monkeypatch.setenv("LEDER_KEY_MANAGER", "vault")
+    monkeypatch.setenv("LEDER_VAULT_ADDR", "http://vault.icb.nhs.internal:8200")
+    monkeypatch.setenv("LEDER_VAULT_TOKEN_FILE", str(token_file))
+    assert isinstance(key_manager_from_env("review"), VaultTransit)
+    monkeypatch.setenv("LEDER_KEY_MANAGER", "kms")
+    with pytest.raises(RuntimeError):
+        key_manager_from_env("review")
