@@ -2,7 +2,7 @@
 LAC read, and the QA panel once the review has been submitted; nobody else. Every record is its own
 event. GET /vocabulary gives every list a form offers, with labels, so the web app copies none."""
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -69,18 +69,32 @@ def _store(request: Request) -> EventStore:
     return _runtime(request).store
 
 
+def _problem(error: Exception) -> Exception:
+    """The problem a rule broken (or a review not found) answers; any other error as it is."""
+    if isinstance(error, handlers.ReviewNotFound):
+        return Problem(404, "review_not_found", f"no review of case {error}")
+    if isinstance(error, domain.ReviewIncomplete):
+        return Problem(422, error.code, error.detail, missing=error.missing)
+    if isinstance(error, domain.ImpossibleDate):
+        problem = {"field": error.field, "type": error.code, "message": error.detail}
+        return Problem(422, error.code, error.detail, errors=[problem])
+    if isinstance(error, domain.DomainError):
+        return Problem(error.status, error.code, error.detail)
+    return error
+
+
 async def _checked(call: Awaitable[T]) -> T:
     try:
         return await call
-    except handlers.ReviewNotFound as missing:
-        raise Problem(404, "review_not_found", f"no review of case {missing}") from missing
-    except domain.ReviewIncomplete as incomplete:
-        raise Problem(422, incomplete.code, incomplete.detail, missing=incomplete.missing) from incomplete
-    except domain.ImpossibleDate as impossible:
-        error = {"field": impossible.field, "type": impossible.code, "message": impossible.detail}
-        raise Problem(422, impossible.code, impossible.detail, errors=[error]) from impossible
+    except (handlers.ReviewNotFound, domain.DomainError) as error:
+        raise _problem(error) from error
+
+
+def _decided(decide: Callable[[], T]) -> T:
+    try:
+        return decide()
     except domain.DomainError as broken:
-        raise Problem(broken.status, broken.code, broken.detail) from broken
+        raise _problem(broken) from broken
 
 
 class Recorded(ResponseModel):
@@ -211,6 +225,10 @@ class MyReview(ResponseModel):
     reopened_reason: str | None
     submitted_on: date | None
     completed_on: date | None
+    can_open: bool = Field(
+        description="false: a completed review whose allocation has ended, listed for the record only:"
+        " GET /reviews/{case_id} answers 403"
+    )
 
 
 class MyReviews(ResponseModel):
@@ -613,11 +631,14 @@ async def my_reviews(
     ] = 30,
 ) -> MyReviews:
     """The caller's open reviews and those completed lately, as the allocated reviewer or as the
-    supporting senior reviewer (matched on their sign-in, whatever their role), soonest deadline first."""
+    supporting senior reviewer (matched on their sign-in, whatever their role), soonest deadline first.
+    A review whose allocation has ended is not listed (a conflict declared, the case back in the
+    queue), except a completed one, listed without its content and `can_open` false."""
     today = _runtime(request).today()
     rows = await _store(request).pool.fetch(
         _ROWS + " WHERE (r.reviewer_user_id = $1 OR r.senior_reviewer_user_id = $1)"
-        " AND (r.status <> 'completed' OR r.completed_on >= $2) ORDER BY r.deadline, r.case_id",
+        " AND (r.status <> 'completed' OR r.completed_on >= $2)"
+        " AND (r.access_ended IS NULL OR r.status = 'completed') ORDER BY r.deadline, r.case_id",
         caller.sub,
         today - timedelta(days=completed_within_days),
     )
@@ -625,6 +646,7 @@ async def my_reviews(
     for row in rows:
         role = "reviewer" if row["reviewer_user_id"] == caller.sub else "senior_reviewer"
         clock = _clock(row, today)
+        can_open = row["access_ended"] is None
         out.append(
             {
                 "case_id": str(row["case_id"]),
@@ -650,11 +672,12 @@ async def my_reviews(
                 if row["pause_reason"]
                 else None,
                 "returned_by_qa": row["returned_by_qa"],
-                "qa_comments": row["qa_comments"],
+                "qa_comments": row["qa_comments"] if can_open else None,
                 "reopened": row["reopened_reason"] is not None,
-                "reopened_reason": row["reopened_reason"],
+                "reopened_reason": row["reopened_reason"] if can_open else None,
                 "submitted_on": row["submitted_on"],
                 "completed_on": row["completed_on"],
+                "can_open": can_open,
             }
         )
     return MyReviews.model_validate({"reviews": out})
@@ -714,18 +737,11 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
     # one connection while it waits for another starves the pool under load (all wait, none returns).
     async with store.pool.acquire() as conn:
         review, _ = await _checked(handlers.load_review(conn, case_id))
-        if caller.role == "qa_panel":
-            if not review.submissions:
-                raise Problem(
-                    403,
-                    "review_not_submitted",
-                    f"the review of case {case_id} has not been submitted for QA yet",
-                )
-        elif caller.role != "lac" and caller.sub not in (
-            review.reviewer_user_id,
-            review.senior_reviewer_user_id,
-        ):
-            raise Problem(403, "not_allocated_reviewer", f"case {case_id} is not allocated to {caller.sub}")
+    reads = _decided(lambda: domain.decide_read(review, caller.sub, caller.role))
+    # Recorded before anything of the review is answered: no look at a case without its trace.
+    await handlers.record_reads(
+        store, case_id, reads, Context(actor=caller.actor, correlation_id=request.state.correlation_id)
+    )
     history = await store.read_stream(str(case_id))
     async with store.pool.acquire() as conn:
         reference = await handlers.reference(conn, case_id)

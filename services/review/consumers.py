@@ -1,4 +1,5 @@
-"""What the review service consumes: allocations (start or hand over a review) and reviewers' names,
+"""What the review service consumes: allocations (start or hand over a review, and the end of an
+allocation, which ends the reviewer's access, and its restoring on reopening) and reviewers' names,
 cases' references and escalations from the notification service, and the QA panel's decisions and
 case reopenings from the governance service."""
 
@@ -6,10 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from events import Actor, Envelope
-from events.allocation import ReviewerAllocated, ReviewerRegistered
+from events.allocation import (
+    AllocationEnded,
+    AllocationRestored,
+    CaseReturnedToQueue,
+    ConflictOfInterestDeclared,
+    ReviewerAllocated,
+    ReviewerRegistered,
+)
 from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedByQA
 from events.notification import CaseEscalatedToFocused, CaseOpened
-from events.review import ReviewEscalatedToFocused
+from events.review import AccessEndReason, ReviewEscalatedToFocused
 from events.topics import service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
@@ -28,6 +36,33 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
         context = Context.caused_by(envelope, SYSTEM)
         if isinstance(event, ReviewerAllocated):
             await handlers.start_or_hand_over(store, conn, event, context)
+        elif isinstance(event, ConflictOfInterestDeclared | CaseReturnedToQueue | AllocationEnded):
+            # Whatever returned the case to the queue (a conflict, the reviewer's deactivation, a
+            # reopening that could not go back to them): the allocation has ended, and access with it.
+            reason: AccessEndReason = (
+                "conflict_declared"
+                if isinstance(event, ConflictOfInterestDeclared)
+                else "returned_to_queue"
+                if isinstance(event, CaseReturnedToQueue)
+                else event.reason
+            )
+            await _on_review(
+                store,
+                conn,
+                event.case_id,
+                lambda r: domain.decide_access_end(r, reason),
+                context,
+                missing_ok=True,
+            )
+        elif isinstance(event, AllocationRestored):
+            restored = event
+
+            def restore(review: domain.Review) -> list[Any]:
+                return domain.decide_allocation(
+                    review, restored.reviewer_user_id, restored.senior_reviewer_user_id, restored=True
+                )
+
+            await _on_review(store, conn, event.case_id, restore, context, missing_ok=True)
         elif isinstance(event, CaseOpened):
             await handlers.remember_reference(conn, event.case_id, event.reference)
         elif isinstance(event, ReviewerRegistered):
@@ -60,9 +95,9 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
                 context,
             )
         elif isinstance(event, CaseReopened):  # the completed review goes back to its reviewer
-            reason, today = event.reason, runtime.today()
+            why, today = event.reason, runtime.today()
             await _on_review(
-                store, conn, event.case_id, lambda r: domain.decide_reopen(r, reason, today), context
+                store, conn, event.case_id, lambda r: domain.decide_reopen(r, why, today), context
             )
 
     return InboxConsumer(

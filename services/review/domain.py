@@ -12,6 +12,7 @@ from events import EventPayload
 from events.calendar import add_months
 from events.notification import FocusedReason
 from events.review import (
+    AccessEndReason,
     CareJudged,
     CauseOfDeathRecorded,
     ContactRecorded,
@@ -27,10 +28,13 @@ from events.review import (
     RecordsRequested,
     ReviewCompleted,
     ReviewDeadlineApproaching,
+    ReviewerAccessEnded,
+    ReviewerAccessRestored,
     ReviewEscalatedToFocused,
     ReviewHandedOver,
     ReviewOverdue,
     ReviewPaused,
+    ReviewRead,
     ReviewReopened,
     ReviewResumed,
     ReviewReturnedForRework,
@@ -53,6 +57,13 @@ class DomainError(Exception):
 
 class NotTheAllocatedReviewer(DomainError):
     code = "not_allocated_reviewer"
+    status = 403
+
+
+class ReviewNotSubmitted(DomainError):
+    """The QA panel reads a review once it has been submitted, never a first draft."""
+
+    code = "review_not_submitted"
     status = 403
 
 
@@ -130,6 +141,13 @@ class Review:
     reopened_reason: str | None = None
     # The date records were first asked for, per source (casefolded): they cannot arrive before.
     requested_on: tuple[tuple[str, date], ...] = ()
+    # Why the reviewer's and senior reviewer's access ended with their allocation; None while they
+    # have it. Only a new allocation gives it back (ReviewHandedOver, ReviewerAccessRestored).
+    access_ended: AccessEndReason | None = None
+
+    def allocated_to(self, user_id: str) -> bool:
+        """The person is the reviewer or the senior reviewer of the allocation in force now."""
+        return self.access_ended is None and user_id in (self.reviewer_user_id, self.senior_reviewer_user_id)
 
     def records_requested_on(self, source: str) -> date | None:
         return next((on for s, on in self.requested_on if s == source.casefold()), None)
@@ -160,12 +178,15 @@ def evolve(state: Review | None, event: EventPayload) -> Review | None:
     if state is None:
         return None
     match event:
-        case ReviewHandedOver():
+        case ReviewHandedOver() | ReviewerAccessRestored():
             return replace(
                 state,
                 reviewer_user_id=event.reviewer_user_id,
                 senior_reviewer_user_id=event.senior_reviewer_user_id,
+                access_ended=None,
             )
+        case ReviewerAccessEnded():
+            return replace(state, access_ended=event.reason)
         case ContactRecorded():
             return replace(state, contacts=(*state.contacts, event))
         case RecordsRequested():
@@ -243,12 +264,91 @@ def evolve(state: Review | None, event: EventPayload) -> Review | None:
     return state
 
 
+_ENDED_BECAUSE: dict[str, str] = {
+    "conflict_declared": "a conflict of interest was declared",
+    "returned_to_queue": "the case went back to the queue",
+    "review_completed": "the review was completed",
+    "case_closed": "the case was closed",
+}
+
+
+def _not_allocated(review: Review, user_id: str) -> NotTheAllocatedReviewer:
+    detail = f"case {review.case_id} is not allocated to {user_id}"
+    if review.access_ended is not None and user_id in (
+        review.reviewer_user_id,
+        review.senior_reviewer_user_id,
+    ):
+        detail += f": the allocation ended ({_ENDED_BECAUSE[review.access_ended]})"
+    return NotTheAllocatedReviewer(detail)
+
+
+def decide_read(review: Review, user_id: str, role: str) -> list[EventPayload]:
+    """Who reads the review: the LAC; the QA panel once it has been submitted; the reviewer and senior
+    reviewer of the allocation in force now (not once it has ended). Every read by a person is
+    recorded (review.ReviewRead), so that each look at a case is attributable."""
+    if role == "qa_panel":
+        if not review.submissions:
+            raise ReviewNotSubmitted(f"the review of case {review.case_id} has not been submitted for QA yet")
+    elif role != "lac" and not review.allocated_to(user_id):
+        raise _not_allocated(review, user_id)
+    return [ReviewRead(case_id=review.case_id, reader=user_id, role=role)]
+
+
+def decide_access_end(review: Review, reason: AccessEndReason) -> list[EventPayload]:
+    """The allocation ended (a conflict declared, the case back in the queue for any reason, the review
+    completed or the case closed): the reviewer and senior reviewer lose the review, reads included.
+    Already ended (the CaseReturnedToQueue after a declared conflict, say): nothing more."""
+    if review.access_ended is not None:
+        return []
+    return [
+        ReviewerAccessEnded(
+            case_id=review.case_id,
+            reviewer_user_id=review.reviewer_user_id,
+            senior_reviewer_user_id=review.senior_reviewer_user_id,
+            reason=reason,
+        )
+    ]
+
+
+def decide_allocation(
+    review: Review, reviewer_user_id: str, senior_reviewer_user_id: str, restored: bool = False
+) -> list[EventPayload]:
+    """A new allocation of a case whose review has started (allocation.ReviewerAllocated, or
+    AllocationRestored on reopening, `restored`): another reviewer takes the review over, with its
+    whole history; the same pair whose access had ended has it again. The allocation in force told
+    again (a redelivery) changes nothing."""
+    same_pair = (review.reviewer_user_id, review.senior_reviewer_user_id) == (
+        reviewer_user_id,
+        senior_reviewer_user_id,
+    )
+    if same_pair and review.access_ended is None:
+        return []
+    if reviewer_user_id != review.reviewer_user_id:
+        return [
+            ReviewHandedOver(
+                case_id=review.case_id,
+                from_reviewer_user_id=review.reviewer_user_id,
+                reviewer_user_id=reviewer_user_id,
+                senior_reviewer_user_id=senior_reviewer_user_id,
+            )
+        ]
+    return [
+        ReviewerAccessRestored(
+            case_id=review.case_id,
+            reviewer_user_id=reviewer_user_id,
+            senior_reviewer_user_id=senior_reviewer_user_id,
+            because="allocation_restored" if restored else "allocated",
+        )
+    ]
+
+
 def authorise_write(review: Review, user_id: str, notes_only: bool = False) -> None:
-    """Only the allocated reviewer writes. A paused review takes notes only; a submitted review takes
-    notes only, until the QA panel returns it (or approves it); a completed review takes nothing, notes
-    included, unless the case is reopened (409 review_paused / review_submitted / review_completed)."""
-    if user_id != review.reviewer_user_id:
-        raise NotTheAllocatedReviewer(f"case {review.case_id} is not allocated to {user_id}")
+    """Only the allocated reviewer writes, while the allocation lasts. A paused review takes notes
+    only; a submitted review takes notes only, until the QA panel returns it (or approves it); a
+    completed review takes nothing, notes included, unless the case is reopened (409 review_paused /
+    review_submitted / review_completed)."""
+    if user_id != review.reviewer_user_id or review.access_ended is not None:
+        raise _not_allocated(review, user_id)
     if review.status == "paused" and not notes_only:
         raise ReviewIsPaused(f"the review of case {review.case_id} is paused: only notes can be added")
     # A submitted review waits for the QA panel: like a paused one it takes only the reviewer's notes
@@ -333,8 +433,8 @@ def decide_pause(review: Review, user_id: str, reason: PauseReason, today: date)
 
 
 def decide_resume(review: Review, user_id: str, today: date) -> list[EventPayload]:
-    if user_id != review.reviewer_user_id:
-        raise NotTheAllocatedReviewer(f"case {review.case_id} is not allocated to {user_id}")
+    if user_id != review.reviewer_user_id or review.access_ended is not None:
+        raise _not_allocated(review, user_id)
     if review.status != "paused":
         raise NotPaused(f"the review of case {review.case_id} is not paused")
     return [ReviewResumed(case_id=review.case_id, resumed_on=today)]

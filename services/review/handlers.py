@@ -8,10 +8,10 @@ from asyncpg import Pool
 
 from events import EventPayload
 from events.allocation import ReviewerAllocated
-from events.review import ReviewHandedOver, ReviewStarted
+from events.review import ReviewStarted
 from infra import aggregates
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import ConcurrencyError, Context, EventStore
 from services.review import domain
 
 
@@ -43,7 +43,8 @@ async def change_review(
 async def start_or_hand_over(
     store: EventStore, conn: Connection, allocated: ReviewerAllocated, context: Context
 ) -> None:
-    """An allocation starts the review of the case's current type; a reallocation hands it over."""
+    """An allocation starts the review of the case's current type; a reallocation hands it over; the
+    pair whose access had ended, allocated the case again, have it back."""
     try:
         review, version = await load_review(conn, allocated.case_id)
     except ReviewNotFound:
@@ -60,17 +61,30 @@ async def start_or_hand_over(
             str(allocated.case_id), 0, [started], context, case_id=allocated.case_id, conn=conn
         )
         return
-    if review.reviewer_user_id == allocated.reviewer_user_id:
-        return
-    handed = ReviewHandedOver(
-        case_id=allocated.case_id,
-        from_reviewer_user_id=review.reviewer_user_id,
-        reviewer_user_id=allocated.reviewer_user_id,
-        senior_reviewer_user_id=allocated.senior_reviewer_user_id,
-    )
+    decided = domain.decide_allocation(review, allocated.reviewer_user_id, allocated.senior_reviewer_user_id)
     await store.append(
-        str(allocated.case_id), version, [handed], context, case_id=allocated.case_id, conn=conn
+        str(allocated.case_id), version, decided, context, case_id=allocated.case_id, conn=conn
     )
+
+
+def reads_stream(case_id: UUID) -> str:
+    """Reads of a case's review go to a stream of their own: a read never conflicts with a write."""
+    return f"reads-{case_id}"
+
+
+async def record_reads(
+    store: EventStore, case_id: UUID, reads: Sequence[EventPayload], context: Context
+) -> None:
+    """Append the reads at the reads stream's end, whatever it is: reads are independent facts, so a
+    read appended meanwhile by another request only means trying again at the new end."""
+    stream = reads_stream(case_id)
+    for attempt in range(1, aggregates.RETRIES + 1):
+        try:
+            await store.append(stream, await store.stream_version(stream), reads, context, case_id=case_id)
+            return
+        except ConcurrencyError:
+            if attempt == aggregates.RETRIES:
+                raise
 
 
 async def record_deadlines(store: EventStore, today: date, context: Context) -> int:

@@ -7,6 +7,8 @@ from events import Envelope
 from events.review import (
     LapseInCareRecorded,
     ReviewCompleted,
+    ReviewerAccessEnded,
+    ReviewerAccessRestored,
     ReviewEscalatedToFocused,
     ReviewHandedOver,
     ReviewPaused,
@@ -41,15 +43,17 @@ class ReviewsProjection:
                     event.deadline,
                     at,
                 )
-            case ReviewHandedOver():
+            case ReviewHandedOver() | ReviewerAccessRestored():
                 await self._set(
                     conn,
                     event.case_id,
                     at,
-                    "reviewer_user_id = $3, senior_reviewer_user_id = $4",
+                    "reviewer_user_id = $3, senior_reviewer_user_id = $4, access_ended = NULL",
                     event.reviewer_user_id,
                     event.senior_reviewer_user_id,
                 )
+            case ReviewerAccessEnded():
+                await self._set(conn, event.case_id, at, "access_ended = $3", event.reason)
             case ReviewEscalatedToFocused():
                 await self._set(
                     conn,

@@ -148,12 +148,16 @@ async def test_the_whole_happy_path_from_allocation_to_submission_publishes_each
     submitted = await post(svc, case_id, "submission")
     assert submitted.status_code == 201, submitted.text
 
-    records = await read_topic(
-        kafka_bootstrap, service_topic("review", topic_prefix), at_least=len(steps) + 2
-    )
+    store = svc.runtime.store
+    assert await store.stream_version(str(case_id)) >= len(steps) + 2
+    # Everything recorded: the review's stream and the reads of it (the LAC's, waiting for the start).
+    recorded = await store.stream_version(str(case_id)) + await store.stream_version(f"reads-{case_id}")
+    records = await read_topic(kafka_bootstrap, service_topic("review", topic_prefix), at_least=recorded)
     published = [Envelope.from_bytes(r.value) for r in records]
     assert all(e.case_id == case_id for e in published)
-    types = [e.event_type for e in sorted(published, key=lambda e: e.stream_version)]
+    # The review's own stream, in order; the reads of it (review.ReviewRead) are a stream of their own.
+    written = [e for e in published if e.stream_id == str(case_id)]
+    types = [e.event_type for e in sorted(written, key=lambda e: e.stream_version)]
     assert types[0] == "review.ReviewStarted" and types[-1] == "review.ReviewSubmittedForQA"
     assert types.count("review.ContactRecorded") == (4 if review_type == "focused" else 3)
     assert {
