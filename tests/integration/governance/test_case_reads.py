@@ -9,11 +9,13 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from events import Envelope
+from events import Actor, Envelope
+from events.topics import service_topic
 from services.governance.app import definition
 from tests.integration.governance.test_action_links_and_ratings import ACTION, TODAY
 from tests.integration.governance.test_governance_service import _observe
 from tests.support.service import RunningService, running_service
+from tests.support.waiting import eventually, publish_raw
 
 
 @pytest.fixture
@@ -78,3 +80,50 @@ async def test_reading_an_action_records_a_read_of_each_case_it_was_agreed_for(g
     refused = await gov.client.get(f"/actions/{action_id}", headers=gov.headers("reviewer", "rae"))
     assert refused.status_code == 403
     assert len(await _reads(gov, first)) == 7 and await _reads(gov, untouched) == []
+
+
+async def test_another_services_reads_are_no_facts_for_the_reports(
+    gov: RunningService, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    case_id = uuid4()
+    at = datetime(2026, 11, 26, 9, tzinfo=UTC)
+
+    def review_event(event_type: str, stream_id: str, sequence: int, data: dict[str, str]) -> Envelope:
+        return Envelope(
+            event_id=uuid4(),
+            event_type=event_type,
+            schema_version=1,
+            stream_id=stream_id,
+            case_id=case_id,
+            stream_version=1,
+            source="review",
+            source_sequence=sequence,
+            occurred_at=at,
+            recorded_at=at,
+            actor=Actor(kind="user", id="sam", role="senior_reviewer"),
+            correlation_id="reads",
+            data={"case_id": str(case_id), **data},
+        )
+
+    read = review_event(
+        "review.ReviewRead", f"reads-{case_id}", 1, {"reader": "sam", "role": "senior_reviewer"}
+    )
+    resumed = review_event("review.ReviewResumed", str(case_id), 2, {"resumed_on": "2026-11-26"})
+    # One key, one partition: the read is consumed before the write that follows it.
+    await publish_raw(
+        kafka_bootstrap,
+        service_topic("review", topic_prefix),
+        [(str(case_id).encode(), e.canonical()) for e in (read, resumed)],
+    )
+
+    async def observed() -> list[str]:
+        rows = await gov.runtime.pool.fetch(
+            "SELECT event_type FROM observed_events WHERE case_id = $1", case_id
+        )
+        return [r["event_type"] for r in rows]
+
+    async def the_write_observed() -> bool:
+        return "review.ReviewResumed" in await observed()
+
+    await eventually(the_write_observed, timeout=60)
+    assert await observed() == ["review.ReviewResumed"]
