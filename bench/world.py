@@ -231,7 +231,7 @@ async def hire_staff(world: World, reviewers: int = 16, seniors: int = 6) -> Non
             )
             conflicts = frozenset({conflicted})
         if i % 7 == 3:
-            await allocation.change_reviewer(store, reviewer_id, allocation.deactivation("on leave"), lac)
+            await allocation.deactivate(store, reviewer_id, "on leave", lac)
             await allocation.change_reviewer(store, reviewer_id, allocation.reactivation(), lac)
         world.staff.append(Staff(reviewer_id, user_id, senior, conflicts))
 

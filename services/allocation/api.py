@@ -265,11 +265,9 @@ async def record_conflict(
 
 @router.post("/reviewers/{reviewer_id}/deactivation")
 async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: LAC) -> ReviewerView:
-    await _checked(
-        handlers.change_reviewer(
-            _store(request), reviewer_id, handlers.deactivation(body.reason), _context(request, caller)
-        )
-    )
+    """Every case the reviewer holds, as reviewer or as senior reviewer, goes back to the front of the
+    queue with them (allocation.CaseReturnedToQueue, saying they were deactivated)."""
+    await _checked(handlers.deactivate(_store(request), reviewer_id, body.reason, _context(request, caller)))
     return await _reviewer_view(request, reviewer_id)
 
 

@@ -418,6 +418,36 @@ def decide_conflict_declaration(case: CaseAllocation, reviewer: Reviewer, reason
     ]
 
 
+def decide_deactivation(reviewer: Reviewer, reason: str) -> list[EventPayload]:
+    """The LAC deactivates a reviewer (they left, or their access is withdrawn). Told again, nothing."""
+    return [ReviewerDeactivated(reviewer_id=reviewer.reviewer_id, reason=reason)] if reviewer.active else []
+
+
+def decide_return_on_deactivation(
+    case: CaseAllocation, reviewer: Reviewer, reason: str
+) -> list[EventPayload]:
+    """A deactivated reviewer holds no case: every allocation naming them, as its reviewer or as its
+    supporting senior reviewer, ends, and the case goes back to the front of the queue (its reviewer's
+    caseload drops), so that their access to it ends everywhere and the LAC allocates it again. An
+    allocation that has already ended (review completed, case closed) is not theirs to hand back: a
+    reopening checks again that its reviewers are active (decide_reopening)."""
+    if case.status != "allocated" or case.reviewer_id is None:
+        return []
+    if reviewer.reviewer_id == case.reviewer_id:
+        role = "reviewer"
+    elif reviewer.reviewer_id == case.senior_reviewer_id:
+        role = "senior reviewer"
+    else:
+        return []
+    return [
+        CaseReturnedToQueue(
+            case_id=case.case_id,
+            reviewer_id=case.reviewer_id,
+            reason=f"the {role} {reviewer.name} was deactivated ({reason})",
+        )
+    ]
+
+
 def decide_end(
     case: CaseAllocation, reason: Literal["review_completed", "case_closed"]
 ) -> list[EventPayload]:

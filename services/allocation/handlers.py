@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 from events import EventPayload
 from events.allocation import (
     ReviewerConflictRecorded,
-    ReviewerDeactivated,
     ReviewerReactivated,
     ReviewerRegistered,
     ReviewerTrainingRecorded,
@@ -95,17 +94,53 @@ def conflict(kind: Literal["organisation", "person"], name: str) -> ReviewerDeci
     return lambda r: [ReviewerConflictRecorded(reviewer_id=r.reviewer_id, kind=kind, name=name)]
 
 
-def deactivation(reason: str) -> ReviewerDecision:
-    return lambda r: [ReviewerDeactivated(reviewer_id=r.reviewer_id, reason=reason)] if r.active else []
-
-
 def reactivation() -> ReviewerDecision:
     return lambda r: [] if r.active else [ReviewerReactivated(reviewer_id=r.reviewer_id)]
 
 
-async def _caseload(conn: Connection, reviewer_id: UUID) -> int:
-    # Allocations to one reviewer are serialised, so two cannot both take their last free place.
+async def deactivate(store: EventStore, reviewer_id: UUID, reason: str, context: Context) -> list[UUID]:
+    """Deactivate a reviewer and, in the same transaction, return every case they hold (as reviewer or
+    as supporting senior reviewer) to the front of the queue (domain.decide_return_on_deactivation).
+    Holds the locks an allocation to them takes, so none is allocated to them meanwhile. The cases
+    returned."""
+    async with store.transaction() as conn:
+        await _lock_caseload(conn, reviewer_id)
+        await _lock_support(conn, reviewer_id)
+        reviewer, version = await load_reviewer(conn, reviewer_id)
+        events = domain.decide_deactivation(reviewer, reason)
+        if not events:
+            return []
+        await store.append(reviewer_stream(reviewer_id), version, events, context, conn=conn)
+        held = await conn.fetch(
+            "SELECT case_id FROM allocation_cases WHERE status = 'allocated'"
+            " AND (reviewer_id = $1 OR senior_reviewer_id = $1) ORDER BY case_id",
+            reviewer_id,
+        )
+        returned = []
+        for row in held:
+            if await change_case(
+                store,
+                row["case_id"],
+                lambda c: domain.decide_return_on_deactivation(c, reviewer, reason),
+                context,
+                conn=conn,
+            ):
+                returned.append(row["case_id"])
+        return returned
+
+
+async def _lock_caseload(conn: Connection, reviewer_id: UUID) -> None:
+    # Allocations to one reviewer are serialised, so two cannot both take their last free place; and
+    # with their deactivation, so none is allocated to them as they are deactivated.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"caseload-{reviewer_id}")
+
+
+async def _lock_support(conn: Connection, senior_id: UUID) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"supporting-{senior_id}")
+
+
+async def _caseload(conn: Connection, reviewer_id: UUID) -> int:
+    await _lock_caseload(conn, reviewer_id)
     load: int | None = await conn.fetchval(
         "SELECT active_caseload FROM reviewers WHERE reviewer_id = $1", reviewer_id
     )
@@ -115,7 +150,7 @@ async def _caseload(conn: Connection, reviewer_id: UUID) -> int:
 async def _supporting_others(conn: Connection, senior_id: UUID, case_id: UUID) -> int:
     """The cases other than `case_id` that `senior_id` supports now. Serialised per senior reviewer
     like the caseload, so two allocations cannot both take their last place of support."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"supporting-{senior_id}")
+    await _lock_support(conn, senior_id)
     count: int = await conn.fetchval(
         "SELECT count(*) FROM allocation_cases WHERE status = 'allocated' AND senior_reviewer_id = $1"
         " AND case_id <> $2",
@@ -135,11 +170,12 @@ async def allocate(
     reallocation_reason: str | None = None,
 ) -> list[EventPayload]:
     async with store.transaction() as conn:
+        # The locks first: a reviewer deactivated meanwhile is loaded as deactivated.
+        load = await _caseload(conn, reviewer_id)
+        supported = await _supporting_others(conn, senior_id, case_id)
         case, version = await load_case(conn, case_id)
         reviewer, _ = await load_reviewer(conn, reviewer_id)
         senior, _ = await load_reviewer(conn, senior_id)
-        load = await _caseload(conn, reviewer_id)
-        supported = await _supporting_others(conn, senior_id, case_id)
         rule = domain.conflict_rule()
         if reallocation_reason is None:
             events = domain.decide_allocation(case, reviewer, senior, load, today, rule, supported)
