@@ -211,6 +211,37 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """Rotate every live key-encryption key of a service (or of all) and rewrap its data keys to the
+    new version: no data is decrypted or sealed again, and what was sealed before still opens."""
+    from infra.keys import KeyManagerError
+    from infra.sealing import for_service
+    from infra.stack import env_or_local
+
+    # Without a key manager named here: the key files of the system `leder up` started from LEDER_HOME.
+    local = not os.environ.get("LEDER_KEY_MANAGER") and not os.environ.get("LEDER_KEY_DIR")
+    if local and (folder := env_or_local("LEDER_KEY_DIR")):
+        os.environ["LEDER_KEY_DIR"] = folder
+    services = list(SERVICES) if args.service == "all" else [args.service]
+
+    async def run() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for service in services:
+            store = await _open_store(service)
+            try:
+                async with store.pool.acquire() as conn:
+                    counts[service] = await for_service(service).rotate(conn)
+            except KeyManagerError as failed:
+                raise Failure(f"{service}: the key manager refused: {failed}") from failed
+            finally:
+                await store.pool.close()
+        return counts
+
+    for service, count in asyncio.run(run()).items():
+        print(f"{service}: rotated {count} key-encryption keys and rewrapped their data keys")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from services.governance import report_service
     from services.governance.rendering import to_csv, to_html
@@ -344,6 +375,16 @@ def parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser("rebuild", help="rebuild a service's projections from its event store")
     rebuild.add_argument("service", choices=SERVICES, help="which service: %(choices)s")
     rebuild.set_defaults(func=cmd_rebuild)
+    keys = sub.add_parser("keys", help="the key-encryption keys of the services' personal data")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="rotate every live key-encryption key and rewrap the data keys under the new version",
+        description="Rotate each case's key-encryption key in the key manager (LEDER_KEY_MANAGER) and"
+        " rewrap its data key in the service's database to the new version, without decrypting data.",
+    )
+    rotate.add_argument("service", choices=(*SERVICES, "all"), help="which service, or all: %(choices)s")
+    rotate.set_defaults(func=cmd_keys_rotate)
     _report_commands(sub)
     from services.audit.cli import add_commands
 

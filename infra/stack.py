@@ -46,6 +46,23 @@ def jwt_secret_file(folder: Path) -> Path:
     return path
 
 
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner reads (0600), whatever the umask: LEDER_HOME's secrets, and the env file
+    whose database URL carries the embedded PostgreSQL's password."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    temporary.replace(path)
+
+
+def open_log(path: Path) -> Any:
+    """A log to append to, 0640: its owner writes, their group may read, nobody else."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.fchmod(fd, 0o640)
+    return os.fdopen(fd, "ab")
+
+
 def local_env() -> dict[str, str]:
     """What the last `leder up` wrote down, for the other commands (token, rebuild) to find it."""
     path = home() / LOCAL_ENV
@@ -126,7 +143,7 @@ class Stack:
         environ = self.environ
         self.check()
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "logs").mkdir(exist_ok=True)
+        (self.folder / "logs").mkdir(mode=0o750, exist_ok=True)
         self._record()
         database_url = environ.get("LEDER_DATABASE_URL")
         if not database_url:
@@ -158,6 +175,8 @@ class Stack:
             "LEDER_TOPIC_PREFIX": prefix,
             "LEDER_JWT_SECRET_FILE": str(secret_file),
             "LEDER_CLOCK_FILE": str(clock_file),
+            # The local key manager's files (infra/keys.py), unless the environment names a key manager.
+            "LEDER_KEY_DIR": environ.get("LEDER_KEY_DIR") or str(self.folder / "keys"),
         }
         for service in SERVICES:
             child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
@@ -179,7 +198,7 @@ class Stack:
             self.start_service("web")
             _say(f"starting the web application on {self.url('web')}")
             urls["LEDER_WEB_URL"] = self.url("web")
-        (self.folder / LOCAL_ENV).write_text("".join(f"{k}={v}\n" for k, v in (env | urls).items()))
+        write_private(self.folder / LOCAL_ENV, "".join(f"{k}={v}\n" for k, v in (env | urls).items()))
         for service in self.services:
             self.wait_service(service)
         return {service: self.url(service) for service in self.services}
@@ -198,7 +217,7 @@ class Stack:
 
     def start_service(self, service: str) -> subprocess.Popen[bytes]:
         """Start one service's process (again) with the environment `start` gave it; do not wait."""
-        log = open(self.folder / "logs" / f"{service}.log", "ab")  # noqa: SIM115
+        log = open_log(self.folder / "logs" / f"{service}.log")
         self.services[service] = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", "serve", service],
             env=self.child_env[service],
