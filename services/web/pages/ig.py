@@ -185,6 +185,7 @@ async def access(page: IgPage) -> HTMLResponse:
         filters=filters,
         filtered=bool(filters),
         paged=bool(form.get("after")),
+        services=SERVICES,
         who=who,
         sentence=sentence,
     )
