@@ -90,6 +90,12 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
         pids.add(int(postmaster.read_text().splitlines()[0]))
         assert len(pids) >= 8  # five services, the web application, the broker, PostgreSQL
         assert oct((tmp_path / ".leder" / "jwt-secret").stat().st_mode & 0o777) == "0o600"
+        # Issue 15: the embedded PostgreSQL's password, and the env file whose URL carries it, are the
+        # owner's alone; logs are readable by the owner's group at most.
+        for secret in ("postgres.password", "env"):
+            assert oct((tmp_path / ".leder" / secret).stat().st_mode & 0o777) == "0o600", secret
+        for log in (tmp_path / ".leder" / "logs").iterdir():
+            assert oct(log.stat().st_mode & 0o777) == "0o640", log
 
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
