@@ -4,7 +4,7 @@ gap; the case's state can be rebuilt as it was at past moments; and who looked i
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import uuid4
 
@@ -140,9 +140,29 @@ async def drive_a_case(
     return moments
 
 
+async def read_an_action_agreed_for_the_case(g: RunningService, case_id: str) -> None:
+    made = await g.client.post(
+        "/actions",
+        headers=g.headers("governance", "gov.sam"),
+        json={
+            "what": "Sepsis screening on admission",
+            "organisation": "NBT",
+            "lead": "Ward manager",
+            "due_on": (datetime.now(UTC).date() + timedelta(days=90)).isoformat(),
+            "case_ids": [case_id],
+        },
+    )
+    assert made.status_code == 201, made.text
+    read = await g.client.get(
+        f"/actions/{made.json()['action_id']}", headers=g.headers("governance", "gov.sam")
+    )
+    assert read.status_code == 200, read.text
+
+
 async def check_the_log(svc: dict[str, RunningService], moments: dict[str, Any]) -> None:
     audit_svc, case_id = svc["audit"], moments["case_id"]
     pool = audit_svc.runtime.pool
+    await read_an_action_agreed_for_the_case(svc["governance"], case_id)
 
     async def everything_logged() -> bool:
         for source in ("notification", "allocation", "review", "governance"):
@@ -209,6 +229,10 @@ async def check_the_log(svc: dict[str, RunningService], moments: dict[str, Any])
     ]
     looked = [(x["who"], x["what"]) for x in access]
     assert ("rae", "notification.PersonalDetailsViewed") in looked
+    # Each service's own record of a person's read, as the service made it (issue 15, item 6).
+    reads = {(x["who"], x["role"], x["service"], x["read"]) for x in access}
+    assert ("alice", "lac", "review", "review") in reads  # the LAC read the review while it started
+    assert ("gov.sam", "governance", "governance", "action") in reads
     assert ("iggy", "audit.AuditLogRead") in looked and ("alice", "audit.AuditLogRead") in looked
     async with pool.acquire() as conn:
         from services.audit import log
