@@ -1,4 +1,12 @@
-"""Events of the review service: the reviewer's work on a case, from start to QA and completion."""
+"""Events of the review service: the reviewer's work on a case, from start to QA and completion.
+
+Free text that can name or describe a person (the pen portrait, notes, family comments, rationales,
+narratives, safeguarding details, the panel's comments, why a case was reopened) is `Sealed` under the
+review service's own key for the case, destroyed when the case's retention ends
+(review.ReviewPersonalDataDestroyed). In clear: what other services read (dates, grades, themes,
+organisations, reasons from controlled lists, whether a death was avoidable) and what the review's
+own rules count (contacts' roles and organisations, record sources). Changed in place, not versioned:
+no stored text could be sealed by an upcaster, and the system holds no live data yet."""
 
 from datetime import date
 from typing import Literal
@@ -8,6 +16,7 @@ from pydantic import Field
 
 from events.notification import FocusedReason, ReviewType
 from events.registry import EventPayload, event
+from events.sealing import Sealed
 
 ContactParty = Literal["family", "gp", "gp_records", "professional"]
 ContactStatus = Literal["offered", "declined", "completed", "not_wanted"]
@@ -70,7 +79,7 @@ class RecordsReceived(EventPayload):
 @event("review.PenPortraitWritten")
 class PenPortraitWritten(EventPayload):
     case_id: UUID
-    text: str
+    text: Sealed
 
 
 @event("review.FamilyInvolvementRecorded")
@@ -80,7 +89,7 @@ class FamilyInvolvementRecorded(EventPayload):
     case_id: UUID
     step: Literal["invited_to_comment", "comments_received", "final_copy_offered"]
     on: date
-    comments: str | None = None
+    comments: Sealed | None = None
 
 
 @event("review.CareJudged")
@@ -89,14 +98,14 @@ class CareJudged(EventPayload):
     phase: str
     grade: int = Field(description="a point on the configured ordinal scale (scale_version)")
     scale_version: str
-    rationale: str
+    rationale: Sealed
 
 
 @event("review.LapseInCareRecorded")
 class LapseInCareRecorded(EventPayload):
     case_id: UUID
-    what: str
-    where: str
+    what: Sealed
+    where: Sealed
     organisation: str
     contribution: Contribution
 
@@ -104,7 +113,7 @@ class LapseInCareRecorded(EventPayload):
 @event("review.GoodPracticeRecorded")
 class GoodPracticeRecorded(EventPayload):
     case_id: UUID
-    text: str
+    text: Sealed
     themes: list[str]
     themes_version: str
 
@@ -112,7 +121,7 @@ class GoodPracticeRecorded(EventPayload):
 @event("review.LearningRecorded")
 class LearningRecorded(EventPayload):
     case_id: UUID
-    text: str
+    text: Sealed
     themes: list[str]
     themes_version: str
 
@@ -120,14 +129,14 @@ class LearningRecorded(EventPayload):
 @event("review.RecommendationRecorded")
 class RecommendationRecorded(EventPayload):
     case_id: UUID
-    what: str
+    what: Sealed
     organisation: str
 
 
 @event("review.CauseOfDeathRecorded")
 class CauseOfDeathRecorded(EventPayload):
     case_id: UUID
-    cause: str
+    cause: Sealed
     preventable_or_treatable: bool
     avoidable: bool = Field(description="under 75 and from a preventable or treatable cause")
 
@@ -135,16 +144,16 @@ class CauseOfDeathRecorded(EventPayload):
 @event("review.SafeguardingReferralMade")
 class SafeguardingReferralMade(EventPayload):
     case_id: UUID
-    to: str
+    to: Sealed
     on: date
-    why: str
+    why: Sealed
 
 
 @event("review.ReviewEscalatedToFocused")
 class ReviewEscalatedToFocused(EventPayload):
     case_id: UUID
     reasons: list[FocusedReason]
-    detail: str | None = None
+    detail: Sealed | None = None
 
 
 @event("review.ReviewPaused")
@@ -163,7 +172,7 @@ class ReviewResumed(EventPayload):
 @event("review.NoteAdded")
 class NoteAdded(EventPayload):
     case_id: UUID
-    text: str
+    text: Sealed
 
 
 @event("review.ReviewSubmittedForQA")
@@ -175,7 +184,7 @@ class ReviewSubmittedForQA(EventPayload):
 @event("review.ReviewReturnedForRework")
 class ReviewReturnedForRework(EventPayload):
     case_id: UUID
-    comments: str
+    comments: Sealed
 
 
 @event("review.ReviewCompleted")
@@ -192,7 +201,7 @@ class ReviewReopened(EventPayload):
     review is back with its reviewer, in progress, to be written further and submitted again."""
 
     case_id: UUID
-    reason: str
+    reason: Sealed
     reopened_on: date
 
 
@@ -243,3 +252,13 @@ class ReviewRead(EventPayload):
     case_id: UUID
     reader: str = Field(description="the `sub` of the reader's token")
     role: str = Field(description="the role the reader acted in")
+
+
+@event("review.ReviewPersonalDataDestroyed")
+class ReviewPersonalDataDestroyed(EventPayload):
+    """The case's retention period ended (notification.PersonalDataDestroyed): the review service's key
+    for the case was destroyed with this event, and every sealed text of the review, wherever a copy
+    went, opens no more."""
+
+    case_id: UUID
+    reason: Literal["retention_period_ended"]

@@ -2,7 +2,8 @@
 LAC read, and the QA panel once the review has been submitted; nobody else. Every record is its own
 event. GET /vocabulary gives every list a form offers, with labels, so the web app copies none."""
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -31,12 +32,14 @@ from events.review import (
     RecordsRequested,
     SafeguardingReferralMade,
 )
+from events.sealing import Sealed
 from infra.auth import ROLES, Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.problems import Problem
+from infra.sealing import KeyDestroyed, seal
 from infra.service import Runtime
-from services.review import domain, handlers, views
+from services.review import domain, handlers, texts, views
 from services.review.vocabulary import (
     GRADE_LABELS,
     THEME_LABELS,
@@ -97,6 +100,30 @@ def _decided(decide: Callable[[], T]) -> T:
         raise _problem(broken) from broken
 
 
+def _destroyed(case_id: UUID) -> Problem:
+    return Problem(
+        410,
+        "personal_data_destroyed",
+        f"the personal data of case {case_id} was destroyed at the end of its retention period",
+    )
+
+
+async def _sealer(request: Request, case_id: UUID) -> texts.Sealer:
+    """Seals the request's free text under the case's key before anything is decided: the text never
+    reaches an event, the database or the broker in clear. 410 once the case's key is destroyed."""
+    runtime = _runtime(request)
+    async with runtime.store.pool.acquire() as conn:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = $1)", str(case_id)):
+            # No review (the write will answer 404 or 409): no key is made for a case it may never have;
+            # the text is sealed under a key kept nowhere, and is never recorded.
+            throwaway = os.urandom(32)
+            return lambda text: seal(throwaway, texts.key_id(case_id), text.encode())
+        try:
+            return await texts.sealer(runtime.keys, conn, case_id)
+        except KeyDestroyed as gone:
+            raise _destroyed(case_id) from gone
+
+
 class Recorded(ResponseModel):
     case_id: str
     events: list[str] = Field(description="the event types recorded")
@@ -120,14 +147,20 @@ async def _write(request: Request, caller: Caller, case_id: UUID, decide: handle
     return Recorded(case_id=str(case_id), events=[e.event_type for e in events])
 
 
-async def _record(request: Request, caller: Caller, case_id: UUID, *payloads: EventPayload) -> Recorded:
+async def _record(
+    request: Request,
+    caller: Caller,
+    case_id: UUID,
+    *payloads: EventPayload,
+    escalation_detail: Sealed | None = None,
+) -> Recorded:
     """Each record's date is checked against the service's today and the review's other dates."""
     today = _runtime(request).today()
 
     def decide(review: domain.Review) -> list[EventPayload]:
         events: list[EventPayload] = []
         for payload in payloads:
-            decided = domain.decide_record(review, caller.sub, payload, today)
+            decided = domain.decide_record(review, caller.sub, payload, today, escalation_detail)
             for event in decided:
                 review = domain.evolve(review, event) or review
             events += decided
@@ -300,6 +333,9 @@ class ReviewPage(ResponseModel):
     qa_comments: str | None
     reopened: bool
     reopened_reason: str | None
+    personal_data_destroyed: bool = Field(
+        description="the case's retention period ended: every free text of the review reads null"
+    )
     missing_for_submission: list[str] = Field(description="the checklist keys still needed to submit")
     checklist: list[ChecklistEntry]
     records: dict[str, Any] = Field(
@@ -363,7 +399,10 @@ class PenPortrait(_Body):
 async def write_pen_portrait(
     case_id: UUID, body: PenPortrait, request: Request, caller: REVIEWER
 ) -> Recorded:
-    return await _record(request, caller, case_id, PenPortraitWritten(case_id=case_id, text=body.text))
+    sealed = await _sealer(request, case_id)
+    return await _record(
+        request, caller, case_id, PenPortraitWritten(case_id=case_id, text=sealed(body.text))
+    )
 
 
 class FamilyInvolvement(_Body):
@@ -376,9 +415,14 @@ class FamilyInvolvement(_Body):
 async def record_family_involvement(
     case_id: UUID, body: FamilyInvolvement, request: Request, caller: REVIEWER
 ) -> Recorded:
-    return await _record(
-        request, caller, case_id, FamilyInvolvementRecorded(case_id=case_id, **body.model_dump())
+    sealed = await _sealer(request, case_id)
+    involvement = FamilyInvolvementRecorded(
+        case_id=case_id,
+        step=body.step,
+        on=body.on,
+        comments=sealed(body.comments) if body.comments is not None else None,
     )
+    return await _record(request, caller, case_id, involvement)
 
 
 class Judgement(_Body):
@@ -398,9 +442,15 @@ class Judgement(_Body):
 @router.post("/reviews/{case_id}/care-judgements", status_code=201)
 async def judge_care(case_id: UUID, body: Judgement, request: Request, caller: REVIEWER) -> Recorded:
     version, _ = care_scale()
-    return await _record(
-        request, caller, case_id, CareJudged(case_id=case_id, scale_version=version, **body.model_dump())
+    sealed = await _sealer(request, case_id)
+    judged = CareJudged(
+        case_id=case_id,
+        phase=body.phase,
+        grade=body.grade,
+        scale_version=version,
+        rationale=sealed(body.rationale),
     )
+    return await _record(request, caller, case_id, judged)
 
 
 class Lapse(_Body):
@@ -412,7 +462,17 @@ class Lapse(_Body):
 
 @router.post("/reviews/{case_id}/lapses-in-care", status_code=201)
 async def record_lapse(case_id: UUID, body: Lapse, request: Request, caller: REVIEWER) -> Recorded:
-    return await _record(request, caller, case_id, LapseInCareRecorded(case_id=case_id, **body.model_dump()))
+    sealed = await _sealer(request, case_id)
+    lapse = LapseInCareRecorded(
+        case_id=case_id,
+        what=sealed(body.what),
+        where=sealed(body.where),
+        organisation=body.organisation,
+        contribution=body.contribution,
+    )
+    # Should the lapse escalate an initial review, the escalation says why in the same sealed words.
+    detail = sealed(f"lapse in care: {body.what}"[:500])
+    return await _record(request, caller, case_id, lapse, escalation_detail=detail)
 
 
 class Themed(_Body):
@@ -435,7 +495,10 @@ async def record_good_practice(case_id: UUID, body: Themed, request: Request, ca
         caller,
         case_id,
         GoodPracticeRecorded(
-            case_id=case_id, text=body.text, themes=body.themes, themes_version=THEMES_VERSION
+            case_id=case_id,
+            text=(await _sealer(request, case_id))(body.text),
+            themes=body.themes,
+            themes_version=THEMES_VERSION,
         ),
     )
 
@@ -446,7 +509,12 @@ async def record_learning(case_id: UUID, body: Themed, request: Request, caller:
         request,
         caller,
         case_id,
-        LearningRecorded(case_id=case_id, text=body.text, themes=body.themes, themes_version=THEMES_VERSION),
+        LearningRecorded(
+            case_id=case_id,
+            text=(await _sealer(request, case_id))(body.text),
+            themes=body.themes,
+            themes_version=THEMES_VERSION,
+        ),
     )
 
 
@@ -459,9 +527,11 @@ class Recommendation(_Body):
 async def record_recommendation(
     case_id: UUID, body: Recommendation, request: Request, caller: REVIEWER
 ) -> Recorded:
-    return await _record(
-        request, caller, case_id, RecommendationRecorded(case_id=case_id, **body.model_dump())
+    sealed = await _sealer(request, case_id)
+    recommendation = RecommendationRecorded(
+        case_id=case_id, what=sealed(body.what), organisation=body.organisation
     )
+    return await _record(request, caller, case_id, recommendation)
 
 
 class CauseOfDeath(_Body):
@@ -481,7 +551,7 @@ async def record_cause_of_death(
         case_id,
         CauseOfDeathRecorded(
             case_id=case_id,
-            cause=body.cause,
+            cause=(await _sealer(request, case_id))(body.cause),
             preventable_or_treatable=body.preventable_or_treatable,
             avoidable=avoidable,
         ),
@@ -496,9 +566,9 @@ class Referral(_Body):
 
 @router.post("/reviews/{case_id}/safeguarding-referrals", status_code=201)
 async def refer(case_id: UUID, body: Referral, request: Request, caller: REVIEWER) -> Recorded:
-    return await _record(
-        request, caller, case_id, SafeguardingReferralMade(case_id=case_id, **body.model_dump())
-    )
+    sealed = await _sealer(request, case_id)
+    referral = SafeguardingReferralMade(case_id=case_id, to=sealed(body.to), on=body.on, why=sealed(body.why))
+    return await _record(request, caller, case_id, referral)
 
 
 class Escalation(_Body):
@@ -509,11 +579,12 @@ class Escalation(_Body):
 async def escalate_for_learning(
     case_id: UUID, body: Escalation, request: Request, caller: READER
 ) -> Recorded:
+    detail = (await _sealer(request, case_id))(body.detail)
     return await _write(
         request,
         caller,
         case_id,
-        lambda r: domain.decide_escalation_for_learning(r, caller.sub, caller.role, body.detail),
+        lambda r: domain.decide_escalation_for_learning(r, caller.sub, caller.role, detail),
     )
 
 
@@ -544,7 +615,8 @@ async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER
     """A note by the allocated reviewer: the only write a paused review takes, and a submitted review
     takes notes only (what happened while it waits for the QA panel); a completed review takes nothing,
     notes included (409 `review_completed`), unless its case is reopened."""
-    return await _record(request, caller, case_id, NoteAdded(case_id=case_id, text=body.text))
+    sealed = await _sealer(request, case_id)
+    return await _record(request, caller, case_id, NoteAdded(case_id=case_id, text=sealed(body.text)))
 
 
 @router.post("/reviews/{case_id}/submission", status_code=201)
@@ -622,6 +694,22 @@ def _clock(row: Record, today: date) -> dict[str, Any]:
     }
 
 
+async def _opened_comments(request: Request, rows: Sequence[Record]) -> dict[tuple[UUID, str], str | None]:
+    """The panel's comments and the reason for a reopening, kept sealed in the read model, opened for
+    the reviews the caller may open: (case, column) -> text (None once the case's key is destroyed)."""
+    out: dict[tuple[UUID, str], str | None] = {}
+    wanted = [r for r in rows if r["qa_comments"] or r["reopened_reason"]]
+    if not wanted:
+        return out
+    runtime = _runtime(request)
+    async with runtime.store.pool.acquire() as conn:
+        for row in wanted:
+            open_ = await texts.opener(runtime.keys, conn, row["case_id"])
+            for column in ("qa_comments", "reopened_reason"):
+                out[(row["case_id"], column)] = open_(texts.sealed_in(row[column]))
+    return out
+
+
 @router.get("/reviews/mine")
 async def my_reviews(
     request: Request,
@@ -642,6 +730,7 @@ async def my_reviews(
         caller.sub,
         today - timedelta(days=completed_within_days),
     )
+    opened = await _opened_comments(request, [r for r in rows if r["access_ended"] is None])
     out = []
     for row in rows:
         role = "reviewer" if row["reviewer_user_id"] == caller.sub else "senior_reviewer"
@@ -672,9 +761,9 @@ async def my_reviews(
                 if row["pause_reason"]
                 else None,
                 "returned_by_qa": row["returned_by_qa"],
-                "qa_comments": row["qa_comments"] if can_open else None,
+                "qa_comments": opened.get((row["case_id"], "qa_comments")),
                 "reopened": row["reopened_reason"] is not None,
-                "reopened_reason": row["reopened_reason"] if can_open else None,
+                "reopened_reason": opened.get((row["case_id"], "reopened_reason")),
                 "submitted_on": row["submitted_on"],
                 "completed_on": row["completed_on"],
                 "can_open": can_open,
@@ -744,6 +833,7 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
     )
     history = await store.read_stream(str(case_id))
     async with store.pool.acquire() as conn:
+        open_ = await texts.opener(_runtime(request).keys, conn, case_id)
         reference = await handlers.reference(conn, case_id)
         names = await handlers.names(
             conn,
@@ -769,15 +859,21 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
             "paused": review.status == "paused",
             "pause_reason": review.pause_reason,
             "returned_by_qa": review.returned_by_qa,
-            "qa_comments": review.returned_comments,
+            "qa_comments": open_(review.returned_comments),
             "reopened": review.reopened_reason is not None,
-            "reopened_reason": review.reopened_reason,
+            "reopened_reason": open_(review.reopened_reason),
+            "personal_data_destroyed": review.personal_data_destroyed,
             "missing_for_submission": domain.missing_for_submission(review),
             "checklist": views.checklist(domain.checklist(review)),
-            "records": views.records(history, names),
-            "qa": views.qa(history),
+            "records": views.records(history, names, open_),
+            "qa": views.qa(history, open_),
             "history": [
-                {"event_type": e.event_type, "at": e.occurred_at, "by": e.actor.id, "data": e.data}
+                {
+                    "event_type": e.event_type,
+                    "at": e.occurred_at,
+                    "by": e.actor.id,
+                    "data": texts.opened_data(e.data, open_),
+                }
                 for e in history
             ],
         }

@@ -1,10 +1,11 @@
 """What the review service consumes: allocations (start or hand over a review, and the end of an
 allocation, which ends the reviewer's access, and its restoring on reopening) and reviewers' names,
-cases' references and escalations from the notification service, and the QA panel's decisions and
-case reopenings from the governance service."""
+cases' references, escalations and the end of their retention (the review's key is destroyed) from the
+notification service, and the QA panel's decisions and case reopenings from the governance service."""
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from events import Actor, Envelope
 from events.allocation import (
@@ -16,14 +17,15 @@ from events.allocation import (
     ReviewerRegistered,
 )
 from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedByQA
-from events.notification import CaseEscalatedToFocused, CaseOpened
+from events.notification import CaseEscalatedToFocused, CaseOpened, PersonalDataDestroyed
 from events.review import AccessEndReason, ReviewEscalatedToFocused
 from events.topics import service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.sealing import KeyDestroyed
 from infra.service import Runtime
-from services.review import domain, handlers
+from services.review import domain, handlers, texts
 
 SYSTEM = Actor.system("review")
 
@@ -74,9 +76,8 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
                 new = [r for r in reasons if r not in review.focused_reasons]
                 return (
                     [
-                        ReviewEscalatedToFocused(
-                            case_id=review.case_id, reasons=new, detail="the case was escalated"
-                        )
+                        # The reasons say why (from a controlled list): no free text to seal.
+                        ReviewEscalatedToFocused(case_id=review.case_id, reasons=new)
                     ]
                     if new
                     else []
@@ -85,7 +86,9 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
             await _on_review(store, conn, event.case_id, escalate, context, missing_ok=True)
         elif isinstance(event, ReviewApprovedByQA | ReviewReturnedByQA):
             approved = isinstance(event, ReviewApprovedByQA)
-            comments = "" if approved else event.comments  # type: ignore[union-attr]
+            comments = None
+            if isinstance(event, ReviewReturnedByQA):  # the reviewer reads them: sealed like the review
+                comments = (await _sealer(runtime, conn, event.case_id))(event.comments)
             today = runtime.today()
             await _on_review(
                 store,
@@ -95,10 +98,14 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
                 context,
             )
         elif isinstance(event, CaseReopened):  # the completed review goes back to its reviewer
-            why, today = event.reason, runtime.today()
+            why = (await _sealer(runtime, conn, event.case_id))(event.reason)
+            today = runtime.today()
             await _on_review(
                 store, conn, event.case_id, lambda r: domain.decide_reopen(r, why, today), context
             )
+
+        elif isinstance(event, PersonalDataDestroyed):
+            await handlers.destroy_personal_data(store, runtime.keys, conn, event.case_id, context)
 
     return InboxConsumer(
         name=name,
@@ -109,6 +116,21 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
         message_id=lambda e: str(e.event_id),
         order=envelope_order,
     )
+
+
+async def _sealer(runtime: Runtime, conn: Connection, case_id: UUID) -> texts.Sealer:
+    try:
+        return await texts.sealer(runtime.keys, conn, case_id)
+    except KeyDestroyed as gone:
+        raise Unprocessable(
+            [
+                {
+                    "field": "case_id",
+                    "type": "personal_data_destroyed",
+                    "message": f"case {case_id}'s key is destroyed",
+                }
+            ]
+        ) from gone
 
 
 async def _on_review(

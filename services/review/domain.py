@@ -34,6 +34,7 @@ from events.review import (
     ReviewHandedOver,
     ReviewOverdue,
     ReviewPaused,
+    ReviewPersonalDataDestroyed,
     ReviewRead,
     ReviewReopened,
     ReviewResumed,
@@ -42,6 +43,7 @@ from events.review import (
     ReviewSubmittedForQA,
     SafeguardingReferralMade,
 )
+from events.sealing import Sealed
 
 Status = Literal["in_progress", "paused", "submitted", "completed"]
 
@@ -65,6 +67,13 @@ class ReviewNotSubmitted(DomainError):
 
     code = "review_not_submitted"
     status = 403
+
+
+class PersonalDataWasDestroyed(DomainError):
+    """The case's retention period ended: its key is destroyed and nothing more is recorded."""
+
+    code = "personal_data_destroyed"
+    status = 410
 
 
 class ReviewIsPaused(DomainError):
@@ -135,15 +144,17 @@ class Review:
     pause_reason: PauseReason | None = None
     submissions: int = 0
     # The QA panel's comments while the review is back with the reviewer; cleared on resubmission.
-    returned_comments: str | None = None
+    returned_comments: Sealed | None = None
     # Why the case was reopened, while the reopened review is back with the reviewer; cleared on
     # resubmission.
-    reopened_reason: str | None = None
+    reopened_reason: Sealed | None = None
     # The date records were first asked for, per source (casefolded): they cannot arrive before.
     requested_on: tuple[tuple[str, date], ...] = ()
     # Why the reviewer's and senior reviewer's access ended with their allocation; None while they
     # have it. Only a new allocation gives it back (ReviewHandedOver, ReviewerAccessRestored).
     access_ended: AccessEndReason | None = None
+    # The review service's key for the case was destroyed: its sealed texts open no more.
+    personal_data_destroyed: bool = False
 
     def allocated_to(self, user_id: str) -> bool:
         """The person is the reviewer or the senior reviewer of the allocation in force now."""
@@ -187,6 +198,8 @@ def evolve(state: Review | None, event: EventPayload) -> Review | None:
             )
         case ReviewerAccessEnded():
             return replace(state, access_ended=event.reason)
+        case ReviewPersonalDataDestroyed():
+            return replace(state, personal_data_destroyed=True)
         case ContactRecorded():
             return replace(state, contacts=(*state.contacts, event))
         case RecordsRequested():
@@ -349,6 +362,7 @@ def authorise_write(review: Review, user_id: str, notes_only: bool = False) -> N
     review_submitted / review_completed)."""
     if user_id != review.reviewer_user_id or review.access_ended is not None:
         raise _not_allocated(review, user_id)
+    _check_not_destroyed(review)
     if review.status == "paused" and not notes_only:
         raise ReviewIsPaused(f"the review of case {review.case_id} is paused: only notes can be added")
     # A submitted review waits for the QA panel: like a paused one it takes only the reviewer's notes
@@ -397,10 +411,15 @@ def check_dates(review: Review, payload: EventPayload, today: date | None) -> No
 
 
 def decide_record(
-    review: Review, user_id: str, payload: EventPayload, today: date | None = None
+    review: Review,
+    user_id: str,
+    payload: EventPayload,
+    today: date | None = None,
+    escalation_detail: Sealed | None = None,
 ) -> list[EventPayload]:
     """Record one piece of the review, its date checked against `today` and the review's other dates;
-    a lapse in care in an initial review escalates it."""
+    a lapse in care in an initial review escalates it, saying why (`escalation_detail`, sealed by the
+    caller; the lapse's own text if none is given)."""
     authorise_write(review, user_id, notes_only=isinstance(payload, NoteAdded))
     check_dates(review, payload, today)
     events = [payload]
@@ -409,19 +428,20 @@ def decide_record(
             ReviewEscalatedToFocused(
                 case_id=review.case_id,
                 reasons=["lapse_in_care"],
-                detail=f"lapse in care: {payload.what}"[:500],
+                detail=escalation_detail or payload.what,
             )
         )
     return events
 
 
 def decide_escalation_for_learning(
-    review: Review, user_id: str, role: str, detail: str
+    review: Review, user_id: str, role: str, detail: Sealed
 ) -> list[EventPayload]:
     if role != "lac":
         authorise_write(review, user_id)
     elif review.status == "completed":
         raise ReviewIsCompleted(f"the review of case {review.case_id} is completed: it cannot be escalated")
+    _check_not_destroyed(review)
     if review.review_type == "focused" and "learning" in review.focused_reasons:
         return []
     return [ReviewEscalatedToFocused(case_id=review.case_id, reasons=["learning"], detail=detail)]
@@ -575,20 +595,39 @@ def decide_submission(review: Review, user_id: str, today: date) -> list[EventPa
     return [ReviewSubmittedForQA(case_id=review.case_id, submitted_on=today)]
 
 
-def decide_qa_outcome(review: Review, approved: bool, comments: str, today: date) -> list[EventPayload]:
+def decide_qa_outcome(
+    review: Review, approved: bool, comments: Sealed | None, today: date
+) -> list[EventPayload]:
+    """The panel's decision; a return carries its comments (sealed by the caller)."""
     if review.status != "submitted":
         raise ReviewNotEditable(f"the review of case {review.case_id} is {review.status}, not awaiting QA")
     if approved:
         return [ReviewCompleted(case_id=review.case_id, completed_on=today)]
+    if comments is None:
+        raise ValueError("a return for rework carries the panel's comments")
     return [ReviewReturnedForRework(case_id=review.case_id, comments=comments)]
 
 
-def decide_reopen(review: Review, reason: str, today: date) -> list[EventPayload]:
+def decide_reopen(review: Review, reason: Sealed, today: date) -> list[EventPayload]:
     """The case was reopened (governance.CaseReopened): a completed review goes back to its reviewer,
     in progress. Any other state changes nothing (the review is already open: a redelivery)."""
     if review.status != "completed":
         return []
     return [ReviewReopened(case_id=review.case_id, reason=reason, reopened_on=today)]
+
+
+def _check_not_destroyed(review: Review) -> None:
+    if review.personal_data_destroyed:
+        raise PersonalDataWasDestroyed(
+            f"the personal data of case {review.case_id} was destroyed at the end of its retention period"
+        )
+
+
+def decide_personal_data_destruction(review: Review) -> list[EventPayload]:
+    """The case's retention period ended: the review's key goes, with this event. Once only."""
+    if review.personal_data_destroyed:
+        return []
+    return [ReviewPersonalDataDestroyed(case_id=review.case_id, reason="retention_period_ended")]
 
 
 def decide_deadline_events(review: Review, today: date) -> list[EventPayload]:

@@ -12,7 +12,8 @@ from events.review import ReviewStarted
 from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import ConcurrencyError, Context, EventStore
-from services.review import domain
+from infra.sealing import DataKeys
+from services.review import domain, texts
 
 
 class ReviewNotFound(Exception):
@@ -85,6 +86,24 @@ async def record_reads(
         except ConcurrencyError:
             if attempt == aggregates.RETRIES:
                 raise
+
+
+async def destroy_personal_data(
+    store: EventStore, keys: DataKeys, conn: Connection, case_id: UUID, context: Context
+) -> None:
+    """The case's retention period ended: the review service destroys its own key for the case in the
+    same transaction as it records so (review.ReviewPersonalDataDestroyed), and every sealed text of
+    the review opens no more. A case that never had a review has nothing sealed: only its key (if it
+    had one) goes."""
+    try:
+        review, version = await load_review(conn, case_id)
+    except ReviewNotFound:
+        pass
+    else:
+        events = domain.decide_personal_data_destruction(review)
+        await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
+    # Last, as DataKeys.destroy asks: should the key manager fail, nothing of this is committed.
+    await keys.destroy(conn, texts.key_id(case_id))
 
 
 async def record_deadlines(store: EventStore, today: date, context: Context) -> int:

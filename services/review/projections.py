@@ -1,5 +1,6 @@
 """The review service's read model: each review's status and clock, for the LAC's deadline reports and
-each reviewer's own list."""
+each reviewer's own list. Free text (the panel's comments, why a case was reopened) is kept sealed, as
+the events carry it: the read model never holds it in clear."""
 
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ from events.review import (
     ReviewSubmittedForQA,
 )
 from infra.db import Connection
+from services.review.texts import stored
 
 
 class ReviewsProjection:
@@ -98,7 +100,7 @@ class ReviewsProjection:
                     event.case_id,
                     at,
                     "status = 'in_progress', returned_by_qa = true, qa_comments = $3",
-                    event.comments,
+                    stored(event.comments),
                 )
             case ReviewCompleted():
                 await self._set(
@@ -110,7 +112,7 @@ class ReviewsProjection:
                     event.case_id,
                     at,
                     "status = 'in_progress', completed_on = NULL, reopened_reason = $3",
-                    event.reason,
+                    stored(event.reason),
                 )
 
     @staticmethod

@@ -29,6 +29,7 @@ from events.review import (
     SafeguardingReferralMade,
 )
 from services.review.domain import ChecklistItem
+from services.review.texts import Opener
 from services.review.vocabulary import THEME_LABELS, grade_label, humanise, label
 
 
@@ -50,9 +51,10 @@ def _themes(codes: Sequence[str]) -> list[dict[str, str]]:
     return [{"code": c, "label": THEME_LABELS.get(c, humanise(c))} for c in codes]
 
 
-def records(history: Sequence[Envelope], names: Mapping[str, str]) -> dict[str, Any]:
+def records(history: Sequence[Envelope], names: Mapping[str, str], open_: Opener) -> dict[str, Any]:
     """Everything the reviewer recorded, grouped by kind, in the order it was recorded. Each entry says
-    when (`recorded_at`) and by whom (`recorded_by`, a name where one is known)."""
+    when (`recorded_at`) and by whom (`recorded_by`, a name where one is known). Sealed text is opened
+    by `open_` (None once the case's key is destroyed)."""
     out: dict[str, Any] = {
         "contacts": [],
         "records": [],
@@ -106,14 +108,14 @@ def records(history: Sequence[Envelope], names: Mapping[str, str]) -> dict[str, 
                     sources[key]["received_on"] = event.received_on
                 sources[key].update(when)
             case PenPortraitWritten():
-                out["pen_portrait"] = {"text": event.text, **when}  # the latest one stands
+                out["pen_portrait"] = {"text": open_(event.text), **when}  # the latest one stands
             case FamilyInvolvementRecorded():
                 out["family_involvement"].append(
                     {
                         "step": event.step,
                         "step_label": label("family_involvement_steps", event.step),
                         "on": event.on,
-                        "comments": event.comments,
+                        "comments": open_(event.comments),
                         **when,
                     }
                 )
@@ -125,15 +127,15 @@ def records(history: Sequence[Envelope], names: Mapping[str, str]) -> dict[str, 
                         "grade": event.grade,
                         "grade_label": grade_label(event.grade, event.scale_version),
                         "scale_version": event.scale_version,
-                        "rationale": event.rationale,
+                        "rationale": open_(event.rationale),
                         **when,
                     }
                 )
             case LapseInCareRecorded():
                 out["lapses_in_care"].append(
                     {
-                        "what": event.what,
-                        "where": event.where,
+                        "what": open_(event.what),
+                        "where": open_(event.where),
                         "organisation": event.organisation,
                         "contribution": event.contribution,
                         "contribution_label": label("lapse_contributions", event.contribution),
@@ -144,7 +146,7 @@ def records(history: Sequence[Envelope], names: Mapping[str, str]) -> dict[str, 
                 kind = "good_practice" if isinstance(event, GoodPracticeRecorded) else "learning"
                 out[kind].append(
                     {
-                        "text": event.text,
+                        "text": open_(event.text),
                         "themes": _themes(event.themes),
                         "themes_version": event.themes_version,
                         **when,
@@ -152,24 +154,24 @@ def records(history: Sequence[Envelope], names: Mapping[str, str]) -> dict[str, 
                 )
             case RecommendationRecorded():
                 out["recommendations"].append(
-                    {"what": event.what, "organisation": event.organisation, **when}
+                    {"what": open_(event.what), "organisation": event.organisation, **when}
                 )
             case CauseOfDeathRecorded():
                 out["cause_of_death"] = {
-                    "cause": event.cause,
+                    "cause": open_(event.cause),
                     "preventable_or_treatable": event.preventable_or_treatable,
                     "avoidable": event.avoidable,
                     **when,
                 }
             case SafeguardingReferralMade():
                 out["safeguarding_referrals"].append(
-                    {"to": event.to, "on": event.on, "why": event.why, **when}
+                    {"to": open_(event.to), "on": event.on, "why": open_(event.why), **when}
                 )
             case ReviewEscalatedToFocused():
                 out["escalations"].append(
                     {
                         "reasons": [{"code": r, "label": label("focused_reasons", r)} for r in event.reasons],
-                        "detail": event.detail,
+                        "detail": open_(event.detail),
                         **when,
                     }
                 )
@@ -187,11 +189,11 @@ def records(history: Sequence[Envelope], names: Mapping[str, str]) -> dict[str, 
                 if out["pauses"]:
                     out["pauses"][-1]["resumed_on"] = event.resumed_on
             case NoteAdded():
-                out["notes"].append({"text": event.text, **when})
+                out["notes"].append({"text": open_(event.text), **when})
     return out
 
 
-def qa(history: Sequence[Envelope]) -> list[dict[str, Any]]:
+def qa(history: Sequence[Envelope], open_: Opener) -> list[dict[str, Any]]:
     """Each submission and the QA panel's answer to it: returned for rework (with the panel's
     comments) or approved; and the case reopened after approval (with the reason, as `comments`)."""
     out: list[dict[str, Any]] = []
@@ -209,14 +211,18 @@ def qa(history: Sequence[Envelope]) -> list[dict[str, Any]]:
                     {
                         "outcome": "returned_for_rework",
                         "on": at(envelope.occurred_at),
-                        "comments": event.comments,
+                        "comments": open_(event.comments),
                     }
                 )
             case ReviewCompleted():
                 out.append({"outcome": "approved", "on": event.completed_on.isoformat(), "comments": None})
             case ReviewReopened():
                 out.append(
-                    {"outcome": "reopened", "on": event.reopened_on.isoformat(), "comments": event.reason}
+                    {
+                        "outcome": "reopened",
+                        "on": event.reopened_on.isoformat(),
+                        "comments": open_(event.reason),
+                    }
                 )
     for entry in out:
         entry["outcome_label"] = label("qa_outcomes", entry["outcome"])

@@ -20,7 +20,7 @@ from events.review import (
 )
 from services.review import domain
 from services.review.vocabulary import LABELS, THEME_LABELS, THEMES, grade_label, label
-from tests.unit.review.test_review_rules import CASE, MINIMUM, apply, contact, started
+from tests.unit.review.test_review_rules import CASE, MINIMUM, apply, contact, sealed, started
 
 
 def statuses(review: domain.Review) -> dict[str, str]:
@@ -63,7 +63,9 @@ def test_items_under_way_show_in_progress_and_optional_sections_done_once_record
         contact("gp", "offered"),
         contact("professional", organisation="Sirona"),
         FamilyInvolvementRecorded(case_id=CASE, step="invited_to_comment", on=date(2026, 3, 1)),
-        CauseOfDeathRecorded(case_id=CASE, cause="sepsis", preventable_or_treatable=True, avoidable=True),
+        CauseOfDeathRecorded(
+            case_id=CASE, cause=sealed("sepsis"), preventable_or_treatable=True, avoidable=True
+        ),
     )
     got = statuses(review)
     assert got["gp_contact_or_gp_records"] == "in_progress"
@@ -90,18 +92,21 @@ def test_a_submitted_review_takes_notes_only_and_a_completed_one_nothing() -> No
     review = apply(started(), *MINIMUM)
     submitted = apply(review, *domain.decide_submission(review, "rae", date(2026, 5, 1)))
     assert submitted.submissions == 1
-    assert domain.decide_record(submitted, "rae", NoteAdded(case_id=CASE, text="family rang"))
+    assert domain.decide_record(submitted, "rae", NoteAdded(case_id=CASE, text=sealed("family rang")))
     with pytest.raises(domain.ReviewIsSubmitted) as refused:
-        domain.decide_record(submitted, "rae", PenPortraitWritten(case_id=CASE, text="y"))
+        domain.decide_record(submitted, "rae", PenPortraitWritten(case_id=CASE, text=sealed("y")))
     assert refused.value.code == "review_submitted"
     returned = apply(
-        submitted, *domain.decide_qa_outcome(submitted, False, "more on the GP", date(2026, 6, 1))
+        submitted, *domain.decide_qa_outcome(submitted, False, sealed("more on the GP"), date(2026, 6, 1))
     )
-    assert (returned.returned_by_qa, returned.returned_comments) == (True, "more on the GP")
+    assert (returned.returned_by_qa, returned.returned_comments) == (True, sealed("more on the GP"))
     again = apply(returned, *domain.decide_submission(returned, "rae", date(2026, 6, 2)))
     assert (again.submissions, again.returned_by_qa) == (2, False)
-    completed = apply(again, *domain.decide_qa_outcome(again, True, "", date(2026, 6, 9)))
-    for payload in (NoteAdded(case_id=CASE, text="late"), PenPortraitWritten(case_id=CASE, text="y")):
+    completed = apply(again, *domain.decide_qa_outcome(again, True, None, date(2026, 6, 9)))
+    for payload in (
+        NoteAdded(case_id=CASE, text=sealed("late")),
+        PenPortraitWritten(case_id=CASE, text=sealed("y")),
+    ):
         with pytest.raises(domain.ReviewIsCompleted) as closed:
             domain.decide_record(completed, "rae", payload)
         assert (closed.value.code, closed.value.status) == ("review_completed", 409)

@@ -19,6 +19,7 @@ from events.review import (
     SafeguardingReferralMade,
 )
 from services.review import domain
+from tests.unit.review.test_review_rules import sealed
 
 CASE = uuid4()
 TODAY = date(2026, 3, 1)
@@ -63,8 +64,10 @@ MINIMUM = (
     contact("family"),
     contact("gp_records"),
     contact("professional"),
-    PenPortraitWritten(case_id=CASE, text="Jo loved music"),
-    CareJudged(case_id=CASE, phase="last admission", grade=2, scale_version="default-1", rationale="r"),
+    PenPortraitWritten(case_id=CASE, text=sealed("Jo loved music")),
+    CareJudged(
+        case_id=CASE, phase="last admission", grade=2, scale_version="default-1", rationale=sealed("r")
+    ),
 )
 
 
@@ -78,7 +81,12 @@ MINIMUM = (
             FamilyInvolvementRecorded(case_id=CASE, step="invited_to_comment", on=date(2026, 3, 2)),
             "on",
         ),
-        (SafeguardingReferralMade(case_id=CASE, to="Bristol", on=date(2026, 3, 2), why="w"), "on"),
+        (
+            SafeguardingReferralMade(
+                case_id=CASE, to=sealed("Bristol"), on=date(2026, 3, 2), why=sealed("w")
+            ),
+            "on",
+        ),
     ],
 )
 def test_a_date_in_the_future_is_refused_naming_the_field(payload: EventPayload, field: str) -> None:
@@ -103,17 +111,20 @@ def test_records_received_before_they_were_requested_are_refused() -> None:
 def completed() -> domain.Review:
     review = apply(started(), *MINIMUM)
     review = apply(review, *domain.decide_submission(review, "rae", date(2026, 5, 1)))
-    return apply(review, *domain.decide_qa_outcome(review, True, "", date(2026, 5, 9)))
+    return apply(review, *domain.decide_qa_outcome(review, True, None, date(2026, 5, 9)))
 
 
 def test_a_reopened_case_returns_the_completed_review_to_the_reviewer_who_writes_and_resubmits() -> None:
     review = completed()
     assert review.status == "completed"
-    [reopened] = domain.decide_reopen(review, "the coroner's findings arrived", date(2026, 6, 1))
+    [reopened] = domain.decide_reopen(review, sealed("the coroner's findings arrived"), date(2026, 6, 1))
     assert reopened.event_type == "review.ReviewReopened"
     review = apply(review, reopened)
-    assert (review.status, review.reopened_reason) == ("in_progress", "the coroner's findings arrived")
-    assert domain.decide_record(review, "rae", PenPortraitWritten(case_id=CASE, text="more"), TODAY)
+    assert (review.status, review.reopened_reason) == (
+        "in_progress",
+        sealed("the coroner's findings arrived"),
+    )
+    assert domain.decide_record(review, "rae", PenPortraitWritten(case_id=CASE, text=sealed("more")), TODAY)
     [submitted] = domain.decide_submission(review, "rae", date(2026, 6, 2))
     assert submitted.event_type == "review.ReviewSubmittedForQA"
     again = apply(review, submitted)
@@ -121,19 +132,19 @@ def test_a_reopened_case_returns_the_completed_review_to_the_reviewer_who_writes
 
 
 def test_reopening_a_review_that_is_not_completed_changes_nothing() -> None:
-    assert domain.decide_reopen(started(), "why", date(2026, 6, 1)) == []
-    reopened = apply(completed(), *domain.decide_reopen(completed(), "why", date(2026, 6, 1)))
-    assert domain.decide_reopen(reopened, "why", date(2026, 6, 1)) == []  # a redelivery
+    assert domain.decide_reopen(started(), sealed("why"), date(2026, 6, 1)) == []
+    reopened = apply(completed(), *domain.decide_reopen(completed(), sealed("why"), date(2026, 6, 1)))
+    assert domain.decide_reopen(reopened, sealed("why"), date(2026, 6, 1)) == []  # a redelivery
 
 
 def test_the_lac_cannot_escalate_a_completed_review() -> None:
     with pytest.raises(domain.ReviewIsCompleted):
-        domain.decide_escalation_for_learning(completed(), "lac-1", "lac", "new learning")
-    assert domain.decide_escalation_for_learning(started(), "lac-1", "lac", "new learning")
+        domain.decide_escalation_for_learning(completed(), "lac-1", "lac", sealed("new learning"))
+    assert domain.decide_escalation_for_learning(started(), "lac-1", "lac", sealed("new learning"))
 
 
 def test_notes_only_on_a_submitted_review_and_nothing_on_a_completed_one_as_documented() -> None:
     doc = " ".join((domain.authorise_write.__doc__ or "").split())
     assert "submitted review takes notes only" in doc and "completed review takes nothing" in doc
     with pytest.raises(domain.ReviewIsCompleted):
-        domain.decide_record(completed(), "rae", NoteAdded(case_id=CASE, text="late"), TODAY)
+        domain.decide_record(completed(), "rae", NoteAdded(case_id=CASE, text=sealed("late")), TODAY)

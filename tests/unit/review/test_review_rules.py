@@ -1,5 +1,6 @@
 """The review rules: who writes, the minimum for submission, pauses, escalation and the clock."""
 
+import base64
 from datetime import date
 from uuid import uuid4
 
@@ -15,9 +16,16 @@ from events.review import (
     RecordsReceived,
     ReviewStarted,
 )
+from events.sealing import Sealed
 from services.review import domain
 
 CASE = uuid4()
+
+
+def sealed(text: str) -> Sealed:
+    """Free text as the domain receives it: sealed by the API before any decision (a stand-in here,
+    the same for the same text; what it holds is the sealing's business, not the domain's)."""
+    return Sealed(key_id=str(CASE), nonce="", ciphertext=base64.b64encode(text.encode()).decode())
 
 
 def started(review_type: str = "initial") -> domain.Review:
@@ -58,8 +66,10 @@ MINIMUM = (
     contact("family", "offered"),
     contact("gp_records"),
     contact("professional", organisation="Sirona"),
-    PenPortraitWritten(case_id=CASE, text="Jo loved music"),
-    CareJudged(case_id=CASE, phase="last admission", grade=2, scale_version="default-1", rationale="r"),
+    PenPortraitWritten(case_id=CASE, text=sealed("Jo loved music")),
+    CareJudged(
+        case_id=CASE, phase="last admission", grade=2, scale_version="default-1", rationale=sealed("r")
+    ),
 )
 
 
@@ -119,8 +129,8 @@ def test_a_focused_review_needs_multi_agency_contacts_and_records_from_two_sourc
 def test_a_lapse_in_care_escalates_an_initial_review_to_focused() -> None:
     lapse = LapseInCareRecorded(
         case_id=CASE,
-        what="sepsis not recognised",
-        where="ward 4",
+        what=sealed("sepsis not recognised"),
+        where=sealed("ward 4"),
         organisation="Southmead Hospital",
         contribution="contributed",
     )
@@ -135,9 +145,11 @@ def test_a_lapse_in_care_escalates_an_initial_review_to_focused() -> None:
 
 def test_only_the_allocated_reviewer_writes() -> None:
     with pytest.raises(domain.NotTheAllocatedReviewer):
-        domain.decide_record(started(), "ria", NoteAdded(case_id=CASE, text="x"))
+        domain.decide_record(started(), "ria", NoteAdded(case_id=CASE, text=sealed("x")))
     with pytest.raises(domain.NotTheAllocatedReviewer):
-        domain.decide_record(started(), "sam", NoteAdded(case_id=CASE, text="x"))  # the senior reads only
+        domain.decide_record(
+            started(), "sam", NoteAdded(case_id=CASE, text=sealed("x"))
+        )  # the senior reads only
 
 
 def test_a_paused_review_takes_notes_and_nothing_else() -> None:
@@ -146,9 +158,9 @@ def test_a_paused_review_takes_notes_and_nothing_else() -> None:
         *domain.decide_pause(started(), "rae", "coroners_investigation_or_inquest", date(2026, 3, 1)),
     )
     assert review.status == "paused"
-    assert domain.decide_record(review, "rae", NoteAdded(case_id=CASE, text="inquest set for May"))
+    assert domain.decide_record(review, "rae", NoteAdded(case_id=CASE, text=sealed("inquest set for May")))
     with pytest.raises(domain.ReviewIsPaused):
-        domain.decide_record(review, "rae", PenPortraitWritten(case_id=CASE, text="x"))
+        domain.decide_record(review, "rae", PenPortraitWritten(case_id=CASE, text=sealed("x")))
     with pytest.raises(domain.ReviewIsPaused):
         domain.decide_submission(apply(review, *MINIMUM), "rae", date(2026, 3, 2))
     resumed = apply(review, *domain.decide_resume(review, "rae", date(2026, 3, 31)))
@@ -180,13 +192,15 @@ def test_deadline_events_fire_at_four_five_and_after_six_months_once_each() -> N
 def test_the_qa_panel_returns_or_approves_only_a_submitted_review() -> None:
     review = apply(started(), *MINIMUM)
     with pytest.raises(domain.ReviewNotEditable):
-        domain.decide_qa_outcome(review, True, "", date(2026, 6, 1))
+        domain.decide_qa_outcome(review, True, None, date(2026, 6, 1))
     review = apply(review, *domain.decide_submission(review, "rae", date(2026, 5, 1)))
     with pytest.raises(domain.ReviewNotEditable):
-        domain.decide_record(review, "rae", PenPortraitWritten(case_id=CASE, text="y"))
-    returned = apply(review, *domain.decide_qa_outcome(review, False, "more on the GP", date(2026, 6, 1)))
+        domain.decide_record(review, "rae", PenPortraitWritten(case_id=CASE, text=sealed("y")))
+    returned = apply(
+        review, *domain.decide_qa_outcome(review, False, sealed("more on the GP"), date(2026, 6, 1))
+    )
     assert returned.status == "in_progress"
     resubmitted = apply(returned, *domain.decide_submission(returned, "rae", date(2026, 6, 2)))
-    completed = apply(resubmitted, *domain.decide_qa_outcome(resubmitted, True, "", date(2026, 6, 9)))
+    completed = apply(resubmitted, *domain.decide_qa_outcome(resubmitted, True, None, date(2026, 6, 9)))
     assert completed.status == "completed"
     assert domain.decide_deadline_events(completed, date(2026, 12, 1)) == []
