@@ -57,13 +57,13 @@ class Case:
     def __init__(self, svc: RunningService, bootstrap: str, prefix: str) -> None:
         self.svc, self.bootstrap, self.prefix = svc, bootstrap, prefix
         self.case_id = uuid4()
-        self.versions = {"allocation": 0, "governance": 0}
+        self.versions: dict[str, int] = {}
         self.ids = {RAE: uuid4(), KIT: uuid4(), SAM: uuid4()}
 
     async def publish(self, source: str, *payloads: EventPayload) -> None:
         messages = []
         for payload in payloads:
-            self.versions[source] += 1
+            self.versions[source] = self.versions.get(source, 0) + 1
             messages.append(envelope(source, self.case_id, payload, self.versions[source]))
         topic = service_topic(source, self.prefix)
         await publish_raw(self.bootstrap, topic, [(m.kafka_key, m.canonical()) for m in messages])
