@@ -102,8 +102,17 @@ class NotificationOutcome(BaseModel):
     responses={
         200: {
             "model": NotificationOutcome,
-            "description": "a re-send of a notification_id: its first outcome, nothing written",
-        }
+            "description": "a re-send of a notification, the same in every field: its first outcome,"
+            " nothing written",
+        },
+        409: {
+            "description": "`notification_id_conflict`: the notification_id was taken by a notification"
+            " with other content (or another organisation's): nothing written; send it with a new id"
+        },
+        422: {
+            "description": "`validation_failed`: each field error named, `notifier.organisation` too when"
+            " it is not the organisation your token names"
+        },
     },
 )
 async def notify(
@@ -121,8 +130,20 @@ async def notify(
             errors=[e.as_dict() for e in invalid.errors],
         ) from invalid
     store = _store(request)
-    async with store.pool.acquire() as conn:
-        result = await handlers.take_notification(store, conn, notification, _context(request, caller))
+    try:
+        domain.check_notifier(notification, caller.organisation)
+    except domain.NotYourOrganisation as theirs:
+        raise Problem(
+            422,
+            "validation_failed",
+            "1 field error(s)",
+            errors=[{"field": "notifier.organisation", "type": theirs.code, "message": theirs.detail}],
+        ) from theirs
+    try:
+        async with store.pool.acquire() as conn:
+            result = await handlers.take_notification(store, conn, notification, _context(request, caller))
+    except domain.NotificationIdConflict as conflict:
+        raise _problem(conflict) from conflict
     if not result.created:
         response.status_code = 200
     return NotificationOutcome.model_validate(result, from_attributes=True)
@@ -132,16 +153,19 @@ async def notify(
 async def notification_outcome(
     notification_id: UUID,
     request: Request,
-    _: Annotated[Caller, Depends(require_roles("partner_system", "lac"))],
+    caller: Annotated[Caller, Depends(require_roles("partner_system", "lac"))],
 ) -> NotificationOutcome:
     """What became of a notification, whichever door it came through: a partner that published on
-    the topic learns its outcome and case here (404 until it has been taken)."""
+    the topic learns its outcome and case here (404 until it has been taken). A partner reads its own
+    organisation's notifications only: another's answers 404, as one never taken does."""
     row = await _store(request).pool.fetchrow(
-        "SELECT n.notification_id, n.outcome, n.case_id, c.review_type, c.reference,"
+        "SELECT n.notification_id, n.outcome, n.case_id, c.review_type, c.reference, n.organisation,"
         " coalesce(c.focused_reasons, '{}') AS focused_reasons, coalesce(c.flags, '{}') AS flags"
         " FROM notifications n LEFT JOIN cases c ON c.case_id = n.case_id WHERE n.notification_id = $1",
         notification_id,
     )
+    if row is not None and not domain.may_read_outcome(caller.role, caller.organisation, row["organisation"]):
+        row = None
     if row is None:
         raise Problem(404, "notification_not_found", f"no notification {notification_id} has been taken")
     return NotificationOutcome.model_validate(dict(row))
@@ -248,13 +272,21 @@ async def get_case(
     caller: Annotated[Caller, Depends(require_roles("lac", "reviewer", "senior_reviewer"))],
 ) -> dict[str, Any]:
     """Facts only, never personal details. The LAC sees every case; a reviewer or senior reviewer only
-    a case allocated to them (403 `not_allocated_to_caller` otherwise), as for `/person`."""
-    case = await get_case_row(_store(request), case_id)
+    a case allocated to them now (403 `not_allocated_to_caller` otherwise), as for `/person`. Each read
+    is recorded (notification.CaseRead: who, in which role) on the case's reads stream."""
+    store = _store(request)
+    case = await get_case_row(store, case_id)
     allocated = frozenset(
-        v for v in (case["reviewer_user_id"], case["senior_reviewer_user_id"]) if v is not None
+        v
+        for v in (case["reviewer_user_id"], case["senior_reviewer_user_id"])
+        if v is not None and case["allocation_ended"] is None
     )
-    if not domain.may_see_case(caller.role, caller.sub, allocated):
-        raise Problem(403, "not_allocated_to_caller", f"{caller.sub} is not allocated to case {case_id}")
+    try:
+        read = domain.decide_read(case_id, caller.sub, caller.role, allocated)
+    except domain.DomainError as error:
+        raise _problem(error) from error
+    await handlers.record_read(store, case_id, read, _context(request, caller))
+    del case["allocation_ended"]
     return case
 
 
@@ -265,7 +297,9 @@ _CASE_COLUMNS = (
 
 
 async def get_case_row(store: EventStore, case_id: UUID) -> dict[str, Any]:
-    row = await store.pool.fetchrow(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = $1", case_id)
+    row = await store.pool.fetchrow(
+        f"SELECT {_CASE_COLUMNS}, allocation_ended FROM cases WHERE case_id = $1", case_id
+    )
     if row is None:
         raise Problem(404, "case_not_found", f"no case {case_id}")
     return _case_json(row)

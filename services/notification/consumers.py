@@ -1,14 +1,22 @@
 """What the notification service consumes: partner notifications (the Kafka door), allocations (who
-may see a case's personal details), review escalations (the case's review type), and the QA panel's
-closing and the LAC's reopening of a case (its status, the same here as everywhere)."""
+may see a case's personal details: from an allocation until it ends), review escalations (the case's
+review type), and the QA panel's closing and the LAC's reopening of a case (its status, the same here
+as everywhere)."""
 
 from collections.abc import Sequence
 from typing import Any
 
 from events import Actor, Envelope
-from events.allocation import ReviewerAllocated
+from events.allocation import (
+    AllocationEnded,
+    AllocationRestored,
+    CaseReallocated,
+    CaseReturnedToQueue,
+    ConflictOfInterestDeclared,
+    ReviewerAllocated,
+)
 from events.governance import CaseClosed, CaseReopened
-from events.notification import CaseAllocationRecorded
+from events.notification import AllocationEndReason
 from events.partner import InvalidNotification, PartnerNotification, parse_notification
 from events.review import ReviewEscalatedToFocused
 from events.topics import partner_topic, service_topic
@@ -33,11 +41,19 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
         # The partner's own system is the actor; its Kafka key says which notification it sent.
         actor = Actor(kind="partner", id=notification.notifier.organisation[:200], role="partner_system")
         correlation = delivery.headers.get("correlation_id") or str(notification.notification_id)
-        await handlers.take_notification(store, conn, notification, Context(actor, correlation))
+        try:
+            await handlers.take_notification(store, conn, notification, Context(actor, correlation))
+        except domain.NotificationIdConflict as conflict:
+            # Never dropped in silence: the partner's new notification waits in the DLQ, saying why.
+            raise Unprocessable(
+                [{"field": "notification_id", "type": conflict.code, "message": conflict.detail}]
+            ) from conflict
 
     return InboxConsumer(
         name="partner-notifications", topic=topic, pool=store.pool, apply=apply, parse=parse_partner,
-        message_id=lambda n: str(n.notification_id),
+        # The same notification delivered again is applied once; the same id with other content is
+        # another message, which the intake refuses (to the DLQ).
+        message_id=lambda n: f"{n.notification_id}:{domain.content_hash(n)}",
     )  # fmt: skip
 
 
@@ -45,12 +61,14 @@ def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envel
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
         event = envelope.payload()
         context = Context.caused_by(envelope, SYSTEM)
-        if isinstance(event, ReviewerAllocated):
-            allocation = CaseAllocationRecorded(
-                case_id=event.case_id, reviewer_user_id=event.reviewer_user_id,
-                senior_reviewer_user_id=event.senior_reviewer_user_id,
-            )  # fmt: skip
-            await _on_case(store, conn, event.case_id, lambda _case: [allocation], context)
+        if isinstance(event, ReviewerAllocated | AllocationRestored):
+            reviewer, senior = event.reviewer_user_id, event.senior_reviewer_user_id
+            await _on_case(
+                store, conn, event.case_id, lambda c: domain.decide_allocation(c, reviewer, senior), context
+            )
+        elif (ended := _allocation_end(event)) is not None:
+            case_id, why = ended
+            await _on_case(store, conn, case_id, lambda c: domain.decide_allocation_end(c, why), context)
         elif isinstance(event, ReviewEscalatedToFocused):
             reasons = event.reasons
             await _on_case(
@@ -67,6 +85,20 @@ def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envel
         name=name, topic=topic, pool=store.pool, apply=apply, parse=parse_envelope,
         message_id=lambda e: str(e.event_id), order=envelope_order,
     )  # fmt: skip
+
+
+def _allocation_end(event: object) -> tuple[Any, AllocationEndReason] | None:
+    """The case whose allocation `event` ends, and why; None if it ends none."""
+    match event:
+        case ConflictOfInterestDeclared():
+            return event.case_id, "conflict_declared"
+        case CaseReturnedToQueue():
+            return event.case_id, "returned_to_queue"
+        case CaseReallocated():
+            return event.case_id, "reallocated"
+        case AllocationEnded():
+            return event.case_id, event.reason
+    return None
 
 
 async def _on_case(

@@ -4,18 +4,23 @@ Plain Python: decide (command + state -> events, or a DomainError naming the rul
 (state + event -> state). No I/O; sealing personal data and finding duplicates happen at the edge.
 """
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
 from uuid import UUID
 
 from events import EventPayload
+from events.canonical import canonical_bytes
 from events.notification import (
+    AllocationEndReason,
+    CaseAllocationEnded,
     CaseAllocationRecorded,
     CaseClosureRecorded,
     CaseEscalatedToFocused,
     CaseFacts,
     CaseOpened,
+    CaseRead,
     CaseReopeningRecorded,
     Diagnosis,
     DuplicateNotificationLinked,
@@ -74,6 +79,19 @@ class PersonalDataWasDestroyed(DomainError):
 class NotAllowedToSeePersonalDetails(DomainError):
     code = "not_allocated_to_caller"
     status = 403
+
+
+class NotificationIdConflict(DomainError):
+    """A notification_id already taken by another notification: never a silent drop of this one."""
+
+    code = "notification_id_conflict"
+
+
+class NotYourOrganisation(DomainError):
+    """A partner notifies in its own organisation's name only."""
+
+    code = "not_your_organisation"
+    status = 422
 
 
 class ReferencesExhausted(DomainError):
@@ -165,6 +183,47 @@ def flags_of(notification: PartnerNotification) -> list[str]:
     return [FLAG_ETHNICITY_NOT_STATED] if notification.person.ethnicity in ETHNICITY_NOT_STATED else []
 
 
+def content_hash(notification: PartnerNotification) -> str:
+    """What a notification says, as one value: sha256 of its canonical JSON as validated (so the same
+    notification written with other spacing or key order is the same notification)."""
+    return hashlib.sha256(canonical_bytes(notification.model_dump(mode="json"))).hexdigest()
+
+
+def check_notifier(notification: PartnerNotification, organisation: str | None) -> None:
+    """A partner whose token names its organisation notifies in that organisation's name only: the
+    notification then belongs to it. (A token naming none, the LAC's recording a notification made to
+    them, say, names no organisation to hold it to.)"""
+    if organisation is not None and notification.notifier.organisation != organisation:
+        raise NotYourOrganisation(
+            f"notifier.organisation is {notification.notifier.organisation!r}, but you notify for"
+            f" {organisation!r}"
+        )
+
+
+def decide_resend(
+    notification: PartnerNotification, digest: str, owner: str | None, earlier_digest: str | None
+) -> None:
+    """A notification_id already taken: the same notification sent again by the organisation that
+    sent it is idempotent (its first outcome answers); other content, or another organisation, under
+    that id is refused, so a different death is never dropped in silence. (A notification taken before
+    hashes were kept has none to compare: it is taken as the same.)"""
+    nid = notification.notification_id
+    if owner is not None and owner != notification.notifier.organisation:
+        # Says nothing of the other organisation's notification, not even that it is another's.
+        raise NotificationIdConflict(f"notification_id {nid} is taken: send this notification with a new one")
+    if earlier_digest is not None and earlier_digest != digest:
+        raise NotificationIdConflict(
+            f"notification {nid} was sent before with other content: a changed notification needs a new"
+            " notification_id"
+        )
+
+
+def may_read_outcome(role: str, organisation: str | None, owner: str | None) -> bool:
+    """The LAC reads every notification's outcome; a partner only its own organisation's (a token
+    naming no organisation is held to none)."""
+    return role == "lac" or organisation is None or organisation == owner
+
+
 @dataclass(frozen=True)
 class Match:
     """An existing case for the same person, found by the edge."""
@@ -216,10 +275,12 @@ def decide_intake(
     *,
     reference: str | None,
     notified_on: date | None = None,
+    digest: str | None = None,
 ) -> Intake:
     """What a notification is. `personal` is sealed under the key of its intake_stream; `reference`
     names the case if the notification opens one (the handler found the next); `notified_on` is the
-    day it was notified (today), where an opened case's six-month clock starts."""
+    day it was notified (today), where an opened case's six-month clock starts; `digest` its
+    content_hash, kept with it."""
     outcome = classify(notification, match)
     stream_id = intake_stream(outcome, notification, match, new_case_id)
     facts = facts_of(notification)
@@ -227,7 +288,7 @@ def decide_intake(
     flags = flags_of(notification)
     if outcome == "referred_to_cdop":
         event: EventPayload = ReferredToChildDeathOverviewPanel(
-            notification_id=nid, facts=facts, personal=personal
+            notification_id=nid, facts=facts, personal=personal, content_hash=digest
         )
         return Intake(outcome, stream_id, None, [event])
     if outcome == "not_eligible":
@@ -236,6 +297,7 @@ def decide_intake(
             reason="neither a learning disability nor autism",
             facts=facts,
             personal=personal,
+            content_hash=digest,
         )
         return Intake(outcome, stream_id, None, [event])
     if outcome == "duplicate_linked":
@@ -247,6 +309,7 @@ def decide_intake(
             notifier_organisation=facts.notifier_organisation,
             notifier_role=facts.notifier_role,
             personal=personal,
+            content_hash=digest,
         )
         return Intake(outcome, stream_id, match.case_id, [event])
     reasons = focused_reasons(notification)
@@ -264,6 +327,7 @@ def decide_intake(
             flags=flags,
             facts=facts,
             personal=personal,
+            content_hash=digest,
         )
         return Intake(outcome, stream_id, new_case_id, [event], None, reasons, flags)
     review_type = "focused" if reasons else "initial"
@@ -277,6 +341,7 @@ def decide_intake(
         flags=flags,
         facts=facts,
         personal=personal,
+        content_hash=digest,
     )
     return Intake(outcome, stream_id, new_case_id, [event], review_type, reasons, flags)
 
@@ -297,6 +362,9 @@ class Case:
     unknown: tuple[Diagnosis, ...] = ()
     allowed_viewers: frozenset[str] = frozenset()
     personal_destroyed: bool = False
+    # Who the standing allocation names (None once it ended): their access ends with it.
+    reviewer_user_id: str | None = None
+    senior_reviewer_user_id: str | None = None
 
 
 def evolve(state: Case | None, event: EventPayload) -> Case | None:
@@ -356,7 +424,17 @@ def evolve(state: Case | None, event: EventPayload) -> Case | None:
         case CaseAllocationRecorded():
             assert state is not None
             viewers = {event.reviewer_user_id} | ({event.senior_reviewer_user_id} - {None})
-            return replace(state, allowed_viewers=frozenset(viewers))  # type: ignore[arg-type]
+            return replace(
+                state,
+                allowed_viewers=frozenset(viewers),  # type: ignore[arg-type]
+                reviewer_user_id=event.reviewer_user_id,
+                senior_reviewer_user_id=event.senior_reviewer_user_id,
+            )
+        case CaseAllocationEnded():
+            assert state is not None
+            return replace(
+                state, allowed_viewers=frozenset(), reviewer_user_id=None, senior_reviewer_user_id=None
+            )
         case PersonalDataDestroyed():
             assert state is not None
             return replace(state, personal_destroyed=True)
@@ -454,6 +532,38 @@ def decide_reopening(case: Case, reason: str) -> list[EventPayload]:
     return [CaseReopeningRecorded(case_id=case.case_id, reason=reason)]
 
 
+def decide_allocation(
+    case: Case, reviewer_user_id: str, senior_reviewer_user_id: str | None
+) -> list[EventPayload]:
+    """A reviewer and senior reviewer were allocated the case (allocation.ReviewerAllocated), or had
+    it again when it was reopened (allocation.AllocationRestored): they may see the person's details."""
+    return [
+        CaseAllocationRecorded(
+            case_id=case.case_id,
+            reviewer_user_id=reviewer_user_id,
+            senior_reviewer_user_id=senior_reviewer_user_id,
+        )
+    ]
+
+
+def decide_allocation_end(case: Case, reason: AllocationEndReason) -> list[EventPayload]:
+    """The allocation ended, for whatever reason (a conflict declared, the case back in the queue or
+    moved to another reviewer, the review completed, the case closed): the reviewer's and senior
+    reviewer's access to the person's details ends with it, and comes back only with a new
+    allocation. An allocation already ended (a conflict declared, then the case returned to the queue
+    in the same breath) ends once."""
+    if case.reviewer_user_id is None:
+        return []
+    return [
+        CaseAllocationEnded(
+            case_id=case.case_id,
+            reviewer_user_id=case.reviewer_user_id,
+            senior_reviewer_user_id=case.senior_reviewer_user_id,
+            reason=reason,
+        )
+    ]
+
+
 def decide_view(case: Case, viewer: str, role: str, reason: str) -> list[EventPayload]:
     if not may_see_case(role, viewer, case.allowed_viewers):
         raise NotAllowedToSeePersonalDetails(f"{viewer} is not allocated to case {case.case_id}")
@@ -472,3 +582,17 @@ def decide_destruction(case: Case, retention_years: int) -> list[EventPayload]:
             case_id=case.case_id, reason="retention_period_ended", retention_years=retention_years
         )
     ]
+
+
+def reads_stream(case_id: UUID) -> str:
+    """Where a case's reads are recorded: a stream of their own, so that a read never conflicts with a
+    change of the case (nor waits for one)."""
+    return f"reads-{case_id}"
+
+
+def decide_read(case_id: UUID, reader: str, role: str, allowed_viewers: frozenset[str]) -> list[EventPayload]:
+    """A person reads one case's content: allowed as `may_see_case` says, and recorded (who, in which
+    role), so that every look at a case is attributable."""
+    if not may_see_case(role, reader, allowed_viewers):
+        raise NotAllowedToSeePersonalDetails(f"{reader} is not allocated to case {case_id}")
+    return [CaseRead(case_id=case_id, reader=reader, role=role)]

@@ -48,8 +48,11 @@ async def take_notification(
         try:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
+                digest = domain.content_hash(notification)
                 earlier = await result_of(conn, notification.notification_id)
                 if earlier is not None:
+                    owner, earlier_digest = await _ownership(conn, notification.notification_id)
+                    domain.decide_resend(notification, digest, owner, earlier_digest)
                     return earlier
                 match = await find_match(conn, notification)
                 new_case_id = uuid4()
@@ -60,8 +63,9 @@ async def take_notification(
                 now = store.clock()
                 reference = await next_reference(conn, now.year) if outcome == "case_opened" else None
                 intake = domain.decide_intake(
-                    notification, match, new_case_id, personal, reference=reference, notified_on=now.date()
-                )
+                    notification, match, new_case_id, personal,
+                    reference=reference, notified_on=now.date(), digest=digest,
+                )  # fmt: skip
                 version = await _version(conn, intake.stream_id)
                 await store.append(
                     intake.stream_id, version, intake.events, context,
@@ -74,6 +78,14 @@ async def take_notification(
             if taken.constraint_name != _REFERENCE_TAKEN or attempt == RETRIES:
                 raise
     raise AssertionError("unreachable")
+
+
+async def _ownership(conn: Connection, notification_id: UUID) -> tuple[str | None, str | None]:
+    """The organisation a notification taken already belongs to, and the hash of its content."""
+    row = await conn.fetchrow(
+        "SELECT organisation, content_hash FROM notifications WHERE notification_id = $1", notification_id
+    )
+    return (row["organisation"], row["content_hash"]) if row else (None, None)
 
 
 async def next_reference(conn: Connection, year: int) -> str:
@@ -202,6 +214,25 @@ async def change_case(
         )
     except aggregates.StreamNotFound as missing:
         raise CaseNotFound(str(case_id)) from missing
+
+
+READ_RETRIES = 5
+
+
+async def record_read(
+    store: EventStore, case_id: UUID, events: Sequence[EventPayload], context: Context
+) -> None:
+    """Record a read of the case on its reads stream (domain.reads_stream), apart from its changes.
+    Two reads at once race only for the stream's next version: the later one is appended after."""
+    stream_id = domain.reads_stream(case_id)
+    for attempt in range(1, READ_RETRIES + 1):
+        try:
+            version = await store.stream_version(stream_id)
+            await store.append(stream_id, version, events, context, case_id=case_id)
+            return
+        except ConcurrencyError:
+            if attempt == READ_RETRIES:
+                raise
 
 
 async def personal_details(

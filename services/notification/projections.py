@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 from events import Envelope
 from events.notification import (
+    CaseAllocationEnded,
     CaseAllocationRecorded,
     CaseClosureRecorded,
     CaseEscalatedToFocused,
@@ -15,6 +16,7 @@ from events.notification import (
     EligibilityToConfirm,
     EthnicityRecorded,
     NotificationNotEligible,
+    NotificationPersonalDataDestroyed,
     PersonalDataDestroyed,
     ReferredToChildDeathOverviewPanel,
 )
@@ -75,8 +77,9 @@ class CasesProjection:
                         number,
                     )
                 await self._first_outcome(
-                    conn, event.notification_id, status_outcome(status), event.case_id, at
-                )
+                    conn, event.notification_id, status_outcome(status), event.case_id, at,
+                    event.facts.notifier_organisation, event.content_hash,
+                )  # fmt: skip
             case DuplicateNotificationLinked():
                 notifier = {
                     "organisation": event.notifier_organisation,
@@ -89,11 +92,17 @@ class CasesProjection:
                     json.dumps([notifier]),
                     at,
                 )
-                await self._first_outcome(conn, event.notification_id, "duplicate_linked", event.case_id, at)
-            case ReferredToChildDeathOverviewPanel():
-                await self._first_outcome(conn, event.notification_id, "referred_to_cdop", None, at)
-            case NotificationNotEligible():
-                await self._first_outcome(conn, event.notification_id, "not_eligible", None, at)
+                await self._first_outcome(
+                    conn, event.notification_id, "duplicate_linked", event.case_id, at,
+                    event.notifier_organisation, event.content_hash,
+                )  # fmt: skip
+            case ReferredToChildDeathOverviewPanel() | NotificationNotEligible():
+                cdop = isinstance(event, ReferredToChildDeathOverviewPanel)
+                outcome = "referred_to_cdop" if cdop else "not_eligible"
+                await self._first_outcome(
+                    conn, event.notification_id, outcome, None, at,
+                    event.facts.notifier_organisation, event.content_hash,
+                )  # fmt: skip
             case EligibilityRejected():
                 await self._set(conn, event.case_id, at, "status = 'not_eligible'")
             case EthnicityRecorded():
@@ -119,15 +128,36 @@ class CasesProjection:
                 )
             case CaseAllocationRecorded():
                 await conn.execute(
-                    "UPDATE cases SET reviewer_user_id = $3, senior_reviewer_user_id = $4, updated_at = $2"
-                    " WHERE case_id = $1",
+                    "UPDATE cases SET reviewer_user_id = $3, senior_reviewer_user_id = $4, updated_at = $2,"
+                    " allocation_ended = NULL WHERE case_id = $1",
                     event.case_id,
                     at,
                     event.reviewer_user_id,
                     event.senior_reviewer_user_id,
                 )
+            case CaseAllocationEnded() if event.reason in ("conflict_declared", "returned_to_queue"):
+                # Back in the queue: nobody has the case.
+                await conn.execute(
+                    "UPDATE cases SET reviewer_user_id = NULL, senior_reviewer_user_id = NULL,"
+                    " allocation_ended = $3, updated_at = $2 WHERE case_id = $1",
+                    event.case_id,
+                    at,
+                    event.reason,
+                )
+            case CaseAllocationEnded():
+                await conn.execute(
+                    "UPDATE cases SET allocation_ended = $3, updated_at = $2 WHERE case_id = $1",
+                    event.case_id,
+                    at,
+                    event.reason,
+                )
             case PersonalDataDestroyed():
                 await self._set(conn, event.case_id, at, "personal_destroyed = true")
+            case NotificationPersonalDataDestroyed():
+                await conn.execute(
+                    "UPDATE notifications SET personal_destroyed = true WHERE notification_id = $1",
+                    event.notification_id,
+                )
             case CaseClosureRecorded():
                 await self._set(conn, event.case_id, at, "status = 'closed'")
             case CaseReopeningRecorded():
@@ -139,15 +169,23 @@ class CasesProjection:
 
     @staticmethod
     async def _first_outcome(
-        conn: Connection, notification_id: object, outcome: str, case_id: object, at: object
+        conn: Connection,
+        notification_id: object,
+        outcome: str,
+        case_id: object,
+        at: object,
+        organisation: str,
+        content_hash: str | None,
     ) -> None:
         await conn.execute(
-            "INSERT INTO notifications (notification_id, outcome, case_id, received_at)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (notification_id) DO NOTHING",
+            "INSERT INTO notifications (notification_id, outcome, case_id, received_at, organisation,"
+            " content_hash) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (notification_id) DO NOTHING",
             notification_id,
             outcome,
             case_id,
             at,
+            organisation,
+            content_hash,
         )
 
 
