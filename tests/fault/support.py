@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -24,7 +25,9 @@ from aiokafka import AIOKafkaProducer
 from events.topics import SERVICES, partner_topic
 from infra import db
 from infra.eventstore import EventStore
+from infra.keys import LocalKeyFile
 from infra.projections import rebuild
+from infra.sealing import DataKeys, install
 from tests.fault.conftest import System
 from tests.support.notifications import notification
 
@@ -481,6 +484,9 @@ async def projection_differences(system: System, service: str) -> dict[str, str]
     and compare them with the live tables, in one snapshot; the live tables are left untouched."""
     definition = importlib.import_module(f"services.{service}.app").definition
     projections = list(definition.projections())
+    # Projections that open sealed values (the person index) need the system's keys, not this process's.
+    folder = Path(system.stack.child_env[service]["LEDER_KEY_DIR"])
+    install(DataKeys(LocalKeyFile(folder / f"{service}.keys"), service))
     if not projections:
         return {}
     tables = [t for p in projections for t in p.tables]
