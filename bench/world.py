@@ -39,6 +39,7 @@ from infra import aggregates, db, kafka
 from infra.eventstore import ConcurrencyError, Context, EventStore
 from infra.inbox import Delivery, InboxConsumer
 from infra.relay import OutboxRelay
+from infra.sealing import for_service
 from infra.service import Runtime, ServiceDefinition, open_store
 from infra.settings import Settings, database_url_for
 from services.allocation import handlers as allocation
@@ -51,7 +52,9 @@ from services.notification import handlers as notification
 from services.notification.app import definition as notification_service
 from services.review import domain as review_domain
 from services.review import handlers as review
+from services.review import texts as review_texts
 from services.review.app import definition as review_service
+from services.review.texts import Sealer
 from services.review.vocabulary import THEMES, THEMES_VERSION, care_scale
 from tests.support.notifications import notification as partner_notification
 
@@ -343,7 +346,8 @@ async def notify(world: World, body: dict[str, Any]) -> notification.Notificatio
         return await notification.take_notification(store, conn, parsed, Context(actor))
 
 
-def _review_work(rng: random.Random, case_id: UUID, plan: Plan) -> list[EventPayload]:
+def _review_work(rng: random.Random, case_id: UUID, plan: Plan, sealed: Sealer) -> list[EventPayload]:
+    """The review's records, free text sealed as the review API seals it (`sealed`)."""
     today = date.today()
 
     def day() -> date:
@@ -372,12 +376,13 @@ def _review_work(rng: random.Random, case_id: UUID, plan: Plan) -> list[EventPay
         RecordsRequested(case_id=case_id, source="GP", requested_on=(asked := day())),
         RecordsReceived(case_id=case_id, source="GP", received_on=max(asked, day())),  # never before asked
         PenPortraitWritten(
-            case_id=case_id, text="Loved music, Saturday swims and the family dog; " * rng.randint(1, 6)
+            case_id=case_id,
+            text=sealed("Loved music, Saturday swims and the family dog; " * rng.randint(1, 6)),
         ),
         FamilyInvolvementRecorded(case_id=case_id, step="invited_to_comment", on=day()),
         CauseOfDeathRecorded(
             case_id=case_id,
-            cause=rng.choice(CAUSES),
+            cause=sealed(rng.choice(CAUSES)),
             preventable_or_treatable=(p := rng.random() < 0.4),
             avoidable=p and rng.random() < 0.7,
         ),
@@ -401,7 +406,7 @@ def _review_work(rng: random.Random, case_id: UUID, plan: Plan) -> list[EventPay
                 phase=phase,
                 grade=rng.randint(1, len(names)),
                 scale_version=version,
-                rationale="as recorded in the notes; see the pen portrait",
+                rationale=sealed("as recorded in the notes; see the pen portrait"),
             )
         )
     themes = sorted(THEMES)
@@ -409,7 +414,7 @@ def _review_work(rng: random.Random, case_id: UUID, plan: Plan) -> list[EventPay
         work.append(
             GoodPracticeRecorded(
                 case_id=case_id,
-                text="hospital passport used",
+                text=sealed("hospital passport used"),
                 themes=rng.sample(themes, 1),
                 themes_version=THEMES_VERSION,
             )
@@ -418,25 +423,29 @@ def _review_work(rng: random.Random, case_id: UUID, plan: Plan) -> list[EventPay
         work.append(
             LearningRecorded(
                 case_id=case_id,
-                text="reasonable adjustments to be planned before admission",
+                text=sealed("reasonable adjustments to be planned before admission"),
                 themes=rng.sample(themes, rng.randint(1, 2)),
                 themes_version=THEMES_VERSION,
             )
         )
     for _ in range(rng.randint(0, 3)):
         work.append(
-            RecommendationRecorded(case_id=case_id, what="use the sepsis tool", organisation=rng.choice(orgs))
+            RecommendationRecorded(
+                case_id=case_id, what=sealed("use the sepsis tool"), organisation=rng.choice(orgs)
+            )
         )
     if rng.random() < 0.05:
         work.append(
-            SafeguardingReferralMade(case_id=case_id, to="Bristol City Council", on=day(), why="neglect")
+            SafeguardingReferralMade(
+                case_id=case_id, to=sealed("Bristol City Council"), on=day(), why=sealed("neglect")
+            )
         )
     if plan.lapse:
         work.append(
             LapseInCareRecorded(
                 case_id=case_id,
-                what="deterioration not recognised",
-                where="ward 4",
+                what=sealed("deterioration not recognised"),
+                where=sealed("ward 4"),
                 organisation=orgs[0],
                 contribution=rng.choice(["contributed", "possibly_contributed", "unknown"]),
             )
@@ -444,10 +453,16 @@ def _review_work(rng: random.Random, case_id: UUID, plan: Plan) -> list[EventPay
     if rng.random() < 0.5:
         work.append(FamilyInvolvementRecorded(case_id=case_id, step="comments_received", on=day()))
     for i in range(plan.notes if plan.notes <= 50 else 0):  # a long case's notes come in batches
-        work.append(NoteAdded(case_id=case_id, text=f"Called the care home again ({i})."))
+        work.append(NoteAdded(case_id=case_id, text=sealed(f"Called the care home again ({i}).")))
     first, rest = work[:3], work[3:]
     rng.shuffle(rest)
     return first + rest
+
+
+async def _sealer(world: World, case_id: UUID) -> Sealer:
+    """The review service's sealer for the case, as its API uses (the review's free text is sealed)."""
+    async with world.store("review").pool.acquire() as conn:
+        return await review_texts.sealer(for_service("review"), conn, case_id)
 
 
 async def _load_review(world: World, case_id: UUID) -> review_domain.Review:
@@ -475,7 +490,8 @@ async def _pause(world: World, case_id: UUID, user: str, reason: PauseReason) ->
     """Paused for an inquest: a note meanwhile, then resumed."""
     today = date.today()
     await _as_reviewer(world, case_id, user, lambda r: review_domain.decide_pause(r, user, reason, today))
-    await _record(world, case_id, user, [NoteAdded(case_id=case_id, text="Waiting for the inquest.")])
+    note = NoteAdded(case_id=case_id, text=(await _sealer(world, case_id))("Waiting for the inquest."))
+    await _record(world, case_id, user, [note])
     await _as_reviewer(world, case_id, user, lambda r: review_domain.decide_resume(r, user, today))
 
 
@@ -488,7 +504,8 @@ async def _submit(world: World, case_id: UUID, user: str) -> None:
 async def _review(world: World, rng: random.Random, case_id: UUID, plan: Plan) -> str:
     """The reviewer's work, to submission; returns who did it."""
     user = (await _load_review(world, case_id)).reviewer_user_id
-    work = _review_work(rng, case_id, plan)
+    sealed = await _sealer(world, case_id)
+    work = _review_work(rng, case_id, plan, sealed)
     pause_at = rng.randrange(len(work)) if plan.pause else -1
     for i, payload in enumerate(work):
         if i == pause_at:
@@ -496,7 +513,7 @@ async def _review(world: World, rng: random.Random, case_id: UUID, plan: Plan) -
         await _record(world, case_id, user, [payload])
     for start in range(0, plan.notes if plan.notes > 50 else 0, 50):
         notes = [
-            NoteAdded(case_id=case_id, text=f"Note {n}: chased the records, spoke to the family.")
+            NoteAdded(case_id=case_id, text=sealed(f"Note {n}: chased the records, spoke to the family."))
             for n in range(start, min(start + 50, plan.notes))
         ]
         await _record(world, case_id, user, notes)
@@ -680,7 +697,8 @@ async def run_case(world: World, n: int, plan: Plan | None = None, qa: bool = Tr
     user = await _review(world, rng, case_id, plan)
     if plan.returned_by_qa:
         await _qa(world, rng, case_id, approve=False)
-        await _record(world, case_id, user, [NoteAdded(case_id=case_id, text="Spoke to the family again.")])
+        again = (await _sealer(world, case_id))("Spoke to the family again.")
+        await _record(world, case_id, user, [NoteAdded(case_id=case_id, text=again)])
         await _submit(world, case_id, user)
     if not qa:
         await world.settle()
@@ -735,9 +753,10 @@ async def long_case(world: World, n: int, events: int) -> UUID:
     missing = events - approval - await case_event_count(world, case_id)
     if missing < 0:
         raise ValueError(f"the case already has {events - missing} events, more than {events}")
+    sealed = await _sealer(world, case_id)
     for start in range(0, missing, 50):
         notes = [
-            NoteAdded(case_id=case_id, text=f"Late note {i}: the family sent photographs.")
+            NoteAdded(case_id=case_id, text=sealed(f"Late note {i}: the family sent photographs."))
             for i in range(start, min(start + 50, missing))
         ]
         await _record(world, case_id, current.reviewer_user_id, notes)

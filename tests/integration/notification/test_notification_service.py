@@ -247,9 +247,7 @@ async def test_a_review_escalation_from_the_review_service_makes_the_case_focuse
     escalated = _envelope(
         "review",
         UUID(case_id),
-        ReviewEscalatedToFocused(
-            case_id=UUID(case_id), reasons=["lapse_in_care"], detail="missed sepsis signs"
-        ),
+        ReviewEscalatedToFocused(case_id=UUID(case_id), reasons=["lapse_in_care"]),
     )
     await publish_raw(
         kafka_bootstrap, service_topic("review", topic_prefix), [(escalated.kafka_key, escalated.canonical())]
