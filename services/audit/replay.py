@@ -179,6 +179,7 @@ SUMMARIES = {
     "review.ReviewReopened": "review reopened, back with its reviewer: {reason}",
     "review.ReviewDeadlineApproaching": "review deadline approaching ({deadline})",
     "review.ReviewOverdue": "review overdue (deadline {deadline})",
+    "review.ReviewPersonalDataDestroyed": "the review's sealed text destroyed ({reason})",
     "review.ReviewRead": "review read by {reader}",
     "review.ReviewerAccessEnded": "review closed to {reviewer_user_id}, senior {senior_reviewer_user_id},"
     " as the allocation ended ({reason})",
@@ -234,6 +235,8 @@ def _words(key: str, value: Any, names: Mapping[str, str]) -> str:
         return ", ".join(_words(key, v, names) for v in value) or "none"
     if value is None:
         return "not given"
+    if isinstance(value, dict) and "ciphertext" in value:
+        return "[sealed]"  # a sealed text (events.sealing.Sealed) is never shown, not even its ciphertext
     return str(value).replace("_", " ")
 
 

@@ -349,3 +349,20 @@ def test_the_closure_and_reopening_of_a_case_read_in_words_in_every_service() ->
         "allocation.AllocationRestored": "allocation restored to Rae Jones, senior Sam Patel, as the case"
         " was reopened",
     }
+
+
+def test_a_sealed_text_reads_as_sealed_in_a_history_line_never_as_its_ciphertext() -> None:
+    case = uuid4()
+    sealed = {"key_id": "k1", "nonce": "bm9uY2U=", "ciphertext": "c2VjcmV0"}
+    line = summary(
+        envelope(
+            "review",
+            1,
+            "review.SafeguardingReferralMade",
+            {"case_id": str(case), "to": sealed, "on": "2026-10-06", "why": sealed},
+            RAE,
+            case,
+        ),
+        NAMES,
+    )
+    assert line == "safeguarding referral made to [sealed]"
