@@ -85,8 +85,11 @@ _HMAC_PREFIX = "hmac:"  # the HMAC keys' entries in the key file, kept apart fro
 
 @dataclass
 class _Loaded:
-    stamp: tuple[int, int, int]
+    stamp: tuple[int, int, int]  # inode, bytes read, mtime
     keys: dict[str, list[bytes]]  # name -> its versions, oldest first
+    # The last bytes read: a file that still starts with them was appended to, not replaced (an inode
+    # number can be reused by a later rewrite).
+    last: bytes = b""
 
 
 class LocalKeyFile:
@@ -196,22 +199,36 @@ class LocalKeyFile:
             os.fsync(f.fileno())
 
     def _current(self) -> dict[str, list[bytes]]:
+        """The keys as the file holds them now. Appends (creates, rotations, by any process) are read
+        from where the last read ended; a rewrite (a destroy: a new inode) is read whole."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
             self._loaded = _Loaded((0, 0, 0), {})
             return self._loaded.keys
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp != self._loaded.stamp:
-            keys: dict[str, list[bytes]] = {}
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    versions = keys.setdefault(entry["name"], [])
-                    if entry["version"] == len(versions) + 1:
-                        versions.append(base64.b64decode(entry["key"]))
-            self._loaded = _Loaded(stamp, keys)
-        return self._loaded.keys
+        loaded = self._loaded
+        if stamp == loaded.stamp:
+            return loaded.keys
+        appended = st.st_ino == loaded.stamp[0] and st.st_size >= loaded.stamp[1]
+        with self.path.open("rb") as f:
+            if appended and loaded.last:
+                f.seek(loaded.stamp[1] - len(loaded.last))
+                appended = f.read(len(loaded.last)) == loaded.last
+            keys = loaded.keys if appended else {}
+            offset = loaded.stamp[1] if appended else 0
+            f.seek(offset)
+            tail = f.read()
+        complete = tail[: tail.rfind(b"\n") + 1]  # a line still being written is read next time
+        for line in complete.decode().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                versions = keys.setdefault(entry["name"], [])
+                if entry["version"] == len(versions) + 1:
+                    versions.append(base64.b64decode(entry["key"]))
+        last = (loaded.last + complete)[-64:] if appended else complete[-64:]
+        self._loaded = _Loaded((st.st_ino, offset + len(complete), st.st_mtime_ns), keys, last)
+        return keys
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -191,3 +191,19 @@ def test_the_environment_picks_the_key_manager(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("LEDER_KEY_MANAGER", "kms")
     with pytest.raises(RuntimeError):
         key_manager_from_env("review")
+
+
+async def test_processes_sharing_a_key_file_see_each_others_new_keys_and_rotations(tmp_path: Path) -> None:
+    path = tmp_path / "notification.keys"
+    one, other = LocalKeyFile(path), LocalKeyFile(path)
+    await one.create("notification/first")
+    assert await other.names() == ["notification/first"]
+    await one.create("notification/second")
+    await one.rotate("notification/first")
+    wrapped = await one.wrap("notification/first", b"k" * 32)
+    assert await other.unwrap("notification/first", wrapped) == b"k" * 32
+    assert await other.names() == ["notification/first", "notification/second"]
+    await other.destroy("notification/second")
+    await other.create("notification/third")
+    assert await one.names() == ["notification/first", "notification/third"]
+    assert await one.unwrap("notification/first", wrapped) == b"k" * 32
