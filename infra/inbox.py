@@ -93,6 +93,10 @@ def parse_envelope(raw: bytes) -> Envelope:
 
 
 Apply = Callable[[Connection, T, Delivery], Awaitable[None]]
+# What goes to the DLQ in place of a message's bytes: a service whose messages carry personal data
+# (the partner topic's notifications) seals them, so that the DLQ keeps the reason in clear and the
+# message only as long as its key lives.
+SealDeadLetter = Callable[[bytes, Delivery], Awaitable[bytes]]
 
 
 class InboxConsumer(Generic[T]):
@@ -109,6 +113,7 @@ class InboxConsumer(Generic[T]):
         dead_letter_on: tuple[type[Exception], ...] = (),
         on_handled: Callable[[T], None] | None = None,
         order_patience: float = 60.0,
+        seal_dead_letter: SealDeadLetter | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -122,6 +127,7 @@ class InboxConsumer(Generic[T]):
         self.broker: KafkaBroker | None = None
         self.group_id: str | None = None
         self.order_patience = order_patience
+        self.seal_dead_letter = seal_dead_letter
         self._retry_delay = 0.2
         self._waiting_since: dict[str, float] = {}
 
@@ -254,13 +260,17 @@ class InboxConsumer(Generic[T]):
         reasons = exc.reasons if isinstance(exc, Unprocessable) else [{"message": str(exc)}]
         log.warning("dead_lettered", consumer=self.name, reasons=reasons)
         assert self.broker is not None, "subscribe() before handling"
+        # Sealing fails only as the database does: the message is then delivered again (not committed).
+        body = raw if self.seal_dead_letter is None else await self.seal_dead_letter(raw, delivery)
+        sealed = {"dlq_sealed": "true"} if self.seal_dead_letter is not None else {}
         while True:
             try:
                 await self.broker.publish(
-                    raw,
+                    body,
                     topic=dlq(delivery.topic),
                     key=delivery.key,
                     headers={
+                        **sealed,
                         "dlq_reason": json.dumps(reasons, sort_keys=True),
                         "dlq_error_type": type(exc).__name__,
                         "dlq_consumer": self.name,

@@ -5,11 +5,14 @@ for one: ordering comes from one in-flight batch per partition, duplicates are a
 """
 
 import asyncio
+import os
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
+
+from events.topics import PARTNER_NOTIFICATIONS, dlq
 
 # How long the broker may hold a consumer's fetch while it has nothing new. Kafka answers as soon as a
 # record arrives, so there this only sets how often an idle consumer asks again. The embedded broker
@@ -42,8 +45,32 @@ def producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
+# The partner topic and its DLQ hold whole notifications (the DLQ's sealed, see infra.inbox): kept
+# only as long as the door needs them. The notification service takes a notification within seconds
+# and the audit service records each dead letter as it comes, so a week covers either being down
+# over a long bank-holiday weekend, with room to spare. LEDER_PARTNER_TOPIC_RETENTION_DAYS.
+PARTNER_TOPIC_RETENTION_DAYS = 7
+DAY_MS = 86_400_000
+
+
+def partner_topic_retention_ms() -> int:
+    days = int(os.environ.get("LEDER_PARTNER_TOPIC_RETENTION_DAYS", str(PARTNER_TOPIC_RETENTION_DAYS)))
+    return days * DAY_MS
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """A topic's own configuration: the partner topic and its DLQ (whatever the prefix) a retention
+    period; every other topic the broker's defaults."""
+    if topic.endswith((PARTNER_NOTIFICATIONS, dlq(PARTNER_NOTIFICATIONS))):
+        return {"retention.ms": str(partner_topic_retention_ms())}
+    return {}
+
+
 async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 4) -> list[str]:
-    """Create whichever of `topics` do not exist; returns those created."""
+    """Create whichever of `topics` do not exist, each with its topic_config; returns those created.
+    (Kafka deletes records older than a topic's retention.ms; the embedded broker, tansu 0.6, keeps
+    and reports the setting but its in-memory storage deletes nothing by age: it holds records only
+    until it stops.)"""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -52,7 +79,15 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 4) 
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+                    [
+                        NewTopic(
+                            name=t,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=topic_config(t),
+                        )
+                        for t in missing
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass
@@ -98,7 +133,14 @@ async def recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
         for _ in range(50):
             try:
                 await admin.create_topics(
-                    [NewTopic(name=topic, num_partitions=partitions, replication_factor=1)]
+                    [
+                        NewTopic(
+                            name=topic,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=topic_config(topic),
+                        )
+                    ]
                 )
                 return
             except TopicAlreadyExistsError:

@@ -37,6 +37,11 @@ def parse_partner(raw: bytes) -> PartnerNotification:
 
 
 def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[PartnerNotification]:
+    async def seal(raw: bytes, _: Delivery) -> bytes:
+        # A refused notification is still a death notified: sealed, it leaves the DLQ with its key.
+        async with store.transaction() as conn:
+            return await handlers.seal_dead_letter(conn, raw)
+
     async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
         # The partner's own system is the actor; its Kafka key says which notification it sent.
         actor = Actor(kind="partner", id=notification.notifier.organisation[:200], role="partner_system")
@@ -53,7 +58,7 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
         name="partner-notifications", topic=topic, pool=store.pool, apply=apply, parse=parse_partner,
         # The same notification delivered again is applied once; the same id with other content is
         # another message, which the intake refuses (to the DLQ).
-        message_id=lambda n: f"{n.notification_id}:{domain.content_hash(n)}",
+        message_id=lambda n: f"{n.notification_id}:{domain.content_hash(n)}", seal_dead_letter=seal,
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from events.notification import (
     EthnicityRecorded,
     FocusedReason,
     NotificationNotEligible,
+    NotificationPersonalDataDestroyed,
     PersonalDataDestroyed,
     PersonalDetailsViewed,
     ReferredToChildDeathOverviewPanel,
@@ -264,7 +265,13 @@ def intake_stream(
         return str(match.case_id)
     if outcome in ("case_opened", "eligibility_to_confirm"):
         return str(new_case_id)
-    return f"notification-{notification.notification_id}"
+    return non_case_stream(notification.notification_id)
+
+
+def non_case_stream(notification_id: UUID) -> str:
+    """The stream of a notification that opened no case (and the key its personal data is sealed
+    under)."""
+    return f"notification-{notification_id}"
 
 
 def decide_intake(
@@ -574,14 +581,69 @@ def decide_view(case: Case, viewer: str, role: str, reason: str) -> list[EventPa
     return [PersonalDetailsViewed(case_id=case.case_id, viewer=viewer, role=role, reason=reason)]
 
 
-def decide_destruction(case: Case, retention_years: int) -> list[EventPayload]:
+def decide_destruction(
+    case: Case, retention_years: int, retention_days: int | None = None
+) -> list[EventPayload]:
+    """The end of the case's retention: `retention_years` for a case, or the short `retention_days` of
+    one found not eligible (see non_case_retention_applies)."""
     if case.personal_destroyed:
         return []
     return [
         PersonalDataDestroyed(
-            case_id=case.case_id, reason="retention_period_ended", retention_years=retention_years
+            case_id=case.case_id,
+            reason="retention_period_ended",
+            retention_years=retention_years,
+            retention_days=retention_days,
         )
     ]
+
+
+def non_case_retention_applies(case: Case) -> bool:
+    """A case found not eligible (eligibility rejected) never became a LeDeR case: it is kept as
+    briefly as a notification that opened none."""
+    return case.status == "not_eligible"
+
+
+@dataclass(frozen=True)
+class NonCaseNotification:
+    """A notification that opened no case (referred to the CDOP, or not eligible), as its own stream
+    tells it: the key its personal details are sealed under, and whether they were destroyed."""
+
+    notification_id: UUID
+    key_id: str
+    destroyed: bool = False
+
+
+def evolve_non_case(state: NonCaseNotification | None, event: EventPayload) -> NonCaseNotification | None:
+    match event:
+        case ReferredToChildDeathOverviewPanel() | NotificationNotEligible():
+            return NonCaseNotification(event.notification_id, event.personal.key_id)
+        case NotificationPersonalDataDestroyed() if state is not None:
+            return replace(state, destroyed=True)
+    return state
+
+
+def decide_non_case_destruction(notification: NonCaseNotification, retention_days: int) -> list[EventPayload]:
+    """The end of a non-case notification's short retention: its personal details are destroyed (its
+    key, by the handler, after this is recorded). Once."""
+    if notification.destroyed:
+        return []
+    return [
+        NotificationPersonalDataDestroyed(
+            notification_id=notification.notification_id,
+            reason="retention_period_ended",
+            retention_days=retention_days,
+        )
+    ]
+
+
+DEAD_LETTER_KEY_PREFIX = "dead-letter-"
+
+
+def dead_letter_key_id(dead_letter_id: UUID) -> str:
+    """The key a partner notification refused to the DLQ is sealed under: one per dead letter, so that
+    each is destroyed when the non-case retention ends, as a notification that opened no case is."""
+    return f"{DEAD_LETTER_KEY_PREFIX}{dead_letter_id}"
 
 
 def reads_stream(case_id: UUID) -> str:

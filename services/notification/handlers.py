@@ -13,6 +13,7 @@ from events.partner import PartnerNotification
 from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import ConcurrencyError, Context, EventStore
+from infra.sealing import seal as seal_bytes
 from services.notification import domain
 from services.notification.personal import PersonalDetails, data_key, destroy_key, seal, unseal
 from services.notification.projections import match_value, name_and_dates
@@ -250,12 +251,19 @@ async def personal_details(
 
 
 async def destroy_personal_data(
-    store: EventStore, case_id: UUID, retention_years: int, context: Context
+    store: EventStore,
+    case_id: UUID,
+    retention_years: int,
+    context: Context,
+    retention_days: int | None = None,
 ) -> bool:
-    """Crypto-shred a case: record it, then destroy its key, in one transaction."""
+    """Crypto-shred a case: record it, then destroy its key, in one transaction. `retention_days`: the
+    short retention of a case found not eligible, which only such a case is shredded under."""
     async with store.transaction() as conn:
         case, version = await load_case(conn, case_id)
-        events = domain.decide_destruction(case, retention_years)
+        if retention_days is not None and not domain.non_case_retention_applies(case):
+            return False
+        events = domain.decide_destruction(case, retention_years, retention_days)
         if not events:
             return False
         await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
@@ -279,3 +287,76 @@ async def destroy_expired(
         if await destroy_personal_data(store, row["case_id"], retention_years, context):
             destroyed.append(row["case_id"])
     return destroyed
+
+
+@dataclass(frozen=True)
+class NonCaseDestroyed:
+    """What one sweep of the non-case retention shredded."""
+
+    cases: list[UUID] = field(default_factory=list)  # found not eligible
+    notifications: list[UUID] = field(default_factory=list)  # referred to the CDOP, or not eligible
+    dead_letters: list[str] = field(default_factory=list)  # keys of sealed dead letters
+
+
+async def destroy_expired_non_cases(
+    store: EventStore, retention_days: int, now: datetime, context: Context
+) -> NonCaseDestroyed:
+    """The end of the short retention of what never became a LeDeR case, `retention_days` after it
+    came: cases found not eligible (from the rejection, the case's last change), notifications
+    referred to the CDOP or not eligible, and partner notifications sealed in the DLQ. Each is shredded
+    like a case: recorded, then its key destroyed, in one transaction."""
+    cutoff = now - timedelta(days=retention_days)
+    done = NonCaseDestroyed()
+    rejected = await store.pool.fetch(
+        "SELECT case_id FROM cases WHERE status = 'not_eligible' AND NOT personal_destroyed"
+        " AND updated_at < $1 ORDER BY updated_at",
+        cutoff,
+    )
+    for row in rejected:
+        if await destroy_personal_data(store, row["case_id"], 0, context, retention_days=retention_days):
+            done.cases.append(row["case_id"])
+    notifications = await store.pool.fetch(
+        "SELECT notification_id FROM notifications WHERE case_id IS NULL AND NOT personal_destroyed"
+        " AND received_at < $1 ORDER BY received_at",
+        cutoff,
+    )
+    for row in notifications:
+        if await destroy_non_case_notification(store, row["notification_id"], retention_days, context):
+            done.notifications.append(row["notification_id"])
+    dead_letters = await store.pool.fetch(
+        "SELECT key_id FROM data_keys WHERE starts_with(key_id, $1) AND destroyed_at IS NULL"
+        " AND created_at < $2 ORDER BY created_at",
+        domain.DEAD_LETTER_KEY_PREFIX,
+        cutoff,
+    )
+    for row in dead_letters:
+        async with store.transaction() as conn:
+            await destroy_key(conn, row["key_id"])
+        done.dead_letters.append(row["key_id"])
+    return done
+
+
+async def destroy_non_case_notification(
+    store: EventStore, notification_id: UUID, retention_days: int, context: Context
+) -> bool:
+    """Crypto-shred a notification that opened no case: NotificationPersonalDataDestroyed on its own
+    stream, then its key destroyed, in one transaction."""
+    stream_id = domain.non_case_stream(notification_id)
+    async with store.transaction() as conn:
+        state, version = await aggregates.load(conn, stream_id, domain.evolve_non_case)
+        if state is None:
+            return False
+        events = domain.decide_non_case_destruction(state, retention_days)
+        if not events:
+            return False
+        await store.append(stream_id, version, events, context, conn=conn)
+        await destroy_key(conn, state.key_id)
+        return True
+
+
+async def seal_dead_letter(conn: Connection, raw: bytes) -> bytes:
+    """A partner notification refused to the DLQ, sealed under a key of its own (destroyed when the
+    non-case retention ends): the DLQ entry is the sealed value as JSON, never the notification."""
+    key_id = domain.dead_letter_key_id(uuid4())
+    sealed = seal_bytes(await data_key(conn, key_id, create=True), key_id, raw)
+    return sealed.model_dump_json().encode()

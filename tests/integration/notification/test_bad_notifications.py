@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.partner import nhs_number_is_valid
+from events.sealing import Sealed
 from events.topics import dlq, partner_topic
 from services.notification.app import definition
 from tests.support.notifications import DELETE, clone, notification
@@ -239,9 +240,13 @@ async def test_a_thousand_bad_notifications_on_the_partner_topic_go_to_its_dlq_n
 
     await eventually(good_opened, timeout=60)
     assert len(dead) == len(BAD)
-    for (field, body), record in zip(BAD, dead, strict=True):
-        assert record.value == raw(body)
-        errors = json.loads(dict(record.headers)["dlq_reason"])
-        assert named(errors, field), (field, errors)
+    async with svc.runtime.pool.acquire() as conn:
+        for (field, body), record in zip(BAD, dead, strict=True):
+            # The DLQ keeps each notification sealed under a key of its own, the reason in clear.
+            sealed = Sealed.model_validate_json(record.value)
+            assert await svc.runtime.keys.open_bytes(conn, sealed) == raw(body)
+            assert dict(record.headers)["dlq_sealed"] == b"true"
+            errors = json.loads(dict(record.headers)["dlq_reason"])
+            assert named(errors, field), (field, errors)
     assert await svc.runtime.store.last_sequence() == 1  # the good one's CaseOpened, nothing else
     _ = clone
