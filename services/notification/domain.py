@@ -196,8 +196,8 @@ def check_notifier(notification: PartnerNotification, organisation: str | None) 
     them, say, names no organisation to hold it to.)"""
     if organisation is not None and notification.notifier.organisation != organisation:
         raise NotYourOrganisation(
-            f"notifier.organisation is {notification.notifier.organisation!r}, but you notify for"
-            f" {organisation!r}"
+            f"you notify for {organisation}: the notifier's organisation must be it, not"
+            f" {notification.notifier.organisation}"
         )
 
 
