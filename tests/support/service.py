@@ -33,8 +33,13 @@ class RunningService:
 
 @asynccontextmanager
 async def running_service(
-    definition: ServiceDefinition, database_url: str, kafka_bootstrap: str, topic_prefix: str
+    definition: ServiceDefinition,
+    database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    keys: DataKeys | None = None,
 ) -> AsyncIterator[RunningService]:
+    """`keys`: the service's data keys; by default over a key file of the test's own."""
     await kafka.ensure_topics(kafka_bootstrap, all_topics(topic_prefix), partitions=2)
     settings = Settings(
         service=definition.name, database_url=database_url, kafka_bootstrap=kafka_bootstrap,
@@ -42,7 +47,8 @@ async def running_service(
     )  # fmt: skip
     # Each test's service keeps its key-encryption keys in a key file of its own.
     with tempfile.TemporaryDirectory(prefix=f"leder-keys-{definition.name}-") as folder:
-        keys = DataKeys(LocalKeyFile(Path(folder) / f"{definition.name}.keys"), definition.name)
+        if keys is None:
+            keys = DataKeys(LocalKeyFile(Path(folder) / f"{definition.name}.keys"), definition.name)
         app = build_app(definition, settings, keys)
         try:
             async with app.router.lifespan_context(app):

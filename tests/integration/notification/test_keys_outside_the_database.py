@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -19,11 +19,13 @@ import pytest
 from events import Actor
 from infra import cli
 from infra.eventstore import Context
-from infra.keys import LocalKeyFile
+from infra.keys import LocalKeyFile, VaultTransit
+from infra.sealing import DataKeys
 from services.notification import handlers
 from services.notification.app import definition
 from tests.support.notifications import notification
 from tests.support.service import RunningService, running_service
+from tests.support.vault_transit import running_vault
 
 
 @pytest.fixture
@@ -199,3 +201,47 @@ async def test_rotation_rewraps_every_data_key_and_what_was_sealed_before_still_
         assert seen.json()["person"]["family_name"] == family_name
     # Nothing sealed was touched: the events are as they were (the views above come after them).
     assert (await svc.runtime.store.read_all_raw(0, 10_000))[: len(events_before)] == events_before
+
+
+async def test_the_service_on_vault_transit_opens_shreds_and_rotates_through_vaults_api(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    with running_vault() as (vault, address):
+        transit = VaultTransit(address, vault.token)
+        keys = DataKeys(transit, "notification")
+        try:
+            async with running_service(definition, database_url, kafka_bootstrap, topic_prefix, keys) as svc:
+                body, strings = distinctive()
+                opened = await svc.client.post(
+                    "/notifications", json=body, headers=svc.headers("partner_system")
+                )
+                case_id = opened.json()["case_id"]
+                transit_key = f"leder-notification-{case_id}"
+                assert transit_key in vault.keys
+                assert vault.keys["leder-hmac-notification-person-index"].versions  # the index's key
+
+                async with svc.runtime.pool.acquire() as conn:
+                    assert await svc.runtime.keys.rotate(conn) == 1
+                assert (await _wrapped(svc, case_id) or b"").startswith(b"vault:v2:")
+                seen = await svc.client.get(
+                    f"/cases/{case_id}/person", params={"reason": "on vault"}, headers=svc.headers("lac")
+                )
+                assert seen.status_code == 200 and seen.json()["person"]["family_name"] == strings[1]
+                again = await svc.client.post(
+                    "/notifications",
+                    json={**body, "notification_id": str(uuid4())},
+                    headers=svc.headers("partner_system"),
+                )
+                assert again.json()["case_id"] == case_id  # found by its keyed hashes
+
+                assert await handlers.destroy_personal_data(
+                    svc.runtime.store, UUID(case_id), 0, Context(Actor.system("retention"))
+                )
+                assert transit_key not in vault.keys
+                assert ("DELETE", f"/v1/transit/keys/{transit_key}") in vault.requests
+                gone = await svc.client.get(
+                    f"/cases/{case_id}/person", params={"reason": "x" * 5}, headers=svc.headers("lac")
+                )
+                assert gone.status_code == 410
+        finally:
+            await transit.aclose()
