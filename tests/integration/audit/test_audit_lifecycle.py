@@ -163,6 +163,9 @@ async def check_the_log(svc: dict[str, RunningService], moments: dict[str, Any])
     audit_svc, case_id = svc["audit"], moments["case_id"]
     pool = audit_svc.runtime.pool
     await read_an_action_agreed_for_the_case(svc["governance"], case_id)
+    n = svc["notification"]
+    read = await n.client.get(f"/cases/{case_id}", headers=n.headers("lac", "lucy"))
+    assert read.status_code == 200, read.text
 
     async def everything_logged() -> bool:
         for source in ("notification", "allocation", "review", "governance"):
@@ -233,6 +236,7 @@ async def check_the_log(svc: dict[str, RunningService], moments: dict[str, Any])
     reads = {(x["who"], x["role"], x["service"], x["read"]) for x in access}
     assert ("alice", "lac", "review", "review") in reads  # the LAC read the review while it started
     assert ("gov.sam", "governance", "governance", "action") in reads
+    assert ("lucy", "lac", "notification", "case") in reads
     assert ("iggy", "audit.AuditLogRead") in looked and ("alice", "audit.AuditLogRead") in looked
     async with pool.acquire() as conn:
         from services.audit import log
