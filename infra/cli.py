@@ -138,6 +138,14 @@ def cmd_token(args: argparse.Namespace) -> int:
     from infra.auth import mint_token
     from infra.stack import env_or_local, home, jwt_secret_file
 
+    if args.role == "partner_system" and not args.organisation:
+        # A partner's token says which organisation it is: that organisation's notifications are the
+        # only ones it may send and read.
+        print(
+            "leder token: a partner system's token names its organisation: give --organisation",
+            file=sys.stderr,
+        )
+        return 2
     secret = os.environ.get("LEDER_JWT_SECRET")
     if not secret:
         secret_file = env_or_local("LEDER_JWT_SECRET_FILE")

@@ -116,6 +116,7 @@ BAD_INPUT = [
     ("audit", "access", "--case", "not-a-uuid", "--reader", "ig.jo"),
     ("token", "--role", "king", "--sub", "alice"),
     ("token", "--role", "system", "--sub", "alice"),  # the services' own role, not a person's
+    ("token", "--role", "partner_system", "--sub", "gp-system"),  # for which organisation?
     ("serve", "nothing"),
     ("nothing",),
 ]
