@@ -731,6 +731,13 @@ async def my_reviews(
         today - timedelta(days=completed_within_days),
     )
     opened = await _opened_comments(request, [r for r in rows if r["access_ended"] is None])
+    # The panel's comments or why a case was reopened are the review's content: their reading is
+    # recorded, case by case, as a read of the review is.
+    context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
+    for case_id in sorted({case for (case, _), text in opened.items() if text is not None}):
+        await handlers.record_reads(
+            _store(request), case_id, domain.read_by(case_id, caller.sub, caller.role), context
+        )
     out = []
     for row in rows:
         role = "reviewer" if row["reviewer_user_id"] == caller.sub else "senior_reviewer"

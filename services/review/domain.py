@@ -304,7 +304,12 @@ def decide_read(review: Review, user_id: str, role: str) -> list[EventPayload]:
             raise ReviewNotSubmitted(f"the review of case {review.case_id} has not been submitted for QA yet")
     elif role != "lac" and not review.allocated_to(user_id):
         raise _not_allocated(review, user_id)
-    return [ReviewRead(case_id=review.case_id, reader=user_id, role=role)]
+    return read_by(review.case_id, user_id, role)
+
+
+def read_by(case_id: UUID, user_id: str, role: str) -> list[EventPayload]:
+    """A read of the review's content by a person, whoever allowed it: what is recorded of it."""
+    return [ReviewRead(case_id=case_id, reader=user_id, role=role)]
 
 
 def decide_access_end(review: Review, reason: AccessEndReason) -> list[EventPayload]:

@@ -105,6 +105,9 @@ async def test_free_text_is_sealed_everywhere_opened_for_readers_and_gone_with_t
     await case.until_status("in_progress")
     [mine] = await case.mine(RAE)
     assert mine["qa_comments"] == SECRET["rework"]
+    # The panel's comments are the review's content: reading them in My cases is recorded too.
+    last = (await svc.runtime.store.read_stream(f"reads-{case.case_id}"))[-1]
+    assert (last.event_type, last.data["reader"], last.data["role"]) == ("review.ReviewRead", RAE, "reviewer")
     assert (await post(svc, case.case_id, "submission", who=RAE)).status_code == 201
     approved = ReviewApprovedByQA(case_id=case.case_id, panel_id=uuid4(), quality_rating=4, themes=["sepsis"])
     await case.publish("governance", approved)
