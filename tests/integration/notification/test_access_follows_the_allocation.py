@@ -19,7 +19,11 @@ from events.allocation import (
 )
 from events.notification import CaseAllocationEnded, CaseRead
 from events.topics import service_topic
+from infra import db
+from infra.settings import database_url_for
+from services.allocation.app import definition as allocation
 from services.notification.app import definition
+from tests.support.allocating import allocate_to_rae_with_sam
 from tests.support.notifications import notification
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw
@@ -208,3 +212,47 @@ async def test_each_read_of_a_case_is_recorded_on_its_reads_stream_and_a_refused
     ]
     # The case's own stream is untouched by reads: a read never conflicts with a change.
     assert [e.event_type for e in await svc.runtime.store.read_stream(case_id)] == ["notification.CaseOpened"]
+
+
+async def test_deactivating_the_senior_reviewer_in_the_allocation_service_ends_the_reviewers_access_here(
+    pg_server_url: str, database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    allocation_db = database_url_for(pg_server_url, f"leder_test_{uuid4().hex[:12]}")
+    await db.ensure_database(allocation_db)
+    try:
+        async with (
+            running_service(definition, database_url, kafka_bootstrap, topic_prefix) as notify,
+            running_service(allocation, allocation_db, kafka_bootstrap, topic_prefix) as alloc,
+        ):
+            alloc.runtime.clock = lambda: datetime.now(UTC)
+            opened = await notify.client.post(
+                "/notifications", json=notification(), headers=notify.headers("lac")
+            )
+            case_id = opened.json()["case_id"]
+
+            async def queued() -> bool:
+                response = await alloc.client.get("/allocation-queue", headers=alloc.headers("lac"))
+                return case_id in [c["case_id"] for c in response.json()["cases"]]
+
+            await eventually(queued, timeout=60)
+            await allocate_to_rae_with_sam(alloc, case_id)
+            await until(notify, case_id, {"rae": 200})  # rae: a reviewer
+            reviewers = (await alloc.client.get("/reviewers", headers=alloc.headers("lac"))).json()
+            [sam] = [r["reviewer_id"] for r in reviewers["reviewers"] if r["user_id"] == "sam"]
+            gone = await alloc.client.post(
+                f"/reviewers/{sam}/deactivation", headers=alloc.headers("lac"), json={"reason": "left"}
+            )
+            assert gone.status_code == 200, gone.text
+            await until(notify, case_id, {"rae": 403})
+            [ended] = [
+                e.payload()
+                for e in await notify.runtime.store.read_stream(case_id)
+                if e.event_type == CaseAllocationEnded.event_type
+            ]
+            assert (ended.reason, ended.reviewer_user_id, ended.senior_reviewer_user_id) == (  # type: ignore[attr-defined]
+                "returned_to_queue",
+                "rae",
+                "sam",
+            )
+    finally:
+        await db.drop_database(allocation_db)
