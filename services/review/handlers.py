@@ -11,7 +11,7 @@ from events.allocation import ReviewerAllocated
 from events.review import ReviewStarted
 from infra import aggregates
 from infra.db import Connection
-from infra.eventstore import ConcurrencyError, Context, EventStore
+from infra.eventstore import Context, EventStore
 from infra.sealing import DataKeys
 from services.review import domain, texts
 
@@ -76,16 +76,16 @@ def reads_stream(case_id: UUID) -> str:
 async def record_reads(
     store: EventStore, case_id: UUID, reads: Sequence[EventPayload], context: Context
 ) -> None:
-    """Append the reads at the reads stream's end, whatever it is: reads are independent facts, so a
-    read appended meanwhile by another request only means trying again at the new end."""
+    """Append the reads at the reads stream's end, whatever it is. Reads of one case are appended one
+    at a time (a transaction-scoped lock on the stream): many people reading the same case at once
+    queue for a moment rather than retry against each other's versions until one gives up."""
     stream = reads_stream(case_id)
-    for attempt in range(1, aggregates.RETRIES + 1):
-        try:
-            await store.append(stream, await store.stream_version(stream), reads, context, case_id=case_id)
-            return
-        except ConcurrencyError:
-            if attempt == aggregates.RETRIES:
-                raise
+    async with store.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", stream)
+        version: int = await conn.fetchval(
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream
+        )
+        await store.append(stream, version, reads, context, case_id=case_id, conn=conn)
 
 
 async def destroy_personal_data(

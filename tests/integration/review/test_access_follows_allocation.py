@@ -5,6 +5,7 @@ case allocated again, or the allocation restored on reopening). Each step publis
 governance events those services publish, and checks every route under /reviews/{case_id} that a
 reviewer or senior reviewer can call. Every read of the review by a person is recorded."""
 
+import asyncio
 from datetime import date
 from typing import Any, Literal
 from uuid import uuid4
@@ -284,6 +285,10 @@ async def test_every_read_of_the_review_by_a_person_is_recorded_on_the_cases_rea
             case.case_id,
         ),
     ]
+    # Many reading the same case at once: each read answered, each recorded once.
+    answers = await asyncio.gather(*(case.read(who) for who in [RAE, SAM] * 10))
+    assert [a.status_code for a in answers] == [200] * 20
+    assert len(await store.read_stream(f"reads-{case.case_id}")) == before + 2 + 20
     # The reads are not the review's history: the review's own stream holds only its writes.
     review = (await case.read("lac-1", "lac")).json()
     assert "review.ReviewRead" not in [h["event_type"] for h in review["history"]]
