@@ -1,7 +1,8 @@
 """The idempotent inbox: how a service consumes a topic without losing or doubling anything.
 
 Each message is parsed and validated; one that cannot be (or that breaks a rule the service cannot
-apply) goes to `<topic>.dlq` with the reasons and the original bytes, and the partition moves on.
+apply) goes to `<topic>.dlq` with the reasons and the original bytes (sealed, by a consumer given
+`seal_dead_letter`, when they may hold personal data), and the partition moves on.
 A good message is recorded in the inbox in the same transaction as its effects; a redelivered one
 finds itself there and changes nothing. Offsets are committed only after that transaction, and a
 transient failure (the database away) rewinds to the message and tries again.
