@@ -131,7 +131,7 @@ async def notify(
         ) from invalid
     store = _store(request)
     try:
-        domain.check_notifier(notification, caller.organisation)
+        domain.check_notifier(notification, caller.role, caller.organisation)
     except domain.NotYourOrganisation as theirs:
         raise Problem(
             422,

@@ -190,11 +190,15 @@ def content_hash(notification: PartnerNotification) -> str:
     return hashlib.sha256(canonical_bytes(notification.model_dump(mode="json"))).hexdigest()
 
 
-def check_notifier(notification: PartnerNotification, organisation: str | None) -> None:
+def check_notifier(notification: PartnerNotification, role: str, organisation: str | None) -> None:
     """A partner whose token names its organisation notifies in that organisation's name only: the
-    notification then belongs to it. (A token naming none, the LAC's recording a notification made to
-    them, say, names no organisation to hold it to.)"""
-    if organisation is not None and notification.notifier.organisation != organisation:
+    notification then belongs to it. The LAC records notifications made to them (a family's call,
+    say) in the name of whoever made them; a token naming no organisation has none to hold it to."""
+    if (
+        role == "partner_system"
+        and organisation is not None
+        and notification.notifier.organisation != organisation
+    ):
         raise NotYourOrganisation(
             f"you notify for {organisation}: the notifier's organisation must be it, not"
             f" {notification.notifier.organisation}"

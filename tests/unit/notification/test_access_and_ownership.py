@@ -78,10 +78,10 @@ def test_the_content_hash_is_what_the_notification_says_whatever_its_spelling() 
 
 def test_a_partner_notifies_in_its_own_name_and_reads_only_its_own_outcomes() -> None:
     sent = parse_notification(notification())
-    domain.check_notifier(sent, SOUTHMEAD)
-    domain.check_notifier(sent, None)  # a token naming no organisation: the LAC recording one
+    domain.check_notifier(sent, "partner_system", SOUTHMEAD)
+    domain.check_notifier(sent, "lac", "QUY")  # the LAC records a notification made to them
     with pytest.raises(domain.NotYourOrganisation, match="you notify for L81001"):
-        domain.check_notifier(sent, "L81001")
+        domain.check_notifier(sent, "partner_system", "L81001")
     assert domain.may_read_outcome("partner_system", SOUTHMEAD, SOUTHMEAD)
     assert not domain.may_read_outcome("partner_system", "L81001", SOUTHMEAD)
     assert domain.may_read_outcome("lac", "ICB", SOUTHMEAD)
