@@ -95,7 +95,8 @@ def pages(get: Callable[..., Any]) -> list[tuple[str, str, list[str]]]:
     reviewers = get("allocation", "/reviewers", "lac")["reviewers"]
     busy = max(reviewers, key=lambda r: r.get("active_caseload", 0))
     role = "senior_reviewer" if busy.get("senior") else "reviewer"
-    mine = get("review", "/reviews/mine", role, busy["user_id"])["reviews"]
+    # A completed review whose allocation has ended is listed without a way in (can_open false).
+    mine = [r for r in get("review", "/reviews/mine", role, busy["user_id"])["reviews"] if r["can_open"]]
     panels = get("governance", "/qa-panels", "lac")["panels"]
     actions = get("governance", "/actions", "governance")["actions"]
     return [
@@ -136,7 +137,7 @@ def screenshots(web: str, folder: Path, get: Callable[..., Any]) -> None:
     mine = [
         r
         for r in get("review", "/reviews/mine", role, busy["user_id"])["reviews"]
-        if r["role_in_case"] == "reviewer"
+        if r["role_in_case"] == "reviewer" and r["can_open"]
     ]
     panels = get("governance", "/qa-panels", "lac")["panels"]
     held = next((p for p in panels if p["agenda_size"]), None)
