@@ -78,7 +78,11 @@ def env_or_local(name: str) -> str | None:
 
 # On one machine the schedulers look often (a deadline passes within seconds of simulated time in
 # `leder demo`); production keeps the services' own defaults.
-SWEEPS = {"LEDER_DEADLINE_SWEEP_SECONDS": "1", "LEDER_ACTION_SWEEP_SECONDS": "1"}
+SWEEPS = {
+    "LEDER_DEADLINE_SWEEP_SECONDS": "1",
+    "LEDER_ACTION_SWEEP_SECONDS": "1",
+    "LEDER_RETENTION_SWEEP_SECONDS": "5",
+}
 
 
 class Stack:

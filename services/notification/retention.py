@@ -17,7 +17,6 @@ found not eligible within the 90 days, an open one at the end of the case's rete
 import asyncio
 import os
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from events import Actor
@@ -27,7 +26,7 @@ from infra.service import Runtime
 from services.notification.handlers import destroy_expired, destroy_expired_non_cases
 
 log = get_logger(__name__)
-SWEEP_EVERY_SECONDS = 3600
+SWEEP_EVERY_SECONDS = 3600  # LEDER_RETENTION_SWEEP_SECONDS; `leder up` sweeps often, for its simulated months
 NON_CASE_RETENTION_DAYS = 90
 
 
@@ -39,11 +38,15 @@ def non_case_retention_days() -> int:
     return int(os.environ.get("LEDER_NON_CASE_RETENTION_DAYS", str(NON_CASE_RETENTION_DAYS)))
 
 
+def sweep_every_seconds() -> float:
+    return float(os.environ.get("LEDER_RETENTION_SWEEP_SECONDS", str(SWEEP_EVERY_SECONDS)))
+
+
 def tasks(runtime: Runtime) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
     async def sweep() -> None:
         while True:
             context = Context(Actor.system("retention"))
-            now = datetime.now(UTC)
+            now = runtime.clock()  # the stack's clock, so `leder demo`'s simulated years reach the end too
             try:
                 destroyed = await destroy_expired(runtime.store, retention_years(), now.date(), context)
                 if destroyed:
@@ -60,6 +63,6 @@ def tasks(runtime: Runtime) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]
                     )
             except Exception as exc:  # a sweep that fails is tried again next time; the service goes on
                 log.error("retention_sweep_failed", error=repr(exc))
-            await asyncio.sleep(SWEEP_EVERY_SECONDS)
+            await asyncio.sleep(sweep_every_seconds())
 
     return [sweep]

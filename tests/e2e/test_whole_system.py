@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +259,239 @@ async def test_a_case_from_a_partners_notification_to_an_ig_officers_verified_re
         timeout=60,
     )
     assert checked.returncode == 0 and "proof verifies" in checked.stdout
+
+
+def _nhs_number(first_nine: str) -> str:
+    total = sum(int(d) * (10 - i) for i, d in enumerate(first_nine))
+    check = 11 - total % 11
+    assert check != 10, "pick other digits"
+    return first_nine + str(0 if check == 11 else check)
+
+
+# Distinctive, so that finding one anywhere can only mean this case's personal data leaked.
+NHS = _nhs_number("487215936")
+PERSON = {
+    "person.nhs_number": NHS,
+    "person.given_name": "Ysoldewyn",
+    "person.family_name": "Quarringtonvex",
+    "person.date_of_birth": "1958-02-17",
+    "person.postcode": "BS99 7QX",
+    "notifier.name": "Wilhelmina Farquharstroud",
+    "notifier.email": "wilhelmina.farquharstroud@example.nhs.uk",
+    "notifier.phone": "0117 496 0777",
+    "next_of_kin.name": "Octavianne Quarringtonvex",
+    "next_of_kin.phone": "0117 496 0888",
+    "death.cause_of_death": "Zebulonic aspiration pneumonitis",
+    "circumstances.concerns_details": "carer Eustachia Blenkinsopp saw Ysoldewyn choke",
+    "circumstances.concerns_about_care": True,
+}
+REVIEW_TEXTS = [
+    ("pen-portrait", {"text": "Ysoldewyn adored the Pembertonvale lido and her cat Thistlewhisk."}),
+    (
+        "family-involvement",
+        {
+            "step": "comments_received",
+            "on": date.today().isoformat(),
+            "comments": "Octavianne says the Marrowgate ward ignored her",
+        },
+    ),
+    (
+        "care-judgements",
+        {
+            "phase": "final admission",
+            "grade": 3,
+            "rationale": "Nurse Corvinaldi missed the Glimmerford sepsis signs",
+        },
+    ),
+    (
+        "lapses-in-care",
+        {
+            "what": "No swallow plan after Corvinaldi's handover",
+            "where": "Marrowgate ward",
+            "organisation": "Southmead Hospital",
+            "contribution": "contributed",
+        },
+    ),
+    (
+        "cause-of-death",
+        {
+            "cause": "Zebulonic aspiration pneumonitis at 14 Fennimore Row",
+            "preventable_or_treatable": True,
+            "age_at_death": 68,
+        },
+    ),
+    (
+        "safeguarding-referrals",
+        {
+            "to": "Bristol adult safeguarding",
+            "on": date.today().isoformat(),
+            "why": "neighbour Rudigerio Plumtree took her money",
+        },
+    ),
+    ("notes", {"text": "call Octavianne on 07700 900461 after 5pm"}),
+]
+REVIEW_STRINGS = [
+    "Pembertonvale", "Thistlewhisk", "Marrowgate", "Corvinaldi", "Glimmerford", "Fennimore Row",
+    "Rudigerio Plumtree", "07700 900461",
+]  # fmt: skip
+PERSON_STRINGS = [
+    NHS, f"{NHS[:3]} {NHS[3:6]} {NHS[6:]}", "Ysoldewyn", "Quarringtonvex", "BS99 7QX", "Farquharstroud",
+    "0117 496 0777", "Octavianne", "0117 496 0888", "Zebulonic", "Eustachia Blenkinsopp",
+]  # fmt: skip
+
+
+async def test_when_retention_ends_the_person_is_found_nowhere_and_the_log_still_verifies(
+    stack: Stack, services: dict[str, Remote]
+) -> None:
+    """Issue 15: a case with distinctive personal data in every field and in the review's free text; the
+    retention sweep (the stack's clock moved past 20 years) destroys its keys in every service that holds
+    them; then no database (by SQL, and raw data files and WAL), topic, dead-letter topic, log or API
+    answer to any role holds any of it, nor the keys; and the audit log still verifies."""
+    import asyncpg
+
+    from infra.clock import set_simulated_now
+    from infra.keys import LocalKeyFile
+    from tests.e2e import shredding
+    from tests.support.notifications import notification
+
+    n, a, r, audit = (services[s] for s in ("notification", "allocation", "review", "audit"))
+    body = notification(**PERSON)
+    organisation = body["notifier"]["organisation"]
+    partner = ("ward.clerk", organisation)
+    sent = await n.client.post(
+        "/notifications",
+        json=body,
+        headers={
+            "Authorization": f"Bearer {mint_token(stack.secret, *partner[:1], 'partner_system', partner[1])}"
+        },
+    )
+    assert sent.status_code == 201, sent.text
+    case_id = sent.json()["case_id"]
+    assert case_id, sent.json()
+
+    lac = a.headers("lac", "lac.alex")
+    ids = {}
+    for user, senior in (("wren", False), ("sol", True)):
+        made = await a.client.post(
+            "/reviewers",
+            headers=lac,
+            json={
+                "user_id": user,
+                "name": user.title(),
+                "organisations": ["Sirona Care"],
+                "senior": senior,
+                "capacity": 3,
+            },
+        )
+        assert made.status_code == 201, made.text
+        ids[user] = made.json()["reviewer_id"]
+        await a.client.post(
+            f"/reviewers/{ids[user]}/training", headers=lac, json={"completed_on": date.today().isoformat()}
+        )
+
+    async def queued() -> bool:
+        waiting = (await a.client.get("/allocation-queue", headers=lac)).json()["cases"]
+        return case_id in [c["case_id"] for c in waiting]
+
+    await eventually(queued, timeout=60)
+    allocated = await a.client.post(
+        f"/cases/{case_id}/allocation",
+        headers=lac,
+        json={"reviewer_id": ids["wren"], "senior_reviewer_id": ids["sol"]},
+    )
+    assert allocated.status_code == 201, allocated.text
+    wren = r.headers("reviewer", "wren")
+
+    async def started() -> bool:
+        return (await r.client.get(f"/reviews/{case_id}", headers=wren)).status_code == 200
+
+    await eventually(started, timeout=60)
+    for path, payload in REVIEW_TEXTS:
+        written = await r.client.post(f"/reviews/{case_id}/{path}", headers=wren, json=payload)
+        assert written.status_code == 201, (path, written.text)
+
+    async def person_seen() -> bool:
+        seen = await n.client.get(
+            f"/cases/{case_id}/person", params={"reason": "to arrange the family meeting"},
+            headers=n.headers("reviewer", "wren"),
+        )  # fmt: skip
+        return seen.status_code == 200 and "Quarringtonvex" in seen.text
+
+    await eventually(person_seen, timeout=60)
+    review_now = (await r.client.get(f"/reviews/{case_id}", headers=wren)).text
+    assert "Thistlewhisk" in review_now and "07700 900461" in review_now  # read as written, before
+
+    # The keys as they are before the end: the data keys (unwrapped here, as only the services can) and
+    # the case's key-encryption keys in each service's key file.
+    local = dict(line.split("=", 1) for line in (stack.home / "env").read_text().splitlines())
+    server = local["LEDER_DATABASE_URL"]
+    key_bytes: dict[str, bytes] = {}
+    for service in ("notification", "review"):
+        key_file = LocalKeyFile(Path(local["LEDER_KEY_DIR"]) / f"{service}.keys")
+        conn = await asyncpg.connect(server.rsplit("/", 1)[0] + f"/leder_{service}")
+        try:
+            wrapped = await conn.fetchval("SELECT wrapped FROM data_keys WHERE key_id = $1", case_id)
+        finally:
+            await conn.close()
+        assert wrapped is not None, service
+        key_bytes[f"{service} data key"] = await key_file.unwrap(f"{service}/{case_id}", wrapped)
+        for line in key_file.path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["name"] == f"{service}/{case_id}":
+                key_bytes[f"{service} KEK (as stored)"] = entry["key"].encode()
+
+    # Twenty years and a day later, by the stack's clock: the retention sweep ends the case's records.
+    clock = stack.home / "clock"
+    later = datetime.now(UTC).replace(year=datetime.now(UTC).year + 21)
+    set_simulated_now(clock, later)
+    try:
+
+        async def shredded() -> bool:
+            person = await n.client.get(
+                f"/cases/{case_id}/person",
+                params={"reason": "IG check"},
+                headers=n.headers("lac", "lac.alex"),
+            )
+            review = await r.client.get(f"/reviews/{case_id}", headers=r.headers("lac", "lac.alex"))
+            return person.status_code == 410 and review.json().get("personal_data_destroyed") is True
+
+        await eventually(shredded, timeout=90, interval=0.5)
+    finally:
+        clock.unlink(missing_ok=True)
+
+    # Every service has heard it and the audit log has every event, before anything is searched.
+    async def logged() -> bool:
+        gaps = (await audit.client.get("/audit/gaps", headers=audit.headers("ig_officer", "ig.jo"))).json()
+        history = (
+            await audit.client.get(
+                f"/audit/cases/{case_id}/history", headers=audit.headers("ig_officer", "ig.jo")
+            )
+        ).json()["entries"]
+        return not gaps["gaps"] and any(e["what"] == "review.ReviewPersonalDataDestroyed" for e in history)
+
+    await eventually(logged, timeout=90, interval=0.5)
+
+    secrets = shredding.as_bytes(PERSON_STRINGS + REVIEW_STRINGS) | key_bytes
+    # A control that must be found everywhere searched (the case id is not personal): a search that
+    # cannot see would otherwise find nothing and pass.
+    secrets["control"] = case_id.encode()
+    findings = shredding.Findings()
+    await shredding.search_databases(server, secrets, findings)
+    data_bytes = shredding.search_files(stack.home / "pgdata", secrets, findings, "PostgreSQL file")
+    assert data_bytes > 1_000_000 and any((stack.home / "pgdata").rglob("pg_wal/0*"))
+    shredding.search_files(stack.home / "logs", secrets, findings, "log")
+    records = await shredding.search_topics(stack.bootstrap, secrets, findings)
+    assert records > 25  # this case's events alone are more
+    urls = {s: str(services[s].client.base_url).rstrip("/") for s in services}
+    ids_in_paths = {"case_id": case_id, "notification_id": body["notification_id"]}
+    calls = await shredding.search_apis(urls, stack.secret, ids_in_paths, partner, secrets, findings)
+    assert calls > 100
+    control = " | ".join(findings.places.pop("control", []))
+    for kind in ("database", "PostgreSQL file", "pg_wal", "log", "topic", "GET review", "GET audit"):
+        assert kind in control, f"the control was not found by the search of {kind}"
+    assert not findings, findings.places
+
+    ig = audit.headers("ig_officer", "ig.jo")
+    assert (await audit.client.post("/audit/checkpoints", headers=ig)).status_code == 201
+    verification = (await audit.client.get("/audit/verification", headers=ig)).json()
+    assert verification["ok"] is True, verification
