@@ -1,4 +1,10 @@
-"""Events of the allocation service: reviewers, the queue, allocations and conflicts of interest."""
+"""Events of the allocation service: reviewers, the queue, allocations and conflicts of interest.
+
+The free text about a case (why a conflict was declared, why it was returned to the queue or
+reallocated, why it was reopened) may name people: it is `Sealed` under the allocation service's own
+key for the case (infra.sealing), destroyed when the case's retention ends
+(allocation.CasePersonalDataDestroyed); no other service reads it. Changed in place, not versioned:
+the system holds no live data yet."""
 
 from datetime import date
 from typing import Literal
@@ -8,6 +14,7 @@ from pydantic import Field
 
 from events.notification import FocusedReason, ReviewType
 from events.registry import EventPayload, event
+from events.sealing import Sealed
 
 
 @event("allocation.ReviewerRegistered")
@@ -92,14 +99,14 @@ class AllocationRestored(EventPayload):
     senior_reviewer_id: UUID
     senior_reviewer_user_id: str
     restored_on: date
-    reason: str = Field(description="why the case was reopened")
+    reason: Sealed = Field(description="why the case was reopened (sealed)")
 
 
 @event("allocation.ConflictOfInterestDeclared")
 class ConflictOfInterestDeclared(EventPayload):
     case_id: UUID
     reviewer_id: UUID
-    reason: str
+    reason: Sealed
 
 
 @event("allocation.CaseReturnedToQueue")
@@ -109,7 +116,7 @@ class CaseReturnedToQueue(EventPayload):
 
     case_id: UUID
     reviewer_id: UUID
-    reason: str
+    reason: Sealed
 
 
 @event("allocation.CaseReallocated")
@@ -120,7 +127,7 @@ class CaseReallocated(EventPayload):
     case_id: UUID
     from_reviewer_id: UUID
     to_reviewer_id: UUID
-    reason: str
+    reason: Sealed
 
 
 @event("allocation.AllocationEnded")
@@ -130,3 +137,13 @@ class AllocationEnded(EventPayload):
     case_id: UUID
     reviewer_id: UUID | None
     reason: Literal["review_completed", "case_closed"]
+
+
+@event("allocation.CasePersonalDataDestroyed")
+class CasePersonalDataDestroyed(EventPayload):
+    """The case's retention period ended (notification.PersonalDataDestroyed): the allocation service's
+    key for the case was destroyed with this event, and every sealed reason about the case, wherever a
+    copy went, opens no more."""
+
+    case_id: UUID
+    reason: Literal["retention_period_ended"]

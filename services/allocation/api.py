@@ -14,8 +14,9 @@ from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.problems import Problem, RuleViolation
+from infra.sealing import KeyDestroyed
 from infra.service import Runtime
-from services.allocation import domain, handlers
+from services.allocation import domain, handlers, texts
 
 router = APIRouter(tags=["allocation"])
 LAC = Annotated[Caller, Depends(require_roles("lac"))]
@@ -49,6 +50,12 @@ async def _checked(call: Awaitable[T]) -> T:
         ) from refused
     except domain.DomainError as broken:
         raise Problem(broken.status, broken.code, broken.detail) from broken
+    except KeyDestroyed as destroyed:
+        raise Problem(
+            410,
+            "personal_data_destroyed",
+            "the case's personal data was destroyed at the end of its retention",
+        ) from destroyed
 
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -126,7 +133,8 @@ class QueuedCase(ResponseModel):
     days_to_deadline: int
     returned_to_queue: bool
     returned_because: str | None = Field(
-        description="why it came back (a declared conflict, a reopened case its reviewers cannot take)"
+        description="why it came back (a declared conflict, a reopened case its reviewers cannot take);"
+        " sealed under the case's key, so null once the case's personal data was destroyed"
     )
 
 
@@ -385,12 +393,19 @@ async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:
 @router.get("/allocation-queue")
 async def queue(request: Request, _: LAC) -> Queue:
     today = _runtime(request).today()
-    rows = await _store(request).pool.fetch(
-        "SELECT c.case_id, o.reference, o.place_of_death, c.notified_on, c.deadline, c.review_type,"
-        " c.focused_reasons, c.returned_at, c.returned_reason, c.waiting_since"
-        " FROM allocation_cases c LEFT JOIN opened_cases o USING (case_id) WHERE c.status = 'waiting'"
-        " ORDER BY c.returned_at DESC NULLS LAST, c.notified_on, c.waiting_since"
-    )
+    async with _store(request).pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.case_id, o.reference, o.place_of_death, c.notified_on, c.deadline, c.review_type,"
+            " c.focused_reasons, c.returned_at, c.returned_reason, c.waiting_since"
+            " FROM allocation_cases c LEFT JOIN opened_cases o USING (case_id) WHERE c.status = 'waiting'"
+            " ORDER BY c.returned_at DESC NULLS LAST, c.notified_on, c.waiting_since"
+        )
+        # Only the LAC reads the queue: each returned case's reason opened under its own key.
+        because = {
+            r["case_id"]: (await texts.opener(conn, r["case_id"]))(texts.from_store(r["returned_reason"]))
+            for r in rows
+            if r["returned_reason"] is not None
+        }
     return Queue.model_validate(
         {
             "cases": [
@@ -406,7 +421,7 @@ async def queue(request: Request, _: LAC) -> Queue:
                     "days_to_deadline": (r["deadline"] - today).days,
                     "returned_to_queue": r["returned_at"] is not None,
                     # Why it came back (a declared conflict, a reopened case its reviewers cannot take).
-                    "returned_because": r["returned_reason"],
+                    "returned_because": because.get(r["case_id"]),
                 }
                 for r in rows
             ]

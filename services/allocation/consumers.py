@@ -1,6 +1,6 @@
 """What the allocation service consumes: opened and escalated cases from the notification service;
 completed reviews and closed cases, which end an allocation; reopened cases, which restore it (or
-queue the case again)."""
+queue the case again); the end of a case's retention, which destroys the service's key for it."""
 
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -10,7 +10,13 @@ from events import Actor, Envelope
 from events.allocation import CaseAwaitingAllocation
 from events.calendar import review_deadline
 from events.governance import CaseClosed, CaseReopened
-from events.notification import CaseEscalatedToFocused, CaseOpened, EligibilityRejected, EligibilityToConfirm
+from events.notification import (
+    CaseEscalatedToFocused,
+    CaseOpened,
+    EligibilityRejected,
+    EligibilityToConfirm,
+    PersonalDataDestroyed,
+)
 from events.review import ReviewCompleted
 from events.topics import service_topic
 from infra.db import Connection
@@ -52,6 +58,8 @@ def case_events(
             )
         elif isinstance(event, CaseClosed):
             await _on_case(store, conn, event.case_id, context, lambda c: domain.decide_end(c, "case_closed"))
+        elif isinstance(event, PersonalDataDestroyed):
+            await handlers.destroy_personal_data(store, conn, event.case_id, context)
         elif isinstance(event, CaseReopened):
             try:
                 await handlers.reopen(store, conn, event.case_id, event.reason, today(), context)

@@ -4,7 +4,7 @@ Plain Python, no I/O: evolve folds events into state; decide turns a command and
 or refuses, naming every rule broken."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
@@ -15,6 +15,7 @@ from events.allocation import (
     AllocationEnded,
     AllocationRestored,
     CaseAwaitingAllocation,
+    CasePersonalDataDestroyed,
     CaseReallocated,
     CaseReturnedToQueue,
     CaseReviewTypeChanged,
@@ -29,6 +30,7 @@ from events.allocation import (
 from events.calendar import add_months
 from events.notification import CaseFacts, FocusedReason, ReviewType
 from events.partner import normalise_name
+from events.sealing import Sealed
 
 # How long training stays valid: a reviewer whose training is older cannot take new cases (refreshed
 # every year, LEDER.md). Read at each call, so this is the one place the rule lives.
@@ -174,6 +176,10 @@ def evolve_reviewer(state: Reviewer | None, event: EventPayload) -> Reviewer | N
 
 CaseStatus = Literal["waiting", "allocated", "ended"]
 
+# Seals a free text about the case under the allocation service's key for it (given by the handler,
+# so the domain stays pure): every reason an event gives is sealed, generated or typed.
+Sealer = Callable[[str], Sealed]
+
 
 @dataclass(frozen=True)
 class CaseAllocation:
@@ -190,6 +196,8 @@ class CaseAllocation:
     # Reopened since it first closed (its allocation restored, or the case queued again): from then on
     # only the case's closure ends an allocation (see decide_end).
     reopened: bool = False
+    # The case's retention ended: the service's key for it, and every reason sealed under it, is gone.
+    personal_data_destroyed: bool = False
 
 
 def evolve_case(state: CaseAllocation | None, event: EventPayload) -> CaseAllocation | None:
@@ -222,6 +230,8 @@ def evolve_case(state: CaseAllocation | None, event: EventPayload) -> CaseAlloca
             )
         case AllocationEnded() if state is not None:
             return replace(state, status="ended")
+        case CasePersonalDataDestroyed() if state is not None:
+            return replace(state, personal_data_destroyed=True)
         case AllocationRestored() if state is not None:
             return replace(
                 state,
@@ -391,6 +401,8 @@ def decide_reallocation(
     rule: str,
     reason: str,
     senior_supporting: int = 0,
+    *,
+    seal: Sealer,
 ) -> list[EventPayload]:
     if case.status != "allocated" or case.reviewer_id is None:
         raise AllocationRefused([Violation("case_not_allocated", f"case {case.case_id} is {case.status}")])
@@ -400,20 +412,24 @@ def decide_reallocation(
         case_id=case.case_id,
         from_reviewer_id=case.reviewer_id,
         to_reviewer_id=reviewer.reviewer_id,
-        reason=reason,
+        reason=seal(reason),
     )
     return [moved, *allocated]
 
 
-def decide_conflict_declaration(case: CaseAllocation, reviewer: Reviewer, reason: str) -> list[EventPayload]:
+def decide_conflict_declaration(
+    case: CaseAllocation, reviewer: Reviewer, reason: str, *, seal: Sealer
+) -> list[EventPayload]:
     if case.status != "allocated" or case.reviewer_id != reviewer.reviewer_id:
         raise NotAllocatedToCaller(f"case {case.case_id} is not allocated to {reviewer.name}")
     return [
-        ConflictOfInterestDeclared(case_id=case.case_id, reviewer_id=reviewer.reviewer_id, reason=reason),
+        ConflictOfInterestDeclared(
+            case_id=case.case_id, reviewer_id=reviewer.reviewer_id, reason=seal(reason)
+        ),
         CaseReturnedToQueue(
             case_id=case.case_id,
             reviewer_id=reviewer.reviewer_id,
-            reason="the reviewer declared a conflict of interest",
+            reason=seal("the reviewer declared a conflict of interest"),
         ),
     ]
 
@@ -424,7 +440,7 @@ def decide_deactivation(reviewer: Reviewer, reason: str) -> list[EventPayload]:
 
 
 def decide_return_on_deactivation(
-    case: CaseAllocation, reviewer: Reviewer, reason: str
+    case: CaseAllocation, reviewer: Reviewer, reason: str, *, seal: Sealer
 ) -> list[EventPayload]:
     """A deactivated reviewer holds no case: every allocation naming them, as its reviewer or as its
     supporting senior reviewer, ends, and the case goes back to the front of the queue (its reviewer's
@@ -443,7 +459,7 @@ def decide_return_on_deactivation(
         CaseReturnedToQueue(
             case_id=case.case_id,
             reviewer_id=case.reviewer_id,
-            reason=f"the {role} {reviewer.name} was deactivated ({reason})",
+            reason=seal(f"the {role} {reviewer.name} was deactivated ({reason})"),
         )
     ]
 
@@ -470,6 +486,8 @@ def decide_reopening(
     rule: str,
     reason: str,
     senior_supporting: int = 0,
+    *,
+    seal: Sealer,
 ) -> list[EventPayload]:
     """The case was reopened (governance.CaseReopened, `reason`). Its allocation, ended when the case
     closed, is restored if `reviewer` and `senior` (who had it) can still take it by the rules of an
@@ -487,8 +505,10 @@ def decide_reopening(
             CaseReturnedToQueue(
                 case_id=case.case_id,
                 reviewer_id=case.reviewer_id,
-                reason=f"the case was reopened ({reason}) and cannot go back to {reviewer.name} and"
-                f" {senior.name}: {why}",
+                reason=seal(
+                    f"the case was reopened ({reason}) and cannot go back to {reviewer.name} and"
+                    f" {senior.name}: {why}"
+                ),
             )
         ]
     return [
@@ -499,7 +519,7 @@ def decide_reopening(
             senior_reviewer_id=senior.reviewer_id,
             senior_reviewer_user_id=senior.user_id,
             restored_on=today,
-            reason=reason,
+            reason=seal(reason),
         )
     ]
 
@@ -599,3 +619,11 @@ def suggest_pairs(
                     pairs.append(Pair(r, mine[choice]))
             choice += 1
     return pairs
+
+
+def decide_personal_data_destruction(case: CaseAllocation) -> list[EventPayload]:
+    """The case's retention period ended (notification.PersonalDataDestroyed): the service records that
+    its key for the case goes (the handler destroys it in the same transaction). Told again, nothing."""
+    if case.personal_data_destroyed:
+        return []
+    return [CasePersonalDataDestroyed(case_id=case.case_id, reason="retention_period_ended")]

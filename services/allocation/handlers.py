@@ -3,6 +3,7 @@
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Literal
 from uuid import UUID, uuid4
 
@@ -16,7 +17,7 @@ from events.allocation import (
 from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
-from services.allocation import domain
+from services.allocation import domain, texts
 
 
 class NotFound(Exception):
@@ -118,10 +119,11 @@ async def deactivate(store: EventStore, reviewer_id: UUID, reason: str, context:
         )
         returned = []
         for row in held:
+            sealed = await texts.sealer(conn, row["case_id"])
             if await change_case(
                 store,
                 row["case_id"],
-                lambda c: domain.decide_return_on_deactivation(c, reviewer, reason),
+                partial(domain.decide_return_on_deactivation, reviewer=reviewer, reason=reason, seal=sealed),
                 context,
                 conn=conn,
             ):
@@ -181,7 +183,15 @@ async def allocate(
             events = domain.decide_allocation(case, reviewer, senior, load, today, rule, supported)
         else:
             events = domain.decide_reallocation(
-                case, reviewer, senior, load, today, rule, reallocation_reason, supported
+                case,
+                reviewer,
+                senior,
+                load,
+                today,
+                rule,
+                reallocation_reason,
+                supported,
+                seal=await texts.sealer(conn, case_id),
             )
         await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
         return events
@@ -201,7 +211,15 @@ async def reopen(
     load = await _caseload(conn, reviewer.reviewer_id)
     supported = await _supporting_others(conn, senior.reviewer_id, case_id)
     events = domain.decide_reopening(
-        case, reviewer, senior, load, today, domain.conflict_rule(), reason, supported
+        case,
+        reviewer,
+        senior,
+        load,
+        today,
+        domain.conflict_rule(),
+        reason,
+        supported,
+        seal=await texts.sealer(conn, case_id),
     )
     await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
     return events
@@ -232,13 +250,28 @@ async def declare_conflict(
         if reviewer_id is None:
             raise domain.NotAllocatedToCaller(f"{user_id} is not a registered reviewer")
         reviewer, _ = await load_reviewer(conn, reviewer_id)
+        sealed = await texts.sealer(conn, case_id)
         await change_case(
             store,
             case_id,
-            lambda c: domain.decide_conflict_declaration(c, reviewer, reason),
+            lambda c: domain.decide_conflict_declaration(c, reviewer, reason, seal=sealed),
             context,
             conn=conn,
         )
+
+
+async def destroy_personal_data(store: EventStore, conn: Connection, case_id: UUID, context: Context) -> None:
+    """The case's retention period ended (notification.PersonalDataDestroyed): the allocation service
+    destroys its own key for the case in the same transaction as it records so
+    (allocation.CasePersonalDataDestroyed), and every reason sealed about the case opens no more. A
+    case the service never queued has nothing sealed: only its key (if it had one) goes. In the
+    caller's transaction (the consumer's inbox)."""
+    try:
+        await change_case(store, case_id, domain.decide_personal_data_destruction, context, conn=conn)
+    except (NotFound, domain.CaseNotOpen):
+        pass
+    # Last, as DataKeys.destroy asks: should the key manager fail, nothing of this is committed.
+    await texts.keys().destroy(conn, texts.key_id(case_id))
 
 
 SUPPORTING = (

@@ -20,6 +20,7 @@ from events.allocation import (
     ReviewerTrainingRecorded,
 )
 from infra.db import Connection
+from services.allocation import texts
 
 
 class AllocationProjection:
@@ -113,7 +114,7 @@ class AllocationProjection:
                     " returned_reason = $3 WHERE case_id = $1",
                     event.case_id,
                     at,
-                    event.reason,
+                    texts.stored(event.reason),  # sealed: the queue opens it for the LAC
                 )
                 if was == "allocated":
                     await _drop_caseload(conn, event.reviewer_id)

@@ -16,10 +16,22 @@ from events.allocation import (
     ReviewerAllocated,
 )
 from events.calendar import review_deadline
+from events.sealing import Sealed
+from infra.sealing import seal, unseal
 from services.allocation import domain
 
 TODAY = date(2026, 11, 26)
 RULE = "employing_organisation"
+# The domain is given a sealer (the handler's, under the case's key); here one under a test key.
+KEY = bytes(range(32))
+
+
+def sealing(text: str) -> Sealed:
+    return seal(KEY, "case", text.encode())
+
+
+def opened(sealed: Sealed) -> str:
+    return unseal(KEY, sealed).decode()
 
 
 def reviewer(
@@ -168,7 +180,11 @@ def test_declaring_a_conflict_returns_the_case_to_the_queue_and_blocks_the_revie
     c = case()
     for event in domain.decide_allocation(c, r, SENIOR, 0, TODAY, RULE):
         c = domain.evolve_case(c, event)  # type: ignore[assignment]
-    events = domain.decide_conflict_declaration(c, r, "my sister worked there")
+    events = domain.decide_conflict_declaration(c, r, "my sister worked there", seal=sealing)
+    assert [opened(e.reason) for e in events] == [  # type: ignore[attr-defined]
+        "my sister worked there",
+        "the reviewer declared a conflict of interest",
+    ]
     for event in events:
         c = domain.evolve_case(c, event)  # type: ignore[assignment]
     assert (c.status, c.reviewer_id) == ("waiting", None)
@@ -177,7 +193,7 @@ def test_declaring_a_conflict_returns_the_case_to_the_queue_and_blocks_the_revie
 
 def test_only_the_allocated_reviewer_can_declare_a_conflict_on_a_case() -> None:
     with pytest.raises(domain.NotAllocatedToCaller):
-        domain.decide_conflict_declaration(case(), reviewer(), "x")
+        domain.decide_conflict_declaration(case(), reviewer(), "x", seal=sealing)
 
 
 def test_suggestions_rank_eligible_first_then_lowest_relative_load_then_longest_since_last_allocation() -> (
@@ -438,7 +454,7 @@ def reopened(
     supporting: int = 0,
     today: date = TODAY,
 ) -> list[EventPayload]:
-    return list(domain.decide_reopening(c, r, s, load, today, RULE, "new evidence", supporting))
+    return list(domain.decide_reopening(c, r, s, load, today, RULE, "new evidence", supporting, seal=sealing))
 
 
 def test_a_reopened_case_is_restored_to_its_reviewer_and_senior_who_can_still_take_it() -> None:
@@ -448,7 +464,7 @@ def test_a_reopened_case_is_restored_to_its_reviewer_and_senior_who_can_still_ta
     assert isinstance(restored, AllocationRestored)
     assert (restored.reviewer_id, restored.senior_reviewer_id) == (r.reviewer_id, SENIOR.reviewer_id)
     assert (restored.reviewer_user_id, restored.senior_reviewer_user_id) == ("rae-sub", "sam-sub")
-    assert (restored.restored_on, restored.reason) == (TODAY, "new evidence")
+    assert (restored.restored_on, opened(restored.reason)) == (TODAY, "new evidence")
     after = domain.evolve_case(c, restored)
     assert after is not None
     assert (after.status, after.reviewer_id, after.senior_reviewer_id) == (
@@ -491,10 +507,9 @@ def test_a_reopened_case_goes_back_to_the_queue_if_its_reviewer_or_senior_can_no
     [returned] = reopened(c, r, s, load=change.get("load", 0), supporting=change.get("supporting", 0))
     assert isinstance(returned, CaseReturnedToQueue)
     assert returned.reviewer_id == r.reviewer_id
-    assert returned.reason.startswith(
-        "the case was reopened (new evidence) and cannot go back to Rae and Sam: "
-    )
-    assert WORDS[code] in returned.reason, returned.reason
+    reason = opened(returned.reason)
+    assert reason.startswith("the case was reopened (new evidence) and cannot go back to Rae and Sam: ")
+    assert WORDS[code] in reason, reason
     after = domain.evolve_case(c, returned)
     assert after is not None
     assert (after.status, after.reviewer_id, after.senior_reviewer_id) == ("waiting", None, None)
@@ -530,3 +545,12 @@ def test_once_reopened_only_the_case_closing_again_ends_the_allocation() -> None
     [first] = domain.decide_allocation(case(), r, SENIOR, 0, TODAY, RULE)
     fresh = domain.evolve_case(case(), first)
     assert fresh is not None and len(domain.decide_end(fresh, "review_completed")) == 1
+
+
+def test_the_end_of_a_cases_retention_is_recorded_once() -> None:
+    c = case()
+    [destroyed] = domain.decide_personal_data_destruction(c)
+    assert (destroyed.case_id, destroyed.reason) == (c.case_id, "retention_period_ended")  # type: ignore[attr-defined]
+    after = domain.evolve_case(c, destroyed)
+    assert after is not None and after.personal_data_destroyed
+    assert domain.decide_personal_data_destruction(after) == []
