@@ -2,7 +2,6 @@
 as CSV for people, and the signed checkpoint the proofs lead to. `leder audit export` writes the files;
 `GET /audit/cases/{id}/export` serves them as one zip. Both are made here."""
 
-import csv
 import io
 import json
 import zipfile
@@ -12,19 +11,12 @@ from typing import Any
 from uuid import UUID
 
 from events import Envelope
+from infra.csvcells import csv_text
 from infra.db import Connection
 from services.audit import log, merkle, store
 from services.audit.replay import summary
 
 CSV_HEADER = ["position", "occurred_at", "who", "role", "event_type", "summary", "event_id"]
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralised(cell: object) -> str:
-    """The cell as text, with a leading quote if a spreadsheet would take it for a formula."""
-    text = "" if cell is None else str(cell)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @dataclass(frozen=True)
@@ -63,9 +55,8 @@ def build(
 ) -> Export:
     """The export's files (CPU bound for a large log: the tree is built once, each proof a walk up)."""
     tree = merkle.levels(hashes) if hashes else []
-    jsonl, table = io.StringIO(), io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(CSV_HEADER)
+    jsonl = io.StringIO()
+    table: list[list[object]] = [list(CSV_HEADER)]
     reference = None
     for position, e in entries:
         if e.event_type == "notification.CaseOpened":
@@ -81,14 +72,14 @@ def build(
             }
         jsonl.write(json.dumps(record) + "\n")
         row = [position, e.occurred_at.isoformat(), e.actor.id, e.actor.role, e.event_type]
-        writer.writerow([neutralised(cell) for cell in [*row, summary(e, names), e.event_id]])
+        table.append([*row, summary(e, names), e.event_id])
     checkpoint_json = json.dumps(checkpoint.as_json(), indent=2)
     return Export(
         case_id,
         reference,
         {
             f"{case_id}.jsonl": jsonl.getvalue().encode(),
-            f"{case_id}.csv": table.getvalue().encode(),
+            f"{case_id}.csv": csv_text(table).encode(),
             f"{case_id}.checkpoint.json": checkpoint_json.encode(),
         },
     )

@@ -6,9 +6,7 @@ categories, the review's learning themes, each figure named as people say it), n
 a code or a Python list. Each chart has a zero baseline, labelled gridlines and each bar's value on
 it; its legend sits above the plot, clear of the data."""
 
-import csv
 import html
-import io
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from typing import Any
 
 from events.calendar import add_months
 from events.partner import ETHNIC_CATEGORY_NAMES
+from infra.csvcells import csv_text
 from services.governance.reports import SUPPRESSED
 
 PALETTE = ("#005eb8", "#009639", "#ed8b00", "#7c2855", "#00a9ce", "#ae2573")
@@ -130,12 +129,11 @@ def flatten(report: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def to_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["figure", "value"])
-    for name, value in flatten(report):
-        writer.writerow([name, ", ".join(map(str, value)) if isinstance(value, list) else value])
-    return out.getvalue()
+    rows = [
+        (name, ", ".join(map(str, value)) if isinstance(value, list) else value)
+        for name, value in flatten(report)
+    ]
+    return csv_text([("figure", "value"), *rows])
 
 
 # The fragment's own classes: leder-report, and leder-report__figure and chart inside it; the rest are

@@ -14,9 +14,9 @@ from uuid import UUID, uuid4
 
 from events import Actor, Envelope, registered_events
 from events.topics import SERVICES, service_topic
+from infra.csvcells import neutralised
 from services.audit.app import definition
 from services.audit.cli import _verify_proof
-from services.audit.export import neutralised
 from services.audit.replay import SUMMARIES, summary
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw
