@@ -1,4 +1,5 @@
-"""Bearer JWTs (HS256) for the internal HTTP APIs: `sub`, `role` and an optional `organisation`."""
+"""Bearer JWTs (HS256) for the internal HTTP APIs: `sub`, `role` and an `organisation`, which a partner
+system's token must name (it sends and reads that organisation's notifications only) and others may."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ ROLES = frozenset(
     {"partner_system", "lac", "reviewer", "senior_reviewer", "qa_panel", "governance", "ig_officer", "system"}
 )
 ISSUER = "leder"
+# Roles whose every token names an organisation: what such a caller may see depends on it, so a token
+# without one is refused at the door rather than let through with no organisation to hold it to.
+ORGANISATION_REQUIRED = frozenset({"partner_system"})
 
 
 class Unauthenticated(Exception):
@@ -41,6 +45,8 @@ def mint_token(
 ) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(sorted(ROLES))}")
+    if role in ORGANISATION_REQUIRED and not (organisation and organisation.strip()):
+        raise ValueError(f"a {role} token names its organisation: give one")
     now = datetime.now(UTC)
     claims: dict[str, object] = {"sub": sub, "role": role, "iss": ISSUER, "iat": now, "exp": now + ttl}
     if organisation:
@@ -58,7 +64,14 @@ def verify_token(secret: str, token: str) -> Caller:
     role = claims.get("role")
     if role not in ROLES:
         raise Unauthenticated("token has no known role")
-    return Caller(sub=str(claims["sub"]), role=role, organisation=claims.get("organisation"))
+    organisation = claims.get("organisation")
+    if organisation is not None and not isinstance(organisation, str):
+        raise Unauthenticated("token's organisation is not a name")
+    if role in ORGANISATION_REQUIRED and not (organisation and organisation.strip()):
+        raise Unauthenticated(
+            f"token names no organisation: a {role} token must name the organisation it acts for"
+        )
+    return Caller(sub=str(claims["sub"]), role=role, organisation=organisation or None)
 
 
 def caller_from_request(request: Request, secret: str) -> Caller:

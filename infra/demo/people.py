@@ -113,6 +113,7 @@ class Demo:
                 "/notifications",
                 role=PARTNER_ROLE,
                 sub=notice.body["notifier"]["organisation"],
+                organisation=notice.body["notifier"]["organisation"],
                 body=notice.body,
             )
         self.tally[f"notified by {notice.door}"] += 1
@@ -125,6 +126,8 @@ class Demo:
                 f"/notifications/{notification_id}",
                 role=PARTNER_ROLE,
                 sub="demo",
+                # The notifier's own system asks: a partner reads its own organisation's outcomes only.
+                organisation=notice.body["notifier"]["organisation"],
                 ok=(200, 404),
             )
             return answer.json() if answer.status_code == 200 else None

@@ -55,16 +55,18 @@ class World:
         *,
         role: str,
         sub: str,
+        organisation: str | None = None,
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         ok: tuple[int, ...] = (200, 201),
     ) -> httpx.Response:
+        """`organisation`: the one the caller acts for (a partner system's token must name it)."""
         response = await self.client.request(
             method,
             self.urls[service] + path,
             json=body,
             params=params,
-            headers={"Authorization": f"Bearer {self.token(role, sub)}"},
+            headers={"Authorization": f"Bearer {self.token(role, sub, organisation)}"},
         )
         self.calls += 1
         if response.status_code not in ok:

@@ -24,6 +24,7 @@ from infra.embedded import free_port
 from tests.e2e.test_leder_up import free_ports, read_until
 from tests.integration.audit.test_audit_lifecycle import drive_a_case
 from tests.support.browser import NHS_BLUE, chromium_missing, screenshot
+from tests.support.notifications import NOTIFIER_ORGANISATION
 from tests.support.waiting import eventually, publish_raw
 
 pytestmark = pytest.mark.slow
@@ -37,8 +38,13 @@ class Remote:
     client: httpx.AsyncClient
     secret: str
 
-    def headers(self, role: str, sub: str = "alice", **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(self.secret, sub, role)}", **extra}
+    def headers(
+        self, role: str, sub: str = "alice", *, organisation: str | None = None, **extra: str
+    ) -> dict[str, str]:
+        """A partner system's token names the test notification's notifier unless told another."""
+        if organisation is None and role == "partner_system":
+            organisation = NOTIFIER_ORGANISATION
+        return {"Authorization": f"Bearer {mint_token(self.secret, sub, role, organisation)}", **extra}
 
 
 @dataclass
@@ -135,7 +141,8 @@ async def test_leder_demo_carries_a_seeded_caseload_through_simulated_months_and
     assert not {c["case_id"] for c in listed["open"]} & {c["case_id"] for c in listed["closed"]}
     for notice in caseload.notices:  # every notification once, with the outcome its person calls for
         answer = await n.client.get(
-            f"/notifications/{notice.body['notification_id']}", headers=n.headers("partner_system")
+            f"/notifications/{notice.body['notification_id']}",
+            headers=n.headers("partner_system", organisation=notice.body["notifier"]["organisation"]),
         )
         assert answer.json()["outcome"] == notice.expected, notice
     # The simulated months are in the events: the first case opened on its simulated day.

@@ -21,6 +21,7 @@ from infra.auth import mint_token
 from infra.embedded import EmbeddedPostgres, TansuBroker, free_port
 from infra.settings import database_url_for
 from infra.stack import Stack
+from tests.support.notifications import NOTIFIER_ORGANISATION
 
 # What the fault tests need sooner than the production defaults: the review deadline sweep runs every
 # few seconds so it takes part in the run, and a gap in the audit log fails /readyz soon enough to be
@@ -46,8 +47,12 @@ class System:
     folder: Path
     stack: Stack = field(repr=False)
 
-    def headers(self, role: str, sub: str = "tester") -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(self.secret, sub, role)}"}
+    def headers(self, role: str, sub: str = "tester", organisation: str | None = None) -> dict[str, str]:
+        """A bearer token's headers; a partner system's token names the organisation of the test
+        notification's notifier unless `organisation` says another."""
+        if organisation is None and role == "partner_system":
+            organisation = NOTIFIER_ORGANISATION
+        return {"Authorization": f"Bearer {mint_token(self.secret, sub, role, organisation)}"}
 
     def database_url_for(self, service: str) -> str:
         return database_url_for(self.database_url, f"leder_{service}")

@@ -220,11 +220,17 @@ class Writer:
         self.writes: list[Write] = []
 
     async def post(
-        self, service: str, path: str, body: dict[str, Any], role: str, expected_events: Iterable[str]
+        self,
+        service: str,
+        path: str,
+        body: dict[str, Any],
+        role: str,
+        expected_events: Iterable[str],
+        organisation: str | None = None,
     ) -> Write:
         write = Write(service, f"POST {path}", str(uuid4()), expected_events=tuple(expected_events))
         self.writes.append(write)
-        headers = self.system.headers(role, "lara") | {"X-Correlation-ID": write.correlation_id}
+        headers = self.system.headers(role, "lara", organisation) | {"X-Correlation-ID": write.correlation_id}
         try:
             response = await self.client.post(self.system.urls[service] + path, json=body, headers=headers)
         except httpx.HTTPError as error:
@@ -242,7 +248,9 @@ class Writer:
     async def notify(self, body: dict[str, Any]) -> Write:
         """A partner notifies through the HTTP door: a new notification writes its one outcome event,
         a re-send (200) writes nothing."""
-        write = await self.post("notification", "/notifications", body, "partner_system", ())
+        # As the notifier's own system: a partner notifies in its organisation's name only.
+        organisation = body["notifier"]["organisation"]
+        write = await self.post("notification", "/notifications", body, "partner_system", (), organisation)
         if write.status == 201:
             write.expected_events = (EVENT_OF_OUTCOME[write.answer["outcome"]],)
         return write

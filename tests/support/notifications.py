@@ -5,6 +5,9 @@ from datetime import date
 from typing import Any
 from uuid import uuid4
 
+# Who sends `notification()`: a partner system's token in tests names this organisation unless told.
+NOTIFIER_ORGANISATION = "Southmead Hospital"
+
 
 def notification(**changes: Any) -> dict[str, Any]:
     """A valid partner notification v1 as JSON-ready data. `changes` use dotted paths:
@@ -13,7 +16,7 @@ def notification(**changes: Any) -> dict[str, Any]:
         "notification_id": str(uuid4()),
         "schema_version": 1,
         "notifier": {
-            "organisation": "Southmead Hospital",
+            "organisation": NOTIFIER_ORGANISATION,
             "role": "hospital",
             "name": "Dr Asha Patel",
             "email": "asha.patel@nbt.example.nhs.uk",

@@ -16,6 +16,7 @@ from infra.keys import LocalKeyFile
 from infra.sealing import DataKeys, install
 from infra.service import Runtime, ServiceDefinition, build_app
 from infra.settings import Settings
+from tests.support.notifications import NOTIFIER_ORGANISATION
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -27,8 +28,14 @@ class RunningService:
     runtime: Runtime
     settings: Settings
 
-    def headers(self, role: str, sub: str = "alice", **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(SECRET, sub, role)}", **extra}
+    def headers(
+        self, role: str, sub: str = "alice", *, organisation: str | None = None, **extra: str
+    ) -> dict[str, str]:
+        """A bearer token's headers; a partner system's token names the organisation of the test
+        notification's notifier unless `organisation` says another."""
+        if organisation is None and role == "partner_system":
+            organisation = NOTIFIER_ORGANISATION
+        return {"Authorization": f"Bearer {mint_token(SECRET, sub, role, organisation)}", **extra}
 
 
 @asynccontextmanager

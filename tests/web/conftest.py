@@ -17,6 +17,7 @@ from events.topics import SERVICES
 from infra.auth import mint_token
 from infra.embedded import free_port
 from tests.e2e.test_leder_up import free_ports, read_until
+from tests.support.notifications import NOTIFIER_ORGANISATION
 from tests.support.web import chromium
 
 ROOT = Path(__file__).parents[2]
@@ -32,6 +33,10 @@ class WebStack:
     def call(self, method: str, service: str, path: str, role: str, sub: str = "setup", **kwargs: Any) -> Any:
         """Set a scene through a service's API, as someone in `role` would (not through the pages)."""
         organisation = kwargs.pop("organisation", None)
+        if organisation is None and role == "partner_system":
+            # A partner notifies, and reads outcomes, in its own organisation's name only.
+            notifier = (kwargs.get("json") or {}).get("notifier") or {}
+            organisation = notifier.get("organisation") or NOTIFIER_ORGANISATION
         token = mint_token(self.secret, sub, role, organisation)
         response = httpx.request(
             method,

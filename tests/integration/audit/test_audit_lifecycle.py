@@ -27,7 +27,9 @@ from tests.support.waiting import eventually
 class Service(Protocol):
     client: httpx.AsyncClient
 
-    def headers(self, role: str, sub: str = "alice", **extra: str) -> dict[str, str]: ...
+    def headers(
+        self, role: str, sub: str = "alice", *, organisation: str | None = None, **extra: str
+    ) -> dict[str, str]: ...
 
 
 async def test_every_event_of_a_case_is_logged_once_and_its_past_states_and_readers_are_on_record(
@@ -61,7 +63,9 @@ async def test_every_event_of_a_case_is_logged_once_and_its_past_states_and_read
 
 async def notify_over_http(n: Service, body: dict[str, Any]) -> None:
     response = await n.client.post(
-        "/notifications", headers=n.headers("partner_system", "southmead"), json=body
+        "/notifications",
+        headers=n.headers("partner_system", "southmead", organisation=body["notifier"]["organisation"]),
+        json=body,
     )
     assert response.status_code == 201, response.text
 
@@ -79,7 +83,8 @@ async def drive_a_case(
     async def opened() -> str | None:
         # The partner asks what became of its notification (it may have published on the topic).
         answer = await n.client.get(
-            f"/notifications/{body['notification_id']}", headers=n.headers("partner_system", "southmead")
+            f"/notifications/{body['notification_id']}",
+            headers=n.headers("partner_system", "southmead", organisation=body["notifier"]["organisation"]),
         )
         return answer.json()["case_id"] if answer.status_code == 200 else None
 

@@ -3,14 +3,16 @@ outcome; the same notification_id with other content is refused (409 on HTTP, th
 never dropped in silence; an identical re-send is idempotent."""
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
+import jwt
 import pytest
 
 from events.topics import dlq, partner_topic
-from infra.auth import mint_token
+from infra.auth import ISSUER, mint_token
 from services.notification.app import definition
 from tests.support.notifications import notification
 from tests.support.service import SECRET, RunningService, running_service
@@ -117,3 +119,39 @@ async def test_on_the_partner_topic_the_same_id_with_other_content_goes_to_the_d
     assert (reason["field"], reason["type"]) == ("notification_id", "notification_id_conflict")
     cases = (await svc.client.get("/cases", headers=svc.headers("lac"))).json()["cases"]
     assert len(cases) == 1  # the re-send opened nothing; the changed one waits in the DLQ
+
+
+def partner_naming(organisation: str | None) -> dict[str, str]:
+    """A well-signed partner token that names no organisation (or a blank one): `mint_token` makes none
+    such, so it is made by hand, as a misconfigured partner system might."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": "gp-sys",
+        "role": "partner_system",
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + 600,
+    }
+    if organisation is not None:
+        claims["organisation"] = organisation
+    return {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
+
+
+@pytest.mark.parametrize("organisation", [None, "", "  "])
+async def test_a_partner_token_that_names_no_organisation_is_refused_at_the_door(
+    svc: RunningService, organisation: str | None
+) -> None:
+    body = notification(**{"circumstances.concerns_about_care": True})
+    assert (await notify(svc, body, SOUTHMEAD)).status_code == 201
+    written = await svc.runtime.store.last_sequence()
+    nameless = partner_naming(organisation)
+
+    posted = await svc.client.post("/notifications", json=notification(), headers=nameless)
+    read = await svc.client.get(f"/notifications/{body['notification_id']}", headers=nameless)
+    for refused in (posted, read):
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "unauthenticated"
+        assert "names no organisation" in refused.json()["detail"]
+        assert "concerns" not in refused.text and SOUTHMEAD not in refused.text
+    assert await svc.runtime.store.last_sequence() == written  # nothing taken
