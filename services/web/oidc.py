@@ -22,6 +22,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from infra.auth import ORGANISATION_REQUIRED
 from infra.logging import get_logger
 from services.web.page import render, session_of
 from services.web.roles import ROLE_NAMES
@@ -212,12 +213,13 @@ def person_of(claims: Mapping[str, Any], settings: OidcSettings) -> Person:
         name = " ".join(p for p in (given, family) if isinstance(p, str)) or sub
     organisation = claim(claims, settings.organisation_claim)
     if isinstance(organisation, list):
-        organisation = next((o for o in organisation if isinstance(o, str)), None)
+        organisation = next((o for o in organisation if isinstance(o, str) and o.strip()), None)
     return Person(
         sub=sub.strip(),
         name=name.strip(),
         roles=roles_of(claim(claims, settings.roles_claim), settings.role_map),
-        organisation=organisation if isinstance(organisation, str) and organisation else None,
+        # A blank organisation names none (a partner with none is refused at the callback).
+        organisation=(organisation.strip() or None) if isinstance(organisation, str) else None,
     )
 
 
@@ -274,6 +276,13 @@ def router(settings: OidcSettings, public_url: str) -> APIRouter:
             log.warning("sign_in_refused", how="oidc", sub=person.sub, reason="no_leder_role")
             return render(
                 request, "sign_in_failed.html", status_code=403, no_access=True, person_name=person.name
+            )
+        if person.organisation is None and ORGANISATION_REQUIRED & set(person.roles):
+            # Partner staff notify, and read outcomes, in their organisation's name only: with no
+            # organisation from the provider there is none to hold them to, so no way in.
+            log.warning("sign_in_refused", how="oidc", sub=person.sub, reason="no_organisation")
+            return render(
+                request, "sign_in_failed.html", status_code=403, no_organisation=True, person_name=person.name
             )
         session.sign_in(person)
         log.info("signed_in", sub=person.sub, roles=list(person.roles), how="oidc")

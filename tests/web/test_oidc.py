@@ -243,6 +243,39 @@ def test_a_person_with_no_leder_role_is_told_so_and_not_signed_in(
     shoot(page, SHOTS / "no-access.png")
 
 
+def test_partner_staff_whose_provider_names_no_organisation_are_told_so_and_not_signed_in(
+    web: Web, provider: OidcProvider, page: Page
+) -> None:
+    partner = {k: v for k, v in ADA.items() if k != "organisation"}
+    provider.person = {**partner, "realm_access": {"roles": ["partner_system"]}}
+    callback = sign_in_with_nhs_account(page, web)
+    assert callback.status == 403
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Your NHS account does not name your organisation"
+    )
+    expect(page.get_by_role("link", name="Go back to sign in")).to_be_visible()
+    assert not signed_in_person(page, web)
+    assert web.log.events("sign_in_refused")[-1]["reason"] == "no_organisation"
+    assert_accessible(page)
+    shoot(page, SHOTS / "no-organisation.png")
+    # Holding another role too does not let a partner without an organisation in.
+    provider.person = {
+        **partner,
+        "organisation": " ",
+        "realm_access": {"roles": ["partner_system", "LeDeR-QA"]},
+    }
+    page.context.clear_cookies()
+    assert sign_in_with_nhs_account(page, web).status == 403
+    assert not signed_in_person(page, web)
+    # With her organisation named, she is in, as partner staff of it.
+    provider.person = {**partner, "organisation": "L81001", "realm_access": {"roles": ["partner_system"]}}
+    page.context.clear_cookies()
+    sign_in_with_nhs_account(page, web)
+    assert page.url == f"{web.base}/account"
+    expect(page.locator(".nhsuk-summary-list")).to_contain_text("L81001")
+    expect(page.locator(".nhsuk-summary-list")).to_contain_text("Partner staff")
+
+
 def test_a_new_signing_key_is_fetched_once_when_a_token_names_it(
     web: Web, provider: OidcProvider, page: Page, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -302,3 +335,7 @@ def test_roles_are_read_from_the_claim_as_providers_send_them() -> None:
     assert mapped_to_system == ()
     nameless = oidc.person_of({"sub": "u2", "given_name": "Jo", "family_name": "Bloggs"}, settings)
     assert nameless.name == "Jo Bloggs" and nameless.roles == () and nameless.organisation is None
+    for blank in ("", "  ", ["", " "], 7):
+        assert oidc.person_of({"sub": "u3", "organisation": blank}, settings).organisation is None
+    listed = oidc.person_of({"sub": "u4", "organisation": [" ", " L81001 "]}, settings)
+    assert listed.organisation == "L81001"
