@@ -25,6 +25,7 @@ from services.allocation.app import definition as allocation
 from services.notification.app import definition
 from tests.support.allocating import allocate_to_rae_with_sam
 from tests.support.notifications import notification
+from tests.support.sealing import sealed
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw
 
@@ -120,12 +121,12 @@ async def test_each_end_of_an_allocation_ends_the_reviewers_access_and_only_a_ne
     # A conflict declared: the case back in the queue.
     await stream.publish(
         ConflictOfInterestDeclared(
-            case_id=stream.case_id, reviewer_id=REVIEWER_IDS["rev-1"], reason="knew him"
+            case_id=stream.case_id, reviewer_id=REVIEWER_IDS["rev-1"], reason=sealed("knew him")
         ),
         CaseReturnedToQueue(
             case_id=stream.case_id,
             reviewer_id=REVIEWER_IDS["rev-1"],
-            reason="the reviewer declared a conflict",
+            reason=sealed("the reviewer declared a conflict"),
         ),
     )
     await until(svc, case_id, none_of_them)
@@ -138,7 +139,7 @@ async def test_each_end_of_an_allocation_ends_the_reviewers_access_and_only_a_ne
     await stream.publish(
         CaseReallocated(
             case_id=stream.case_id, from_reviewer_id=REVIEWER_IDS["rev-1"],
-            to_reviewer_id=REVIEWER_IDS["rev-2"], reason="workload",
+            to_reviewer_id=REVIEWER_IDS["rev-2"], reason=sealed("workload"),
         ),
         stream.allocated("rev-2", "sen-2"),
     )  # fmt: skip
@@ -152,7 +153,7 @@ async def test_each_end_of_an_allocation_ends_the_reviewers_access_and_only_a_ne
     restored = AllocationRestored(
         case_id=stream.case_id, reviewer_id=REVIEWER_IDS["rev-2"], reviewer_user_id="rev-2",
         senior_reviewer_id=REVIEWER_IDS["sen-2"], senior_reviewer_user_id="sen-2",
-        restored_on=date(2026, 12, 1), reason="new evidence",
+        restored_on=date(2026, 12, 1), reason=sealed("new evidence"),
     )  # fmt: skip
     await stream.publish(restored)
     await until(svc, case_id, second)
@@ -168,7 +169,7 @@ async def test_each_end_of_an_allocation_ends_the_reviewers_access_and_only_a_ne
     await stream.publish(
         CaseReturnedToQueue(
             case_id=stream.case_id, reviewer_id=REVIEWER_IDS["rev-2"],
-            reason="the senior reviewer sen-2 was deactivated (left)",
+            reason=sealed("the senior reviewer sen-2 was deactivated (left)"),
         )
     )  # fmt: skip
     await until(svc, case_id, none_of_them)

@@ -22,6 +22,7 @@ from events.calendar import review_deadline
 from events.governance import CaseClosed, CaseReopened, ReviewApprovedByQA
 from events.topics import service_topic
 from tests.integration.review.test_review_service import FOCUSED_MORE, MINIMUM, NOW, envelope, post, svc
+from tests.support.sealing import sealed
 from tests.support.service import RunningService
 from tests.support.waiting import eventually, publish_raw
 
@@ -84,7 +85,9 @@ class Case:
         )
 
     def returned(self, reviewer: str, reason: str) -> CaseReturnedToQueue:
-        return CaseReturnedToQueue(case_id=self.case_id, reviewer_id=self.ids[reviewer], reason=reason)
+        return CaseReturnedToQueue(
+            case_id=self.case_id, reviewer_id=self.ids[reviewer], reason=sealed(reason)
+        )
 
     def ended(self, reviewer: str, reason: Literal["review_completed", "case_closed"]) -> AllocationEnded:
         return AllocationEnded(case_id=self.case_id, reviewer_id=self.ids[reviewer], reason=reason)
@@ -165,7 +168,9 @@ async def test_access_ends_with_each_end_of_the_allocation_and_comes_back_only_w
     await assert_let_in(case, RAE)
 
     # A conflict of interest declared: the case goes back to the queue, and the review with it.
-    declared = ConflictOfInterestDeclared(case_id=case.case_id, reviewer_id=case.ids[RAE], reason="knew her")
+    declared = ConflictOfInterestDeclared(
+        case_id=case.case_id, reviewer_id=case.ids[RAE], reason=sealed("knew her")
+    )
     conflict = case.returned(RAE, "the reviewer declared a conflict of interest")
     await case.publish("allocation", declared, conflict)
     await case.until_read(RAE, 403)
@@ -235,7 +240,7 @@ async def test_access_ends_with_each_end_of_the_allocation_and_comes_back_only_w
         senior_reviewer_id=case.ids[SAM],
         senior_reviewer_user_id=SAM,
         restored_on=NOW.date(),
-        reason="new evidence",
+        reason=sealed("new evidence"),
     )
     await case.publish("allocation", restored)
     await case.until_status("in_progress")
