@@ -22,13 +22,16 @@ import asyncio
 import gc
 import hashlib
 import heapq
+import os
 import random
 import re
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -41,7 +44,8 @@ from infra import db
 from infra.logging import configure_logging
 from infra.service import open_store
 from infra.settings import Settings, database_url_for
-from services.audit import log, merkle, store
+from infra.stack import audit_key_files
+from services.audit import keys, log, merkle, store
 from services.audit.app import definition as audit_service
 from services.audit.replay import state_as_of
 
@@ -311,7 +315,7 @@ async def measure(pool: asyncpg.Pool, long_case_ids: list[str], proofs: int, rep
         await conn.execute("VACUUM (ANALYZE) audit_log")
         entry_bytes = await conn.fetchval("SELECT avg(octet_length(envelope)) FROM audit_log")
         started, cpu = time.perf_counter(), time.process_time()
-        verified = await log.verify(conn)
+        verified = await log.verify(conn, log.configured_trust())
         verify_seconds, verify_cpu = time.perf_counter() - started, time.process_time() - cpu
         if not verified.ok or verified.checkpoint_tree_size != checkpoint.tree_size:
             raise AssertionError(f"the log does not verify: {verified}")
@@ -380,7 +384,7 @@ async def measure(pool: asyncpg.Pool, long_case_ids: list[str], proofs: int, rep
             envelope = await conn.fetchval("SELECT envelope FROM audit_log WHERE position = $1", position)
             if not (
                 proof is not None
-                and checkpoint.signature_valid()
+                and checkpoint.signature_valid(keys.pinned_public_key())
                 and proof.root_hash == checkpoint.root_hash
                 and proof.leaf_hash == merkle.leaf_hash(envelope.encode())
                 and merkle.verify_inclusion(
@@ -416,6 +420,12 @@ async def main(quick: bool, n: int, proofs: int, replays: int) -> Figures:
         url = database_url_for(server_url, f"bench_audit_{uuid4().hex[:8]}")
         settings = Settings("audit", url, "127.0.0.1:9", "", "bench-" + "x" * 40, 0)
         audit = await open_store(audit_service, settings)
+        # The audit log's keys and published checkpoints live in files, never in its database.
+        key_folder = Path(tempfile.mkdtemp(prefix="bench-audit-keys-"))
+        private, public = audit_key_files(key_folder)
+        os.environ["LEDER_AUDIT_SIGNING_KEY_FILE"] = str(private)
+        os.environ["LEDER_AUDIT_PUBLIC_KEY_FILE"] = str(public)
+        os.environ["LEDER_AUDIT_CHECKPOINT_LOG"] = str(key_folder / "checkpoints.log")
         try:
             started = time.perf_counter()
             made, long_case_ids = entries(units, long_unit, n, 2 if quick else 10, rng)

@@ -46,6 +46,31 @@ def jwt_secret_file(folder: Path) -> Path:
     return path
 
 
+def audit_key_files(folder: Path) -> tuple[Path, Path]:
+    """The audit log's Ed25519 key pair, outside any database: the private key (PEM, 0600) generated
+    once, and its public key (PEM, readable by all) that verifiers are given."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private, public = folder / "audit-signing-key.pem", folder / "audit-public-key.pem"
+    if not private.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    private.chmod(0o600)
+    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
 def write_private(path: Path, text: str) -> None:
     """A file only its owner reads (0600), whatever the umask: LEDER_HOME's secrets, and the env file
     whose database URL carries the embedded PostgreSQL's password."""
@@ -169,6 +194,7 @@ class Stack:
         partitions = int(environ.get("LEDER_TOPIC_PARTITIONS", "4"))
         asyncio.run(_create_topics(bootstrap, prefix, partitions))
         secret_file = jwt_secret_file(self.folder)
+        audit_key, audit_public_key = audit_key_files(self.folder)
         # The stack's clock: real time unless `leder demo` is running simulated months (infra.clock).
         # A file left by a demo that was stopped half-way must not start the system in the past.
         clock_file = self.folder / "clock"
@@ -181,10 +207,17 @@ class Stack:
             "LEDER_CLOCK_FILE": str(clock_file),
             # The local key manager's files (infra/keys.py), unless the environment names a key manager.
             "LEDER_KEY_DIR": environ.get("LEDER_KEY_DIR") or str(self.folder / "keys"),
+            # The audit log's keys (never in its database) and the checkpoints it publishes outside it.
+            "LEDER_AUDIT_SIGNING_KEY_FILE": str(audit_key),
+            "LEDER_AUDIT_PUBLIC_KEY_FILE": str(audit_public_key),
+            "LEDER_AUDIT_CHECKPOINT_LOG": environ.get("LEDER_AUDIT_CHECKPOINT_LOG")
+            or str(self.folder / "audit-checkpoints.log"),
         }
         for service in SERVICES:
             child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
             child_env.pop("LEDER_JWT_SECRET", None)
+            if service != "audit":  # only the audit service signs its log
+                child_env.pop("LEDER_AUDIT_SIGNING_KEY_FILE", None)
             self.child_env[service] = child_env
             self.start_service(service)
             _say(f"starting {service} on {self.url(service)}")
@@ -199,6 +232,7 @@ class Stack:
                 "LEDER_WEB_DEV_SIGNIN": "1",
             }
             self.child_env["web"].pop("LEDER_JWT_SECRET", None)
+            self.child_env["web"].pop("LEDER_AUDIT_SIGNING_KEY_FILE", None)
             self.start_service("web")
             _say(f"starting the web application on {self.url('web')}")
             urls["LEDER_WEB_URL"] = self.url("web")

@@ -1,6 +1,7 @@
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from infra import db
 from infra.eventstore import EventStore
 from infra.settings import database_url_for
+from infra.stack import audit_key_files
 from tests.support import events as _test_events  # noqa: F401  (registers the test payloads)
 from tests.support.backends import kafka_broker, postgres_server
 
@@ -25,6 +27,33 @@ def key_folder() -> Iterator[str]:
                 os.environ.pop("LEDER_KEY_DIR", None)
             else:
                 os.environ["LEDER_KEY_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_keys() -> Iterator[Path]:
+    """The audit log's key pair, in files as in production (never in its database), for every audit
+    service and `leder audit` a test runs; each test publishes checkpoints to a file of its own."""
+    with tempfile.TemporaryDirectory(prefix="leder-test-audit-") as folder:
+        private, public = audit_key_files(Path(folder))
+        names = {"LEDER_AUDIT_SIGNING_KEY_FILE": str(private), "LEDER_AUDIT_PUBLIC_KEY_FILE": str(public)}
+        before = {name: os.environ.get(name) for name in names}
+        os.environ.update(names)
+        try:
+            yield Path(folder)
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def audit_checkpoint_log(audit_keys: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where this test's audit log publishes its checkpoints: a log's own, as each test's database is."""
+    path = audit_keys / f"checkpoints-{uuid4().hex}.log"
+    monkeypatch.setenv("LEDER_AUDIT_CHECKPOINT_LOG", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

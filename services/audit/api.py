@@ -21,7 +21,7 @@ from infra.problems import Problem
 from infra.service import Runtime
 from services.audit import access as reads
 from services.audit import export as case_export
-from services.audit import log, merkle, store
+from services.audit import keys, log, merkle, store
 from services.audit.replay import PERSON_FIELDS, state_as_of, summary
 
 router = APIRouter(tags=["audit"])
@@ -311,8 +311,11 @@ async def export(
         raise Problem(404, "unknown_case", f"the audit log has no case {case_id}")
     why = (reason or "").strip() or None
     await _read(request, caller, "export", case_id, reason=why)  # first: the export shows its own making
-    async with s.pool.acquire() as conn:
-        gathered = await case_export.gather(conn, case_id)
+    try:
+        async with s.pool.acquire() as conn:
+            gathered = await case_export.gather(conn, case_id)
+    except keys.KeyMissing as missing:  # a checkpoint to prove the export against cannot be signed
+        raise Problem(503, "no_signing_key", str(missing)) from None
     made = await asyncio.to_thread(case_export.build, case_id, *gathered)
     body = await asyncio.to_thread(case_export.zipped, made)
     filename = f"{made.name}-audit-export.zip"
@@ -394,8 +397,11 @@ async def gaps(request: Request, _: IG) -> Gaps:
 
 @router.post("/audit/checkpoints", status_code=201)
 async def sign(request: Request, _: IG) -> CheckpointView:
-    async with _store(request).pool.acquire() as conn:
-        return CheckpointView.model_validate((await log.sign_checkpoint(conn)).as_json())
+    try:
+        async with _store(request).pool.acquire() as conn:
+            return CheckpointView.model_validate((await log.sign_checkpoint(conn)).as_json())
+    except keys.KeyMissing as missing:
+        raise Problem(503, "no_signing_key", str(missing)) from None
 
 
 @router.get("/audit/checkpoints/latest")
@@ -404,9 +410,11 @@ async def latest(request: Request, _: IG) -> LatestCheckpoint:
         checkpoint = await log.latest_checkpoint(conn)
     if checkpoint is None:
         raise Problem(404, "no_checkpoint", "no checkpoint has been signed yet")
-    return LatestCheckpoint.model_validate(
-        checkpoint.as_json() | {"signature_valid": checkpoint.signature_valid()}
-    )
+    try:
+        valid = checkpoint.signature_valid(keys.pinned_public_key())
+    except keys.KeyMissing:
+        valid = False  # nothing to check it with: not vouched for
+    return LatestCheckpoint.model_validate(checkpoint.as_json() | {"signature_valid": valid})
 
 
 @router.get("/audit/proofs/inclusion")
@@ -449,8 +457,10 @@ async def consistency(
 
 @router.get("/audit/verification")
 async def verification(request: Request, caller: IG) -> VerificationView:
-    """The whole log recomputed and checked against the latest signed checkpoint: ok, the number of
-    entries, the recomputed root, the checkpoint, and the first bad entry if any. A verification
+    """The whole log recomputed and checked against every checkpoint published outside the database
+    (LEDER_AUDIT_CHECKPOINT_LOG) and the latest signed one, each signature with the pinned public key
+    (LEDER_AUDIT_PUBLIC_KEY_FILE), never a key the log holds: ok, the number of entries, the
+    recomputed root, the checkpoint, and the first bad entry if any. A verification
     already running answers every caller who asks meanwhile (one at a time is enough); `checked_at`
     is when the one that answered began."""
     await _read(request, caller, "verification")
@@ -464,5 +474,11 @@ async def verification(request: Request, caller: IG) -> VerificationView:
 
 async def _verify(pool: asyncpg.Pool) -> dict[str, Any]:
     began = datetime.now(UTC)
-    result = await log.verify_off_the_loop(pool)
+    try:
+        trust = await asyncio.to_thread(log.configured_trust)
+    except keys.KeyMissing as missing:
+        return log.Verification(False, 0, problem=f"nothing to verify with: {missing}").__dict__ | {
+            "checked_at": began
+        }
+    result = await log.verify_off_the_loop(pool, trust)
     return result.__dict__ | {"checked_at": began}

@@ -18,7 +18,7 @@ from events.topics import SERVICES
 from infra.eventstore import Context, EventStore
 from services.audit import access as reads
 from services.audit import export as case_export
-from services.audit import log, merkle, store
+from services.audit import keys, log, merkle, store
 from services.audit.reconcile import reconcile
 from services.audit.replay import state_as_of, summary
 
@@ -53,7 +53,17 @@ def add_commands(sub: Any, store_for: Any) -> None:
     )
     commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     verify = commands.add_parser(
-        "verify", help="recompute the whole tree and check the latest signed checkpoint"
+        "verify",
+        help="recompute the whole tree and check it against the published and the latest checkpoints",
+        description="Recompute every entry and the tree, and check them against every checkpoint"
+        " published outside the database (--checkpoint-log) and the latest one the database holds, each"
+        " signature with the public key given (--public-key), never one the log holds. Exit 0 if the"
+        " log verifies, 1 if not.",
+    )
+    verify.add_argument(
+        "--checkpoint-log",
+        help="the published checkpoints (signed notes, one after another)"
+        " (default: LEDER_AUDIT_CHECKPOINT_LOG, as leder up writes it down)",
     )
     verify.set_defaults(run=_verify)
     proof = commands.add_parser(
@@ -61,7 +71,10 @@ def add_commands(sub: Any, store_for: Any) -> None:
         help="check an inclusion or consistency proof, or a case's export, offline",
         description="Check proofs without the database: a proof as the API gives it, one line of an"
         " export's .jsonl, or a whole .jsonl as `leder audit export` writes it, every line against the"
-        " signed checkpoint written beside it (CASE.checkpoint.json). Exit 0 if all verify, 1 if not.",
+        " signed checkpoint (for a .jsonl, CASE.checkpoint.json beside it), whose signature is checked"
+        " with the public key given (--public-key), never one the files name. A proof without a signed"
+        " checkpoint is refused. Exit 0 if all verify, 1 if not, 2 if the files are not what they"
+        " should be.",
     )
     proof.add_argument(
         "--file",
@@ -74,6 +87,12 @@ def add_commands(sub: Any, store_for: Any) -> None:
         " (default for CASE.jsonl: CASE.checkpoint.json beside it)",
     )
     proof.set_defaults(run=_verify_proof, offline=True)
+    for command in (verify, proof):
+        command.add_argument(
+            "--public-key",
+            help="the audit log's public key (PEM, or 64 hex digits), as its owner publishes it"
+            " (default: LEDER_AUDIT_PUBLIC_KEY_FILE, as leder up writes it down)",
+        )
     replay = commands.add_parser(
         "replay",
         help="a case's history, and its state at a moment",
@@ -169,12 +188,34 @@ async def _verify(args: argparse.Namespace, s: EventStore) -> int:
         filled = int(width * done / total) if total else width
         print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries", end="", file=sys.stderr)
 
+    try:
+        public_key = _pinned_key(args)
+    except keys.KeyMissing as missing:
+        _say_wrong(args, str(missing))
+        return 2
+    from infra.stack import env_or_local
+
+    named = getattr(args, "checkpoint_log", None) or env_or_local("LEDER_AUDIT_CHECKPOINT_LOG")
+    trust = log.trust_from(public_key, Path(named) if named else None)
     await _record(s, args, "verify")
     async with s.pool.acquire() as conn:
-        result = await log.verify(conn, progress)
+        result = await log.verify(conn, trust, progress)
     print(file=sys.stderr)
     print(json.dumps(result.__dict__, indent=2))
     return 0 if result.ok else 1
+
+
+def _pinned_key(args: argparse.Namespace) -> bytes:
+    """The public key given: --public-key, else the configured one; KeyMissing if none."""
+    from infra.stack import env_or_local
+
+    named = getattr(args, "public_key", None) or env_or_local("LEDER_AUDIT_PUBLIC_KEY_FILE")
+    if not named:
+        raise keys.KeyMissing(
+            "no public key to verify with: give the audit log's with --public-key FILE"
+            " (or set LEDER_AUDIT_PUBLIC_KEY_FILE)"
+        )
+    return keys.load_public(Path(named))
 
 
 class NotAProof(Exception):
@@ -182,54 +223,59 @@ class NotAProof(Exception):
 
 
 def _verify_proof(args: argparse.Namespace, _: Any) -> int:
-    """A proof as the API gives it, one line of an export, or a whole export's .jsonl against the
-    signed checkpoint beside it. Exit 0 if everything verifies, 1 if anything does not, 2 if the files
-    are not what they should be."""
+    """A proof as the API gives it, one line of an export, or a whole export's .jsonl, against a
+    signed checkpoint checked with the pinned key. Exit 0 if everything verifies, 1 if anything does
+    not, 2 if the files (or the key) are not what they should be."""
     path = Path(args.file)
     named = getattr(args, "checkpoint", None)
     try:
+        public_key = _pinned_key(args)
         text = _read(path)
         try:
             one = json.loads(text)
         except json.JSONDecodeError:
             one = None  # JSON Lines: an export's .jsonl
         if isinstance(one, dict):
-            problems = _proof_problems(one)
-            checkpoint = _load_checkpoint(Path(named)) if named else None
-            if checkpoint is not None:
-                problems += _checkpoint_problems(checkpoint, [one])
-            print("PROOF DOES NOT VERIFY: " + "; ".join(problems) if problems else "proof verifies")
-            return 1 if problems else 0
-        records = _json_lines(text)
-        beside = path.with_name(path.name.removesuffix(".jsonl") + ".checkpoint.json")
-        checkpoint_path = Path(named) if named else beside
-        if not checkpoint_path.exists():
-            raise NotAProof(f"no checkpoint at {checkpoint_path}: give it with --checkpoint")
+            records = [one]
+            if not named:
+                raise NotAProof(
+                    "a proof verifies only against a signed checkpoint: give it with --checkpoint"
+                    " (the audit service's /audit/checkpoints/latest, or an export's CASE.checkpoint.json)"
+                )
+            checkpoint_path = Path(named)
+        else:
+            records = _json_lines(text)
+            beside = path.with_name(path.name.removesuffix(".jsonl") + ".checkpoint.json")
+            checkpoint_path = Path(named) if named else beside
+            if not checkpoint_path.exists():
+                raise NotAProof(f"no checkpoint at {checkpoint_path}: give it with --checkpoint")
         checkpoint = _load_checkpoint(checkpoint_path)
-    except NotAProof as wrong:
+    except (NotAProof, keys.KeyMissing) as wrong:
         print(f"leder audit verify-proof: {wrong}", file=sys.stderr)
         return 2
     bad = 0
     for number, record in enumerate(records, 1):
-        problems = _proof_problems(record)
+        problems = _proof_problems(record, checkpoint)
         if problems:
             bad += 1
-            where = f"line {number} (log position {record.get('position')})"
+            where = f"line {number} (log position {record.get('position', record.get('leaf_index'))})"
             print(f"{where}: DOES NOT VERIFY: {'; '.join(problems)}")
-    checkpoint_problems = _checkpoint_problems(checkpoint, records)
+    checkpoint_problems = _checkpoint_problems(checkpoint, public_key)
     for problem in checkpoint_problems:
         print(f"the checkpoint: DOES NOT VERIFY: {problem}")
     if bad or checkpoint_problems:
         print(
-            f"EXPORT DOES NOT VERIFY: {bad} of {len(records)} events,"
+            f"DOES NOT VERIFY: {bad} of {len(records)} proofs,"
             f" {len(checkpoint_problems)} problem(s) with the checkpoint"
         )
         return 1
+    what = (
+        "proof verifies" if len(records) == 1 and isinstance(one, dict) else f"{len(records)} events verify"
+    )
     print(
-        f"{len(records)} events verify against the checkpoint of tree size {checkpoint.tree_size},"
-        f" root {checkpoint.root_hash.hex()}, signed at {checkpoint.signed_at.isoformat()} by the key"
-        f" with fingerprint {checkpoint.key_fingerprint} (compare it with the one the audit service"
-        " publishes)"
+        f"{what} against the checkpoint of tree size {checkpoint.tree_size},"
+        f" root {checkpoint.root_hash.hex()}, signed at {checkpoint.signed_at.isoformat()} by the pinned"
+        f" key with fingerprint {log.fingerprint(public_key)}"
     )
     return 0
 
@@ -272,45 +318,38 @@ def _load_checkpoint(path: Path) -> log.Checkpoint:
         raise NotAProof(f"{path} is not a signed checkpoint ({type(wrong).__name__}: {wrong})") from None
 
 
-def _checkpoint_problems(checkpoint: log.Checkpoint, records: list[dict[str, Any]]) -> list[str]:
-    problems = [] if checkpoint.signature_valid() else ["its signature does not verify"]
-    if any(
-        r.get("tree_size") != checkpoint.tree_size or r.get("root_hash") != checkpoint.root_hash.hex()
-        for r in records
-    ):
-        problems.append("the proofs lead to another tree head than the checkpoint's")
-    return problems
+def _checkpoint_problems(checkpoint: log.Checkpoint, public_key: bytes) -> list[str]:
+    if checkpoint.signature_valid(public_key):
+        return []
+    return [
+        f"its signature does not verify with the pinned key (fingerprint {log.fingerprint(public_key)};"
+        f" the checkpoint names {checkpoint.key_fingerprint})"
+    ]
 
 
-def _proof_problems(proof: dict[str, Any]) -> list[str]:
-    """What is wrong with one proof (none: it verifies)."""
+def _proof_problems(proof: dict[str, Any], checkpoint: log.Checkpoint) -> list[str]:
+    """What is wrong with one proof against the checkpoint (none: it verifies). The proof must lead to
+    the checkpoint's own tree head: a root or tree size the proof states is not trusted."""
+    size, root = checkpoint.tree_size, checkpoint.root_hash
     try:
         hashes = [bytes.fromhex(h) for h in proof["proof"]]
         if "leaf_index" in proof:
             problems = []
-            if not merkle.verify_inclusion(
-                proof["leaf_index"],
-                proof["tree_size"],
-                bytes.fromhex(proof["leaf_hash"]),
-                hashes,
-                bytes.fromhex(proof["root_hash"]),
-            ):
-                problems.append("the inclusion proof does not lead to the root")
+            if (proof.get("tree_size"), proof.get("root_hash")) != (size, root.hex()):
+                problems.append("the proof is for another tree head than the checkpoint's")
+            leaf = bytes.fromhex(proof["leaf_hash"])
             # The exported event itself must be the leaf.
-            if "envelope" in proof and merkle.leaf_hash(proof["envelope"].encode()) != bytes.fromhex(
-                proof["leaf_hash"]
-            ):
+            if "envelope" in proof and merkle.leaf_hash(proof["envelope"].encode()) != leaf:
                 problems.append("the event is not the one the log holds")
+            if not merkle.verify_inclusion(int(proof["leaf_index"]), size, leaf, hashes, root):
+                problems.append("the inclusion proof does not lead to the checkpoint's root")
             return problems
         if "first" in proof:
-            ok = merkle.verify_consistency(
-                proof["first"],
-                proof["second"],
-                bytes.fromhex(proof["first_root"]),
-                bytes.fromhex(proof["second_root"]),
-                hashes,
+            ok = (proof["second"], bytes.fromhex(proof["second_root"])) == (size, root)
+            ok = ok and merkle.verify_consistency(
+                proof["first"], size, bytes.fromhex(proof["first_root"]), root, hashes
             )
-            return [] if ok else ["the consistency proof does not hold"]
+            return [] if ok else ["the consistency proof does not lead to the checkpoint's tree head"]
     except KeyError as missing:
         return [f"it has no {missing}"]
     except (TypeError, ValueError, AttributeError) as wrong:
@@ -425,8 +464,12 @@ async def _export(args: argparse.Namespace, s: EventStore) -> int:
         _say_wrong(args, f"the audit log has no case {case_id}")
         return 1
     await _record(s, args, "export", case_id, reason=args.reason)
-    async with s.pool.acquire() as conn:
-        gathered = await case_export.gather(conn, case_id)
+    try:
+        async with s.pool.acquire() as conn:
+            gathered = await case_export.gather(conn, case_id)
+    except keys.KeyMissing as missing:  # the checkpoint the proofs lead to cannot be signed
+        _say_wrong(args, str(missing))
+        return 1
     made = case_export.build(case_id, *gathered)
     print(f"wrote {', '.join(_write(Path(args.out), made.files))}")
     return 0

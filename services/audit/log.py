@@ -3,19 +3,18 @@
 import asyncio
 import hashlib
 import io
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from events import Envelope
 from infra.db import Connection, connect_like
-from services.audit import links, merkle
+from services.audit import keys, links, merkle, note
 
 _APPEND_LOCK = 27_182_818
 
@@ -118,37 +117,12 @@ async def inclusion_proof(
     return InclusionProof(position, len(hashes), hashes[position], merkle.path(position, tree), tree[-1][0])
 
 
-def signing_key_from_env() -> Ed25519PrivateKey | None:
-    path = os.environ.get("LEDER_AUDIT_SIGNING_KEY_FILE")
-    if not path:
-        return None
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return key
-
-
-async def signing_key(conn: Connection) -> Ed25519PrivateKey:
-    configured = signing_key_from_env()
-    if configured:
-        return configured
-    raw = await conn.fetchval("SELECT private_key FROM signing_key")
-    if raw is None:
-        key = Ed25519PrivateKey.generate()
-        raw = key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        )
-        await conn.execute("INSERT INTO signing_key (private_key) VALUES ($1) ON CONFLICT DO NOTHING", raw)
-        raw = await conn.fetchval("SELECT private_key FROM signing_key")
-    return Ed25519PrivateKey.from_private_bytes(bytes(raw))
-
-
 def checkpoint_message(tree_size: int, root_hash: bytes, signed_at: datetime) -> bytes:
     """What is signed: a line a verifier can rebuild from the checkpoint's three fields."""
     return f"leder-audit-checkpoint\n{tree_size}\n{root_hash.hex()}\n{signed_at.isoformat()}\n".encode()
 
 
-def public_bytes(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+public_bytes = keys.public_bytes
 
 
 @dataclass(frozen=True)
@@ -162,7 +136,7 @@ class Checkpoint:
     @property
     def key_fingerprint(self) -> str:
         """SHA-256 of the raw public key, hex: how a person compares the key with the one published."""
-        return hashlib.sha256(self.public_key).hexdigest()
+        return fingerprint(self.public_key)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -176,25 +150,38 @@ class Checkpoint:
             "key_fingerprint": self.key_fingerprint,
         }
 
-    def signature_valid(self) -> bool:
+    def signature_valid(self, public_key: bytes) -> bool:
+        """Signed by `public_key`: the key the verifier was given, never the one the checkpoint names
+        (whoever forges a checkpoint names their own key in it)."""
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(
+            Ed25519PublicKey.from_public_bytes(public_key).verify(
                 self.signature, checkpoint_message(self.tree_size, self.root_hash, self.signed_at)
             )
             return True
-        except Exception:
+        except (InvalidSignature, ValueError):
             return False
 
 
+def fingerprint(public_key: bytes) -> str:
+    return hashlib.sha256(public_key).hexdigest()
+
+
 async def sign_checkpoint(conn: Connection) -> Checkpoint:
+    """Sign the tree head with the key from the file, publish it as a signed note to the checkpoint
+    log outside the database, then record it: KeyMissing if either is not configured."""
+    key = keys.signing_key()
+    published_to = keys.checkpoint_log()
+    if published_to is None:
+        raise keys.KeyMissing("no checkpoint log to publish to: set LEDER_AUDIT_CHECKPOINT_LOG")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
         hashes = await leaf_hashes(conn)
-        key = await signing_key(conn)
         signed_at = datetime.now(UTC).replace(microsecond=0)
         top = merkle.root(hashes)
         signature = key.sign(checkpoint_message(len(hashes), top, signed_at))
         checkpoint = Checkpoint(len(hashes), top, signed_at, signature, public_bytes(key))
+        signed_note = note.signed(keys.origin(), len(hashes), top, key, checkpoint.public_key)
+        await asyncio.to_thread(keys.publish, published_to, signed_note)
         await conn.execute(
             "INSERT INTO checkpoints VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             checkpoint.tree_size,
@@ -230,18 +217,46 @@ class Verification:
     checkpoint: dict[str, object] | None = None  # the latest signed checkpoint, which was checked
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What a verification trusts, all from outside the database: the public key it was given, and
+    the checkpoints published as they were signed (each already checked against that key), with
+    whatever was wrong with the file that holds them."""
+
+    public_key: bytes
+    published: list[note.Published] = field(default_factory=list)
+    published_problems: list[str] = field(default_factory=list)
+
+
+def trust_from(public_key: bytes, checkpoint_log: Path | None) -> Trust:
+    if checkpoint_log is None:
+        return Trust(public_key)
+    found, problems = keys.published(checkpoint_log, public_key, keys.origin())
+    return Trust(public_key, found, problems)
+
+
+def configured_trust() -> Trust:
+    """The service's own: its pinned public key and its checkpoint log (KeyMissing without a key)."""
+    return trust_from(keys.pinned_public_key(), keys.checkpoint_log())
+
+
 async def verify(
-    conn: Connection, progress: Callable[[int, int], None] | None = None, batch: int = 10_000
+    conn: Connection,
+    trust: Trust,
+    progress: Callable[[int, int], None] | None = None,
+    batch: int = 10_000,
 ) -> Verification:
     """Recompute every entry's hashes from its stored bytes, check positions run 0..n-1 without a hole,
-    then recompute the tree and check it against the latest signed checkpoint."""
+    then recompute the tree and check it against every published checkpoint and the latest signed one,
+    each signature checked with the key given."""
     # The checkpoints first: one signed while the log is read covers entries the reading cannot see.
     checkpoint = await latest_checkpoint(conn)
     checkpoints = await conn.fetch(
         "SELECT tree_size, root_hash FROM checkpoints WHERE tree_size <= $1 ORDER BY tree_size",
         checkpoint.tree_size if checkpoint else -1,
     )
-    signed_sizes = {row["tree_size"] for row in checkpoints}
+    published = sorted({(p.tree_size, p.root_hash) for p in trust.published})
+    signed_sizes = {row["tree_size"] for row in checkpoints} | {size for size, _ in published}
     roots = {0: merkle.EMPTY_ROOT}  # the recomputed tree head at each signed size
     total = await conn.fetchval("SELECT count(*) FROM audit_log") if progress else 0
     sha256 = hashlib.sha256
@@ -286,41 +301,78 @@ async def verify(
                 progress(expected, total)
     if progress:
         progress(expected, total)
+    first_bad, problems = _against_published(published, roots, expected)
+    problems += trust.published_problems
     if checkpoint is None:
+        if published:
+            problems.append(f"the database holds no checkpoint, yet {len(published)} were published")
+        if problems:
+            return result(False, first_bad, "; ".join(problems))
         return result(True, problem="no signed checkpoint yet")
-    if not checkpoint.signature_valid():
-        return result(False, None, "the latest checkpoint's signature is not valid")
-    if checkpoint.tree_size > expected:
-        return result(
-            False, expected, f"the checkpoint covers {checkpoint.tree_size} entries, the log has {expected}"
+    if not checkpoint.signature_valid(trust.public_key):
+        problems.append(
+            f"the latest checkpoint (tree size {checkpoint.tree_size}) is not signed by the pinned key"
+            f" (fingerprint {fingerprint(trust.public_key)}; it names {checkpoint.key_fingerprint})"
         )
-    if roots[checkpoint.tree_size] != checkpoint.root_hash:
-        first_bad = _first_divergence(checkpoints, roots)
-        return result(False, first_bad, "the log does not match the signed checkpoint")
+    if checkpoint.tree_size > expected:
+        first_bad = expected if first_bad is None else min(first_bad, expected)
+        problems.append(f"the checkpoint covers {checkpoint.tree_size} entries, the log has {expected}")
+    elif roots[checkpoint.tree_size] != checkpoint.root_hash:
+        divergence = _first_divergence([(r["tree_size"], bytes(r["root_hash"])) for r in checkpoints], roots)
+        first_bad = divergence if first_bad is None else min(first_bad, divergence)
+        problems.append("the log does not match the signed checkpoint")
+    if (checkpoint.tree_size, checkpoint.root_hash) not in set(published):
+        problems.append(
+            f"the latest checkpoint (tree size {checkpoint.tree_size}) is not among the published ones"
+        )
+    if problems:
+        return result(False, first_bad, "; ".join(problems))
     return result(True)
 
 
-async def verify_off_the_loop(pool: asyncpg.Pool) -> Verification:
+def _against_published(
+    published: list[tuple[int, bytes]], roots: dict[int, bytes], entries: int
+) -> tuple[int | None, list[str]]:
+    """The recomputed history against each published checkpoint: the first entry that may have been
+    changed (just after the last published checkpoint that still agrees), and what disagrees."""
+    good = 0
+    for size, root in published:
+        if size > entries:
+            return good, [
+                f"the published checkpoint of tree size {size} covers more entries than the log has"
+                f" ({entries}): entries from {good} on were removed or rewritten"
+            ]
+        if roots[size] != root:
+            return good, [
+                f"the published checkpoint of tree size {size} (root {root.hex()}) disagrees with the"
+                f" log (root {roots[size].hex()}): the first bad entry is entry {good}, the first after"
+                " the last published checkpoint that agrees"
+            ]
+        good = size
+    return None, []
+
+
+async def verify_off_the_loop(pool: asyncpg.Pool, trust: Trust) -> Verification:
     """`verify` in a thread of its own, on a connection of its own: recomputing millions of hashes
     must not hold up the requests the service's event loop is serving meanwhile."""
 
     async def own_connection() -> Verification:
         conn = await connect_like(pool)
         try:
-            return await verify(conn)
+            return await verify(conn, trust)
         finally:
             await conn.close()
 
     return await asyncio.to_thread(lambda: asyncio.run(own_connection()))
 
 
-def _first_divergence(checkpoints: list[asyncpg.Record], roots: dict[int, bytes]) -> int | None:
+def _first_divergence(checkpoints: list[tuple[int, bytes]], roots: dict[int, bytes]) -> int:
     """An entry inserted or replaced wholesale (hashes and all) keeps its own hashes consistent; find the
     first position whose leaf is not the one earlier checkpoints committed to."""
     good = 0
-    for row in checkpoints:
-        if roots[row["tree_size"]] == bytes(row["root_hash"]):
-            good = row["tree_size"]
+    for size, root in checkpoints:
+        if roots[size] == root:
+            good = size
         else:
             return good  # the first bad entry lies between the last good checkpoint and this one
     return good

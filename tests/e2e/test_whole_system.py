@@ -247,19 +247,31 @@ async def test_a_case_from_a_partners_notification_to_an_ig_officers_verified_re
         ("submitted_for_qa", "rae"),
     ]
 
-    assert (await audit.client.post("/audit/checkpoints", headers=ig)).status_code == 201
+    signed = await audit.client.post("/audit/checkpoints", headers=ig)
+    assert signed.status_code == 201
     verification = (await audit.client.get("/audit/verification", headers=ig)).json()
     assert verification["ok"] is True, verification
     proof = (
         await audit.client.get(
-            "/audit/proofs/inclusion", params={"event_id": history[0]["event_id"]}, headers=ig
+            "/audit/proofs/inclusion",
+            params={"event_id": history[0]["event_id"], "tree_size": signed.json()["tree_size"]},
+            headers=ig,
         )
     ).json()
-    proof_file = tmp_path / "proof.json"
+    proof_file, checkpoint_file = tmp_path / "proof.json", tmp_path / "checkpoint.json"
     proof_file.write_text(json.dumps(proof))
+    checkpoint_file.write_text(signed.text)
+    # Checked as a third party would: against the signed checkpoint, with the key the stack publishes.
+    public_key = stack.home / "audit-public-key.pem"
     checked = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "infra.cli", "audit", "verify-proof", "--file", str(proof_file)],
+        [
+            *(sys.executable, "-m", "infra.cli", "audit", "verify-proof", "--file", str(proof_file)),
+            "--checkpoint",
+            str(checkpoint_file),
+            "--public-key",
+            str(public_key),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -247,4 +247,4 @@ async def check_the_log(svc: dict[str, RunningService], moments: dict[str, Any])
         from services.audit import log
 
         await log.sign_checkpoint(conn)
-        assert (await log.verify(conn)).ok
+        assert (await log.verify(conn, log.configured_trust())).ok

@@ -227,10 +227,12 @@ async def downloads_the_export(
     checkpoint = json.loads(archive.read(f"{case_id}.checkpoint.json"))
     assert lines and all(line["tree_size"] == checkpoint["tree_size"] for line in lines)  # every one proved
     assert any("audit.AuditLogRead" in line["envelope"] and '"export"' in line["envelope"] for line in lines)
+    signed = tmp_path / "checkpoint.json"
+    signed.write_bytes(archive.read(f"{case_id}.checkpoint.json"))
     for line in lines:
         proof = tmp_path / "line.json"
         proof.write_text(json.dumps(line))
-        assert _verify_proof(type("Args", (), {"file": str(proof)})(), None) == 0
+        assert _verify_proof(type("Args", (), {"file": str(proof), "checkpoint": str(signed)})(), None) == 0
     rows = list(csv.reader(io.StringIO(archive.read(f"{case_id}.csv").decode())))
     assert rows[0][:5] == ["position", "occurred_at", "who", "role", "event_type"]
     cells = [cell for row in rows for cell in row]

@@ -93,7 +93,7 @@ async def test_a_stopped_audit_service_catches_up_a_dropped_event_shows_as_a_gap
         # Redelivered, the events change nothing.
         await publish_raw(kafka_bootstrap, topic, events)
         async with audit.runtime.pool.acquire() as conn:
-            assert (await log.verify(conn)).ok
+            assert (await log.verify(conn, log.configured_trust())).ok
         assert await audit.runtime.pool.fetchval("SELECT count(*) FROM audit_log") == 8
 
 
@@ -127,7 +127,7 @@ async def test_verify_fails_and_names_the_first_bad_entry_when_the_log_is_tamper
         await filled_log(audit, kafka_bootstrap, topic_prefix, source)
         async with audit.runtime.pool.acquire() as conn:
             await log.sign_checkpoint(conn)
-            assert (await log.verify(conn)).ok
+            assert (await log.verify(conn, log.configured_trust())).ok
             tx = conn.transaction()
             await tx.start()
             try:
@@ -149,7 +149,7 @@ async def test_verify_fails_and_names_the_first_bad_entry_when_the_log_is_tamper
                     # Entry 2 replaced wholesale, hashes and all: only the tree can tell.
                     await conn.execute("DELETE FROM audit_log WHERE position = 2")
                     await _insert_forged(conn, 2)
-                result = await log.verify(conn)
+                result = await log.verify(conn, log.configured_trust())
             finally:
                 await tx.rollback()
         expected = {"change_a_byte": 6, "delete_an_entry": 4, "insert_an_entry": 3, "rewrite_history": 2}[
@@ -158,7 +158,7 @@ async def test_verify_fails_and_names_the_first_bad_entry_when_the_log_is_tamper
         assert not result.ok
         assert result.first_bad_position == expected, result
         async with audit.runtime.pool.acquire() as conn:
-            assert (await log.verify(conn)).ok  # and, untouched, it verifies again
+            assert (await log.verify(conn, log.configured_trust())).ok  # and, untouched, it verifies again
 
 
 async def _insert_forged(conn: Connection, position: int) -> None:
@@ -205,13 +205,20 @@ async def test_inclusion_and_consistency_proofs_verify_with_the_standalone_verif
                 headers=audit.headers("reviewer"),
             )
         ).status_code == 403
+    checkpoint = tmp_path / "checkpoint.json"
+    checkpoint.write_text(json.dumps(signed))
     for name, proof in (("inclusion", inclusion), ("consistency", consistency)):
         good = tmp_path / f"{name}.json"
         good.write_text(json.dumps(proof))
-        assert _verify_proof(type("Args", (), {"file": str(good)})(), None) == 0
+        assert _verify_proof(args(good, checkpoint), None) == 0
         bad = dict(proof, proof=[*proof["proof"][:-1], "00" * 32])
         good.write_text(json.dumps(bad))
-        assert _verify_proof(type("Args", (), {"file": str(good)})(), None) == 1
+        assert _verify_proof(args(good, checkpoint), None) == 1
+
+
+def args(proof: Path, checkpoint: Path) -> object:
+    """verify-proof's arguments: the public key is the configured one (LEDER_AUDIT_PUBLIC_KEY_FILE)."""
+    return type("Args", (), {"file": str(proof), "checkpoint": str(checkpoint)})()
 
 
 async def test_the_ig_officers_command_line_verifies_exports_and_is_itself_on_record(
@@ -246,12 +253,12 @@ async def test_the_ig_officers_command_line_verifies_exports_and_is_itself_on_re
         )
         assert exported.returncode == 0, exported.stderr
         line = json.loads((tmp_path / f"{case_id}.jsonl").read_text().splitlines()[0])
-        proof = tmp_path / "one.json"
+        proof, checkpoint = tmp_path / "one.json", tmp_path / f"{case_id}.checkpoint.json"
         proof.write_text(json.dumps(line))
-        assert _verify_proof(type("Args", (), {"file": str(proof)})(), None) == 0
+        assert _verify_proof(args(proof, checkpoint), None) == 0
         line["envelope"] = line["envelope"].replace("notification", "notificatioN", 1)
         proof.write_text(json.dumps(line))
-        assert _verify_proof(type("Args", (), {"file": str(proof)})(), None) == 1  # the event itself changed
+        assert _verify_proof(args(proof, checkpoint), None) == 1  # the event itself changed
         readers = await audit.runtime.pool.fetch(
             "SELECT envelope::jsonb->'data'->>'what' AS what FROM audit_log WHERE actor_id = 'iggy'"
             " ORDER BY position"
