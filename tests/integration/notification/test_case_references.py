@@ -49,7 +49,9 @@ def person(i: int, **changes: Any) -> dict[str, Any]:
 
 
 async def notify(svc: RunningService, body: dict[str, Any]) -> dict[str, Any]:
-    response = await svc.client.post("/notifications", json=body, headers=svc.headers("partner_system"))
+    # As the notifier's own system: a partner notifies in its organisation's name only.
+    partner = svc.headers("partner_system", organisation=body["notifier"]["organisation"])
+    response = await svc.client.post("/notifications", json=body, headers=partner)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
 

@@ -29,7 +29,11 @@ async def svc(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> Asy
 
 
 async def notify(svc: RunningService, body: dict[str, Any], role: str = "partner_system") -> Any:
-    return await svc.client.post("/notifications", json=body, headers=svc.headers(role))
+    # A partner notifies as the notifier's own system: in that organisation's name only.
+    organisation = body["notifier"]["organisation"] if role == "partner_system" else None
+    return await svc.client.post(
+        "/notifications", json=body, headers=svc.headers(role, organisation=organisation)
+    )
 
 
 async def case(svc: RunningService, case_id: str) -> dict[str, Any]:
