@@ -25,12 +25,16 @@ def body(origin: str, tree_size: int, root_hash: bytes) -> str:
     return f"{origin}\n{tree_size}\n{base64.b64encode(root_hash).decode()}\n"
 
 
+def signature_line(name: str, text: str, key: Ed25519PrivateKey, public_key: bytes) -> str:
+    """The line that signs `text` with the key called `name`."""
+    signature = key.sign(text.encode())
+    return f"{DASH}{name} {base64.b64encode(key_hash(name, public_key) + signature).decode()}\n"
+
+
 def signed(origin: str, tree_size: int, root_hash: bytes, key: Ed25519PrivateKey, public_key: bytes) -> str:
     """The whole signed note, its key named as the log's origin (the usual choice)."""
     text = body(origin, tree_size, root_hash)
-    signature = key.sign(text.encode())
-    line = base64.b64encode(key_hash(origin, public_key) + signature).decode()
-    return f"{text}\n{DASH}{origin} {line}\n"
+    return f"{text}\n{signature_line(origin, text, key, public_key)}"
 
 
 @dataclass(frozen=True)
