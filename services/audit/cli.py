@@ -58,7 +58,7 @@ def add_commands(sub: Any, store_for: Any) -> None:
         description="Recompute every entry and the tree, and check them against every checkpoint"
         " published outside the database (--checkpoint-log) and the latest one the database holds, each"
         " signature with the public key given (--public-key), never one the log holds. Exit 0 if the"
-        " log verifies, 1 if not.",
+        " log verifies, 1 if not, 2 if there is no public key to verify with.",
     )
     verify.add_argument(
         "--checkpoint-log",
