@@ -87,6 +87,15 @@ def add_commands(sub: Any, store_for: Any) -> None:
         " (default for CASE.jsonl: CASE.checkpoint.json beside it)",
     )
     proof.set_defaults(run=_verify_proof, offline=True)
+    keygen = commands.add_parser(
+        "keygen",
+        help="make the audit log's signing key pair (for a deployment outside leder up)",
+        description="Write audit-signing-key.pem (Ed25519, PKCS#8, 0600: give it to the audit service"
+        " only, as LEDER_AUDIT_SIGNING_KEY_FILE) and audit-public-key.pem (give it to every verifier) in"
+        " --out. An existing private key is kept: its public key is written again.",
+    )
+    keygen.add_argument("--out", required=True, help="the folder to write the two PEM files in")
+    keygen.set_defaults(run=_keygen, offline=True)
     for command in (verify, proof):
         command.add_argument(
             "--public-key",
@@ -220,6 +229,15 @@ def _pinned_key(args: argparse.Namespace) -> bytes:
 
 class NotAProof(Exception):
     """A file that is not a proof, an export or a checkpoint: bad input (exit 2), not a failed proof."""
+
+
+def _keygen(args: argparse.Namespace, _: Any) -> int:
+    from infra.stack import audit_key_files
+
+    private, public = audit_key_files(Path(args.out))
+    print(f"signing key (keep it secret, give it to the audit service only): {private}")
+    print(f"public key (give it to every verifier): {public}")
+    return 0
 
 
 def _verify_proof(args: argparse.Namespace, _: Any) -> int:
