@@ -88,6 +88,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def documented_refusal(description: str) -> dict[str, Any]:
+    """One refusal with words of the route's own, documented as ProblemDetails."""
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    }
+
+
 class Problem(Exception):
     """An error with a status and a machine-readable `code` (the rule broken)."""
 

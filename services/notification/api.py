@@ -12,7 +12,7 @@ from events.notification import CaseFacts, FocusedReason
 from events.partner import EthnicCategory, InvalidNotification, NotifierRole, PlaceOfDeath, parse_notification
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
-from infra.problems import Problem
+from infra.problems import Problem, documented_refusal
 from services.notification import domain, handlers
 from services.notification.personal import PersonalDetails
 
@@ -105,14 +105,14 @@ class NotificationOutcome(BaseModel):
             "description": "a re-send of a notification, the same in every field: its first outcome,"
             " nothing written",
         },
-        409: {
-            "description": "`notification_id_conflict`: the notification_id was taken by a notification"
+        409: documented_refusal(
+            "`notification_id_conflict`: the notification_id was taken by a notification"
             " with other content (or another organisation's): nothing written; send it with a new id"
-        },
-        422: {
-            "description": "`validation_failed`: each field error named, `notifier.organisation` too when"
+        ),
+        422: documented_refusal(
+            "`validation_failed`: each field error named, `notifier.organisation` too when"
             " it is not the organisation your token names"
-        },
+        ),
     },
 )
 async def notify(
