@@ -26,10 +26,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from events.partner import parse_notification
 from events.registry import payload_class
 from events.sealing import Sealed
 from events.topics import SERVICES, dlq, partner_topic, service_topic
 from infra.service import Runtime, ServiceDefinition
+from services.notification.domain import content_hash
 from tests.fault.conftest import System
 from tests.support.notifications import notification
 from tests.support.waiting import eventually
@@ -528,8 +530,11 @@ async def poison_the_partner_topic(
     published = await publish(producer, topic, key, [p.value for p in poisons])
     good_offset = (await producer.send_and_wait(topic, json.dumps(good).encode(), key=key)).offset
 
+    # The partner consumer's inbox names a notification by its id and what it says (the same id
+    # with other content is another message), so that is what it records once applied.
+    message_id = f"{good['notification_id']}:{content_hash(parse_notification(json.dumps(good)))}"
     for service, consumer in consumers.items():
-        [row] = await applied(databases[service], consumer, [good["notification_id"]])
+        [row] = await applied(databases[service], consumer, [message_id])
         assert row["kafka_partition"] == published.partition and row["kafka_offset"] == good_offset, row
     case_id = await databases["notification"].fetchval(
         "SELECT case_id FROM notifications WHERE notification_id = $1", UUID(good["notification_id"])
@@ -712,12 +717,28 @@ REVIEW_CASES = 8  # five review clients to a case: their writes contend, as coll
 @dataclass(frozen=True)
 class Written:
     """A write the API answered: what it must have recorded (by the correlation id it was sent with),
-    or, when `event_type` is None, a refusal, which must have recorded nothing."""
+    or, when `event_type` is None, a refusal, which must have recorded nothing. `sealed`: what the
+    event holds sealed (personal data, issue 15): never in clear in the feed, and read back through the
+    API as written."""
 
     service: str
     correlation_id: str
     event_type: str | None
     data: Mapping[str, Any] = field(default_factory=dict)
+    sealed: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read of one case the API answered 2xx: it leaves its read record (who, in which role), once,
+    on the case's reads stream, and nothing else."""
+
+    service: str
+    correlation_id: str
+    event_type: str
+    case_id: str
+    reader: str
+    role: str
 
 
 @dataclass
@@ -728,6 +749,7 @@ class Load:
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     written: list[Written] = field(default_factory=list)
+    reads: list[Read] = field(default_factory=list)
 
     def running(self) -> bool:
         return time.monotonic() < self.end
@@ -766,8 +788,20 @@ class Load:
         self.failures.append(f"{service} {what}: {response.status_code} {response.text[:300]}")
         return None, correlation_id
 
-    def wrote(self, service: str, correlation_id: str, event_type: str, **data: Any) -> None:
-        self.written.append(Written(service, correlation_id, event_type, data))
+    def wrote(
+        self,
+        service: str,
+        correlation_id: str,
+        event_type: str,
+        sealed: Mapping[str, Any] | None = None,
+        **data: Any,
+    ) -> None:
+        self.written.append(Written(service, correlation_id, event_type, data, sealed or {}))
+
+    def read(
+        self, service: str, correlation_id: str, event_type: str, case_id: str, reader: str, role: str
+    ) -> None:
+        self.reads.append(Read(service, correlation_id, event_type, case_id, reader, role))
 
 
 def _problem_code(response: httpx.Response) -> str | None:
@@ -820,7 +854,10 @@ async def notification_client(load: Load, n: int) -> None:
         elif op == "cases":
             await load.request("notification", op, "GET", "/cases", role="lac", params={"limit": 50})
         else:
-            await load.request("notification", op, "GET", f"/cases/{rng.choice(mine)}", role="lac")
+            case_id = rng.choice(mine)
+            response, c = await load.request("notification", op, "GET", f"/cases/{case_id}", role="lac")
+            if response is not None:
+                load.read("notification", c, "notification.CaseRead", case_id, reader="tester", role="lac")
 
 
 async def allocation_client(load: Load, n: int, registered: list[str]) -> None:
@@ -902,7 +939,7 @@ async def review_client(load: Load, n: int, cases: list[str], reviewer: str) -> 
                 body={"text": text},
             )
             if response is not None and response.status_code == 201:
-                load.wrote("review", c, "review.NoteAdded", case_id=case_id, text=text)
+                load.wrote("review", c, "review.NoteAdded", case_id=case_id, sealed={"text": text})
         elif op == "contact":
             response, c = await load.request(
                 "review",
@@ -918,7 +955,11 @@ async def review_client(load: Load, n: int, cases: list[str], reviewer: str) -> 
             if response is not None and response.status_code == 201:
                 load.wrote("review", c, "review.ContactRecorded", case_id=case_id)
         elif op == "review":
-            await load.request("review", op, "GET", f"/reviews/{case_id}", role="reviewer", sub=reviewer)
+            response, c = await load.request(
+                "review", op, "GET", f"/reviews/{case_id}", role="reviewer", sub=reviewer
+            )
+            if response is not None:
+                load.read("review", c, "review.ReviewRead", case_id, reader=reviewer, role="reviewer")
         else:
             await load.request("review", op, "GET", "/reviews", role="lac")
 
@@ -1006,6 +1047,15 @@ async def audit_client(load: Load, n: int, cases: list[str]) -> None:
             load.wrote("audit", c, "audit.AuditLogRead", what=what, role=role)
 
 
+def is_sealed(value: Any, clear: str) -> bool:
+    """The event holds `clear` sealed: a Sealed value, with no trace of the text in clear."""
+    try:
+        Sealed.model_validate(value)
+    except ValueError:
+        return False
+    return clear not in json.dumps(value)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
@@ -1065,10 +1115,39 @@ async def test_two_hundred_clients_for_thirty_seconds_get_no_5xx_and_lose_no_wri
             if e["source"] == w.service
             and e["event_type"] == w.event_type
             and all(e["data"].get(k) == v for k, v in w.data.items())
+            and all(is_sealed(e["data"].get(k), v) for k, v in w.sealed.items())
         ]
         if len(matching) != 1:
             problems.append(f"{w.service} {w.event_type} {dict(w.data)}: recorded {len(matching)} times")
-    answered = {w.correlation_id for w in load.written if w.event_type is not None}
+    # A read of a case answered 2xx leaves exactly its read record, on the case's reads stream; no
+    # other request leaves one (a refused one, above, leaves nothing at all).
+    for r in load.reads:
+        records = [
+            e
+            for e in by_correlation.get(r.correlation_id, [])
+            if e["source"] == r.service
+            and e["event_type"] == r.event_type
+            and e["stream_id"] == f"reads-{r.case_id}"
+            and e["data"].get("case_id") == r.case_id
+            and e["data"].get("reader") == r.reader
+            and e["data"].get("role") == r.role
+        ]
+        if len(records) != 1 or len(by_correlation.get(r.correlation_id, [])) != 1:
+            problems.append(
+                f"{r.service} read of {r.case_id}: recorded {by_correlation.get(r.correlation_id)}"
+            )
+    reads_by = {r.correlation_id for r in load.reads}
+    stray_reads = Counter(
+        (e["source"], e["event_type"])
+        for events in feeds.values()
+        for e in events
+        if e["correlation_id"].startswith("load-")
+        and e["stream_id"].startswith("reads-")
+        and e["correlation_id"] not in reads_by
+    )
+    assert not stray_reads, f"read records without a 2xx read of a case: {stray_reads}"
+    print(f"  reads of a case recorded: {dict(Counter(r.service for r in load.reads))}")
+    answered = {w.correlation_id for w in load.written if w.event_type is not None} | reads_by
     unaccounted = Counter(
         (e["source"], e["event_type"])
         for events in feeds.values()
@@ -1086,7 +1165,7 @@ async def read_back(api: Api, load: Load, cases: list[str], registered: list[str
     """What the writes made, as the services' APIs show it: each thing once."""
 
     def wrote(event_type: str, key: str) -> list[str]:
-        return [w.data[key] for w in load.written if w.event_type == event_type]
+        return [{**w.data, **w.sealed}[key] for w in load.written if w.event_type == event_type]
 
     def not_once(written: list[str], shown: Counter[str]) -> dict[str, int]:
         assert written, "no such write answered: the load did not exercise it"
