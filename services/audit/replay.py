@@ -152,6 +152,7 @@ SUMMARIES = {
     "allocation.ConflictOfInterestDeclared": "conflict of interest declared: {reason}",
     "allocation.CaseReturnedToQueue": "returned to the allocation queue: {reason}",
     "allocation.CaseReallocated": "reallocated to another reviewer: {reason}",
+    "allocation.CasePersonalDataDestroyed": "the allocation's sealed reasons destroyed ({reason})",
     "allocation.AllocationEnded": "allocation ended ({reason})",
     "allocation.AllocationRestored": "allocation restored to {reviewer_user_id}, senior"
     " {senior_reviewer_user_id}, as the case was reopened",
