@@ -321,7 +321,11 @@ def test_the_reviewer_records_the_national_minimum_and_submits_it_for_qa(
     assert save(page, "Submit for quality assurance") == 200
     expect(page.locator(".nhsuk-notification-banner")).to_contain_text("Review submitted")
     expect(page.locator(".nhsuk-summary-list").first).to_contain_text("Awaiting QA")
+    # The sealed free text, opened for the reviewer whose case it is.
+    expect(page.get_by_text("Maeve's sister loved gardening")).to_be_visible()
+    expect(page.get_by_text("Spoke to the ward manager on the phone.")).to_be_visible()
     assert_accessible(page)
+    shoot(page, SHOTS / "review_submitted.png")
     page.get_by_role("link", name="My cases").first.click()
     expect(page.get_by_role("row").filter(has_text=scene.reference)).to_contain_text("Awaiting QA")
     shoot(page, SHOTS / "my_cases_submitted.png")
