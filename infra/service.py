@@ -31,6 +31,7 @@ from infra.sealing import DataKeys, for_service, install
 from infra.settings import Settings
 
 log = get_logger(__name__)
+STOP_SECONDS = 10
 
 
 @dataclass
@@ -122,14 +123,23 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
         try:
             yield
         finally:
+            # A stop is bounded: what does not end in its time is named in the log and left behind, so
+            # that a stuck job or connection never keeps a service (or a test) from stopping.
             for task in tasks:
                 task.cancel()
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
             for task in tasks:
-                with suppress(asyncio.CancelledError, Exception):
-                    await task
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: a job that failed as it stopped is not news
+            if stuck:
+                log.error("service_jobs_did_not_stop", jobs=[t.get_name() for t in stuck])
             with suppress(Exception):
-                await asyncio.wait_for(broker.stop(), 10)
-            await store.pool.close()
+                await asyncio.wait_for(broker.stop(), STOP_SECONDS)
+            try:
+                await asyncio.wait_for(store.pool.close(), STOP_SECONDS)
+            except TimeoutError:
+                log.error("database_connections_did_not_close", seconds=STOP_SECONDS)
+                store.pool.terminate()
             log.info("service_stopped")
 
     async def readiness() -> dict[str, Any]:
