@@ -41,8 +41,11 @@ async def record_reads(store: EventStore, reads: Sequence[CaseRead], context: Co
     for attempt in range(1, READ_RETRIES + 1):
         try:
             async with store.transaction() as conn:
-                for read in reads:
+                # Readers of one case queue on its reads stream (as the review service's do); taken in
+                # case order, so that two actions sharing cases never wait on each other in a circle.
+                for read in sorted(reads, key=lambda r: str(r.case_id)):
                     stream = reads_stream(read.case_id)
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", stream)
                     version = await conn.fetchval(
                         "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream
                     )
