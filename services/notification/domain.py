@@ -191,14 +191,10 @@ def content_hash(notification: PartnerNotification) -> str:
 
 
 def check_notifier(notification: PartnerNotification, role: str, organisation: str | None) -> None:
-    """A partner whose token names its organisation notifies in that organisation's name only: the
-    notification then belongs to it. The LAC records notifications made to them (a family's call,
-    say) in the name of whoever made them; a token naming no organisation has none to hold it to."""
-    if (
-        role == "partner_system"
-        and organisation is not None
-        and notification.notifier.organisation != organisation
-    ):
+    """A partner notifies in its own organisation's name only (its token always names one: infra.auth
+    refuses a partner token that names none): the notification then belongs to it. The LAC records
+    notifications made to them (a family's call, say) in the name of whoever made them."""
+    if role == "partner_system" and notification.notifier.organisation != organisation:
         raise NotYourOrganisation(
             f"you notify for {organisation}: the notifier's organisation must be it, not"
             f" {notification.notifier.organisation}"
@@ -224,9 +220,8 @@ def decide_resend(
 
 
 def may_read_outcome(role: str, organisation: str | None, owner: str | None) -> bool:
-    """The LAC reads every notification's outcome; a partner only its own organisation's (a token
-    naming no organisation is held to none)."""
-    return role == "lac" or organisation is None or organisation == owner
+    """The LAC reads every notification's outcome; a partner only its own organisation's."""
+    return role == "lac" or (organisation is not None and organisation == owner)
 
 
 @dataclass(frozen=True)

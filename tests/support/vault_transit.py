@@ -175,26 +175,29 @@ def vault_app(vault: FakeVault) -> FastAPI:
         key = vault.keys.setdefault(name, TransitKey())  # Vault's upsert
         return _data({"ciphertext": _encrypt(key, plaintext), "key_version": len(key.versions)})
 
-    @app.post(base + "/decrypt/{name}")
-    async def decrypt(name: str, request: Request) -> Response:
+    async def opened(name: str, request: Request) -> tuple[TransitKey, bytes] | Response:
+        """The key and the ciphertext's plaintext, or the error Vault answers (decrypt and rewrap)."""
         key = vault.keys.get(name)
         if key is None:
             return _errors(400, "encryption key not found")
         try:
-            plaintext = _decrypt(key, str((await body(request)).get("ciphertext", "")))
+            return key, _decrypt(key, str((await body(request)).get("ciphertext", "")))
         except ValueError as invalid:
             return _errors(400, str(invalid))
-        return _data({"plaintext": base64.b64encode(plaintext).decode()})
+
+    @app.post(base + "/decrypt/{name}")
+    async def decrypt(name: str, request: Request) -> Response:
+        found = await opened(name, request)
+        if isinstance(found, Response):
+            return found
+        return _data({"plaintext": base64.b64encode(found[1]).decode()})
 
     @app.post(base + "/rewrap/{name}")
     async def rewrap(name: str, request: Request) -> Response:
-        key = vault.keys.get(name)
-        if key is None:
-            return _errors(400, "encryption key not found")
-        try:
-            plaintext = _decrypt(key, str((await body(request)).get("ciphertext", "")))
-        except ValueError as invalid:
-            return _errors(400, str(invalid))
+        found = await opened(name, request)
+        if isinstance(found, Response):
+            return found
+        key, plaintext = found
         return _data({"ciphertext": _encrypt(key, plaintext), "key_version": len(key.versions)})
 
     @app.post(base + "/hmac/{name}")
