@@ -98,6 +98,9 @@ Apply = Callable[[Connection, T, Delivery], Awaitable[None]]
 # (the partner topic's notifications) seals them, so that the DLQ keeps the reason in clear and the
 # message only as long as its key lives.
 SealDeadLetter = Callable[[bytes, Delivery], Awaitable[bytes]]
+# Checks a message's provenance (its signature, that its source may publish on its topic) before it is
+# parsed: raises Unprocessable, and the message goes to the DLQ with the reason.
+Verify = Callable[[bytes, Delivery], None]
 
 
 class InboxConsumer(Generic[T]):
@@ -115,6 +118,7 @@ class InboxConsumer(Generic[T]):
         on_handled: Callable[[T], None] | None = None,
         order_patience: float = 60.0,
         seal_dead_letter: SealDeadLetter | None = None,
+        verify: Verify | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -129,6 +133,7 @@ class InboxConsumer(Generic[T]):
         self.group_id: str | None = None
         self.order_patience = order_patience
         self.seal_dead_letter = seal_dead_letter
+        self.verify = verify
         self._retry_delay = 0.2
         self._waiting_since: dict[str, float] = {}
 
@@ -158,6 +163,8 @@ class InboxConsumer(Generic[T]):
         order = self.order(raw) if self.order else None
         try:
             try:
+                if self.verify is not None:
+                    self.verify(raw, delivery)
                 message = self.parse(raw)
             except self.dead_letter_on as exc:
                 await self.dead_letter(raw, delivery, exc, order)
