@@ -162,9 +162,15 @@ class InboxConsumer(Generic[T]):
         )
         order = self.order(raw) if self.order else None
         try:
-            try:
-                if self.verify is not None:
+            if self.verify is not None:
+                try:
                     self.verify(raw, delivery)
+                except Unprocessable as refused:
+                    # Not the service's own: the stream and version it names are a forger's word, so it
+                    # takes no place in the stream (the real event of that version is still applied).
+                    await self.dead_letter(raw, delivery, refused)
+                    return
+            try:
                 message = self.parse(raw)
             except self.dead_letter_on as exc:
                 await self.dead_letter(raw, delivery, exc, order)
