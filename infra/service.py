@@ -173,7 +173,7 @@ async def _start_broker(runtime: Runtime) -> None:
     delay = 0.5
     while True:
         try:
-            await runtime.broker.start()
+            await kafka.start_broker(runtime.broker)
             runtime.broker_connected = True
             log.info("broker_connected")
             return
