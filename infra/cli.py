@@ -250,6 +250,24 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events_keygen(args: argparse.Namespace) -> int:
+    """A new event signing key for one service (a first key, or a rotation): its private key in
+    OUT/<service>.pem (0600, never overwritten), its public key pinned in --public-keys (older keys
+    kept, to verify what they signed) or printed as a JWK."""
+    from infra import signing
+
+    path = Path(args.out) / f"{args.service}.pem"
+    if path.exists():
+        raise Failure(f"{path} exists: a new key goes to a new folder (the old one verifies old records)")
+    key = signing.write_private_key(path)
+    if args.public_keys:
+        entry = signing.add_to_key_set(Path(args.public_keys), args.service, key.public_key())
+        print(f"{args.service}: key {entry['kid']} in {path}, pinned in {args.public_keys}")
+    else:
+        print(json.dumps(signing.jwk(args.service, key.public_key()), indent=2))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from services.governance import report_service
     from services.governance.rendering import to_csv, to_html
@@ -393,6 +411,18 @@ def parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("service", choices=(*SERVICES, "all"), help="which service, or all: %(choices)s")
     rotate.set_defaults(func=cmd_keys_rotate)
+    events = sub.add_parser("events", help="the keys the services sign their events with")
+    event_commands = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+    keygen = event_commands.add_parser(
+        "keygen",
+        help="make a service's event signing key (first, or rotated) and pin its public key",
+        description="Write a new Ed25519 key to OUT/<service>.pem (0600) and add its public key to the"
+        " pinned file every consumer reads (LEDER_EVENT_PUBLIC_KEYS_FILE), keeping the older keys.",
+    )
+    keygen.add_argument("--service", required=True, choices=SERVICES, help="which service: %(choices)s")
+    keygen.add_argument("--out", required=True, help="the folder the private key is written to")
+    keygen.add_argument("--public-keys", help="the pinned public keys file to add it to (else printed)")
+    keygen.set_defaults(func=cmd_events_keygen)
     _report_commands(sub)
     from services.audit.cli import add_commands
 

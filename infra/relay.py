@@ -22,6 +22,7 @@ from aiokafka.structs import RecordMetadata
 from infra import db, kafka
 from infra.eventstore import NOTIFY_CHANNEL, EventStore
 from infra.logging import get_logger
+from infra.signing import Signer
 
 log = get_logger(__name__)
 _RELAY_LOCK = 48_151_623
@@ -41,8 +42,12 @@ class OutboxRelay:
         partitions: int = 4,
         batch_size: int = 500,
         idle_wait: float = 1.0,
+        signer: Signer | None = None,
     ) -> None:
+        """`signer`: the service's event signing key (infra.signing); every service has one. Only the
+        relay's own tests, on topics no service consumes, publish unsigned."""
         self.store = store
+        self.signer = signer
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
@@ -135,15 +140,20 @@ class OutboxRelay:
             correlation_id = json.loads(envelope)["correlation_id"]
             # Keyed by stream (a case's stream is named by its case id) so each stays in order.
             key = row["stream_id"]
+            value = envelope.encode()
+            # Signed as published: these exact bytes on this topic (Ed25519 signs the same bytes the
+            # same way, so a record published again carries the same signature).
+            signature = self.signer.headers(self.topic, value) if self.signer is not None else []
             futures.append(
                 await producer.send(
                     self.topic,
                     key=key.encode(),
-                    value=envelope.encode(),
+                    value=value,
                     headers=[
                         ("event_type", row["event_type"].encode()),
                         ("schema_version", str(row["schema_version"]).encode()),
                         ("correlation_id", correlation_id.encode()),
+                        *signature,
                     ],
                 )
             )

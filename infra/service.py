@@ -29,6 +29,7 @@ from infra.logging import configure_logging, get_logger
 from infra.relay import OutboxRelay
 from infra.sealing import DataKeys, for_service, install
 from infra.settings import Settings
+from infra.signing import load_signer, verifier_from_env
 
 log = get_logger(__name__)
 STOP_SECONDS = 10
@@ -94,6 +95,15 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
         if keys is not None:
             install(keys)
         for_service(definition.name)
+        # The event keys too (infra.signing): a service that cannot sign, or cannot check what it
+        # consumes, must not start.
+        signer = load_signer(definition.name)
+        verifier = verifier_from_env(settings.topic_prefix)
+        if verifier.pinned.get(signer.key_id) is None:
+            raise RuntimeError(
+                f"the {definition.name} service's event key ({signer.key_id}) is not among the pinned public"
+                f" keys ({verifier.pinned.path}): no consumer would accept what it publishes"
+            )
         store = await open_store(definition, settings)
         store.clock = clock = clock_from_env()
         if clock is not system_clock:
@@ -104,12 +114,17 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             settings.kafka_bootstrap,
             service_topic(definition.name, settings.topic_prefix),
             partitions=settings.topic_partitions,
+            signer=signer,
         )
         runtime = Runtime(
             settings=settings, pool=store.pool, store=store, broker=broker, relay=relay, clock=clock
         )
         runtime.consumers = list(definition.consumers(runtime))
         for consumer in runtime.consumers:
+            # Every consumer of a service's topic checks each record's signature before reading it,
+            # whoever wrote the consumer (the partner topic is vouched for by the broker's principals).
+            if consumer.verify is None and verifier.owner(consumer.topic) is not None:
+                consumer.verify = verifier
             consumer.subscribe(
                 broker, group_id=f"{settings.topic_prefix}leder.{definition.name}.{consumer.name}"
             )

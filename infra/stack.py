@@ -195,6 +195,7 @@ class Stack:
         asyncio.run(_create_topics(bootstrap, prefix, partitions))
         secret_file = jwt_secret_file(self.folder)
         audit_key, audit_public_key = audit_key_files(self.folder)
+        event_keys, event_public_keys = self._event_keys()
         # The stack's clock: real time unless `leder demo` is running simulated months (infra.clock).
         # A file left by a demo that was stopped half-way must not start the system in the past.
         clock_file = self.folder / "clock"
@@ -212,6 +213,9 @@ class Stack:
             "LEDER_AUDIT_PUBLIC_KEY_FILE": str(audit_public_key),
             "LEDER_AUDIT_CHECKPOINT_LOG": environ.get("LEDER_AUDIT_CHECKPOINT_LOG")
             or str(self.folder / "audit-checkpoints.log"),
+            # Each service's event signing key and every service's pinned public keys (infra.signing).
+            "LEDER_EVENT_SIGNING_KEY_DIR": str(event_keys),
+            "LEDER_EVENT_PUBLIC_KEYS_FILE": str(event_public_keys),
         }
         for service in SERVICES:
             child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
@@ -240,6 +244,16 @@ class Stack:
         for service in self.services:
             self.wait_service(service)
         return {service: self.url(service) for service in self.services}
+
+    def _event_keys(self) -> tuple[Path, Path]:
+        """The event keys the environment names, else a set made once in LEDER_HOME/keys/events."""
+        from infra.signing import generate_key_set
+
+        key_dir = self.environ.get("LEDER_EVENT_SIGNING_KEY_DIR")
+        public_keys = self.environ.get("LEDER_EVENT_PUBLIC_KEYS_FILE")
+        if key_dir and public_keys:
+            return Path(key_dir), Path(public_keys)
+        return generate_key_set(self.folder / "keys" / "events")
 
     def _web_port(self, base_port: int) -> int:
         if "LEDER_WEB_PORT" in self.environ:

@@ -9,6 +9,7 @@ import pytest
 from infra import db
 from infra.eventstore import EventStore
 from infra.settings import database_url_for
+from infra.signing import KEY_DIR_ENV, PUBLIC_KEYS_ENV, generate_key_set
 from infra.stack import audit_key_files
 from tests.support import events as _test_events  # noqa: F401  (registers the test payloads)
 from tests.support.backends import kafka_broker, postgres_server
@@ -36,6 +37,25 @@ def audit_keys() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="leder-test-audit-") as folder:
         private, public = audit_key_files(Path(folder))
         names = {"LEDER_AUDIT_SIGNING_KEY_FILE": str(private), "LEDER_AUDIT_PUBLIC_KEY_FILE": str(public)}
+        before = {name: os.environ.get(name) for name in names}
+        os.environ.update(names)
+        try:
+            yield Path(folder)
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def event_keys() -> Iterator[Path]:
+    """Every service's event signing key and the pinned public keys, in files as in production
+    (infra.signing), for every service a test starts and every record a test publishes as one."""
+    with tempfile.TemporaryDirectory(prefix="leder-test-events-") as folder:
+        key_dir, public_keys = generate_key_set(Path(folder))
+        names = {KEY_DIR_ENV: str(key_dir), PUBLIC_KEYS_ENV: str(public_keys)}
         before = {name: os.environ.get(name) for name in names}
         os.environ.update(names)
         try:

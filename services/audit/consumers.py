@@ -19,6 +19,7 @@ from infra.eventstore import Context
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, validation_reasons
 from infra.logging import get_logger
 from infra.service import Runtime
+from infra.signing import KEY_ID_HEADER, SIGNATURE_HEADER
 from services.audit import log, store
 
 SYSTEM = Actor.system("audit")
@@ -41,8 +42,12 @@ def parse_any_envelope(raw: bytes) -> Logged:
 
 
 def events_of(runtime: Runtime, source: str) -> InboxConsumer[Logged]:
-    async def apply(conn: Connection, logged: Logged, _: Delivery) -> None:
-        await log.append(conn, logged.raw, logged.envelope)
+    async def apply(conn: Connection, logged: Logged, delivery: Delivery) -> None:
+        # The signature was checked before the record was parsed (infra.signing, through the inbox's
+        # verify hook): it is kept with the entry, so whoever reads the log can check it again.
+        signature, key_id = delivery.headers.get(SIGNATURE_HEADER), delivery.headers.get(KEY_ID_HEADER)
+        signed = log.EventSignature(signature, key_id, delivery.topic) if signature and key_id else None
+        await log.append(conn, logged.raw, logged.envelope, signed)
 
     return InboxConsumer(
         name=f"{source}-events",

@@ -19,7 +19,19 @@ from services.audit import keys, links, merkle, note
 _APPEND_LOCK = 27_182_818
 
 
-async def append(conn: Connection, raw: bytes, envelope: Envelope) -> bool:
+@dataclass(frozen=True)
+class EventSignature:
+    """The publishing service's signature of an event as it arrived (infra.signing): kept with the
+    entry, outside its leaf hash, so a third party can check who published what the log holds."""
+
+    signature: str
+    key_id: str
+    topic: str
+
+
+async def append(
+    conn: Connection, raw: bytes, envelope: Envelope, signed: EventSignature | None = None
+) -> bool:
     """Log an event once, at the next position; False if it is already in the log."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
     if await conn.fetchval("SELECT 1 FROM audit_log WHERE event_id = $1", envelope.event_id):
@@ -31,8 +43,9 @@ async def append(conn: Connection, raw: bytes, envelope: Envelope) -> bool:
     frontier = merkle.push(frontier, leaf)
     await conn.execute(
         "INSERT INTO audit_log (position, event_id, source, source_sequence, event_type, stream_id, case_id,"
-        " occurred_at, actor_id, actor_role, envelope, content_hash, leaf_hash, root_after)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        " occurred_at, actor_id, actor_role, envelope, content_hash, leaf_hash, root_after,"
+        " event_signature, event_key_id, event_topic)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         position,
         envelope.event_id,
         envelope.source,
@@ -47,6 +60,9 @@ async def append(conn: Connection, raw: bytes, envelope: Envelope) -> bool:
         hashlib.sha256(raw).digest(),
         leaf,
         merkle.frontier_root(frontier),
+        signed.signature if signed else None,
+        signed.key_id if signed else None,
+        signed.topic if signed else None,
     )
     await conn.execute(
         "INSERT INTO log_frontier (hashes, sizes) VALUES ($1, $2)"

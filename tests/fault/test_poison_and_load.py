@@ -34,6 +34,7 @@ from infra.service import Runtime, ServiceDefinition
 from services.notification.domain import content_hash
 from tests.fault.conftest import System
 from tests.support.notifications import notification
+from tests.support.signing import signed_headers
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -351,8 +352,12 @@ class Published:
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, key: bytes, values: list[bytes]) -> Published:
-    """Publish in order under one key; all land on one partition."""
-    sent = [await producer.send_and_wait(topic, value, key=key) for value in values]
+    """Publish in order under one key; all land on one partition. On a service's topic, signed as that
+    service (a poison there is one its own relay could have sent: a forger's is refused before)."""
+    sent = [
+        await producer.send_and_wait(topic, value, key=key, headers=signed_headers(topic, value))
+        for value in values
+    ]
     assert len({m.partition for m in sent}) == 1, sent
     return Published(sent[0].partition, [m.offset for m in sent])
 

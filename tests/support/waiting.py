@@ -4,6 +4,8 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from tests.support.signing import signed_headers
+
 T = TypeVar("T")
 
 
@@ -44,11 +46,19 @@ async def read_topic(
         await consumer.stop()
 
 
-async def publish_raw(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def publish_raw(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes | None, bytes]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Publish as the topic's owner would: on a service's topic, each record signed with that service's
+    key (tests/support/signing.py). `headers`: these instead of the signature (a forger's)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
     await producer.start()
     try:
         for key, value in messages:
-            await producer.send_and_wait(topic, key=key, value=value)
+            sent = signed_headers(topic, value) if headers is None else headers
+            await producer.send_and_wait(topic, key=key, value=value, headers=sent)
     finally:
         await producer.stop()
