@@ -3,24 +3,31 @@
 No Docker engine is needed: the file is checked against the Compose Specification's JSON Schema, then
 against events.topics, infra.settings and services.web.settings, deploy/postgres-init.sh and
 .env.example; and the image it runs (Dockerfile, .dockerignore, pyproject.toml's package data) is
-checked to carry the web application's templates and static files.
+checked to carry the web application's templates and static files. Kafka's security is checked in
+deploy/kafka/server.properties (what the broker enforces) and by running deploy/kafka/access.sh (who
+may do what) against stand-ins for Kafka's tools, whose calls are compared with what each service's
+consumers (services/*/app.py) consume.
 """
 
+import importlib
 import json
 import os
 import re
 import shlex
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
 import yaml
 
-from events.topics import SERVICES, all_topics
+from events.topics import SERVICES, all_topics, dlq, partner_topic, service_topic
+from infra.kafka import KafkaSecurity, client_options
 from infra.settings import SERVICE_PORTS
 from services.web.settings import WEB_PORT, OidcSettings, WebSettings
 
@@ -39,6 +46,15 @@ COMPOSE_SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
 TOPICS_JOB = "topics"
 POSTGRES = "postgres"
 KAFKA = "kafka"
+# Sets the Kafka principals' credentials and ACLs (deploy/kafka/access.sh).
+ACCESS_JOB = "kafka-access"
+KAFKA_JOBS = (TOPICS_JOB, ACCESS_JOB)
+KAFKA_CONFIG = REPO_ROOT / "deploy" / "kafka" / "server.properties"
+KAFKA_ACCESS = REPO_ROOT / "deploy" / "kafka" / "access.sh"
+SERVICE_PY = REPO_ROOT / "infra" / "service.py"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# Where the access job finds each partner's password file (partner-<ODS code>).
+PARTNERS_MOUNT = "/run/leder/kafka-partners"
 REQUIRED_ENVIRONMENT = ("LEDER_KAFKA_BOOTSTRAP", "LEDER_JWT_SECRET", "LEDER_HTTP_HOST", "LEDER_HTTP_PORT")
 # The web application: `leder serve web`, a process like the services, with a database of its own
 # (sessions) but no Kafka and no entry in infra.settings.SERVICE_PORTS.
@@ -522,18 +538,126 @@ def test_dockerfile_exposes_every_port(leder_processes: dict[str, dict[str, Any]
 # --- Kafka and topics ------------------------------------------------------------------------------
 
 
-def test_kafka_does_not_auto_create_topics(services: dict[str, dict[str, Any]]) -> None:
-    assert environment(services[KAFKA]).get("KAFKA_AUTO_CREATE_TOPICS_ENABLE") == "false"
+@pytest.fixture(scope="module")
+def kafka_config() -> dict[str, str]:
+    """deploy/kafka/server.properties (key=value lines; no continuations are used)."""
+    config = {}
+    for line in KAFKA_CONFIG.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith(("#", "!")):
+            key, _, value = line.partition("=")
+            assert key.strip() not in config, f"{key.strip()} is set twice"
+            config[key.strip()] = value.strip()
+    return config
 
 
-def test_services_bootstrap_from_kafkas_advertised_listener(
-    app_services: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+def kafka_listeners(config: dict[str, str], key: str = "listeners") -> dict[str, tuple[str, int, str]]:
+    """Listener name -> (host, port, security protocol), from `listeners` or `advertised.listeners`."""
+    protocols = dict(pair.split(":", 1) for pair in config["listener.security.protocol.map"].split(","))
+    found = {}
+    for listener in config[key].split(","):
+        name, address = listener.split("://", 1)
+        host, _, port = address.rpartition(":")
+        found[name] = (host, int(port), protocols[name])
+    return found
+
+
+def test_kafka_runs_with_the_deployed_server_properties(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services[KAFKA]
+    mounts = [str(v) for v in kafka.get("volumes", [])]
+    mounted = [m.split(":") for m in mounts if (REPO_ROOT / m.split(":")[0]).resolve() == KAFKA_CONFIG]
+    assert len(mounted) == 1 and mounted[0][2:] == ["ro"], f"{KAFKA_CONFIG.name} is not mounted read-only"
+    target = mounted[0][1]
+    text = command_text(kafka)
+    assert re.search(rf"kafka-storage\.sh format .*--config {re.escape(target)}", text.replace("\\\n", ""))
+    assert re.search(rf"exec /opt/kafka/bin/kafka-server-start\.sh {re.escape(target)}\s*$", text.strip())
+    assert not kafka.get("ports"), "Kafka is published on the host"
+    assert not [k for k in environment(kafka) if k.startswith("KAFKA_")], (
+        "KAFKA_* variables would configure a broker beside server.properties"
+    )
+
+
+def test_kafka_does_not_auto_create_topics(kafka_config: dict[str, str]) -> None:
+    assert kafka_config["auto.create.topics.enable"] == "false"
+
+
+def test_kafka_denies_what_no_acl_allows(kafka_config: dict[str, str]) -> None:
+    assert kafka_config["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert kafka_config["allow.everyone.if.no.acl.found"] == "false"
+    # ANONYMOUS is whoever connects over PLAINTEXT: only loopback listeners speak it (next test).
+    assert kafka_config["super.users"] == "User:ANONYMOUS"
+
+
+def test_only_sasl_scram_listeners_are_reachable_from_the_network(kafka_config: dict[str, str]) -> None:
+    listeners = kafka_listeners(kafka_config)
+    reachable = {name: found for name, found in listeners.items() if found[0] not in LOOPBACK}
+    assert reachable, "no listener for the services"
+    for name, (host, _, protocol) in listeners.items():
+        if protocol in ("PLAINTEXT", "SSL"):
+            assert host in LOOPBACK, (
+                f"{name} ({protocol}, no authentication) listens on {host or 'every address'}"
+            )
+    for name, (_, _, protocol) in reachable.items():
+        assert protocol in ("SASL_PLAINTEXT", "SASL_SSL"), f"{name} is reachable with {protocol}"
+    assert kafka_config["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    for name in reachable:
+        mechanisms = kafka_config.get(
+            f"listener.name.{name.lower()}.sasl.enabled.mechanisms", "SCRAM-SHA-512"
+        )
+        assert mechanisms == "SCRAM-SHA-512", f"{name} also takes {mechanisms}"
+    # The broker's own traffic (to itself, to its controller) stays on loopback.
+    assert listeners[kafka_config["inter.broker.listener.name"]][0] in LOOPBACK
+    for name in kafka_config["controller.listener.names"].split(","):
+        assert listeners[name][0] in LOOPBACK, f"the controller listener {name} is reachable"
+    for voter in kafka_config["controller.quorum.voters"].split(","):
+        assert voter.split("@", 1)[1].rpartition(":")[0] in LOOPBACK
+
+
+def sasl_endpoints(kafka_config: dict[str, str]) -> set[str]:
+    return {
+        f"{host}:{port}"
+        for host, port, protocol in kafka_listeners(kafka_config, "advertised.listeners").values()
+        if protocol.startswith("SASL_")
+    }
+
+
+def loopback_endpoints(kafka_config: dict[str, str]) -> set[str]:
+    """The broker's PLAINTEXT loopback listeners that take clients (not the KRaft controller's)."""
+    controllers = kafka_config["controller.listener.names"].split(",")
+    return {
+        f"{host}:{port}"
+        for name, (host, port, protocol) in kafka_listeners(kafka_config).items()
+        if host in LOOPBACK and protocol == "PLAINTEXT" and name not in controllers
+    }
+
+
+def test_services_bootstrap_from_kafkas_advertised_sasl_listener(
+    app_services: dict[str, dict[str, Any]], kafka_config: dict[str, str]
 ) -> None:
-    advertised = environment(services[KAFKA])["KAFKA_ADVERTISED_LISTENERS"]
-    endpoints = {listener.split("://", 1)[1] for listener in advertised.split(",")}
+    endpoints = sasl_endpoints(kafka_config)
+    assert endpoints and {e.rpartition(":")[0] for e in endpoints} == {KAFKA}, endpoints
     for name, definition in app_services.items():
         bootstrap = environment(definition)["LEDER_KAFKA_BOOTSTRAP"]
         assert set(bootstrap.split(",")) <= endpoints, f"{name} bootstraps from {bootstrap}, not {endpoints}"
+
+
+def test_the_super_user_is_reached_only_from_inside_the_broker(
+    services: dict[str, dict[str, Any]], kafka_config: dict[str, str]
+) -> None:
+    """The jobs administer Kafka over its loopback listener (ANONYMOUS, the super user), which only
+    a container sharing the broker's network namespace reaches; nothing else shares it."""
+    inside = loopback_endpoints(kafka_config)
+    assert inside, "no loopback listener"
+    sharing = {name for name, d in services.items() if d.get("network_mode") == f"service:{KAFKA}"}
+    assert sharing == set(KAFKA_JOBS), f"in the broker's network namespace: {sorted(sharing)}"
+    for job in KAFKA_JOBS:
+        text = command_text(services[job]) + (KAFKA_ACCESS.read_text() if job == ACCESS_JOB else "")
+        used = {
+            *re.findall(r"--bootstrap-server\s+([^\s)]+)", text),
+            *re.findall(r"^bootstrap=(\S+)", text, re.M),
+        }
+        used.discard('"$bootstrap"')
+        assert used and used <= inside, f"{job} administers Kafka at {used}, not its loopback {inside}"
+    assert any(e in healthcheck_text(services[KAFKA]) for e in inside), "the healthcheck needs a principal"
 
 
 def test_topics_job_creates_every_topic(services: dict[str, dict[str, Any]]) -> None:
@@ -612,6 +736,8 @@ def test_every_env_example_variable_is_used_and_documented(
 def test_no_secret_is_written_literally_in_the_compose_file(compose: dict[str, Any]) -> None:
     for definition in compose["services"].values():
         for key, value in environment(definition).items():
+            if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+                continue  # names the file a Compose secret is mounted at (checked below)
             if SECRET_NAME.search(key):
                 assert is_required_reference(value), f"{key} must be a required ${{VAR}}, not {value!r}"
     for text in map(without_interpolation_arguments, strings(compose)):
@@ -631,3 +757,275 @@ def test_secret_variables_are_required_never_defaulted(compose: dict[str, Any]) 
                 assert match.group("modifier") in (None, ":?", "?"), (
                     f"${{{name}}} has a default or alternative value: a secret in the file"
                 )
+
+
+def test_every_secret_file_a_service_is_told_of_is_mounted(compose: dict[str, Any]) -> None:
+    """A *_FILE variable naming /run/secrets/<name> is given a Compose secret mounted there."""
+    for name, definition in compose["services"].items():
+        mounted = secret_targets(definition)
+        for key, value in environment(definition).items():
+            if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+                target = value.removeprefix("/run/secrets/")
+                assert target in mounted, f"{name}: {key} names {value}, but no secret is mounted there"
+                assert mounted[target] in compose.get("secrets", {}), f"{name}: no secret {mounted[target]}"
+
+
+# --- Kafka principals and ACLs --------------------------------------------------------------------
+
+
+def secret_targets(definition: dict[str, Any]) -> dict[str, str]:
+    """Where each of a service's secrets is mounted (its name under /run/secrets) -> the secret."""
+    targets = {}
+    for entry in definition.get("secrets", []):
+        if isinstance(entry, str):
+            targets[entry] = entry
+        else:
+            targets[entry.get("target", entry["source"])] = entry["source"]
+    return targets
+
+
+def kafka_secret(service: str) -> str:
+    return f"kafka_{service}_password"
+
+
+def test_every_service_authenticates_to_kafka_as_its_own_principal(
+    compose: dict[str, Any],
+    app_services: dict[str, dict[str, Any]],
+    env_example_values: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Each service's environment, as compose hands it over, makes infra.kafka's clients log in with
+    SCRAM-SHA-512 as leder-<service>, with the password of its own secret and no other's."""
+    for name, definition in app_services.items():
+        env = {key: interpolate(value, env_example_values) for key, value in environment(definition).items()}
+        assert env.get("LEDER_KAFKA_SECURITY_PROTOCOL") in ("SASL_PLAINTEXT", "SASL_SSL"), name
+        assert env.get("LEDER_KAFKA_SASL_USERNAME") == f"leder-{name}", name
+        password_path = env.get("LEDER_KAFKA_SASL_PASSWORD_FILE", "")
+        targets = secret_targets(definition)
+        assert targets.get(password_path.removeprefix("/run/secrets/")) == kafka_secret(name), (
+            f"{name} reads its Kafka password from {password_path}, not its secret {kafka_secret(name)}"
+        )
+        others = {kafka_secret(s) for s in SERVICES if s != name} & set(targets.values())
+        assert not others, f"{name} is given other services' Kafka passwords: {others}"
+        declared = compose["secrets"][kafka_secret(name)]
+        assert is_required_reference(declared["file"]), f"{kafka_secret(name)}: {declared}"
+        # What infra.kafka makes of it, with the secret's file where compose mounts it.
+        stand_in = tmp_path / f"{name}.password"
+        stand_in.write_text("0" * 64 + "\n")
+        security = KafkaSecurity.from_env({**env, "LEDER_KAFKA_SASL_PASSWORD_FILE": str(stand_in)})
+        options = client_options(security)
+        assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert options["sasl_plain_username"] == f"leder-{name}"
+        assert options["security_protocol"] == env["LEDER_KAFKA_SECURITY_PROTOCOL"]
+
+
+def test_web_has_no_kafka_access(compose: dict[str, Any], web_app: dict[str, Any]) -> None:
+    assert not [k for k in environment(web_app) if k.startswith("LEDER_KAFKA")], "the web uses no Kafka"
+    assert not [s for s in secret_targets(web_app).values() if s.startswith("kafka_")]
+
+
+def test_access_job_sets_every_principal_before_the_services_start(
+    services: dict[str, dict[str, Any]], app_services: dict[str, dict[str, Any]], compose: dict[str, Any]
+) -> None:
+    job = services[ACCESS_JOB]
+    assert job.get("restart", "no") == "no"
+    assert job.get("image") == services[KAFKA].get("image")
+    depends_on = job.get("depends_on") or {}
+    assert depends_on.get(KAFKA, {}).get("condition") == "service_healthy"
+    assert depends_on.get(TOPICS_JOB, {}).get("condition") == "service_completed_successfully"
+    for name, definition in app_services.items():
+        assert (definition.get("depends_on") or {}).get(ACCESS_JOB, {}).get("condition") == (
+            "service_completed_successfully"
+        ), f"{name} could start before its principal exists"
+    mounts = [without_interpolation_arguments(str(v)).split(":") for v in job.get("volumes", [])]
+    script = [m for m in mounts if (REPO_ROOT / m[0]).resolve() == KAFKA_ACCESS]
+    assert len(script) == 1 and script[0][2:] == ["ro"]
+    assert command_words(job.get("entrypoint")) == ["/bin/bash", script[0][1]]
+    partners = [m for m in mounts if m[1:2] == [PARTNERS_MOUNT]]
+    assert len(partners) == 1 and is_required_reference(partners[0][0]) and partners[0][2:] == ["ro"]
+    # The same secrets the services read their passwords from, under their own names.
+    assert secret_targets(job) == {kafka_secret(s): kafka_secret(s) for s in SERVICES}
+
+
+# Stand-ins for Kafka's command-line tools: each call is appended to a log (arguments separated by
+# \x1f, calls by \x1e); `kafka-configs.sh --describe --entity-type users` prints the users in
+# $FAKE_KAFKA_USERS as Kafka 3.9 does.
+FAKE_TOOL = r"""#!/bin/bash
+printf '%s\x1f' "${0##*/}" "$@" >> "$FAKE_KAFKA_LOG"
+printf '\x1e' >> "$FAKE_KAFKA_LOG"
+if [[ " $* " == *" --describe "* && " $* " == *" users "* ]]; then
+  for user in $FAKE_KAFKA_USERS; do
+    echo "SCRAM credential configs for user-principal '$user' are SCRAM-SHA-512=iterations=8192"
+  done
+fi
+"""
+
+
+def run_access_script(
+    tmp_path: Path,
+    partners: dict[str, str],
+    existing_users: str = "",
+    passwords: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    tools = tmp_path / "bin"
+    tools.mkdir(exist_ok=True)
+    for tool in ("kafka-configs.sh", "kafka-acls.sh"):
+        (tools / tool).write_text(FAKE_TOOL)
+        (tools / tool).chmod(0o755)
+    secrets, partner_dir = tmp_path / "secrets", tmp_path / "partners"
+    secrets.mkdir(exist_ok=True)
+    partner_dir.mkdir(exist_ok=True)
+    for service in SERVICES:
+        password = (passwords or {}).get(service, f"{service}-password-".ljust(40, "x"))
+        (secrets / kafka_secret(service)).write_text(password + "\n")
+    for principal, password in partners.items():
+        (partner_dir / principal).write_text(password + "\n")
+    log = tmp_path / "calls.jsonl"
+    log.unlink(missing_ok=True)
+    result = subprocess.run(
+        ["bash", str(KAFKA_ACCESS)],
+        env={
+            "PATH": os.environ["PATH"],
+            "KAFKA_BIN": str(tools),
+            "LEDER_SECRETS_DIR": str(secrets),
+            "LEDER_KAFKA_PARTNERS_DIR": str(partner_dir),
+            "FAKE_KAFKA_LOG": str(log),
+            "FAKE_KAFKA_USERS": existing_users,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    records = log.read_text().split("\x1e")[:-1] if log.exists() else []
+    calls = [record.split("\x1f")[:-1] for record in records]
+    return result, calls
+
+
+def option_values(arguments: list[str], option: str) -> list[str]:
+    return [arguments[i + 1] for i, word in enumerate(arguments[:-1]) if word == option]
+
+
+def acl_grants(calls: list[list[str]], action: str = "--add") -> set[tuple[str, str, str, str]]:
+    """(principal, operation, resource type, resource name) for each ACL the calls add (or remove)."""
+    grants = set()
+    for tool, *arguments in calls:
+        if tool != "kafka-acls.sh" or action not in arguments:
+            continue
+        assert option_values(arguments, "--bootstrap-server"), "an ACL call without its broker"
+        # Only literal resources, only allows, only topics and groups, from any host.
+        forbidden = {
+            "--deny-principal",
+            "--cluster",
+            "--transactional-id",
+            "--resource-pattern-type",
+            "--allow-host",
+            "--producer",
+            "--consumer",
+            "--idempotent",
+            "--delegation-token",
+        }
+        assert not forbidden & set(arguments), f"unexpected ACL options: {arguments}"
+        principals = option_values(arguments, "--allow-principal")
+        operations = option_values(arguments, "--operation")
+        resources = [("topic", t) for t in option_values(arguments, "--topic")]
+        resources += [("group", g) for g in option_values(arguments, "--group")]
+        assert len(principals) == 1 and operations and resources, f"an ACL call grants nothing: {arguments}"
+        grants |= {(principals[0], op, kind, name) for op in operations for kind, name in resources}
+    return grants
+
+
+def scram_credentials(calls: list[list[str]]) -> dict[str, str]:
+    """Principal -> the password its SCRAM-SHA-512 credential was set with."""
+    set_ = {}
+    for tool, *arguments in calls:
+        if tool == "kafka-configs.sh" and "--add-config" in arguments:
+            assert option_values(arguments, "--entity-type") == ["users"]
+            (config,) = option_values(arguments, "--add-config")
+            match = re.fullmatch(r"SCRAM-SHA-512=\[iterations=(\d+),password=([^\],]+)\]", config)
+            assert match and int(match.group(1)) >= 4096, config
+            set_[option_values(arguments, "--entity-name")[0]] = match.group(2)
+    return set_
+
+
+def needed_acls() -> set[tuple[str, str, str, str]]:
+    """What each service needs, from its code: WRITE its own topic; for each consumer, READ the topic
+    and the consumer's group, and WRITE the topic's DLQ (where a DLQ topic exists: the partner DLQ's
+    own consumer has none)."""
+    group = 'group_id=f"{settings.topic_prefix}leder.{definition.name}.{consumer.name}"'
+    assert group in SERVICE_PY.read_text(), "infra/service.py names consumer groups otherwise: update this"
+    needs = set()
+    for name in SERVICES:
+        definition = importlib.import_module(f"services.{name}.app").definition
+        runtime = MagicMock()
+        runtime.settings.topic_prefix = ""
+        principal = f"User:leder-{name}"
+        needs.add((principal, "Write", "topic", service_topic(name)))
+        consumers = list(definition.consumers(runtime))
+        assert consumers or name == "audit", f"{name} consumes nothing?"
+        for consumer in consumers:
+            needs.add((principal, "Read", "topic", consumer.topic))
+            needs.add((principal, "Read", "group", f"leder.{name}.{consumer.name}"))
+            if dlq(consumer.topic) in all_topics():
+                needs.add((principal, "Write", "topic", dlq(consumer.topic)))
+    return needs
+
+
+def test_each_service_principal_is_granted_exactly_what_its_consumers_need(tmp_path: Path) -> None:
+    result, calls = run_access_script(tmp_path, partners={})
+    assert result.returncode == 0, result.stderr
+    granted = acl_grants(calls)
+    needed = needed_acls()
+    assert needed, "no needs derived: the consumer lookup is broken"
+    assert ("User:leder-notification", "Read", "topic", partner_topic()) in needed
+    missing, extra = needed - granted, granted - needed
+    assert not missing, f"the services would be refused: {sorted(missing)}"
+    assert not extra, f"granted beyond what the code needs: {sorted(extra)}"
+    # No service may write another's topic: the one check the signed events rest on, said outright.
+    for principal, operation, _, topic in granted:
+        if operation == "Write" and topic.endswith(".events"):
+            assert topic == service_topic(principal.removeprefix("User:leder-")), (principal, topic)
+    assert scram_credentials(calls) == {f"leder-{s}": f"{s}-password-".ljust(40, "x") for s in SERVICES}, (
+        "each service's credential is set from its own secret"
+    )
+
+
+def test_partners_may_write_the_partner_topic_only(tmp_path: Path) -> None:
+    partners = {"partner-RX1": "a" * 64, "partner-R0A": "b" * 64}
+    result, calls = run_access_script(tmp_path, partners=partners)
+    assert result.returncode == 0, result.stderr
+    partner_grants = {g for g in acl_grants(calls) if g[0].startswith("User:partner-")}
+    assert partner_grants == {(f"User:{p}", "Write", "topic", partner_topic()) for p in partners}
+    credentials = scram_credentials(calls)
+    assert {p: credentials[p] for p in partners} == partners
+    assert set(credentials) == {*partners, *(f"leder-{s}" for s in SERVICES)}, "an unexpected principal"
+    assert not acl_grants(calls, "--remove"), "nothing to revoke"
+
+
+def test_a_partner_whose_file_is_gone_loses_its_credential_and_acl(tmp_path: Path) -> None:
+    result, calls = run_access_script(
+        tmp_path, partners={"partner-RX1": "a" * 64}, existing_users="leder-audit partner-RX1 partner-OLD"
+    )
+    assert result.returncode == 0, result.stderr
+    deleted = [
+        option_values(arguments, "--entity-name")[0]
+        for tool, *arguments in calls
+        if tool == "kafka-configs.sh" and "--delete-config" in arguments
+    ]
+    assert deleted == ["partner-OLD"]
+    assert acl_grants(calls, "--remove") == {("User:partner-OLD", "Write", "topic", partner_topic())}
+
+
+@pytest.mark.parametrize(
+    ("partners", "passwords", "complaint"),
+    [
+        ({}, {"review": "short"}, "at least 32"),
+        ({}, {"review": "x" * 40 + ",password=other"}, "at least 32"),  # would smuggle a config
+        ({"partner-RX1": "short"}, {}, "at least 32"),
+        ({"partner-RX 1": "a" * 64}, {}, "partner-<ODS code>"),
+    ],
+)
+def test_access_script_refuses_a_weak_password_or_a_bad_partner_name(
+    tmp_path: Path, partners: dict[str, str], passwords: dict[str, str], complaint: str
+) -> None:
+    result, _ = run_access_script(tmp_path, partners=partners, passwords=passwords)
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr
