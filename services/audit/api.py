@@ -80,6 +80,16 @@ class HistoryEntry(ResponseModel):
     what: str = Field(description="the same as event_type")
     summary: str = Field(description="the event in a few words")
     data: dict[str, Any] = Field(description="the event's data; for the LAC, sealed personal data withheld")
+    signature: str | None = Field(
+        None,
+        description="the publishing service's Ed25519 signature (base64url) over `leder-event-v1\\n`, the"
+        " topic, `\\n` and the envelope's bytes as logged; none for the audit service's own events and"
+        " events filled in by reconciliation",
+    )
+    signing_key_id: str | None = Field(
+        None, description="the signing key's id: the RFC 7638 thumbprint of its pinned public key"
+    )
+    signed_topic: str | None = Field(None, description="the topic the event was signed for")
 
 
 class History(ResponseModel):
@@ -234,8 +244,10 @@ async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> History
     logged = await store.case_entries(pool, case_id)
     await _read(request, caller, "history", case_id)
     names = await store.names(pool, _people(e for _, e in logged))
+    signed = await store.signatures(pool, (position for position, _ in logged))
     entries = []
     for position, e in logged:
+        signature = signed.get(position)
         data = e.data if caller.role == "ig_officer" else _without_personal(e.data)
         entries.append(
             {
@@ -254,6 +266,9 @@ async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> History
                 "what": e.event_type,
                 "summary": summary(e, names),
                 "data": data,
+                "signature": signature.signature if signature else None,
+                "signing_key_id": signature.key_id if signature else None,
+                "signed_topic": signature.topic if signature else None,
             }
         )
     reference = (await store.references(pool, [case_id])).get(case_id)

@@ -35,6 +35,21 @@ async def case_entries(executor: Connection | asyncpg.Pool, case_id: UUID) -> li
     return [(r["position"], Envelope.from_bytes(r["envelope"])) for r in rows]
 
 
+async def signatures(
+    executor: Connection | asyncpg.Pool, positions: Iterable[int]
+) -> dict[int, log.EventSignature]:
+    """The publishing service's signature each entry arrived with (infra.signing), where it has one."""
+    rows = await executor.fetch(
+        "SELECT position, event_signature, event_key_id, event_topic FROM audit_log"
+        " WHERE position = ANY($1::bigint[]) AND event_signature IS NOT NULL",
+        list(positions),
+    )
+    return {
+        r["position"]: log.EventSignature(r["event_signature"], r["event_key_id"], r["event_topic"])
+        for r in rows
+    }
+
+
 async def gaps(conn: Connection) -> dict[str, list[dict[str, Any]]]:
     """Per source, the ranges of source_sequence missing from the log (a source's sequence is gapless)."""
     rows = await conn.fetch(
