@@ -4,7 +4,6 @@ import asyncio
 import errno
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from events.topics import SERVICES, all_topics
 from infra import kafka
 from infra.embedded import EmbeddedPostgres, TansuBroker, tied_to_this_process, wait_for_port
 from infra.settings import SERVICE_PORTS
+from infra.tokens import system_key_files, token_key_files
 
 # Where people open the system; the five services sit on 8001-8005.
 WEB_PORT = 8000
@@ -32,18 +32,6 @@ PID_FILE = "system.pid"
 
 def home() -> Path:
     return Path(os.environ.get("LEDER_HOME", ".leder")).resolve()
-
-
-def jwt_secret_file(folder: Path) -> Path:
-    """The embedded stack's signing secret, generated once and readable by its owner only."""
-    path = folder / "jwt-secret"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-    path.chmod(0o600)
-    return path
 
 
 def audit_key_files(folder: Path) -> tuple[Path, Path]:
@@ -100,6 +88,9 @@ def local_env() -> dict[str, str]:
 def env_or_local(name: str) -> str | None:
     return os.environ.get(name) or local_env().get(name)
 
+
+# The keys that sign tokens: no service is given either (the web application gets the people key).
+TOKEN_SIGNING_KEYS = ("LEDER_TOKEN_SIGNING_KEY_FILE", "LEDER_SYSTEM_TOKEN_KEY_FILE")
 
 # On one machine the schedulers look often (a deadline passes within seconds of simulated time in
 # `leder demo`); production keeps the services' own defaults.
@@ -193,7 +184,10 @@ class Stack:
         prefix = environ.get("LEDER_TOPIC_PREFIX", "")
         partitions = int(environ.get("LEDER_TOPIC_PARTITIONS", "4"))
         asyncio.run(_create_topics(bootstrap, prefix, partitions))
-        secret_file = jwt_secret_file(self.folder)
+        # Who may sign a token: the people key for the web application and `leder token` only, the
+        # system key for `leder audit reconcile` only; every service gets the public keys alone.
+        token_key, token_jwks = token_key_files(self.folder)
+        system_key, system_public_key = system_key_files(self.folder)
         audit_key, audit_public_key = audit_key_files(self.folder)
         event_keys, event_public_keys = self._event_keys()
         # The stack's clock: real time unless `leder demo` is running simulated months (infra.clock).
@@ -204,7 +198,10 @@ class Stack:
             "LEDER_DATABASE_URL": database_url,
             "LEDER_KAFKA_BOOTSTRAP": bootstrap,
             "LEDER_TOPIC_PREFIX": prefix,
-            "LEDER_JWT_SECRET_FILE": str(secret_file),
+            "LEDER_TOKEN_JWKS_FILE": str(token_jwks),
+            "LEDER_SYSTEM_TOKEN_PUBLIC_KEY_FILE": str(system_public_key),
+            "LEDER_TOKEN_SIGNING_KEY_FILE": str(token_key),
+            "LEDER_SYSTEM_TOKEN_KEY_FILE": str(system_key),
             "LEDER_CLOCK_FILE": str(clock_file),
             # The local key manager's files (infra/keys.py), unless the environment names a key manager.
             "LEDER_KEY_DIR": environ.get("LEDER_KEY_DIR") or str(self.folder / "keys"),
@@ -219,7 +216,8 @@ class Stack:
         }
         for service in SERVICES:
             child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
-            child_env.pop("LEDER_JWT_SECRET", None)
+            for signing_key in TOKEN_SIGNING_KEYS:
+                child_env.pop(signing_key, None)
             if service != "audit":  # only the audit service signs its log
                 child_env.pop("LEDER_AUDIT_SIGNING_KEY_FILE", None)
             self.child_env[service] = child_env
@@ -235,8 +233,9 @@ class Stack:
                 # Only here: a sign-in page that lists the system's people (services/web/signin.py).
                 "LEDER_WEB_DEV_SIGNIN": "1",
             }
-            self.child_env["web"].pop("LEDER_JWT_SECRET", None)
+            self.child_env["web"].pop("LEDER_SYSTEM_TOKEN_KEY_FILE", None)
             self.child_env["web"].pop("LEDER_AUDIT_SIGNING_KEY_FILE", None)
+            self.child_env["web"].pop("LEDER_EVENT_SIGNING_KEY_DIR", None)  # it publishes no events
             self.start_service("web")
             _say(f"starting the web application on {self.url('web')}")
             urls["LEDER_WEB_URL"] = self.url("web")
