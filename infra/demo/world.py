@@ -11,7 +11,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from events.topics import partner_topic
-from infra.auth import mint_token
+from infra import kafka
+from infra.tokens import TokenIssuer
 
 T = TypeVar("T")
 
@@ -23,7 +24,7 @@ class DemoError(RuntimeError):
 @dataclass
 class World:
     urls: dict[str, str]
-    secret: str
+    issuer: TokenIssuer  # the people key `leder up` made: the demo's people get their tokens from it
     bootstrap: str
     prefix: str = ""
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=60))
@@ -33,7 +34,10 @@ class World:
     _tokens: dict[tuple[str, str, str | None], str] = field(default_factory=dict)
 
     async def start(self) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        # As a partner publishes: with the principal the environment names (infra.kafka), if any.
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", **kafka.client_options()
+        )
         await self.producer.start()
 
     async def close(self) -> None:
@@ -44,7 +48,7 @@ class World:
     def token(self, role: str, sub: str, organisation: str | None = None) -> str:
         key = (role, sub, organisation)
         if key not in self._tokens:
-            self._tokens[key] = mint_token(self.secret, sub, role, organisation)
+            self._tokens[key] = self.issuer.mint(sub, role, organisation)
         return self._tokens[key]
 
     async def call(
