@@ -4,10 +4,19 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from events.canonical import canonical_bytes
 from events.registry import EventPayload, decode_payload
+from events.text import TEXT_CHECKED, json_may_hold_unstorable, refuse_unstorable
 
 ActorKind = Literal["user", "partner", "system"]
 
@@ -20,6 +29,12 @@ class Actor(BaseModel):
     kind: ActorKind
     id: str = Field(min_length=1, max_length=200)
     role: str | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        # The actor is stored in every event store and the audit log: no text PostgreSQL refuses.
+        return value if info.context is TEXT_CHECKED else refuse_unstorable(value, cls.__name__)
 
     @classmethod
     def system(cls, name: str) -> "Actor":
@@ -46,6 +61,13 @@ class Envelope(BaseModel):
     causation_id: str | None = Field(default=None, max_length=100)
     data: dict[str, Any]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        # Every string, the data's at any depth and the names of its fields too: an envelope a
+        # database cannot store is refused as it arrives, naming the field (events/text.py).
+        return value if info.context is TEXT_CHECKED else refuse_unstorable(value, cls.__name__)
+
     @field_validator("occurred_at", "recorded_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
@@ -59,7 +81,8 @@ class Envelope(BaseModel):
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> Self:
-        return cls.model_validate_json(raw)
+        # Every envelope read is checked; one whose JSON cannot hold such text is spared the walk.
+        return cls.model_validate_json(raw, context=None if json_may_hold_unstorable(raw) else TEXT_CHECKED)
 
     @property
     def kafka_key(self) -> bytes:

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from events.text import refuse_unstorable
+
 NHS_ETHNIC_CATEGORIES = (
     "A",
     "B",
@@ -214,6 +216,14 @@ class PartnerNotification(_Strict):
     circumstances: Circumstances
     organisations_involved: list[ShortText] = Field(default_factory=list, max_length=50)
     next_of_kin: NextOfKin | None = None
+
+    @model_validator(mode="after")
+    def _storable(self) -> "PartnerNotification":
+        # A NUL in any text (a notifier's organisation, a name) is refused naming the field, before
+        # the intake stores anything (events/text.py). After the fields, not before: a validator
+        # before them would have the strict fields judge Python values, not JSON (a date as text).
+        refuse_unstorable(self.model_dump(), type(self).__name__)
+        return self
 
     def date_errors(self, today: date) -> list[FieldError]:
         """Rules across fields, each error naming the field it is about."""
