@@ -4,15 +4,33 @@ Each message is parsed and validated; one that cannot be (or that breaks a rule 
 apply) goes to `<topic>.dlq` with the reasons and the original bytes (sealed, by a consumer given
 `seal_dead_letter`, when they may hold personal data), and the partition moves on.
 A good message is recorded in the inbox in the same transaction as its effects; a redelivered one
-finds itself there and changes nothing. Offsets are committed only after that transaction, and a
-transient failure (the database away) rewinds to the message and tries again.
+finds itself there and changes nothing. Offsets are committed only after that transaction.
+
+No message can stall a consumer. When applying one fails, the failure is one of two kinds
+(`is_transient`):
+- transient, not the message's fault: the database, the broker or the key manager away (connection
+  errors, SQLSTATE classes 08 connection, 40 serialization failure and deadlock, 53 insufficient
+  resources, 55 lock not available, 57 shutdown and cancellation, 58 system error, XX internal), or
+  the service itself wrong (any other class that is not data: 42 an undefined table or no privilege,
+  28 authorisation, 0A, 25). The message is rewound and tried again without limit, a little later
+  each time: setting it aside would lose it for a fault it does not have.
+- refused: the database refuses the message's effects as data (`DATA_SQLSTATE_CLASSES`: 21, 22 data
+  exception, a NUL 22021 or an untranslatable character 22P05 among them, 23 integrity constraint,
+  27, 44, 54 a value too large for an index, P0 a trigger's refusal), or the handler failed in any
+  other way (a value no event may hold, a character no encoding has). Tried `max_tries` times (3),
+  then dead-lettered with the database's reason.
+A consumer on one message for longer than `stuck_seconds` (LEDER_CONSUMER_STUCK_SECONDS, 60) is
+named with the message's position and the last error on the service's /readyz (`stuck()`) and in
+the log at error level, until it is past the message.
 """
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -24,9 +42,11 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from events import Envelope, UnknownEventType
+from events.text import unstorable
 from events.topics import dlq
 from infra.db import Connection
 from infra.kafka import FETCH_MAX_WAIT_MS
+from infra.keys import KeyManagerError
 from infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -62,6 +82,91 @@ def validation_reasons(exc: ValidationError) -> list[dict[str, Any]]:
         }
         for err in exc.errors(include_url=False, include_input=False)
     ]
+
+
+# SQLSTATE classes in which the database refuses what a message would do as data: trying the same
+# message again gets the same answer. 21 cardinality violation; 22 data exception (22021 a NUL or a
+# byte not in the encoding, 22P05 a character jsonb cannot hold, 22001 a value too long, 22003 a
+# number out of range, 22008 a date out of range); 23 integrity constraint violation (a unique key, a
+# foreign key, a check); 27 triggered data change violation; 44 WITH CHECK OPTION violation; 54
+# program limit exceeded (a value too large for an index row); P0 raised by a trigger or function
+# (the audit log's append-only trigger). Every other class is transient or the service's own fault.
+DATA_SQLSTATE_CLASSES = frozenset({"21", "22", "23", "27", "44", "54", "P0"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure to apply a message is no fault of the message (so it is tried again without
+    limit): the database, broker or key manager away, or the service itself wrong."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")[:2] not in DATA_SQLSTATE_CLASSES
+    return isinstance(exc, asyncpg.InterfaceError | OSError | KafkaError | KeyManagerError)
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"{type(exc).__name__} ({exc.sqlstate}): {exc}"[:1000]
+    return repr(exc)[:1000]
+
+
+def refusal_reasons(exc: Exception) -> list[dict[str, Any]]:
+    """What goes in a dead letter's `dlq_reason`: the validation errors, or the database's reason
+    (its SQLSTATE, message and detail, and the table, column or constraint it names)."""
+    if isinstance(exc, Unprocessable):
+        return exc.reasons
+    if isinstance(exc, ValidationError):
+        return validation_reasons(exc)
+    if isinstance(exc, asyncpg.PostgresError):
+        names = {
+            name: value
+            for name in ("table_name", "column_name", "constraint_name", "detail")
+            if isinstance(value := getattr(exc, name, None), str) and value
+        }
+        where = ".".join(n for n in (names.get("table_name"), names.get("column_name")) if n)
+        return [
+            {
+                "field": where or names.get("constraint_name") or "(effects)",
+                "type": "database_refused",
+                "sqlstate": str(exc.sqlstate),
+                "message": str(exc),
+                **{k: v for k, v in names.items() if k in ("constraint_name", "detail")},
+            }
+        ]
+    return [{"field": "(effects)", "type": "handler_failed", "message": describe_error(exc)}]
+
+
+@dataclass
+class Attempt:
+    """A consumer on one message: since when, how often tried, and how it last failed."""
+
+    topic: str
+    partition: int
+    offset: int
+    since: float = field(default_factory=time.monotonic)
+    since_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+    tries: int = 0
+    last_try: float = field(default_factory=time.monotonic)
+    last_error: str | None = None
+    running: bool = False
+    reported: bool = False
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.topic, self.partition, self.offset
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.since
+
+    def position(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.position(),
+            "since": self.since_wall.isoformat(),
+            "seconds": round(self.seconds(), 1),
+            "tries": self.tries,
+            "last_error": self.last_error or "(none: the handler has not returned)",
+        }
 
 
 class OutOfOrder(Exception):
@@ -119,6 +224,8 @@ class InboxConsumer(Generic[T]):
         order_patience: float = 60.0,
         seal_dead_letter: SealDeadLetter | None = None,
         verify: Verify | None = None,
+        max_tries: int = 3,
+        stuck_seconds: float | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -136,6 +243,15 @@ class InboxConsumer(Generic[T]):
         self.verify = verify
         self._retry_delay = 0.2
         self._waiting_since: dict[str, float] = {}
+        # How often a message whose effects are refused is tried before it is dead-lettered.
+        self.max_tries = max_tries
+        self.stuck_seconds = (
+            stuck_seconds
+            if stuck_seconds is not None
+            else float(os.environ.get("LEDER_CONSUMER_STUCK_SECONDS", "60"))
+        )
+        # The messages being handled or failed and waiting to be delivered again, by position.
+        self._attempts: dict[tuple[str, int, int], Attempt] = {}
 
     def subscribe(self, broker: KafkaBroker, group_id: str) -> None:
         self.broker = broker
@@ -160,21 +276,38 @@ class InboxConsumer(Generic[T]):
             offset=delivery.offset,
             correlation_id=delivery.headers.get("correlation_id"),
         )
-        order = self.order(raw) if self.order else None
+        attempt = self._attempt(delivery)
+        try:
+            if await self._handle(raw, delivery, attempt):
+                self._past(attempt)
+        finally:
+            attempt.running = False
+            structlog.contextvars.unbind_contextvars(
+                "topic", "offset", "correlation_id", "message_id", "case_id"
+            )
+
+    async def _handle(self, raw: bytes, delivery: Delivery, attempt: "Attempt") -> bool:
+        """True once the message is past (applied, a duplicate, or dead-lettered); raises to have it
+        delivered again."""
+        order: tuple[str, int] | None = None
+        # A message refused by the verify hook is not the service's own: the stream and version it
+        # names are a forger's word, so it takes no place in the stream (the real event of that
+        # version is still applied). Only a verified message's order is skipped when it is set aside.
+        verified = self.verify is None
         try:
             if self.verify is not None:
                 try:
                     self.verify(raw, delivery)
                 except Unprocessable as refused:
-                    # Not the service's own: the stream and version it names are a forger's word, so it
-                    # takes no place in the stream (the real event of that version is still applied).
                     await self.dead_letter(raw, delivery, refused)
-                    return
+                    return True
+                verified = True
+            order = self.order(raw) if self.order else None
             try:
                 message = self.parse(raw)
             except self.dead_letter_on as exc:
                 await self.dead_letter(raw, delivery, exc, order)
-                return
+                return True
             message_id = self.message_id(message)
             case_id = getattr(message, "case_id", None)
             structlog.contextvars.bind_contextvars(
@@ -184,7 +317,7 @@ class InboxConsumer(Generic[T]):
                 handled = await self._apply_once(message, message_id, delivery, order)
             except self.dead_letter_on as exc:
                 await self.dead_letter(raw, delivery, exc, order)
-                return
+                return True
             except OutOfOrder as exc:
                 waited = time.monotonic() - self._waiting_since.setdefault(message_id, time.monotonic())
                 if waited > self.order_patience:
@@ -195,29 +328,100 @@ class InboxConsumer(Generic[T]):
                         [{"field": "stream_version", "type": "out_of_order", "message": str(exc)}]
                     )
                     await self.dead_letter(raw, delivery, reason)
-                    return
+                    return True
+                attempt.last_error = str(exc)
                 log.warning("inbox_waiting_for_earlier_event", consumer=self.name, error=str(exc))
                 await asyncio.sleep(min(self._retry_delay, self.order_patience))
                 self._retry_delay = min(self._retry_delay * 2, 5.0)
                 raise
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                # Transient: rewind and try again, a little later each time.
-                log.warning("inbox_retry", consumer=self.name, error=repr(exc), retry_in=self._retry_delay)
-                await asyncio.sleep(self._retry_delay)
-                self._retry_delay = min(self._retry_delay * 2, 5.0)
-                raise
-            self._retry_delay = 0.2
-            self._waiting_since.pop(message_id, None)
-            if handled:
-                log.info("inbox_handled", consumer=self.name)
-                if self.on_handled is not None:
-                    self.on_handled(message)
-            else:
-                log.info("inbox_duplicate_ignored", consumer=self.name)
-        finally:
-            structlog.contextvars.unbind_contextvars(
-                "topic", "offset", "correlation_id", "message_id", "case_id"
+        except OutOfOrder:
+            raise
+        except Exception as exc:
+            await self._failed(raw, delivery, exc, attempt, order if verified else None)
+            return True
+        self._retry_delay = 0.2
+        self._waiting_since.pop(message_id, None)
+        if handled:
+            log.info("inbox_handled", consumer=self.name)
+            if self.on_handled is not None:
+                self.on_handled(message)
+        else:
+            log.info("inbox_duplicate_ignored", consumer=self.name)
+        return True
+
+    async def _failed(
+        self,
+        raw: bytes,
+        delivery: Delivery,
+        exc: Exception,
+        attempt: "Attempt",
+        order: tuple[str, int] | None,
+    ) -> None:
+        """A message that could not be handled: tried again (by raising `exc`) while the failure is
+        transient or the tries last; dead-lettered with the reason after that."""
+        attempt.last_error = describe_error(exc)
+        self._report_if_stuck(attempt)
+        if is_transient(exc):
+            # The database, the broker or the key manager away, or the service itself wrong: not the
+            # message's fault, so never set aside. Rewind and try again, a little later each time.
+            log.warning("inbox_retry", consumer=self.name, error=repr(exc), retry_in=self._retry_delay)
+            await asyncio.sleep(self._retry_delay)
+            self._retry_delay = min(self._retry_delay * 2, 5.0)
+            raise exc
+        if attempt.tries < self.max_tries:
+            delay = min(0.2 * 2 ** (attempt.tries - 1), 5.0)
+            log.warning(
+                "inbox_refused_retry",
+                consumer=self.name,
+                error=repr(exc),
+                tries=attempt.tries,
+                max_tries=self.max_tries,
+                retry_in=delay,
             )
+            await asyncio.sleep(delay)
+            raise exc
+        log.error("inbox_refused", consumer=self.name, error=repr(exc), tries=attempt.tries)
+        await self.dead_letter(raw, delivery, exc, order)
+
+    def _attempt(self, delivery: Delivery) -> "Attempt":
+        """The message's attempt: a new one, or the one it failed in before and is redelivered for."""
+        key = (delivery.topic, delivery.partition, delivery.offset)
+        for other in [k for k in self._attempts if k[:2] == key[:2] and k != key]:
+            # Another message of the partition: this consumer is past that one, or no longer has
+            # the partition (a rebalance gave it to another consumer).
+            self._past(self._attempts[other])
+        attempt = self._attempts.get(key)
+        if attempt is None:
+            attempt = self._attempts[key] = Attempt(*key)
+        attempt.tries += 1
+        attempt.running = True
+        attempt.last_try = time.monotonic()
+        return attempt
+
+    def _past(self, attempt: "Attempt") -> None:
+        self._attempts.pop(attempt.key, None)
+        if attempt.reported:
+            log.warning("consumer_moved_on", consumer=self.name, **attempt.position())
+
+    def _report_if_stuck(self, attempt: "Attempt") -> None:
+        if not attempt.reported and attempt.seconds() >= self.stuck_seconds:
+            attempt.reported = True
+            log.error("consumer_stuck", consumer=self.name, **attempt.describe())
+
+    def stuck(self) -> list[dict[str, Any]]:
+        """The messages this consumer has been on for longer than `stuck_seconds` (failing, or a
+        handler that does not return), each with its position and the last error: for /readyz."""
+        now = time.monotonic()
+        found = []
+        for key, attempt in list(self._attempts.items()):
+            if not attempt.running and now - attempt.last_try > self.stuck_seconds:
+                # Not delivered again for that long: the partition went to another consumer.
+                del self._attempts[key]
+                continue
+            self._report_if_stuck(attempt)
+            if attempt.reported:
+                found.append({"consumer": self.name, **attempt.describe()})
+        return found
 
     async def _apply_once(
         self, message: T, message_id: str, delivery: Delivery, order: tuple[str, int] | None
@@ -271,7 +475,7 @@ class InboxConsumer(Generic[T]):
     async def dead_letter(
         self, raw: bytes, delivery: Delivery, exc: Exception, order: tuple[str, int] | None = None
     ) -> None:
-        reasons = exc.reasons if isinstance(exc, Unprocessable) else [{"message": str(exc)}]
+        reasons = refusal_reasons(exc)
         log.warning("dead_lettered", consumer=self.name, reasons=reasons)
         assert self.broker is not None, "subscribe() before handling"
         # Sealing fails only as the database does: the message is then delivered again (not committed).
@@ -314,5 +518,15 @@ def _delivery(message: KafkaMessage) -> Delivery:
         partition=record.partition,
         offset=record.offset,
         key=record.key,
-        headers={k: v.decode(errors="replace") for k, v in (record.headers or ())},
+        headers=_storable_headers(record.headers or ()),
     )
+
+
+def _storable_headers(headers: Any) -> dict[str, str]:
+    """A record's headers as text. One a database could not store (a NUL in a correlation id) is
+    dropped: headers are not the message, and a consumer must never fail on one."""
+    decoded = {k: (v or b"").decode(errors="replace") for k, v in headers}
+    dropped = [k for k, v in decoded.items() if unstorable(k) or unstorable(v)]
+    if dropped:
+        log.warning("headers_dropped", headers=[repr(k) for k in dropped])
+    return {k: v for k, v in decoded.items() if k not in dropped}
