@@ -167,10 +167,13 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             database = {"ok": True}
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             database = {"ok": False, "error": repr(exc)}
+        # Each consumer on one message longer than LEDER_CONSUMER_STUCK_SECONDS (infra.inbox).
+        stuck = [message for consumer in runtime.consumers for message in consumer.stuck()]
         checks: dict[str, Any] = {
             "database": database,
             "relay": {"ok": runtime.relay.connected},
             "broker": {"ok": runtime.broker_connected},
+            "consumers": {"ok": not stuck, "stuck": stuck},
         }
         if definition.readiness is not None and database["ok"]:
             checks |= await definition.readiness(runtime)
