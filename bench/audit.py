@@ -418,7 +418,7 @@ async def main(quick: bool, n: int, proofs: int, replays: int) -> Figures:
         units.remove(long_unit)
         print(f"{len(raws):,} events of {len(units) + 1} cases made in {time.perf_counter() - started:.0f} s")
         url = database_url_for(server_url, f"bench_audit_{uuid4().hex[:8]}")
-        settings = Settings("audit", url, "127.0.0.1:9", "", "bench-" + "x" * 40, 0)
+        settings = Settings("audit", url, "127.0.0.1:9", "", 0)
         audit = await open_store(audit_service, settings)
         # The audit log's keys and published checkpoints live in files, never in its database.
         key_folder = Path(tempfile.mkdtemp(prefix="bench-audit-keys-"))

@@ -40,7 +40,6 @@ from bench.common import machine, write_section
 from events.partner import nhs_number_is_valid
 from events.topics import SERVICES, partner_topic
 from infra import kafka
-from infra.auth import mint_token
 from infra.embedded import free_port
 from infra.eventstore import NOTIFY_CHANNEL
 from infra.inbox import Delivery
@@ -48,6 +47,7 @@ from infra.logging import configure_logging
 from infra.service import open_store
 from infra.settings import Settings, database_url_for
 from infra.stack import Stack
+from infra.tokens import TokenIssuer
 from services.notification.app import definition as notification_service
 from services.notification.consumers import partner_notifications
 from tests.e2e.test_leder_up import five_free_ports
@@ -233,7 +233,7 @@ def percentile(values: Sequence[float], p: float) -> float:
 class Pipeline:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        # What the stack wrote down for the other commands: its broker, server and secret.
+        # What the stack wrote down for the other commands: its broker, server and token key.
         env = dict(
             line.split("=", 1) for line in (stack.folder / "env").read_text().splitlines() if "=" in line
         )
@@ -241,7 +241,7 @@ class Pipeline:
         self.server = env["LEDER_DATABASE_URL"]
         self.urls = {s: database_url_for(self.server, f"leder_{s}") for s in WATCHED}
         self.queue_url = f"{stack.url('allocation')}/allocation-queue"
-        self.secret = Path(env["LEDER_JWT_SECRET_FILE"]).read_text().strip()
+        self.issuer = TokenIssuer.from_file(env["LEDER_TOKEN_SIGNING_KEY_FILE"])
         self.people = People()
         self.watcher = Watcher(self.urls)
         self.producer: AIOKafkaProducer | None = None
@@ -406,7 +406,7 @@ class Pipeline:
         opened = await self._caused("notification", "notification.CaseOpened", ids)
         queued_events = await self._caused("allocation", "allocation.CaseAwaitingAllocation", ids)
         async with httpx.AsyncClient(timeout=60) as client:
-            token = mint_token(self.secret, "bench", "lac")
+            token = self.issuer.mint("bench", "lac")
             response = await client.get(self.queue_url, headers={"Authorization": f"Bearer {token}"})
             response.raise_for_status()
         in_queue = {case["case_id"] for case in response.json()["cases"]}
@@ -646,7 +646,7 @@ async def intake_alone(server_url: str, people: People, count: int) -> list[floa
     handler, called one message at a time as FastStream runs a subscriber, on a database of its own
     on the same server."""
     url = database_url_for(server_url, f"bench_intake_{uuid4().hex[:8]}")
-    store = await open_store(notification_service, Settings("notification", url, "", "", "", 0))
+    store = await open_store(notification_service, Settings("notification", url, "", "", 0))
     consumer = partner_notifications(store, partner_topic())
     times = []
     try:
@@ -704,7 +704,7 @@ def main(quick: bool) -> int:
     environ = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP", "LEDER_TOPIC_PREFIX", "LEDER_JWT_SECRET")
+        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP", "LEDER_TOPIC_PREFIX")
     }
     environ |= {
         "LEDER_BASE_PORT": str(five_free_ports()),

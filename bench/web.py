@@ -23,10 +23,10 @@ import httpx
 
 from bench.common import machine, write_section
 from events.topics import SERVICES
-from infra.auth import mint_token
 from infra.embedded import free_port
 from infra.logging import configure_logging
 from infra.stack import Stack
+from infra.tokens import TokenIssuer
 from tests.e2e.test_leder_up import free_ports
 
 TITLE = "Web pages with the demo caseload (bench/web.py)"
@@ -73,9 +73,9 @@ class Person:
         return times, calls, status
 
 
-def api(stack: Stack, secret: str) -> Callable[..., Any]:
+def api(stack: Stack, issuer: TokenIssuer) -> Callable[..., Any]:
     def get(service: str, path: str, role: str, sub: str = "bench") -> Any:
-        token = mint_token(secret, sub, role)
+        token = issuer.mint(sub, role)
         response = httpx.get(
             stack.url(service) + path, headers={"Authorization": f"Bearer {token}"}, timeout=60
         )
@@ -170,7 +170,7 @@ def main(quick: bool, shots: Path | None = None) -> int:
     environ = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP", "LEDER_TOPIC_PREFIX", "LEDER_JWT_SECRET")
+        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP", "LEDER_TOPIC_PREFIX")
     }
     with tempfile.TemporaryDirectory(prefix="leder-bench-web-") as folder:
         home = Path(folder) / ".leder"
@@ -191,7 +191,7 @@ def main(quick: bool, shots: Path | None = None) -> int:
             began = time.monotonic()
             asyncio.run(simulate(target, notifications, months, 2026))
             loaded = time.monotonic() - began
-            get = api(stack, target.secret)
+            get = api(stack, target.issuer)
             figures: list[Figures] = []
             for sub, role, paths in pages(get):
                 person = Person(stack.url("web"), sub)

@@ -197,7 +197,7 @@ async def open_world(server_url: str, seed: int = 7) -> World:
         urls[name] = database_url_for(server_url, f"bench_{name}_{tag}")
         settings = Settings(
             service=name, database_url=urls[name], kafka_bootstrap="127.0.0.1:9", topic_prefix="",
-            jwt_secret="bench-" + "x" * 40, http_port=0,
+            http_port=0,
         )  # fmt: skip
         store = await open_store(definition, settings)
         # Never started: the consumers are handed their messages directly, and publish nothing.

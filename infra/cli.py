@@ -135,8 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from infra.auth import mint_token
-    from infra.stack import env_or_local, home, jwt_secret_file
+    from infra.stack import env_or_local, home
+    from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenIssuer, token_key_files
 
     if args.role == "partner_system" and not args.organisation:
         # A partner's token says which organisation it is: that organisation's notifications are the
@@ -146,12 +146,18 @@ def cmd_token(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    secret = os.environ.get("LEDER_JWT_SECRET")
-    if not secret:
-        secret_file = env_or_local("LEDER_JWT_SECRET_FILE")
-        path = secret_file if secret_file else str(jwt_secret_file(home()))
-        secret = Path(path).read_text().strip()
-    print(mint_token(secret, args.sub, args.role, args.organisation))
+    # The issuer's private key: the one `leder up` made (made now if it has not run yet), or the one
+    # LEDER_TOKEN_SIGNING_KEY_FILE names. The services hold only its public key.
+    key_file = env_or_local("LEDER_TOKEN_SIGNING_KEY_FILE") or str(token_key_files(home())[0])
+    try:
+        issuer = TokenIssuer.from_file(
+            key_file,
+            issuer=env_or_local("LEDER_TOKEN_ISSUER") or DEFAULT_ISSUER,
+            audience=env_or_local("LEDER_TOKEN_AUDIENCE") or DEFAULT_AUDIENCE,
+        )
+    except (OSError, ValueError) as failed:
+        raise Failure(f"cannot read the token signing key {key_file}: {failed}") from failed
+    print(issuer.mint(args.sub, args.role, args.organisation))
     return 0
 
 
@@ -172,9 +178,7 @@ def _offline_settings(service: str) -> Any:
     own = os.environ.get(f"LEDER_{service.upper()}_DATABASE_URL") or database_url_for(
         server, f"leder_{service}"
     )
-    return Settings(
-        service=service, database_url=own, kafka_bootstrap="", topic_prefix="", jwt_secret="", http_port=0
-    )
+    return Settings(service=service, database_url=own, kafka_bootstrap="", topic_prefix="", http_port=0)
 
 
 async def _open_store(service: str) -> Any:
@@ -377,8 +381,9 @@ def parser() -> argparse.ArgumentParser:
         help="mint a bearer token for local use",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Print a bearer token (valid 8 hours) for calling the services' HTTP APIs, signed\n"
-        "with the running system's secret (LEDER_JWT_SECRET, LEDER_JWT_SECRET_FILE, or the one\n"
-        f"`leder up` made).\n\nroles:\n{roles}",
+        "with the token issuer's private key (LEDER_TOKEN_SIGNING_KEY_FILE, or the one `leder up`\n"
+        "made); the services hold only its public key. Not for the `system` role, which is the\n"
+        f"services' own.\n\nroles:\n{roles}",
     )
     token.add_argument(
         "--role",

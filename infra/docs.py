@@ -29,7 +29,6 @@ def _settings(service: str) -> Settings:
         database_url="postgresql://docs",
         kafka_bootstrap="kafka:9092",
         topic_prefix="",
-        jwt_secret="x" * 32,
         http_port=0,
     )
 

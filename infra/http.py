@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.auth import TokenVerifier
 from infra.logging import get_logger
 from infra.problems import ProblemDetails, install_problem_handlers, problem_responses
 
@@ -51,7 +52,7 @@ class Readiness(BaseModel):
 
 def create_app(
     service: str,
-    jwt_secret: str,
+    tokens: TokenVerifier,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     readiness: ReadinessCheck | None = None,
 ) -> FastAPI:
@@ -63,7 +64,7 @@ def create_app(
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
     app.openapi = _documented(app)  # type: ignore[method-assign]
-    app.state.jwt_secret = jwt_secret
+    app.state.tokens = tokens  # public keys only: no service can sign a caller's token
     install_problem_handlers(app)
 
     @app.middleware("http")

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from events.topics import service_topic
 from infra import db, kafka
-from infra.auth import Caller, require_roles
+from infra.auth import Caller, TokenVerifier, require_roles
 from infra.clock import clock_from_env, system_clock
 from infra.eventstore import EventStore, Projection
 from infra.http import create_app
@@ -179,7 +179,8 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             checks |= await definition.readiness(runtime)
         return checks
 
-    app = create_app(definition.name, settings.jwt_secret, lifespan=lifespan, readiness=readiness)
+    tokens = TokenVerifier(settings.tokens)
+    app = create_app(definition.name, tokens, lifespan=lifespan, readiness=readiness)
     app.include_router(event_feed)
     for router in definition.routers:
         app.include_router(router)

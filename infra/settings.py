@@ -1,9 +1,10 @@
 """Configuration from the environment, read once at start-up."""
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
+
+from infra.auth import TokenTrust
 
 SERVICE_PORTS = {"notification": 8001, "allocation": 8002, "review": 8003, "governance": 8004, "audit": 8005}
 
@@ -20,9 +21,11 @@ class Settings:
     database_url: str
     kafka_bootstrap: str
     topic_prefix: str
-    jwt_secret: str
     http_port: int
     topic_partitions: int = 4
+    # Whose bearer tokens the service accepts, checked with public keys only (infra.auth); by default
+    # none (the offline commands, which serve no HTTP).
+    tokens: TokenTrust = field(default_factory=TokenTrust)
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -35,18 +38,7 @@ class Settings:
             database_url=own,
             kafka_bootstrap=os.environ.get("LEDER_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             topic_prefix=os.environ.get("LEDER_TOPIC_PREFIX", ""),
-            jwt_secret=jwt_secret_from_env(),
             http_port=int(os.environ.get("LEDER_HTTP_PORT", SERVICE_PORTS.get(service, 8000))),
             topic_partitions=int(os.environ.get("LEDER_TOPIC_PARTITIONS", "4")),
+            tokens=TokenTrust.from_env(),
         )
-
-
-def jwt_secret_from_env() -> str:
-    secret = os.environ.get("LEDER_JWT_SECRET")
-    if not secret and os.environ.get("LEDER_JWT_SECRET_FILE"):
-        secret = Path(os.environ["LEDER_JWT_SECRET_FILE"]).read_text().strip()
-    if not secret:
-        raise RuntimeError("LEDER_JWT_SECRET (or LEDER_JWT_SECRET_FILE) must be set")
-    if len(secret) < 32:
-        raise RuntimeError("LEDER_JWT_SECRET must be at least 32 characters")
-    return secret

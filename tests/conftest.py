@@ -12,6 +12,7 @@ from infra.settings import database_url_for
 from infra.signing import KEY_DIR_ENV, PUBLIC_KEYS_ENV, generate_key_set
 from infra.stack import audit_key_files
 from tests.support import events as _test_events  # noqa: F401  (registers the test payloads)
+from tests.support import tokens as test_tokens
 from tests.support.backends import kafka_broker, postgres_server
 
 
@@ -28,6 +29,17 @@ def key_folder() -> Iterator[str]:
                 os.environ.pop("LEDER_KEY_DIR", None)
             else:
                 os.environ["LEDER_KEY_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def token_keys() -> Iterator[Path]:
+    """The session's token keys (tests.support.tokens) in files, named in the environment as `leder up`
+    names its own: every service a test runs trusts their public halves; the web application and the
+    CLI sign with them."""
+    with tempfile.TemporaryDirectory(prefix="leder-test-tokens-") as folder:
+        folder_path = Path(folder)
+        with test_tokens.environment(folder_path):
+            yield folder_path
 
 
 @pytest.fixture(scope="session", autouse=True)

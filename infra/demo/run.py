@@ -22,12 +22,13 @@ from infra.demo.caseload import generate
 from infra.demo.people import LAC, Demo
 from infra.demo.world import DemoError, World
 from infra.stack import Stack, home, local_env
+from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenIssuer
 
 
 @dataclass
 class Target:
     urls: dict[str, str]
-    secret: str
+    issuer: TokenIssuer
     bootstrap: str
     prefix: str
     clock_file: Path
@@ -46,10 +47,14 @@ def running_system() -> Target | None:
                 return None
         except httpx.HTTPError:
             return None
-    secret = Path(env["LEDER_JWT_SECRET_FILE"]).read_text().strip()
+    issuer = TokenIssuer.from_file(
+        env["LEDER_TOKEN_SIGNING_KEY_FILE"],
+        issuer=env.get("LEDER_TOKEN_ISSUER") or DEFAULT_ISSUER,
+        audience=env.get("LEDER_TOKEN_AUDIENCE") or DEFAULT_AUDIENCE,
+    )
     return Target(
         urls,
-        secret,
+        issuer,
         env["LEDER_KAFKA_BOOTSTRAP"],
         env.get("LEDER_TOPIC_PREFIX", ""),
         Path(env["LEDER_CLOCK_FILE"]),
@@ -73,7 +78,7 @@ async def simulate(
     end = datetime.now(UTC).date()  # exclusive: the simulated days all lie before today
     start = add_months(end, -months)
     caseload = generate(seed, notifications, start, end)
-    world = World(target.urls, target.secret, target.bootstrap, target.prefix)
+    world = World(target.urls, target.issuer, target.bootstrap, target.prefix)
     calendar = Calendar(target.clock_file, start)
     demo = Demo(world, calendar, caseload, seed)
     try:

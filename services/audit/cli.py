@@ -3,7 +3,6 @@
 import argparse
 import asyncio
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -434,23 +433,25 @@ class SourceUnreachable(Exception):
 
 
 async def _reconcile(args: argparse.Namespace, s: EventStore) -> int:
-    from infra.auth import mint_token
+    from infra.auth import SYSTEM_ROLE
     from infra.settings import SERVICE_PORTS
     from infra.stack import env_or_local
+    from infra.tokens import DEFAULT_AUDIENCE, SYSTEM_TOKEN_LIFETIME, TokenIssuer
 
-    secret = os.environ.get("LEDER_JWT_SECRET")
-    secret_file = env_or_local("LEDER_JWT_SECRET_FILE")  # as `leder up` wrote it down
-    if not secret and secret_file:
-        try:
-            secret = (await asyncio.to_thread(Path(secret_file).read_text)).strip()
-        except OSError as failed:
-            _say_wrong(args, f"cannot read the token secret {secret_file}: {failed.strerror or failed}")
-            return 1
-    if not secret:
-        _say_wrong(args, "no token secret: set LEDER_JWT_SECRET or LEDER_JWT_SECRET_FILE (or run leder up)")
+    # The feeds answer the services' own `system` role, signed by the system key (never a person's
+    # issuer's key, which no service holds).
+    key_file = env_or_local("LEDER_SYSTEM_TOKEN_KEY_FILE")  # as `leder up` wrote it down
+    if not key_file:
+        _say_wrong(args, "no system token key: set LEDER_SYSTEM_TOKEN_KEY_FILE (or run leder up)")
+        return 1
+    audience = env_or_local("LEDER_TOKEN_AUDIENCE") or DEFAULT_AUDIENCE
+    try:
+        issuer = await asyncio.to_thread(TokenIssuer.system_from_file, key_file, audience)
+    except (OSError, ValueError) as failed:
+        _say_wrong(args, f"cannot read the system token key {key_file}: {failed}")
         return 1
     await _record(s, args, "reconcile")
-    token = mint_token(secret, "audit-reconcile", "system")
+    token = issuer.mint("audit-reconcile", SYSTEM_ROLE, ttl=SYSTEM_TOKEN_LIFETIME)
 
     async def fetch(source: str, after: int, limit: int) -> tuple[list[str], int]:
         base = env_or_local(f"LEDER_{source.upper()}_URL") or f"http://127.0.0.1:{SERVICE_PORTS[source]}"

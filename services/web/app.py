@@ -38,7 +38,7 @@ def create_app(settings: WebSettings) -> FastAPI:
         pool = await db.create_pool(settings.database_url)
         await db.migrate(pool, MIGRATIONS)
         app.state.sessions = SessionStore(pool, timedelta(minutes=settings.idle_timeout_minutes))
-        app.state.backend = backend = Backend(settings.service_urls, settings.jwt_secret)
+        app.state.backend = backend = Backend(settings.service_urls, settings.token_issuer)
         sweeper = asyncio.create_task(_sweep(app.state.sessions))
         log.info("service_started", port=settings.http_port, dev_sign_in=settings.dev_sign_in)
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from infra.auth import mint_token
+from infra.tokens import TokenIssuer
 from services.web.sessions import Person
 
 TOKEN_LIFETIME = timedelta(minutes=5)
@@ -41,11 +41,11 @@ class Backend:
     """One per process: the HTTP client and where each service is."""
 
     urls: dict[str, str]
-    jwt_secret: str
+    issuer: TokenIssuer
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=30))
 
     def as_person(self, person: Person, role: str, correlation_id: str) -> "Api":
-        token = mint_token(self.jwt_secret, person.sub, role, person.organisation, ttl=TOKEN_LIFETIME)
+        token = self.issuer.mint(person.sub, role, person.organisation, ttl=TOKEN_LIFETIME)
         return Api(self, {"Authorization": f"Bearer {token}", "X-Correlation-ID": correlation_id})
 
 

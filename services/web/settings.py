@@ -3,7 +3,8 @@
 import os
 from dataclasses import dataclass, field
 
-from infra.settings import SERVICE_PORTS, database_url_for, jwt_secret_from_env
+from infra.settings import SERVICE_PORTS, database_url_for
+from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenIssuer
 
 WEB_PORT = 8000
 CASE_SERVICES = ("notification", "allocation", "review", "governance", "audit")
@@ -30,7 +31,9 @@ class OidcSettings:
 @dataclass(frozen=True)
 class WebSettings:
     service_urls: dict[str, str]
-    jwt_secret: str
+    # The token issuer's private key: the web application signs each call's token for the person
+    # signed in; the services hold only its public key.
+    token_issuer: TokenIssuer
     database_url: str
     http_port: int = WEB_PORT
     # Only `leder up` sets LEDER_WEB_DEV_SIGNIN: a page that lets anyone be anyone.
@@ -54,7 +57,7 @@ class WebSettings:
         public_url = env.get("LEDER_WEB_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/")
         return cls(
             service_urls=urls,
-            jwt_secret=jwt_secret_from_env(),
+            token_issuer=_token_issuer_from_env(env),
             database_url=env.get("LEDER_WEB_DATABASE_URL") or database_url_for(server, "leder_web"),
             http_port=port,
             dev_sign_in=env.get("LEDER_WEB_DEV_SIGNIN") == "1",
@@ -63,6 +66,20 @@ class WebSettings:
             idle_timeout_minutes=int(env.get("LEDER_WEB_IDLE_MINUTES", "30")),
             public_url=public_url,
         )
+
+
+def _token_issuer_from_env(env: os._Environ[str] | dict[str, str]) -> TokenIssuer:
+    key_file = env.get("LEDER_TOKEN_SIGNING_KEY_FILE")
+    if not key_file:
+        raise RuntimeError(
+            "LEDER_TOKEN_SIGNING_KEY_FILE must be set: the private key the web application signs the"
+            " services' tokens with (its public key is in the JWKS the services are given)"
+        )
+    return TokenIssuer.from_file(
+        key_file,
+        issuer=env.get("LEDER_TOKEN_ISSUER") or DEFAULT_ISSUER,
+        audience=env.get("LEDER_TOKEN_AUDIENCE") or DEFAULT_AUDIENCE,
+    )
 
 
 def _oidc_from_env(env: os._Environ[str] | dict[str, str]) -> OidcSettings | None:

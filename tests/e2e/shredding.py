@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from infra.auth import mint_token
+from infra.tokens import TokenIssuer
 
 
 @dataclass
@@ -146,7 +146,7 @@ ROLES = {
 
 async def search_apis(
     urls: Mapping[str, str],
-    secret: str,
+    issuer: TokenIssuer,
     ids: Mapping[str, str],
     partner: tuple[str, str],
     secrets: Mapping[str, bytes],
@@ -170,7 +170,7 @@ async def search_apis(
                     continue  # an id of something this case does not have (a panel, an action)
                 params = _query(get)
                 for role, (sub, organisation) in roles.items():
-                    token = mint_token(secret, sub, role, organisation)
+                    token = issuer.mint(sub, role, organisation)
                     answer = await client.get(
                         url + concrete, params=params, headers={"Authorization": f"Bearer {token}"}
                     )

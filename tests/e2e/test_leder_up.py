@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jwt
 import psutil
 import pytest
 
@@ -89,7 +90,7 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
         postmaster = tmp_path / ".leder" / "pgdata" / "postmaster.pid"
         pids.add(int(postmaster.read_text().splitlines()[0]))
         assert len(pids) >= 8  # five services, the web application, the broker, PostgreSQL
-        assert oct((tmp_path / ".leder" / "jwt-secret").stat().st_mode & 0o777) == "0o600"
+        only_the_issuers_hold_token_keys(tmp_path / ".leder", up.pid, env, base)
         # Issue 15: the embedded PostgreSQL's password, and the env file whose URL carries it, are the
         # owner's alone; logs are readable by the owner's group at most.
         for secret in ("postgres.password", "env"):
@@ -109,6 +110,59 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
     for offset in range(6):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", base + offset)) != 0
+
+
+SIGNING_KEYS = ("LEDER_TOKEN_SIGNING_KEY_FILE", "LEDER_SYSTEM_TOKEN_KEY_FILE")
+
+
+def only_the_issuers_hold_token_keys(home: Path, supervisor: int, env: dict[str, str], base: int) -> None:
+    """Issue 16: no service can mint a caller's token. The people key is the web application's and
+    `leder token`'s alone, the system key `leder audit reconcile`'s; each service is given the public
+    keys only, and accepts what the issuers sign and nothing signed otherwise."""
+    for key in ("token-signing-key.pem", "system-token-key.pem"):
+        assert oct((home / key).stat().st_mode & 0o777) == "0o600", key
+    assert not (home / "jwt-secret").exists()
+    served: set[str] = set()
+    for process in psutil.Process(supervisor).children(recursive=True):
+        command = process.cmdline()
+        if "serve" not in command:
+            continue
+        name, environ = command[-1], process.environ()
+        served.add(name)
+        assert not [k for k in environ if "JWT" in k], name
+        held = {k for k in SIGNING_KEYS if k in environ}
+        assert held == ({"LEDER_TOKEN_SIGNING_KEY_FILE"} if name == "web" else set()), name
+        if name != "web":
+            assert environ["LEDER_TOKEN_JWKS_FILE"] == str(home / "token-jwks.json")
+            assert environ["LEDER_SYSTEM_TOKEN_PUBLIC_KEY_FILE"] == str(home / "system-token-public-key.pem")
+    assert served == {*SERVICES, "web"}
+    # The CLI finds the keys where `leder up` wrote them down (the shell names none).
+    cli_env = {k: v for k, v in env.items() if k not in SIGNING_KEYS}
+
+    def leder(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "infra.cli", *args],
+            env=cli_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    minted = leder("token", "--role", "lac", "--sub", "alice")
+    assert minted.returncode == 0, minted.stderr
+    queue = f"http://127.0.0.1:{base + 1}/allocation-queue"
+    assert httpx.get(queue, headers={"Authorization": f"Bearer {minted.stdout.strip()}"}).status_code == 200
+    forged = jwt.encode(
+        {"sub": "alice", "role": "lac", "iss": "leder", "aud": "leder-services", "exp": 4102444800},
+        "any secret at all, long enough for HS256",
+        algorithm="HS256",
+    )
+    refused = httpx.get(queue, headers={"Authorization": f"Bearer {forged}"})
+    assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated"
+    # The services' own `system` role: the reconciliation reads every service's feed with it.
+    reconciled = leder("audit", "reconcile", "--reader", "ig.jo")
+    assert reconciled.returncode == 0, reconciled.stderr
 
 
 ROOT = Path(__file__).parents[2]

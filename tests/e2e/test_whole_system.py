@@ -18,13 +18,14 @@ import pytest
 
 from events.calendar import add_months
 from events.topics import SERVICES, partner_topic
-from infra.auth import mint_token
 from infra.demo.caseload import generate
 from infra.embedded import free_port
+from infra.tokens import TokenIssuer
 from tests.e2e.test_leder_up import free_ports, read_until
 from tests.integration.audit.test_audit_lifecycle import drive_a_case
 from tests.support.browser import NHS_BLUE, chromium_missing, screenshot
 from tests.support.notifications import NOTIFIER_ORGANISATION
+from tests.support.tokens import issuer_of
 from tests.support.waiting import eventually, publish_raw
 
 pytestmark = pytest.mark.slow
@@ -33,10 +34,10 @@ ROOT = Path(__file__).parents[2]
 
 @dataclass
 class Remote:
-    """A service in its own process, reached over HTTP with tokens signed by the stack's secret."""
+    """A service in its own process, reached over HTTP with tokens signed by the stack's people key."""
 
     client: httpx.AsyncClient
-    secret: str
+    issuer: TokenIssuer
 
     def headers(
         self, role: str, sub: str = "alice", *, organisation: str | None = None, **extra: str
@@ -44,14 +45,14 @@ class Remote:
         """A partner system's token names the test notification's notifier unless told another."""
         if organisation is None and role == "partner_system":
             organisation = NOTIFIER_ORGANISATION
-        return {"Authorization": f"Bearer {mint_token(self.secret, sub, role, organisation)}", **extra}
+        return {"Authorization": f"Bearer {self.issuer.mint(sub, role, organisation)}", **extra}
 
 
 @dataclass
 class Stack:
     home: Path
     base_port: int
-    secret: str
+    issuer: TokenIssuer
     bootstrap: str
 
 
@@ -76,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         read_until(up, "The LeDeR system is running", timeout=180)
         local = dict(line.split("=", 1) for line in (home / "env").read_text().splitlines())
-        yield Stack(home, base, (home / "jwt-secret").read_text().strip(), local["LEDER_KAFKA_BOOTSTRAP"])
+        yield Stack(home, base, issuer_of(home), local["LEDER_KAFKA_BOOTSTRAP"])
     finally:
         # SIGTERM, not SIGINT: a background job (`make test &`, a CI runner) starts it with SIGINT ignored.
         up.terminate()
@@ -93,7 +94,7 @@ async def services(stack: Stack) -> AsyncIterator[dict[str, Remote]]:
         for i, name in enumerate(SERVICES)
     }
     try:
-        yield {name: Remote(client, stack.secret) for name, client in clients.items()}
+        yield {name: Remote(client, stack.issuer) for name, client in clients.items()}
     finally:
         for client in clients.values():
             await client.aclose()
@@ -380,9 +381,7 @@ async def test_when_retention_ends_the_person_is_found_nowhere_and_the_log_still
     sent = await n.client.post(
         "/notifications",
         json=body,
-        headers={
-            "Authorization": f"Bearer {mint_token(stack.secret, *partner[:1], 'partner_system', partner[1])}"
-        },
+        headers={"Authorization": f"Bearer {stack.issuer.mint(partner[0], 'partner_system', partner[1])}"},
     )
     assert sent.status_code == 201, sent.text
     case_id = sent.json()["case_id"]
@@ -503,7 +502,7 @@ async def test_when_retention_ends_the_person_is_found_nowhere_and_the_log_still
     assert records > 25  # this case's events alone are more
     urls = {s: str(services[s].client.base_url).rstrip("/") for s in services}
     ids_in_paths = {"case_id": case_id, "notification_id": body["notification_id"]}
-    calls = await shredding.search_apis(urls, stack.secret, ids_in_paths, partner, secrets, findings)
+    calls = await shredding.search_apis(urls, stack.issuer, ids_in_paths, partner, secrets, findings)
     assert calls > 100
     control = " | ".join(findings.places.pop("control", []))
     for kind in ("database", "PostgreSQL file", "pg_wal", "log", "topic", "GET review", "GET audit"):

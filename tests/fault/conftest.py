@@ -17,11 +17,12 @@ import httpx
 import pytest
 
 from events.topics import SERVICES
-from infra.auth import mint_token
 from infra.embedded import EmbeddedPostgres, TansuBroker, free_port
 from infra.settings import database_url_for
 from infra.stack import Stack
+from infra.tokens import TokenIssuer
 from tests.support.notifications import NOTIFIER_ORGANISATION
+from tests.support.tokens import issuer_of
 
 # What the fault tests need sooner than the production defaults: the review deadline sweep runs every
 # few seconds so it takes part in the run, and a gap in the audit log fails /readyz soon enough to be
@@ -40,7 +41,7 @@ class System:
     running meanwhile, call them through `asyncio.to_thread`."""
 
     urls: dict[str, str]
-    secret: str
+    issuer: TokenIssuer  # the stack's people key, as `leder token` signs
     bootstrap: str
     database_url: str
     prefix: str
@@ -52,7 +53,7 @@ class System:
         notification's notifier unless `organisation` says another."""
         if organisation is None and role == "partner_system":
             organisation = NOTIFIER_ORGANISATION
-        return {"Authorization": f"Bearer {mint_token(self.secret, sub, role, organisation)}"}
+        return {"Authorization": f"Bearer {self.issuer.mint(sub, role, organisation)}"}
 
     def database_url_for(self, service: str) -> str:
         return database_url_for(self.database_url, f"leder_{service}")
@@ -129,8 +130,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     environ = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP", "LEDER_JWT_SECRET")
-        and not k.endswith("_DATABASE_URL")
+        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP") and not k.endswith("_DATABASE_URL")
     }
     environ |= FAULT_ENV | {
         "LEDER_HOME": str(folder),
@@ -147,7 +147,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         assert stack.postgres is not None and stack.broker is not None
         yield System(
             urls=urls,
-            secret=(folder / "jwt-secret").read_text().strip(),
+            issuer=issuer_of(folder),
             bootstrap=stack.broker.bootstrap,
             database_url=stack.postgres.url,
             prefix="",

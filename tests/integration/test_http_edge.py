@@ -1,5 +1,6 @@
 """The HTTP edge every service shares: bearer tokens, roles, problem details, correlation ids."""
 
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
@@ -8,16 +9,16 @@ import asyncpg
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from infra.auth import Caller, mint_token, require_roles
+from infra.auth import Caller, TokenVerifier, require_roles
 from infra.embedded import free_port
 from infra.eventstore import Context, EventStore
 from infra.http import CORRELATION_HEADER, create_app
+from tests.support import tokens
 from tests.support.events import NoteRecorded
-
-SECRET = "s" * 64
 
 
 class NoteIn(BaseModel):
@@ -41,7 +42,7 @@ def make_app(store: EventStore) -> httpx.AsyncClient:
         )
         return {"event_id": str(envelope.event_id), "stream_version": envelope.stream_version}
 
-    app = create_app("test", SECRET)
+    app = create_app("test", TokenVerifier(tokens.trust()))
     app.include_router(router)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
@@ -52,8 +53,23 @@ async def client(store: EventStore) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def bearer(role: str = "lac", secret: str = SECRET, **kwargs: object) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(secret, 'alice', role, **kwargs)}"}  # type: ignore[arg-type]
+def bearer(role: str = "lac") -> dict[str, str]:
+    return tokens.bearer("alice", role)
+
+
+def claims(**changed: object) -> dict[str, object]:
+    now = int(time.time())
+    return {
+        "sub": "alice",
+        "role": "lac",
+        "iss": "leder",
+        "aud": "leder-services",
+        "iat": now,
+        "exp": now + 60,
+    } | changed
+
+
+STRANGER = Ed25519PrivateKey.generate()
 
 
 NOTE = {"text": "spoke to the GP", "expected_version": 0}
@@ -70,15 +86,39 @@ async def test_a_request_without_a_token_gets_401_problem_details(client: httpx.
 @pytest.mark.parametrize(
     "token",
     [
-        mint_token("another-secret-another-secret-another", "alice", "lac"),
-        mint_token(SECRET, "alice", "lac", ttl=timedelta(seconds=-1)),
-        jwt.encode(
-            {"sub": "alice", "role": "lac", "iss": "leder", "exp": 4102444800}, SECRET, algorithm="HS384"
-        ),
-        jwt.encode({"sub": "alice", "role": "superuser", "iss": "leder", "exp": 4102444800}, SECRET),
+        tokens.signed(claims(), STRANGER),
+        tokens.token("alice", "lac", ttl=timedelta(seconds=-60)),
+        jwt.encode(claims(), "s" * 64, algorithm="HS256", headers={"kid": tokens.ISSUER.kid}),
+        jwt.encode(claims(), "s" * 64, algorithm="HS384"),
+        tokens.signed(claims(role="superuser")),
+        tokens.signed(claims(role=["lac"])),
+        tokens.signed(claims(role={"lac": True})),
+        tokens.signed(claims(sub="ali\x00ce")),
+        tokens.signed(claims(sub=["alice"])),
+        tokens.signed(claims(organisation={"ods": "QHM"})),
+        tokens.signed(claims(exp=int(time.time()) + 9 * 3600)),
+        tokens.signed(claims(aud="another-service")),
+        tokens.signed(claims(iss="someone-else")),
+        tokens.signed(claims(role="system")),
         "not-a-jwt",
     ],
-    ids=["wrong-secret", "expired", "wrong-algorithm", "unknown-role", "garbage"],
+    ids=[
+        "unknown-key",
+        "expired",
+        "hs256-naming-the-trusted-key",
+        "hs384",
+        "unknown-role",
+        "role-a-list",
+        "role-an-object",
+        "nul-in-sub",
+        "sub-a-list",
+        "organisation-an-object",
+        "lives-longer-than-8-hours",
+        "other-audience",
+        "other-issuer",
+        "system-role-by-the-people-key",
+        "garbage",
+    ],
 )
 async def test_a_bad_token_gets_401(client: httpx.AsyncClient, store: EventStore, token: str) -> None:
     response = await client.post("/cases/c1/notes", json=NOTE, headers={"Authorization": f"Bearer {token}"})

@@ -11,14 +11,12 @@ from fastapi import FastAPI
 
 from events.topics import all_topics
 from infra import kafka
-from infra.auth import mint_token
 from infra.keys import LocalKeyFile
 from infra.sealing import DataKeys, install
 from infra.service import Runtime, ServiceDefinition, build_app
 from infra.settings import Settings
+from tests.support import tokens
 from tests.support.notifications import NOTIFIER_ORGANISATION
-
-SECRET = "test-secret-" + "x" * 40
 
 
 @dataclass
@@ -35,7 +33,7 @@ class RunningService:
         notification's notifier unless `organisation` says another."""
         if organisation is None and role == "partner_system":
             organisation = NOTIFIER_ORGANISATION
-        return {"Authorization": f"Bearer {mint_token(SECRET, sub, role, organisation)}", **extra}
+        return {**tokens.bearer(sub, role, organisation), **extra}
 
 
 @asynccontextmanager
@@ -50,7 +48,7 @@ async def running_service(
     await kafka.ensure_topics(kafka_bootstrap, all_topics(topic_prefix), partitions=2)
     settings = Settings(
         service=definition.name, database_url=database_url, kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topic_prefix, jwt_secret=SECRET, http_port=0, topic_partitions=2,
+        topic_prefix=topic_prefix, http_port=0, topic_partitions=2, tokens=tokens.trust(),
     )  # fmt: skip
     # Each test's service keeps its key-encryption keys in a key file of its own.
     with tempfile.TemporaryDirectory(prefix=f"leder-keys-{definition.name}-") as folder:

@@ -170,7 +170,8 @@ def test_the_hints_after_the_demo_work_pasted_into_a_shell(
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
         "LEDER_HOME": os.environ["LEDER_HOME"],
-        "LEDER_JWT_SECRET": "a-secret-long-enough-for-hs256-a-secret-long",
+        # `leder token` signs with the session's people key (tests/conftest.py), as with `leder up`'s.
+        "LEDER_TOKEN_SIGNING_KEY_FILE": os.environ["LEDER_TOKEN_SIGNING_KEY_FILE"],
     }
     for command in curls:
         script = f"curl() {{ printf '%s\\n' \"$@\"; }}\nset -e\n{command}\n"

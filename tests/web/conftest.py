@@ -14,10 +14,11 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from events.topics import SERVICES
-from infra.auth import mint_token
 from infra.embedded import free_port
+from infra.tokens import TokenIssuer
 from tests.e2e.test_leder_up import free_ports, read_until
 from tests.support.notifications import NOTIFIER_ORGANISATION
+from tests.support.tokens import issuer_of
 from tests.support.web import chromium
 
 ROOT = Path(__file__).parents[2]
@@ -28,7 +29,7 @@ class WebStack:
     home: Path
     web: str
     urls: dict[str, str]
-    secret: str
+    issuer: TokenIssuer  # the stack's people key, as `leder token` would sign
 
     def call(self, method: str, service: str, path: str, role: str, sub: str = "setup", **kwargs: Any) -> Any:
         """Set a scene through a service's API, as someone in `role` would (not through the pages)."""
@@ -37,7 +38,7 @@ class WebStack:
             # A partner notifies, and reads outcomes, in its own organisation's name only.
             notifier = (kwargs.get("json") or {}).get("notifier") or {}
             organisation = notifier.get("organisation") or NOTIFIER_ORGANISATION
-        token = mint_token(self.secret, sub, role, organisation)
+        token = self.issuer.mint(sub, role, organisation)
         response = httpx.request(
             method,
             self.urls[service] + path,
@@ -70,8 +71,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
     try:
         read_until(up, "The LeDeR system is running", timeout=180)
         urls = {service: f"http://127.0.0.1:{base + i}" for i, service in enumerate(SERVICES)}
-        secret = (home / "jwt-secret").read_text().strip()
-        yield WebStack(home, f"http://127.0.0.1:{base + len(SERVICES)}", urls, secret)
+        yield WebStack(home, f"http://127.0.0.1:{base + len(SERVICES)}", urls, issuer_of(home))
     finally:
         # SIGTERM, not SIGINT: a background job (`make test &`, a CI runner) starts it with SIGINT ignored.
         up.terminate()

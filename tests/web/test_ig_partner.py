@@ -19,7 +19,6 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from events.partner import InvalidNotification, nhs_number_is_valid, parse_notification
-from infra.auth import mint_token
 from services.web.backend import ApiError
 from services.web.forms import Form
 from services.web.pages import partner
@@ -45,7 +44,7 @@ def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
 
 def answer(stack: WebStack, path: str, service: str, role: str, sub: str, **params: Any) -> httpx.Response:
     """A service's answer as it is, refusals included (`stack.call` insists on success)."""
-    token = mint_token(stack.secret, sub, role, None)
+    token = stack.issuer.mint(sub, role)
     return httpx.get(
         stack.urls[service] + path, params=params, headers={"Authorization": f"Bearer {token}"}, timeout=60
     )

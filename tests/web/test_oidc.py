@@ -22,6 +22,7 @@ from infra.settings import database_url_for
 from services.web import oidc
 from services.web.app import create_app
 from services.web.settings import CASE_SERVICES, OidcSettings, WebSettings
+from tests.support import tokens
 from tests.support.oidc_provider import OidcProvider, running_provider, s256, serve
 from tests.support.web import assert_accessible, shoot
 
@@ -83,7 +84,7 @@ def web(provider: OidcProvider, pg_server_url: str) -> Iterator[Web]:
     settings = WebSettings(
         # Nothing answers here: the pages these tests open call no service.
         service_urls={s: "http://127.0.0.1:9" for s in CASE_SERVICES},
-        jwt_secret="test-secret-" + "x" * 40,
+        token_issuer=tokens.ISSUER,
         database_url=database,
         http_port=port,
         dev_sign_in=False,
@@ -307,13 +308,14 @@ def test_behind_tls_the_cookie_is_secure_and_the_provider_sends_people_back_over
         "LEDER_OIDC_CLIENT_ID": CLIENT_ID,
         "LEDER_OIDC_CLIENT_SECRET": CLIENT_SECRET,
         "LEDER_OIDC_ROLE_MAP": "LeDeR-LAC=lac, LeDeR-QA=qa_panel",
-        "LEDER_JWT_SECRET": "z" * 48,
     }.items():
         monkeypatch.setenv(name, value)
     from_env = WebSettings.from_env()
     assert from_env.secure_cookies and from_env.public_url == "https://leder.example.nhs.uk"
     assert from_env.oidc is not None and from_env.oidc.issuer == "https://idp.example.nhs.uk/realms/icb"
     assert from_env.oidc.role_map == {"LeDeR-LAC": "lac", "LeDeR-QA": "qa_panel"}
+    # It signs the services' tokens with the issuer's key (the session's, tests/conftest.py).
+    assert from_env.token_issuer.kid == tokens.ISSUER.kid
     tls = replace(web.settings, secure_cookies=True, public_url="https://leder.example.nhs.uk")
     with serve(create_app(tls)) as base:
         start = httpx.get(f"{base}/sign-in/oidc")

@@ -16,7 +16,6 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from events.partner import nhs_number_is_valid
-from infra.auth import mint_token
 from tests.support.notifications import notification
 from tests.support.web import assert_accessible, shoot, sign_in
 from tests.web.conftest import WebStack
@@ -42,7 +41,7 @@ class Scene:
 
 def answer(stack: WebStack, method: str, service: str, path: str, role: str, sub: str, **kw: Any) -> Any:
     """A service's raw answer (the scene waits on some that are not ready yet)."""
-    token = mint_token(stack.secret, sub, role, None)
+    token = stack.issuer.mint(sub, role)
     return httpx.request(
         method, stack.urls[service] + path, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kw
     )

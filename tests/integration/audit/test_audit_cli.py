@@ -54,7 +54,6 @@ async def audit_log(database_url: str) -> AsyncIterator[EventStore]:
         database_url=database_url,
         kafka_bootstrap="",
         topic_prefix="",
-        jwt_secret="",
         http_port=0,
     )
     s = await open_store(definition, settings)
@@ -193,8 +192,7 @@ async def test_reconcile_with_no_service_to_ask_says_so_in_a_line(
                 **os.environ,
                 **nowhere,
                 "LEDER_AUDIT_DATABASE_URL": database_url,
-                "LEDER_JWT_SECRET": "s" * 40,
-            },
+            },  # the system token key: the session's (tests/conftest.py), as `leder up` names its own
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
-import jwt
 import pytest
 
 from events.topics import dlq, partner_topic
-from infra.auth import ISSUER, mint_token
+from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from services.notification.app import definition
+from tests.support import tokens
 from tests.support.notifications import notification
-from tests.support.service import SECRET, RunningService, running_service
+from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw, read_topic
 
 SOUTHMEAD = "Southmead Hospital"  # the notifier of tests.support.notifications
@@ -30,8 +30,7 @@ async def svc(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> Asy
 
 def partner(organisation: str) -> dict[str, str]:
     """A partner system's token, naming its organisation."""
-    token = mint_token(SECRET, f"system of {organisation}", "partner_system", organisation)
-    return {"Authorization": f"Bearer {token}"}
+    return tokens.bearer(f"system of {organisation}", "partner_system", organisation)
 
 
 async def notify(svc: RunningService, body: dict[str, Any], organisation: str) -> Any:
@@ -122,19 +121,20 @@ async def test_on_the_partner_topic_the_same_id_with_other_content_goes_to_the_d
 
 
 def partner_naming(organisation: str | None) -> dict[str, str]:
-    """A well-signed partner token that names no organisation (or a blank one): `mint_token` makes none
+    """A well-signed partner token that names no organisation (or a blank one): the issuer mints none
     such, so it is made by hand, as a misconfigured partner system might."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": "gp-sys",
         "role": "partner_system",
-        "iss": ISSUER,
+        "iss": DEFAULT_ISSUER,
+        "aud": DEFAULT_AUDIENCE,
         "iat": now,
         "exp": now + 600,
     }
     if organisation is not None:
         claims["organisation"] = organisation
-    return {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
+    return {"Authorization": f"Bearer {tokens.signed(claims)}"}
 
 
 @pytest.mark.parametrize("organisation", [None, "", "  "])
