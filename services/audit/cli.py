@@ -18,7 +18,7 @@ from infra.eventstore import Context, EventStore
 from services.audit import access as reads
 from services.audit import export as case_export
 from services.audit import keys, log, merkle, store
-from services.audit.reconcile import reconcile
+from services.audit.reconcile import BadRecord, reconcile
 from services.audit.replay import state_as_of, summary
 
 
@@ -126,7 +126,13 @@ def add_commands(sub: Any, store_for: Any) -> None:
     access.add_argument("--case", type=case_id, help="only reads of this case (its UUID)")
     access.add_argument("--user", help="only reads by this person (their user id)")
     access.set_defaults(run=_access)
-    rec = commands.add_parser("reconcile", help="fetch what the log is missing from each service")
+    rec = commands.add_parser(
+        "reconcile",
+        help="fetch what the log is missing from each service",
+        description="Fetch from each service the events the log lacks and log them. A record that"
+        " cannot be logged is named on stderr with the reason, and the rest are still logged; exit 1 if"
+        " there was one.",
+    )
     rec.set_defaults(run=_reconcile)
     export = commands.add_parser("export", help="a case's history as JSON Lines and CSV, with proofs")
     export.add_argument("case_id", type=case_id, help="the case's id (a UUID)")
@@ -468,13 +474,20 @@ async def _reconcile(args: argparse.Namespace, s: EventStore) -> int:
                 f"cannot fetch the {source} service's events from {base}: {failed}"
             ) from failed
 
+    bad: list[BadRecord] = []
+
+    def report(record: BadRecord) -> None:
+        # Each record that could not be logged, in a line as it is met; reconciliation goes on.
+        bad.append(record)
+        _say_wrong(args, record.describe())
+
     try:
-        filled = await reconcile(s, [x for x in SERVICES if x != "audit"], fetch)
+        filled = await reconcile(s, [x for x in SERVICES if x != "audit"], fetch, report=report)
     except SourceUnreachable as failed:
         _say_wrong(args, str(failed))
         return 1
     print(json.dumps(filled))
-    return 0
+    return 1 if bad else 0
 
 
 async def _export(args: argparse.Namespace, s: EventStore) -> int:
