@@ -1,4 +1,4 @@
-"""Issue 9, fault 1: each service is killed with SIGKILL at a random moment while 2,000 partner
+"""Issue 9, fault 1: each service is killed with SIGKILL at a random moment while 600 partner
 notifications arrive and the LAC works, and started again. Nothing is lost, doubled or half-written."""
 
 import asyncio
@@ -26,14 +26,19 @@ from tests.fault.support import (
     wait_until_allocation_has,
 )
 
-# 2,000 notifications through five restarts: allow a slow machine more than the default 300 s.
+# Five restarts and the checks after them: allow a slow machine more than the default 300 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 SEED = 9_001
-NOTIFICATIONS = 2_000
-PER_SECOND = 200
+# The five kills come within about 17 s (a pause of 0.2-2.5 s before each, then the restart), so
+# notifications arrive throughout: 20 s of them at 30 a second, faster than the services take them
+# on a loaded two-core machine (about 17 a second), so that each kill finds work in flight. (2,000 at
+# 200 a second arrived in the first 10 s and left a backlog that took 100 s to drain after the last
+# kill, proving nothing more.)
+NOTIFICATIONS = 600
+PER_SECOND = 30
 
 
-async def test_kill_9_each_service_in_turn_during_2000_notifications(system: System) -> None:
+async def test_kill_9_each_service_in_turn_while_notifications_arrive(system: System) -> None:
     watch = Stopwatch("kill -9")
     began = watch.began
     await system.wait_ready()
