@@ -72,8 +72,11 @@ _WHEN = {
     403: "The caller's role may not do this (`forbidden`)",
     404: "What the path names does not exist",
     409: "It exists but is in the wrong state for this (the `code` names the state), or changed meanwhile",
-    422: "The request is not valid: `errors` names each field and the rule (`validation_failed`), or a "
-    "rule of the domain refuses it",
+    413: "The request body is over the size limit (`request_too_large`; LEDER_MAX_REQUEST_BYTES, 1 MiB by "
+    "default): refused before it is read",
+    422: "The request is not valid: `errors` names each field and the rule (`validation_failed`; "
+    "`unstorable_text` for a NUL or a lone surrogate in any text, a number, date or period out of its "
+    "bounds), or a rule of the domain refuses it",
 }
 
 
@@ -187,5 +190,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return problem_response(request, exc.status_code, code, str(exc.detail), str(exc.detail))

@@ -219,7 +219,7 @@ class EventFeed(BaseModel):
 async def feed(
     request: Request,
     _: Annotated[Caller, Depends(require_roles("ig_officer", "system"))],
-    after: Annotated[int, Query(ge=0, description="the source_sequence to start after")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1, description="the source_sequence to start after")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> EventFeed:
     """The service's events in sequence order, as canonical envelopes: what the audit service's

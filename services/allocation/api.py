@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
+from infra.params import Day
 from infra.problems import Problem, RuleViolation
 from infra.sealing import KeyDestroyed
 from infra.service import Runtime
@@ -233,7 +234,7 @@ async def register_reviewer(body: NewReviewer, request: Request, caller: LAC) ->
 
 class Training(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    completed_on: date
+    completed_on: Day
 
 
 class StandingConflict(BaseModel):
@@ -477,11 +478,21 @@ async def declare_conflict(
     request: Request,
     caller: Annotated[Caller, Depends(require_roles("reviewer"))],
 ) -> ConflictDeclared:
-    await _checked(
-        handlers.declare_conflict(
-            _store(request), case_id, caller.sub, body.reason, _context(request, caller)
+    """A case that does not exist answers as one not allocated to the caller does (403
+    `not_allocated_to_caller`, the same words): no answer tells a reviewer which cases exist."""
+    try:
+        await _checked(
+            handlers.declare_conflict(
+                _store(request), case_id, caller.sub, body.reason, _context(request, caller)
+            )
         )
-    )
+    except Problem as refused:
+        if refused.status != 404:
+            raise
+        pool = _store(request).pool
+        name = await pool.fetchval("SELECT name FROM reviewers WHERE user_id = $1", caller.sub)
+        error = domain.NotAllocatedToCaller(f"case {case_id} is not allocated to {name}")
+        raise Problem(error.status, error.code, error.detail) from refused
     return ConflictDeclared(case_id=str(case_id), returned_to_queue=True)
 
 

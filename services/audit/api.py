@@ -17,6 +17,7 @@ from events.audit import AuditLogRead
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
+from infra.params import MAX_INT, Moment
 from infra.problems import Problem
 from infra.service import Runtime
 from services.audit import access as reads
@@ -201,8 +202,12 @@ class VerificationView(ResponseModel):
 async def find_case(
     request: Request,
     caller: IG_OR_LAC,
-    q: Annotated[str | None, Query(description="a case reference (LDR-2026-00042) or a case id")] = None,
-    reference: Annotated[str | None, Query(description="a case reference (the same as q)")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="a case reference (LDR-2026-00042) or a case id")
+    ] = None,
+    reference: Annotated[
+        str | None, Query(max_length=100, description="a case reference (the same as q)")
+    ] = None,
 ) -> CaseFound:
     """The case a person names, by its reference or its id: {"case_id", "reference"}."""
     wanted = (q or reference or "").strip()
@@ -289,7 +294,9 @@ async def state(
     case_id: UUID,
     request: Request,
     caller: IG_OR_LAC,
-    as_of: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
+    as_of: Annotated[
+        Moment | None, Query(description="ISO 8601, from 1900 to 2100 (in UTC too); default now")
+    ] = None,
 ) -> CaseStateView:
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # a time without a zone is UTC
@@ -346,10 +353,12 @@ async def access(
     request: Request,
     caller: IG,
     case_id: UUID | None = None,
-    user: str | None = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
-    after: Annotated[int | None, Query(ge=-1, description="the last position of the previous page")] = None,
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    from_: Annotated[Moment | None, Query(alias="from", description="ISO 8601, from 1900 to 2100")] = None,
+    to: Annotated[Moment | None, Query(description="ISO 8601, from 1900 to 2100")] = None,
+    after: Annotated[
+        int | None, Query(ge=-1, le=MAX_INT, description="the last position of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> AccessPage:
     """Who looked at this case; what did this person look at: every read of a case by a person, from
@@ -433,7 +442,12 @@ async def latest(request: Request, _: IG) -> LatestCheckpoint:
 
 
 @router.get("/audit/proofs/inclusion")
-async def inclusion(request: Request, _: IG, event_id: UUID, tree_size: int | None = None) -> InclusionProof:
+async def inclusion(
+    request: Request,
+    _: IG,
+    event_id: UUID,
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+) -> InclusionProof:
     """The proof that the event is in the log. Not recorded as a read: it shows hashes, none of the
     case's content, and recording it would grow the very tree it proves against (the case export,
     which carries the proofs with the events, is recorded)."""
@@ -449,7 +463,10 @@ async def inclusion(request: Request, _: IG, event_id: UUID, tree_size: int | No
 
 @router.get("/audit/proofs/consistency")
 async def consistency(
-    request: Request, _: IG, from_: Annotated[int, Query(alias="from", ge=1)], to: Annotated[int, Query(ge=1)]
+    request: Request,
+    _: IG,
+    from_: Annotated[int, Query(alias="from", ge=1, le=MAX_INT)],
+    to: Annotated[int, Query(ge=1, le=MAX_INT)],
 ) -> ConsistencyProof:
     async with _store(request).pool.acquire() as conn:
         hashes = await log.leaf_hashes(conn, to)

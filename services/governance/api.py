@@ -1,5 +1,6 @@
 """The governance service's HTTP API: QA panels and decisions, case reopening, actions, reports."""
 
+import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -12,11 +13,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import Envelope
+from events.calendar import add_months
 from events.governance import ActionAgreed, ActionCompleted, ActionOverdue, ActionProgressUpdated
 from infra.aggregates import StreamNotFound, change
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
+from infra.params import MAX_REPORT_YEARS, Day, Month, Quarter
 from infra.problems import Problem
 from infra.service import Runtime
 from services.governance import case_details, domain, handlers, report_service
@@ -264,7 +267,7 @@ def _report_responses(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]
 
 
 class Panel(_Body):
-    held_on: date
+    held_on: Day
 
 
 @router.post("/qa-panels", status_code=201)
@@ -477,7 +480,7 @@ class NewAction(_Body):
     what: Text
     organisation: Annotated[str, Field(min_length=1, max_length=200)]
     lead: Annotated[str, Field(min_length=1, max_length=200)]
-    due_on: date
+    due_on: Day
     case_ids: list[UUID] = Field(default_factory=list, max_length=200)
     case_references: list[Annotated[str, Field(max_length=40)]] = Field(
         default_factory=list,
@@ -506,7 +509,7 @@ class Progress(_Body):
 
 class Completion(_Body):
     evidence: Text
-    completed_on: date | None = Field(
+    completed_on: Day | None = Field(
         default=None,
         description="the day it was completed (today if not given): not after today, nor before agreed",
     )
@@ -637,7 +640,12 @@ Format = Annotated[
 ]
 
 
-def _render(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response | dict[str, Any]:
+async def _render(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response | dict[str, Any]:
+    """The report as `fmt` asks; a page or CSV written off the event loop, as the report was computed."""
+    return await asyncio.to_thread(_rendered, title, report, fmt, kind)
+
+
+def _rendered(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response | dict[str, Any]:
     if fmt == "csv":
         return PlainTextResponse(to_csv(report), media_type="text/csv")
     if fmt == "html":
@@ -651,11 +659,11 @@ def _render(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response
 async def kpis(
     request: Request,
     _: READER,
-    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+    month: Annotated[Month, Query(description="YYYY-MM, a year from 1900 to 2100")],
     format: Format = "json",
 ) -> Response | dict[str, Any]:
     start, end = report_service.month_bounds(month)
-    return _render(
+    return await _render(
         f"LeDeR key performance indicators, {month}",
         await report_service.kpi_report(_store(request), start, end),
         format,
@@ -667,13 +675,19 @@ async def kpis(
 async def activity(
     request: Request,
     _: READER,
-    from_: Annotated[date, Query(alias="from")],
-    to: date,
+    from_: Annotated[Day, Query(alias="from", description="the first day (1900-01-01 to 2100-12-31)")],
+    to: Annotated[Day, Query(description=f"the last day: at most {MAX_REPORT_YEARS} years after `from`")],
     format: Format = "json",
 ) -> Response | dict[str, Any]:
+    """The activity of a period of at most 10 years (infra.params.MAX_REPORT_YEARS; a longer one is
+    422 `period_too_long`), as the system knew it at the period's end."""
     if to < from_:
         raise Problem(422, "period_reversed", "`to` is before `from`")
-    return _render(
+    if to >= add_months(from_, 12 * MAX_REPORT_YEARS):
+        detail = f"a report covers at most {MAX_REPORT_YEARS} years"
+        error = {"field": "to", "type": "period_too_long", "message": detail}
+        raise Problem(422, "period_too_long", detail, errors=[error])
+    return await _render(
         f"LeDeR activity report, {from_} to {to}",
         await report_service.activity_report(_store(request), from_, to),
         format,
@@ -685,11 +699,11 @@ async def activity(
 async def governance(
     request: Request,
     _: READER,
-    quarter: Annotated[str, Query(pattern=r"^\d{4}-Q[1-4]$")],
+    quarter: Annotated[Quarter, Query(description="YYYY-Qn, a year from 1900 to 2100")],
     format: Format = "json",
 ) -> Response | dict[str, Any]:
     start, end = report_service.quarter_bounds(quarter)
-    return _render(
+    return await _render(
         f"LeDeR governance report, {quarter}",
         await report_service.governance_report(_store(request), start, end),
         format,
@@ -701,7 +715,7 @@ async def governance(
 async def annual(
     request: Request, _: READER, year: Annotated[int, Query(ge=2017, le=2100)], format: Format = "json"
 ) -> Response | dict[str, Any]:
-    return _render(
+    return await _render(
         f"LeDeR annual report, {year}",
         await report_service.annual_report(_store(request), year),
         format,

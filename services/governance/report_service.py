@@ -1,5 +1,10 @@
-"""Assembles each report from the facts in the governance database, for any past period."""
+"""Assembles each report from the facts in the governance database, for any past period.
 
+The facts are read on the event loop (the database); everything computed from them (parsing, every
+figure) runs in a worker thread, so that a long period never keeps the service from answering anything
+else meanwhile (/healthz, other callers). The API caps a period at MAX_REPORT_YEARS (infra.params)."""
+
+import asyncio
 import json
 from datetime import date, timedelta
 from typing import Any
@@ -24,7 +29,13 @@ async def load_facts(store: EventStore, until: date) -> list[Fact]:
         """,
         until,
     )
-    return [Fact(r["event_type"], r["case_id"], r["occurred_at"].date(), json.loads(r["data"])) for r in rows]
+
+    def parsed() -> list[Fact]:
+        return [
+            Fact(r["event_type"], r["case_id"], r["occurred_at"].date(), json.loads(r["data"])) for r in rows
+        ]
+
+    return await asyncio.to_thread(parsed)
 
 
 def month_bounds(month: str) -> tuple[date, date]:
@@ -49,61 +60,81 @@ def _figures(facts: list[Fact], start: date, end: date) -> dict[str, Any]:
 
 
 async def kpi_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
-    facts = await load_facts(store, end)
-    return {
-        **_figures(facts, start, end),
-        "backlog_by_age": reports.backlog_by_age(facts, end),
-        "monthly": reports.monthly_series(facts, add_months(start, -11), end, _today(store)),
-    }
+    facts, today = await load_facts(store, end), _today(store)
+
+    def compose() -> dict[str, Any]:
+        return {
+            **_figures(facts, start, end),
+            "backlog_by_age": reports.backlog_by_age(facts, end),
+            "monthly": reports.monthly_series(facts, add_months(start, -11), end, today),
+        }
+
+    return await asyncio.to_thread(compose)
 
 
 async def activity_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
-    facts = await load_facts(store, end)
-    return {
-        **_figures(facts, start, end),
-        "themes": reports.themes(facts, start, end),
-        "backlog_by_age": reports.backlog_by_age(facts, end),
-        "monthly": reports.monthly_series(facts, start, end, _today(store)),
-    }
+    facts, today = await load_facts(store, end), _today(store)
+
+    def compose() -> dict[str, Any]:
+        return {
+            **_figures(facts, start, end),
+            "themes": reports.themes(facts, start, end),
+            "backlog_by_age": reports.backlog_by_age(facts, end),
+            "monthly": reports.monthly_series(facts, start, end, today),
+        }
+
+    return await asyncio.to_thread(compose)
 
 
 async def governance_report(store: EventStore, start: date, end: date) -> dict[str, Any]:
-    facts = await load_facts(store, end)
+    facts, today = await load_facts(store, end), _today(store)
     actions = await store.pool.fetch("SELECT * FROM actions")
     quarters = [
         (add_months(start, -3 * k), add_months(start, -3 * k + 3) - timedelta(days=1))
         for k in range(3, -1, -1)
     ]
-    return {
-        **_figures(facts, start, end),
-        "themes": reports.themes(facts, start, end),
-        "actions": {
-            "opened": sum(1 for a in actions if start <= a["agreed_on"] <= end),
-            "overdue_at_end": sum(
-                1
-                for a in actions
-                if a["due_on"] < end and (a["completed_on"] is None or a["completed_on"] > end)
-            ),
-            "completed": sum(1 for a in actions if a["completed_on"] and start <= a["completed_on"] <= end),
-        },
-        "backlog_by_age": reports.backlog_by_age(facts, end),
-        "monthly": reports.monthly_series(facts, start, end, _today(store)),
-        "themes_over_time": [{"period": f"{s:%Y-%m}", **reports.themes(facts, s, e)} for s, e in quarters],
-    }
+
+    def compose() -> dict[str, Any]:
+        return {
+            **_figures(facts, start, end),
+            "themes": reports.themes(facts, start, end),
+            "actions": {
+                "opened": sum(1 for a in actions if start <= a["agreed_on"] <= end),
+                "overdue_at_end": sum(
+                    1
+                    for a in actions
+                    if a["due_on"] < end and (a["completed_on"] is None or a["completed_on"] > end)
+                ),
+                "completed": sum(
+                    1 for a in actions if a["completed_on"] and start <= a["completed_on"] <= end
+                ),
+            },
+            "backlog_by_age": reports.backlog_by_age(facts, end),
+            "monthly": reports.monthly_series(facts, start, end, today),
+            "themes_over_time": [
+                {"period": f"{s:%Y-%m}", **reports.themes(facts, s, e)} for s, e in quarters
+            ],
+        }
+
+    return await asyncio.to_thread(compose)
 
 
 async def annual_report(store: EventStore, year: int) -> dict[str, Any]:
     start, end = date(year, 1, 1), date(year, 12, 31)
-    facts = await load_facts(store, end)
-    completed = [
-        c
-        for c in reports.cases_as_of(facts, end).values()
-        if c.completed_on and start <= c.completed_on <= end
-    ]
-    return {
-        **_figures(facts, start, end),
-        "completed_reviews_by_group": reports.grouped(completed),
-        "median_age_at_death": reports.median_age(completed),
-        "themes": reports.themes(facts, start, end),
-        "monthly": reports.monthly_series(facts, start, end, _today(store)),
-    }
+    facts, today = await load_facts(store, end), _today(store)
+
+    def compose() -> dict[str, Any]:
+        completed = [
+            c
+            for c in reports.cases_as_of(facts, end).values()
+            if c.completed_on and start <= c.completed_on <= end
+        ]
+        return {
+            **_figures(facts, start, end),
+            "completed_reviews_by_group": reports.grouped(completed),
+            "median_age_at_death": reports.median_age(completed),
+            "themes": reports.themes(facts, start, end),
+            "monthly": reports.monthly_series(facts, start, end, today),
+        }
+
+    return await asyncio.to_thread(compose)

@@ -12,6 +12,7 @@ from events.notification import CaseFacts, FocusedReason
 from events.partner import EthnicCategory, InvalidNotification, NotifierRole, PlaceOfDeath, parse_notification
 from infra.auth import Caller, require_roles
 from infra.eventstore import Context, EventStore
+from infra.params import MAX_INT, Day
 from infra.problems import Problem, documented_refusal
 from services.notification import domain, handlers
 from services.notification.personal import PersonalDetails
@@ -19,6 +20,9 @@ from services.notification.personal import PersonalDetails
 router = APIRouter(tags=["notification"])
 LAC = Depends(require_roles("lac"))
 REFERENCE_PATTERN = r"^LDR-\d{4}-\d{5}$"
+# Who sees only the cases allocated to them: to them a case that does not exist answers as one not
+# theirs does (403 `not_allocated_to_caller`), so that no answer tells them which cases exist.
+ALLOCATED_ONLY = frozenset({"reviewer", "senior_reviewer"})
 
 
 class Notifier(BaseModel):
@@ -78,6 +82,12 @@ def _problem(error: domain.DomainError | handlers.CaseNotFound) -> Problem:
     if isinstance(error, handlers.CaseNotFound):
         return Problem(404, "case_not_found", f"no case {error}")
     return Problem(error.status, error.code, error.detail)
+
+
+def _not_allocated(caller: Caller, case_id: UUID) -> Problem:
+    """What a reviewer asking for a case that does not exist is told: the very answer (status, code,
+    words) of one that exists but is not allocated to them (domain.decide_read, decide_view)."""
+    return _problem(domain.NotAllowedToSeePersonalDetails(f"{caller.sub} is not allocated to case {case_id}"))
 
 
 class NotificationOutcome(BaseModel):
@@ -244,13 +254,13 @@ async def list_cases(
         ),
     ] = None,
     review_type: Annotated[Literal["initial", "focused"] | None, Query()] = None,
-    notified_from: Annotated[date | None, Query(description="inclusive")] = None,
-    notified_to: Annotated[date | None, Query(description="inclusive")] = None,
+    notified_from: Annotated[Day | None, Query(description="inclusive; 1900-01-01 to 2100-12-31")] = None,
+    notified_to: Annotated[Day | None, Query(description="inclusive; 1900-01-01 to 2100-12-31")] = None,
     reference: Annotated[
         str | None, Query(pattern=REFERENCE_PATTERN, description="exactly, e.g. LDR-2026-00042")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> dict[str, Any]:
     """The LAC's list, oldest notification first."""
     start = datetime.combine(notified_from, time.min, UTC) if notified_from else None
@@ -273,9 +283,15 @@ async def get_case(
 ) -> dict[str, Any]:
     """Facts only, never personal details. The LAC sees every case; a reviewer or senior reviewer only
     a case allocated to them now (403 `not_allocated_to_caller` otherwise), as for `/person`. Each read
-    is recorded (notification.CaseRead: who, in which role) on the case's reads stream."""
+    is recorded (notification.CaseRead: who, in which role) on the case's reads stream. To a reviewer
+    or senior reviewer, a case that does not exist is not allocated to them either (the same 403)."""
     store = _store(request)
-    case = await get_case_row(store, case_id)
+    try:
+        case = await get_case_row(store, case_id)
+    except Problem as missing:
+        if caller.role in ALLOCATED_ONLY:
+            raise _not_allocated(caller, case_id) from missing
+        raise
     allocated = frozenset(
         v
         for v in (case["reviewer_user_id"], case["senior_reviewer_user_id"])
@@ -333,6 +349,10 @@ async def get_person(
         details = await handlers.personal_details(
             _store(request), case_id, caller.sub, caller.role, reason, request.state.correlation_id
         )
-    except (domain.DomainError, handlers.CaseNotFound) as error:
+    except handlers.CaseNotFound as missing:
+        if caller.role in ALLOCATED_ONLY:
+            raise _not_allocated(caller, case_id) from missing
+        raise _problem(missing) from missing
+    except domain.DomainError as error:
         raise _problem(error) from error
     return PersonView(case_id=case_id, person=details)

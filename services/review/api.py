@@ -36,6 +36,7 @@ from events.sealing import Sealed
 from infra.auth import ROLES, Caller, require_roles
 from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
+from infra.params import Day
 from infra.problems import Problem
 from infra.sealing import KeyDestroyed, seal
 from infra.service import Runtime
@@ -61,6 +62,10 @@ ANYONE = Annotated[Caller, Depends(require_roles(*sorted(ROLES)))]
 T = TypeVar("T")
 Short = Annotated[str, Field(min_length=1, max_length=300)]
 Long = Annotated[str, Field(min_length=1, max_length=20_000)]
+# Who sees only the reviews allocated to them: to them a review that does not exist (or has not
+# started) answers as one not theirs does (403 `not_allocated_reviewer`), so no answer tells them which
+# cases exist.
+ALLOCATED_ONLY = frozenset({"reviewer", "senior_reviewer"})
 
 
 def _runtime(request: Request) -> Runtime:
@@ -100,12 +105,10 @@ def _decided(decide: Callable[[], T]) -> T:
         raise _problem(broken) from broken
 
 
-def _destroyed(case_id: UUID) -> Problem:
-    return Problem(
-        410,
-        "personal_data_destroyed",
-        f"the personal data of case {case_id} was destroyed at the end of its retention period",
-    )
+def _not_allocated(caller: Caller, case_id: UUID) -> Problem:
+    """The answer (status, code, words) of domain._not_allocated for a review that is not theirs."""
+    error = domain.NotTheAllocatedReviewer(f"case {case_id} is not allocated to {caller.sub}")
+    return Problem(error.status, error.code, error.detail)
 
 
 async def _sealer(request: Request, case_id: UUID) -> texts.Sealer:
@@ -120,8 +123,12 @@ async def _sealer(request: Request, case_id: UUID) -> texts.Sealer:
             return lambda text: seal(throwaway, texts.key_id(case_id), text.encode())
         try:
             return await texts.sealer(runtime.keys, conn, case_id)
-        except KeyDestroyed as gone:
-            raise _destroyed(case_id) from gone
+        except KeyDestroyed:
+            # The review records its key's destruction with it: the write is refused there, 403 to one
+            # it is not allocated to and 410 to its reviewer, and this text is never recorded. (A 410
+            # here would tell anyone that the case exists.)
+            throwaway = os.urandom(32)
+            return lambda text: seal(throwaway, texts.key_id(case_id), text.encode())
 
 
 class Recorded(ResponseModel):
@@ -131,12 +138,15 @@ class Recorded(ResponseModel):
 
 async def _write(request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision) -> Recorded:
     """A command on the case's review: 404 if the service has never heard of the case; 409
-    `review_not_started` if the case is known (opened) but no review has started (not yet allocated)."""
+    `review_not_started` if the case is known (opened) but no review has started (not yet allocated).
+    To a reviewer or senior reviewer, either is a review not allocated to them (403)."""
     context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
     store = _store(request)
     try:
         events = await _checked(handlers.change_review(store, case_id, decide, context))
     except Problem as problem:
+        if problem.code == "review_not_found" and caller.role in ALLOCATED_ONLY:
+            raise _not_allocated(caller, case_id) from problem
         if problem.code == "review_not_found" and await handlers.case_known(store.pool, case_id):
             raise Problem(
                 409,
@@ -355,7 +365,7 @@ class _Body(BaseModel):
 class Contact(_Body):
     party: ContactParty
     status: ContactStatus
-    on: date
+    on: Day
     role: Short | None = None
     organisation: Short | None = None
 
@@ -372,8 +382,8 @@ async def record_contact(case_id: UUID, body: Contact, request: Request, caller:
 
 class Records(_Body):
     source: Short
-    requested_on: date | None = None
-    received_on: date | None = None
+    requested_on: Day | None = None
+    received_on: Day | None = None
 
 
 @router.post("/reviews/{case_id}/records", status_code=201)
@@ -407,7 +417,7 @@ async def write_pen_portrait(
 
 class FamilyInvolvement(_Body):
     step: Literal["invited_to_comment", "comments_received", "final_copy_offered"]
-    on: date
+    on: Day
     comments: Long | None = None
 
 
@@ -560,7 +570,7 @@ async def record_cause_of_death(
 
 class Referral(_Body):
     to: Short
-    on: date
+    on: Day
     why: Long
 
 
@@ -791,7 +801,9 @@ async def overdue(request: Request, _: LAC) -> DueReviews:
 async def reviews_due(
     request: Request,
     _: LAC,
-    due_before: Annotated[date | None, Query(description="deadline before this date")] = None,
+    due_before: Annotated[
+        Day | None, Query(description="deadline before this date (1900-01-01 to 2100-12-31)")
+    ] = None,
 ) -> DueReviews:
     return DueReviews.model_validate({"reviews": await _deadline_rows(request, due_before)})
 
@@ -831,8 +843,13 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
     store = _store(request)
     # The stream is read on a connection of its own, never while this one is held: a request holding
     # one connection while it waits for another starves the pool under load (all wait, none returns).
-    async with store.pool.acquire() as conn:
-        review, _ = await _checked(handlers.load_review(conn, case_id))
+    try:
+        async with store.pool.acquire() as conn:
+            review, _ = await _checked(handlers.load_review(conn, case_id))
+    except Problem as missing:
+        if caller.role in ALLOCATED_ONLY:  # none, or not theirs: the same answer
+            raise _not_allocated(caller, case_id) from missing
+        raise
     reads = _decided(lambda: domain.decide_read(review, caller.sub, caller.role))
     # Recorded before anything of the review is answered: no look at a case without its trace.
     await handlers.record_reads(

@@ -2,6 +2,7 @@
 pages. `leder serve web` runs it; `leder up` starts it first among equals."""
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -60,12 +61,17 @@ def create_app(settings: WebSettings) -> FastAPI:
     async def sessions_and_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        correlation_id = request.headers.get("X-Correlation-ID") or str(secrets.token_hex(8))
-        request.state.correlation_id = correlation_id[:100]
+        # Logged: printable ASCII only (anything else dropped), at most 100 characters.
+        correlation_id = re.sub(r"[^\x21-\x7e]", "", request.headers.get("X-Correlation-ID") or "")[:100]
+        request.state.correlation_id = correlation_id or secrets.token_hex(8)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(service="web", correlation_id=request.state.correlation_id)
         if request.url.path.startswith(("/static/", "/assets/")) or request.url.path == "/healthz":
-            return await call_next(request)
+            plain = await call_next(request)
+            # Assets hold nobody's data: cached, but checked again (their ETag) before each use.
+            plain.headers.setdefault("Cache-Control", "no-cache")
+            _security_headers(plain, settings.secure_cookies)
+            return plain
         store: SessionStore = request.app.state.sessions
         cookie = request.cookies.get(COOKIE)
         try:
@@ -146,6 +152,7 @@ def render_unavailable(request: Request) -> Response:
 def _security_headers(response: Response, tls: bool) -> None:
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"  # frame-ancestors' words for browsers without CSP 2
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "

@@ -232,8 +232,10 @@ async def test_a_case_s_facts_are_read_by_the_lac_and_the_reviewers_allocated_to
     assert (await status("lac", "lac-1"))[0] == 200
     assert await status("reviewer", "rev-1") == (403, "not_allocated_to_caller")
     assert await status("senior_reviewer", "sen-1") == (403, "not_allocated_to_caller")
+    # A case that does not exist is not theirs either: the same answer (issue 16), 404 to the LAC only.
     missing = await svc.client.get(f"/cases/{uuid4()}", headers=svc.headers("reviewer", "rev-1"))
-    assert missing.status_code == 404
+    assert (missing.status_code, missing.json()["code"]) == (403, "not_allocated_to_caller")
+    assert (await svc.client.get(f"/cases/{uuid4()}", headers=svc.headers("lac"))).status_code == 404
 
     now = datetime.now(UTC)
     allocated = ReviewerAllocated(
