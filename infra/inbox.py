@@ -18,7 +18,8 @@ No message can stall a consumer. When applying one fails, the failure is one of 
   exception, a NUL 22021 or an untranslatable character 22P05 among them, 23 integrity constraint,
   27, 44, 54 a value too large for an index, P0 a trigger's refusal), or the handler failed in any
   other way (a value no event may hold, a character no encoding has). Tried `max_tries` times (3),
-  then dead-lettered with the database's reason.
+  then dead-lettered with the database's reason; but only while the database answers (`SELECT 1`),
+  so that no failure met while it is away sets a message aside.
 A consumer on one message for longer than `stuck_seconds` (LEDER_CONSUMER_STUCK_SECONDS, 60) is
 named with the message's position and the last error on the service's /readyz (`stuck()`) and in
 the log at error level, until it is past the message.
@@ -368,6 +369,13 @@ class InboxConsumer(Generic[T]):
             await asyncio.sleep(self._retry_delay)
             self._retry_delay = min(self._retry_delay * 2, 5.0)
             raise exc
+        if attempt.tries >= self.max_tries and not await self._database_answers():
+            # An error of another kind while the database is away (a driver's own, a wrapper's):
+            # not the message's fault, so it is not set aside until the database can say so.
+            log.warning("inbox_retry", consumer=self.name, error=repr(exc), database="not answering")
+            await asyncio.sleep(self._retry_delay)
+            self._retry_delay = min(self._retry_delay * 2, 5.0)
+            raise exc
         if attempt.tries < self.max_tries:
             delay = min(0.2 * 2 ** (attempt.tries - 1), 5.0)
             log.warning(
@@ -382,6 +390,14 @@ class InboxConsumer(Generic[T]):
             raise exc
         log.error("inbox_refused", consumer=self.name, error=repr(exc), tries=attempt.tries)
         await self.dead_letter(raw, delivery, exc, order)
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception:  # whatever it is, the database did not answer
+            return False
+        return True
 
     def _attempt(self, delivery: Delivery) -> "Attempt":
         """The message's attempt: a new one, or the one it failed in before and is redelivered for."""

@@ -28,12 +28,17 @@ wait = asyncio.sleep
 class FakeConnection:
     def __init__(self) -> None:
         self.inbox: set[str] = set()
+        self.answers = True
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         yield
 
-    async def fetchval(self, query: str, *args: Any) -> bool | None:
+    async def fetchval(self, query: str, *args: Any) -> bool | int | None:
+        if query == "SELECT 1":  # the inbox asking whether the database answers
+            if not self.answers:
+                raise ConnectionRefusedError(111, "Connect call failed")
+            return 1
         assert query.startswith("INSERT INTO inbox")
         message_id = args[1]
         if message_id in self.inbox:
@@ -193,6 +198,22 @@ async def test_a_transient_failure_is_tried_again_without_limit(
     assert apply.applied == [b"m"] and broker.published == []
     # A little later each time, never more than 5 s apart.
     assert no_waiting[:3] == [0.2, 0.4, 0.8] and max(no_waiting) == 5.0
+
+
+async def test_a_refusal_while_the_database_does_not_answer_is_not_set_aside() -> None:
+    # A failure of some other kind, met as the database went away: only once the database answers
+    # again is it judged the message's fault.
+    apply = Flaky(*[RuntimeError("the driver's own failure")] * 8)
+    c, broker = consumer(apply)
+    conn = c.pool.conn  # type: ignore[attr-defined]
+    conn.answers = False
+    for _ in range(6):
+        with pytest.raises(RuntimeError):
+            await c.handle(b"m", delivery(2))
+    assert broker.published == []
+    conn.answers = True
+    assert await deliver(c, b"m", delivery(2)) == 1  # the seventh try is past the limit: set aside
+    assert len(broker.published) == 1
 
 
 def test_which_failures_are_transient() -> None:
