@@ -216,9 +216,11 @@ class EmbeddedPostgres:
             if self.user:
                 shutil.chown(folder, self.user, self.user)
                 shutil.chown(pwfile, self.user, self.user)
+            # A test server (not durable) skips initdb's final fsync of every file, as it skips fsync.
+            no_sync = [] if self.durable else ["--no-sync"]
             self._pg(
                 "initdb", "-D", str(self.data_dir), "-U", "postgres", f"--pwfile={pwfile}",
-                "--auth=scram-sha-256", "--encoding=UTF8", "--no-instructions",
+                "--auth=scram-sha-256", "--encoding=UTF8", "--no-instructions", *no_sync,
             )  # fmt: skip
 
     def _set_password(self) -> None:
