@@ -161,6 +161,22 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token_keys(args: argparse.Namespace) -> int:
+    """The token issuer's key pair and the system key pair for a deployment without `leder up`: the
+    private keys (0600) for the issuer (the web application) and `leder audit reconcile`, the public
+    halves for every service. Keys already there are kept (their public halves written again)."""
+    from infra.tokens import system_key_files, token_key_files
+
+    out = Path(args.out)
+    try:
+        made = [*token_key_files(out), *system_key_files(out)]
+    except OSError as failed:
+        raise Failure(f"cannot write the token keys to {out}: {failed.strerror or failed}") from failed
+    for path in made:
+        print(path)
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from events.jsonschema import write_schemas
 
@@ -397,6 +413,16 @@ def parser() -> argparse.ArgumentParser:
         "--organisation", help="the organisation the person or partner system belongs to (its ODS code)"
     )
     token.set_defaults(func=cmd_token)
+    token_keys = sub.add_parser(
+        "token-keys",
+        help="make the token signing keys and their public halves (for a deployment without leder up)",
+        description="Write to OUT the people token key (token-signing-key.pem, 0600: the web application's"
+        " alone) and its JWKS (token-jwks.json: every service's), and the system token key"
+        " (system-token-key.pem, 0600: leder audit reconcile's) and its public key"
+        " (system-token-public-key.pem: every service's). Existing keys are kept.",
+    )
+    token_keys.add_argument("--out", required=True, help="the folder the keys are written to")
+    token_keys.set_defaults(func=cmd_token_keys)
     sub.add_parser("schemas", help="write the JSON Schema of every event to events/schemas/").set_defaults(
         func=cmd_schemas
     )

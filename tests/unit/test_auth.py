@@ -5,6 +5,8 @@ refusal is Unauthenticated (a 401), never another exception (a 500)."""
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +27,17 @@ from infra.tokens import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     SYSTEM_ISSUER,
+    SYSTEM_TOKEN_KEY,
+    SYSTEM_TOKEN_PUBLIC_KEY,
+    TOKEN_JWKS,
+    TOKEN_SIGNING_KEY,
     TokenIssuer,
     jwks,
     key_id,
+    private_pem,
     public_jwk,
     public_pem,
+    token_key_files,
 )
 
 PEOPLE_KEY = Ed25519PrivateKey.generate()
@@ -371,3 +379,27 @@ def test_garbage_is_refused(verifier: TokenVerifier) -> None:
     for token in ("not-a-jwt", "a.b.c", "", "e30.e30.", datetime.now(UTC).isoformat(), kid_a_list):
         with pytest.raises(Unauthenticated):
             verifier.verify(token)
+
+
+def test_leder_token_keys_makes_private_keys_for_the_issuers_and_public_halves_for_the_services(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "token-keys", "--out", str(tmp_path / "keys")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    keys = tmp_path / "keys"
+    for private in (TOKEN_SIGNING_KEY, SYSTEM_TOKEN_KEY):
+        assert oct((keys / private).stat().st_mode & 0o777) == "0o600", private
+    trust = TokenTrust(jwks_file=keys / TOKEN_JWKS, system_key_file=keys / SYSTEM_TOKEN_PUBLIC_KEY)
+    issuer = TokenIssuer.from_file(keys / TOKEN_SIGNING_KEY)
+    system = TokenIssuer.system_from_file(keys / SYSTEM_TOKEN_KEY)
+    assert TokenVerifier(trust).verify(issuer.mint("alice", "lac")).role == "lac"
+    assert TokenVerifier(trust).verify(system.mint("audit-reconcile", "system")).role == "system"
+    # Made again: the same keys (a token already out stays good), their public halves rewritten.
+    assert token_key_files(keys)[0].read_bytes() == private_pem(issuer.key)
+    assert TokenVerifier(trust).verify(issuer.mint("bob", "lac")).sub == "bob"
