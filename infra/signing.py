@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +93,10 @@ class Signer:
 
     service: str
     private_key: Ed25519PrivateKey
+    key_id: str = field(init=False)  # computed once: every record published names it
 
-    @property
-    def key_id(self) -> str:
-        return key_id(self.private_key.public_key())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_id", key_id(self.private_key.public_key()))
 
     def sign(self, topic: str, value: bytes) -> bytes:
         return self.private_key.sign(signed_message(topic, value))
