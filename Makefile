@@ -18,7 +18,7 @@ test: $(BIN)/leder  ## lint, type-check and run every test on a real PostgreSQL 
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2 --dist loadscope
+	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 schemas: $(BIN)/leder  ## rewrite events/schemas/ after changing an event
 	$(BIN)/leder schemas
