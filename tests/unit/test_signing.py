@@ -173,3 +173,34 @@ def test_the_signature_is_the_same_for_the_same_record_so_a_republished_one_veri
     assert signer.sign("leder.review.events", b"{}") == signer.sign("leder.review.events", b"{}")
     assert key_id(signer.private_key.public_key()) == signer.key_id
     assert os.environ.get(signing.KEY_DIR_ENV)  # the session's key set (tests/conftest.py) is in place
+
+
+def test_leder_events_keygen_pins_a_rotated_key_beside_the_old_one_and_never_overwrites_a_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli import main
+
+    pinned = tmp_path / "public-keys.json"
+    first = ["events", "keygen", "--service", "review", "--out", str(tmp_path / "k1")]
+    assert main([*first, "--public-keys", str(pinned)]) == 0
+    assert (
+        main(
+            [
+                "events",
+                "keygen",
+                "--service",
+                "review",
+                "--out",
+                str(tmp_path / "k2"),
+                "--public-keys",
+                str(pinned),
+            ]
+        )
+        == 0
+    )
+    keys = signing.read_key_set(pinned)
+    assert {signing.load_signer("review", tmp_path / k).key_id for k in ("k1", "k2")} == keys.keys()
+    assert {k.service for k in keys.values()} == {"review"}
+    capsys.readouterr()
+    assert main(first) == 1  # the key is there already: a rotation writes a new one elsewhere
+    assert "exists" in capsys.readouterr().err
