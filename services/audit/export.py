@@ -33,9 +33,16 @@ class Export:
 
 async def gather(
     conn: Connection, case_id: UUID
-) -> tuple[list[tuple[int, Envelope]], log.Checkpoint, list[bytes], Mapping[str, str]]:
+) -> tuple[
+    list[tuple[int, Envelope]],
+    log.Checkpoint,
+    list[bytes],
+    Mapping[str, str],
+    Mapping[int, log.EventSignature],
+]:
     """What an export is made of: the case's entries, a signed checkpoint covering every one of them
-    (signed now if the latest does not), the leaf hashes up to it, and people's names."""
+    (signed now if the latest does not), the leaf hashes up to it, people's names, and the signature
+    each entry arrived with from the service that published it."""
     entries = await store.case_entries(conn, case_id)
     checkpoint = await log.latest_checkpoint(conn)
     last = max((position for position, _ in entries), default=-1)
@@ -43,7 +50,8 @@ async def gather(
         checkpoint = await log.sign_checkpoint(conn)
     hashes = await log.leaf_hashes(conn, checkpoint.tree_size)
     names = await store.names(conn, {e.actor.id for _, e in entries})
-    return entries, checkpoint, hashes, names
+    signatures = await store.signatures(conn, (position for position, _ in entries))
+    return entries, checkpoint, hashes, names, signatures
 
 
 def build(
@@ -52,8 +60,12 @@ def build(
     checkpoint: log.Checkpoint,
     hashes: list[bytes],
     names: Mapping[str, str] | None = None,
+    signatures: Mapping[int, log.EventSignature] | None = None,
 ) -> Export:
-    """The export's files (CPU bound for a large log: the tree is built once, each proof a walk up)."""
+    """The export's files (CPU bound for a large log: the tree is built once, each proof a walk up).
+    Each JSON line carries, with its proof, the publishing service's signature of the envelope (over
+    `leder-event-v1\\n`, the topic, `\\n` and the envelope's bytes), which a verifier checks with that
+    service's pinned public key (infra/signing.py)."""
     tree = merkle.levels(hashes) if hashes else []
     jsonl = io.StringIO()
     table: list[list[object]] = [list(CSV_HEADER)]
@@ -69,6 +81,13 @@ def build(
                 "leaf_hash": hashes[position].hex(),
                 "root_hash": checkpoint.root_hash.hex(),
                 "proof": [h.hex() for h in merkle.path(position, tree)],
+            }
+        if signatures and (signed := signatures.get(position)) is not None:
+            record["event_signature"] = {
+                "algorithm": "Ed25519",
+                "signature": signed.signature,
+                "key_id": signed.key_id,
+                "topic": signed.topic,
             }
         jsonl.write(json.dumps(record) + "\n")
         row = [position, e.occurred_at.isoformat(), e.actor.id, e.actor.role, e.event_type]

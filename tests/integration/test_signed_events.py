@@ -6,8 +6,10 @@ gap for good. Each forgery here (unsigned, signed with a key no one pinned, sign
 service's key) is dead-lettered with its reason by every consumer, and changes nothing; the genuine
 event of the same stream and version, after it, is applied."""
 
+import io
 import json
 import os
+import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -245,6 +247,17 @@ async def test_a_forged_source_sequence_of_90000_leaves_no_gap_and_each_entry_ke
         row["event_key_id"],
         topic,
     )
+    # The case's export, what a third party is given, carries it beside the entry's inclusion proof.
+    exported = await audit.client.get(f"/audit/cases/{case_id}/export", headers=ig)
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        lines = archive.read(f"{case_id}.jsonl").decode().splitlines()
+    [line] = [record for record in map(json.loads, lines) if record["envelope"] == row["envelope"]]
+    assert line["event_signature"] == {
+        "algorithm": "Ed25519",
+        "signature": row["event_signature"],
+        "key_id": row["event_key_id"],
+        "topic": topic,
+    }
 
 
 @pytest.fixture
