@@ -4,6 +4,7 @@ cases' references, escalations and the end of their retention (the review's key 
 notification service, and the QA panel's decisions and case reopenings from the governance service."""
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +39,11 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
         context = Context.caused_by(envelope, SYSTEM)
         if isinstance(event, ReviewerAllocated):
             await handlers.start_or_hand_over(store, conn, event, context)
+            # The case's key is made as its review starts, in this transaction: a request the review
+            # then refuses (a write by someone it is not allocated to, say) never makes it, and so
+            # writes nothing. (A key destroyed already stays destroyed.)
+            with suppress(KeyDestroyed):
+                await texts.sealer(runtime.keys, conn, event.case_id)
         elif isinstance(event, ConflictOfInterestDeclared | CaseReturnedToQueue | AllocationEnded):
             # Whatever returned the case to the queue (a conflict, the reviewer's deactivation, a
             # reopening that could not go back to them): the allocation has ended, and access with it.
