@@ -29,6 +29,7 @@ import yaml
 from events.topics import SERVICES, all_topics, dlq, partner_topic, service_topic
 from infra.kafka import KafkaSecurity, client_options
 from infra.settings import SERVICE_PORTS
+from infra.tokens import token_key_files
 from services.web.settings import WEB_PORT, OidcSettings, WebSettings
 
 REPO_ROOT = Path(__file__).parents[2]
@@ -55,12 +56,20 @@ SERVICE_PY = REPO_ROOT / "infra" / "service.py"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # Where the access job finds each partner's password file (partner-<ODS code>).
 PARTNERS_MOUNT = "/run/leder/kafka-partners"
-REQUIRED_ENVIRONMENT = ("LEDER_KAFKA_BOOTSTRAP", "LEDER_JWT_SECRET", "LEDER_HTTP_HOST", "LEDER_HTTP_PORT")
+REQUIRED_ENVIRONMENT = (
+    "LEDER_KAFKA_BOOTSTRAP",
+    "LEDER_TOKEN_JWKS_FILE",
+    "LEDER_SYSTEM_TOKEN_PUBLIC_KEY_FILE",
+    "LEDER_EVENT_SIGNING_KEY_DIR",
+    "LEDER_EVENT_PUBLIC_KEYS_FILE",
+    "LEDER_HTTP_HOST",
+    "LEDER_HTTP_PORT",
+)
 # The web application: `leder serve web`, a process like the services, with a database of its own
 # (sessions) but no Kafka and no entry in infra.settings.SERVICE_PORTS.
 WEB = "web"
 PORTS = {**SERVICE_PORTS, WEB: WEB_PORT}
-WEB_REQUIRED_ENVIRONMENT = ("LEDER_JWT_SECRET", "LEDER_HTTP_HOST", "LEDER_WEB_DATABASE_URL")
+WEB_REQUIRED_ENVIRONMENT = ("LEDER_TOKEN_SIGNING_KEY_FILE", "LEDER_HTTP_HOST", "LEDER_WEB_DATABASE_URL")
 # Who the web application is and who may sign in: required, so that it never starts half-configured.
 WEB_REQUIRED_VARIABLES = (
     "LEDER_WEB_PUBLIC_URL",
@@ -305,13 +314,34 @@ def test_web_environment_has_the_settings_the_code_reads(web_app: dict[str, Any]
     assert env["LEDER_HTTP_HOST"] == "0.0.0.0", f"{WEB} would listen on {env['LEDER_HTTP_HOST']} only"
 
 
-def test_web_signs_tokens_with_the_secret_the_services_check(
-    app_services: dict[str, dict[str, Any]], web_app: dict[str, Any]
+def test_only_the_web_holds_the_token_signing_key_and_the_services_its_public_half(
+    compose: dict[str, Any], app_services: dict[str, dict[str, Any]], web_app: dict[str, Any]
 ) -> None:
-    web_secret = without_interpolation_arguments(environment(web_app)["LEDER_JWT_SECRET"])
+    """No service can mint a caller's token: the private key is mounted in the web application alone,
+    and every service checks tokens with the public keys of that one issuer."""
+    web_key = secret_targets(web_app)[
+        environment(web_app)["LEDER_TOKEN_SIGNING_KEY_FILE"].removeprefix("/run/secrets/")
+    ]
+    for name, definition in compose["services"].items():
+        if name != WEB:
+            assert web_key not in secret_targets(definition).values(), f"{name} is given {web_key}"
+            assert "LEDER_TOKEN_SIGNING_KEY_FILE" not in environment(definition), name
+    jwks = {
+        secret_targets(d)[environment(d)["LEDER_TOKEN_JWKS_FILE"].removeprefix("/run/secrets/")]
+        for d in app_services.values()
+    }
+    assert len(jwks) == 1, f"the services trust different token keys: {jwks}"
+    assert "LEDER_EVENT_SIGNING_KEY_DIR" not in environment(web_app), f"{WEB} publishes no events"
+
+
+def test_each_service_is_given_its_own_event_signing_key_and_no_other(
+    compose: dict[str, Any], app_services: dict[str, dict[str, Any]]
+) -> None:
     for name, definition in app_services.items():
-        secret = without_interpolation_arguments(environment(definition)["LEDER_JWT_SECRET"])
-        assert secret == web_secret, f"{WEB} signs with {web_secret}, {name} checks with {secret}"
+        folder = environment(definition)["LEDER_EVENT_SIGNING_KEY_DIR"]
+        keys = {t: src for t, src in secret_targets(definition).items() if src.startswith("event_signing_")}
+        assert keys == {f"{folder}/{name}.pem": f"event_signing_{name}"}, f"{name} is given {keys}"
+        assert compose["secrets"][f"event_signing_{name}"]["file"].endswith(f"/{name}.pem")
 
 
 def test_every_service_connects_to_its_own_database_as_its_own_user(
@@ -423,6 +453,7 @@ def test_web_settings_read_from_the_compose_environment(
     web_app: dict[str, Any],
     env_example_values: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """The web application's settings as it reads them, with .env copied from .env.example."""
     for key in list(os.environ):
@@ -430,6 +461,9 @@ def test_web_settings_read_from_the_compose_environment(
             monkeypatch.delenv(key)
     for key, value in environment(web_app).items():
         monkeypatch.setenv(key, interpolate(value, env_example_values))
+    # The secret's file as Compose mounts it: the key `leder token-keys` makes.
+    signing_key, _ = token_key_files(tmp_path)
+    monkeypatch.setenv("LEDER_TOKEN_SIGNING_KEY_FILE", str(signing_key))
     settings = WebSettings.from_env()
     for name in SERVICES:
         compose_name = compose_names_running(services, name)[0]
