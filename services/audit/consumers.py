@@ -69,7 +69,9 @@ def rejected_notifications(runtime: Runtime) -> InboxConsumer[bytes]:
             sha256=hashlib.sha256(raw).hexdigest(),
             reasons=delivery.headers.get("dlq_reason", "")[:10_000],
         )
-        context = Context(SYSTEM, delivery.headers.get("correlation_id") or f"dlq-{delivery.offset}")
+        # Headers are unsigned: an over-long correlation id is cut, never a reason to set the record aside.
+        correlation = delivery.headers.get("correlation_id", "")[:100] or f"dlq-{delivery.offset}"
+        context = Context(SYSTEM, correlation)
         await store.record(runtime.store, conn, rejected, context)
 
     return InboxConsumer(

@@ -45,7 +45,8 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
     async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
         # The partner's own system is the actor; its Kafka key says which notification it sent.
         actor = Actor(kind="partner", id=notification.notifier.organisation[:200], role="partner_system")
-        correlation = delivery.headers.get("correlation_id") or str(notification.notification_id)
+        # The header is unsigned, the sender's word: cut to what an envelope holds, never a refusal.
+        correlation = delivery.headers.get("correlation_id", "")[:100] or str(notification.notification_id)
         try:
             await handlers.take_notification(store, conn, notification, Context(actor, correlation))
         except domain.NotificationIdConflict as conflict:
