@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint schemas clean
+.PHONY: up test test-fast lint schemas clean
 
 $(BIN)/leder: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(BIN)/leder  ## lint, type-check and run every test on a real PostgreSQL 
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder
+
+test-fast: $(BIN)/leder  ## unit tests, and the event store contract and handler tests on the in-memory store: no database, no broker, under a minute
+	$(BIN)/python -m pytest tests/unit tests/integration/test_event_store.py -m "fast or not eventstore" -q
 
 schemas: $(BIN)/leder  ## rewrite events/schemas/ after changing an event
 	$(BIN)/leder schemas
