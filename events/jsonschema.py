@@ -1,9 +1,14 @@
 """JSON Schemas of the envelope and every registered event, committed in events/schemas/ for
-partners and other teams to validate against. `leder schemas` rewrites them; a test fails if stale."""
+partners and other teams to validate against. `leder schemas` rewrites them; a test fails if stale.
+
+A published schema is a contract: when an event (or the partner notification) gets a new version, the
+file of each older version stays beside the new one, unchanged, for whoever still sends or keeps that
+version (the registry's upcasters lift it on read). Only the current version is generated from code."""
 
 import importlib
 import json
 import pkgutil
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,8 @@ from events.envelope import Envelope
 from events.registry import registered_events
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
+# `<name>.v<version>.json`: the files of every version of one published message share the name.
+_VERSIONED = re.compile(r"^(?P<name>.+)\.v(?P<version>[0-9]+)\.json$")
 
 
 def load_catalogue() -> None:
@@ -33,7 +40,14 @@ def _schema(model: type[BaseModel], schema_id: str, title: str) -> dict[str, Any
     }
 
 
-def schemas() -> dict[str, dict[str, Any]]:
+def schemas(folder: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
+    """Every published schema by file name: the current version of each message, generated, and the
+    files in `folder` of its older versions, as they were published."""
+    current = _current_schemas()
+    return {**_older_versions(folder, set(current)), **current}
+
+
+def _current_schemas() -> dict[str, dict[str, Any]]:
     load_catalogue()
     out = {"envelope.json": _schema(Envelope, "leder:envelope", "Event envelope")}
     for event_type, cls in sorted(registered_events().items()):
@@ -44,6 +58,21 @@ def schemas() -> dict[str, dict[str, Any]]:
     for name, model in extra_schemas().items():
         out[name] = _schema(model, f"leder:{name.removesuffix('.json')}", name.removesuffix(".json"))
     return out
+
+
+def _older_versions(folder: Path, current: set[str]) -> dict[str, dict[str, Any]]:
+    """The files in `folder` of a version older than one in `current`: published, so kept as they are."""
+    latest: dict[str, int] = {}
+    for name in current:
+        if match := _VERSIONED.match(name):
+            version = int(match["version"])
+            latest[match["name"]] = max(version, latest.get(match["name"], version))
+    kept = {}
+    for path in sorted(folder.glob("*.json")):
+        match = _VERSIONED.match(path.name)
+        if match and int(match["version"]) < latest.get(match["name"], 0):
+            kept[path.name] = json.loads(path.read_text())
+    return kept
 
 
 def extra_schemas() -> dict[str, type[BaseModel]]:
@@ -60,13 +89,16 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def write_schemas(folder: Path = SCHEMA_DIR) -> list[Path]:
+    """Write the current version of every schema; keep the files of older versions untouched (they are
+    published) and remove any other file (a message no longer published)."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    wanted = schemas()
+    current = _current_schemas()
+    older = _older_versions(folder, set(current))
     for stale in folder.glob("*.json"):
-        if stale.name not in wanted:
+        if stale.name not in current and stale.name not in older:
             stale.unlink()
-    for name, schema in wanted.items():
+    written = []
+    for name, schema in current.items():
         path = folder / name
         path.write_text(render(schema))
         written.append(path)

@@ -1,6 +1,12 @@
-"""The partner notification, version 1: what GP practices, hospitals and care providers send, on
+"""The partner notification: what GP practices, hospitals and care providers send, on
 `leder.partner.death-notifications` or to `POST /notifications`. Published as JSON Schema in
-events/schemas/partner-notification.v1.json; partners rely on it."""
+events/schemas/partner-notification.v<version>.json; partners rely on it.
+
+Versioned like any event: `SCHEMA_VERSION` is the version this code reads. A notification of an older
+version is lifted by the upcasters registered for PARTNER_NOTIFICATION in events/registry.py (as an
+event's are) before it is validated, and each older version's schema file stays published. To add a
+version: change the model, raise SCHEMA_VERSION (and the Literal of `schema_version`), register
+`@upcaster(PARTNER_NOTIFICATION, <old version>)`, and run `leder schemas`."""
 
 import json
 import re
@@ -21,7 +27,12 @@ from pydantic import (
     model_validator,
 )
 
+from events.registry import can_upcast, upcast
 from events.text import refuse_unstorable
+
+# The message type the partner notification's upcasters are registered under, and its current version.
+PARTNER_NOTIFICATION = "partner.DeathNotification"
+SCHEMA_VERSION = 1
 
 NHS_ETHNIC_CATEGORIES = (
     "A",
@@ -206,10 +217,11 @@ class NextOfKin(_Strict):
 
 
 class PartnerNotification(_Strict):
+    # The docstring is the published schema's description: name the version (SCHEMA_VERSION) in it.
     """A death notification, version 1."""
 
     notification_id: UUID = Field(description="the notifier's own id; re-sending it is idempotent")
-    schema_version: Literal[1]
+    schema_version: Literal[1]  # SCHEMA_VERSION (a Literal takes no name)
     notifier: Notifier
     person: Person
     death: Death
@@ -257,6 +269,7 @@ class InvalidNotification(ValueError):
 
 def parse_notification(raw: bytes | str | dict[str, Any], today: date | None = None) -> PartnerNotification:
     """Validate a partner notification from either door; every error names its field."""
+    raw = _upcast(raw)
     try:
         # Always as JSON, so that a dict (tests, tools) is judged exactly as the wire is.
         notification = PartnerNotification.model_validate_json(
@@ -275,4 +288,21 @@ def parse_notification(raw: bytes | str | dict[str, Any], today: date | None = N
     return notification
 
 
-PUBLISHED_SCHEMAS: dict[str, type[BaseModel]] = {"partner-notification.v1.json": PartnerNotification}
+def _upcast(raw: bytes | str | dict[str, Any]) -> bytes | str | dict[str, Any]:
+    """A notification of an older version, lifted to SCHEMA_VERSION; anything else as it came (a
+    current one, or one validation will refuse naming the field: not JSON, an unknown version)."""
+    try:
+        parsed = raw if isinstance(raw, dict) else json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw
+    version = parsed.get("schema_version") if isinstance(parsed, dict) else None
+    if type(version) is not int or not 1 <= version < SCHEMA_VERSION:
+        return raw
+    if not can_upcast(PARTNER_NOTIFICATION, version, SCHEMA_VERSION):
+        return raw
+    return {**upcast(PARTNER_NOTIFICATION, version, SCHEMA_VERSION, parsed), "schema_version": SCHEMA_VERSION}
+
+
+PUBLISHED_SCHEMAS: dict[str, type[BaseModel]] = {
+    f"partner-notification.v{SCHEMA_VERSION}.json": PartnerNotification
+}

@@ -1,4 +1,9 @@
-"""Event payloads, registered by type and version; older versions are upcast on read."""
+"""Event payloads, registered by type and version; older versions are upcast on read.
+
+Whatever reads an event (its own service's stream, another service's events it observed, the audit
+log) decodes it here with the schema version it was written in, and gets the payload of the version
+the code knows. Upcasters are kept by message type, so versioned messages that are not events (the
+partner notification, events/partner.py) are lifted the same way with `upcast`."""
 
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -48,7 +53,8 @@ def event(event_type: str, version: int = 1) -> Callable[[P], P]:
 
 
 def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
-    """Register a function lifting `event_type` data from `from_version` to `from_version + 1`."""
+    """Register a function lifting `event_type` data from `from_version` to `from_version + 1`.
+    `event_type` may also name a versioned message that is not an event (see `upcast`)."""
 
     def register(fn: Upcaster) -> Upcaster:
         _upcasters[(event_type, from_version)] = fn
@@ -67,14 +73,24 @@ def payload_class(event_type: str, schema_version: int = 0) -> type[EventPayload
 def decode_payload(event_type: str, schema_version: int, data: dict[str, Any]) -> EventPayload:
     """Validate `data` as the latest version of `event_type`, upcasting older versions first."""
     cls = payload_class(event_type, schema_version)
-    version = schema_version
-    while version < cls.schema_version:
-        lift = _upcasters.get((event_type, version))
+    return cls.model_validate(upcast(event_type, schema_version, cls.schema_version, data))
+
+
+def upcast(message_type: str, from_version: int, to_version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` of `message_type` lifted from `from_version` to `to_version`, one version at a time;
+    UnknownEventType if a step has no upcaster."""
+    version = from_version
+    while version < to_version:
+        lift = _upcasters.get((message_type, version))
         if lift is None:
-            raise UnknownEventType(event_type, version)
+            raise UnknownEventType(message_type, version)
         data = lift(data)
         version += 1
-    return cls.model_validate(data)
+    return data
+
+
+def can_upcast(message_type: str, from_version: int, to_version: int) -> bool:
+    return all((message_type, v) in _upcasters for v in range(from_version, to_version))
 
 
 def registered_events() -> dict[str, type[EventPayload]]:
