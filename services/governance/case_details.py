@@ -10,18 +10,25 @@ from uuid import UUID
 
 import asyncpg
 
+from events.allocation import CaseAwaitingAllocation, CaseReviewTypeChanged, ReviewerAllocated
+from events.notification import CaseEscalatedToFocused, CaseOpened
+from events.registry import EventPayload, decode_payload
+from events.review import ReviewEscalatedToFocused, ReviewHandedOver, ReviewStarted
 from infra.db import Connection
 
 # The observed events that say something about a case's reference, review type or reviewers.
-CASE_EVENTS = (
-    "notification.CaseOpened",
-    "notification.CaseEscalatedToFocused",
-    "allocation.CaseAwaitingAllocation",
-    "allocation.CaseReviewTypeChanged",
-    "allocation.ReviewerAllocated",
-    "review.ReviewStarted",
-    "review.ReviewHandedOver",
-    "review.ReviewEscalatedToFocused",
+CASE_EVENTS = tuple(
+    cls.event_type
+    for cls in (
+        CaseOpened,
+        CaseEscalatedToFocused,
+        CaseAwaitingAllocation,
+        CaseReviewTypeChanged,
+        ReviewerAllocated,
+        ReviewStarted,
+        ReviewHandedOver,
+        ReviewEscalatedToFocused,
+    )
 )
 
 
@@ -34,34 +41,41 @@ class CaseDetails:
     senior_reviewer: str | None = None
 
 
-def fold(case_id: UUID, facts: Iterable[tuple[str, dict[str, Any]]]) -> CaseDetails:
-    """Pure: the case's details after its facts (event type, data), oldest first; the latest wins."""
+def fold(case_id: UUID, facts: Iterable[EventPayload]) -> CaseDetails:
+    """Pure: the case's details after its facts (payloads as the registry decodes them), oldest
+    first; the latest wins."""
     reference = review_type = reviewer = senior = None
-    for event_type, data in facts:
-        if event_type == "notification.CaseOpened":
-            reference = data.get("reference") or reference
-        if event_type in ("notification.CaseEscalatedToFocused", "review.ReviewEscalatedToFocused"):
-            review_type = "focused"
-        elif "review_type" in data:
-            review_type = data["review_type"]
-        if "reviewer_user_id" in data:
-            reviewer = data["reviewer_user_id"]
-        if "senior_reviewer_user_id" in data:
-            senior = data["senior_reviewer_user_id"]
+    for payload in facts:
+        match payload:
+            case CaseEscalatedToFocused() | ReviewEscalatedToFocused():
+                review_type = "focused"
+            case CaseOpened() as p:
+                reference = p.reference or reference
+                review_type = p.review_type
+            case CaseAwaitingAllocation() | CaseReviewTypeChanged() as p:
+                review_type = p.review_type
+            case ReviewerAllocated() | ReviewStarted() as p:
+                review_type = p.review_type
+                reviewer, senior = p.reviewer_user_id, p.senior_reviewer_user_id
+            case ReviewHandedOver() as p:
+                reviewer, senior = p.reviewer_user_id, p.senior_reviewer_user_id
     return CaseDetails(case_id, reference, review_type, reviewer, senior)
 
 
 async def details(db: asyncpg.Pool | Connection, case_ids: Sequence[UUID]) -> dict[UUID, CaseDetails]:
     rows = await db.fetch(
-        "SELECT case_id, event_type, data::text AS data FROM observed_events"
+        "SELECT case_id, event_type, schema_version, data::text AS data FROM observed_events"
         " WHERE case_id = ANY($1::uuid[]) AND event_type = ANY($2::text[])"
         " ORDER BY case_id, occurred_at",
         list(set(case_ids)),
         list(CASE_EVENTS),
     )
-    by_case: dict[UUID, list[tuple[str, dict[str, Any]]]] = {c: [] for c in case_ids}
+    by_case: dict[UUID, list[EventPayload]] = {c: [] for c in case_ids}
     for row in rows:
-        by_case[row["case_id"]].append((row["event_type"], json.loads(row["data"])))
+        # Read through the registry: upcast from the version it was published in (the consumer
+        # checked each was a valid event of a type it knows before keeping it).
+        payload = decode_payload(row["event_type"], row["schema_version"], json.loads(row["data"]))
+        by_case[row["case_id"]].append(payload)
     return {case_id: fold(case_id, facts) for case_id, facts in by_case.items()}
 
 

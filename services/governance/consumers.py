@@ -29,11 +29,13 @@ def observed(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]
         if envelope.stream_id.startswith(handlers.READS_STREAM_PREFIX):
             return  # who read a case is the access log's (the audit service's), no fact for a report
         await conn.execute(
-            "INSERT INTO observed_events (event_id, source, event_type, case_id, occurred_at, data)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO observed_events"
+            " (event_id, source, event_type, schema_version, case_id, occurred_at, data)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
             envelope.event_id,
             envelope.source,
             envelope.event_type,
+            envelope.schema_version,
             envelope.case_id,
             envelope.occurred_at,
             json.dumps(envelope.data),

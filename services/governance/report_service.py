@@ -19,20 +19,27 @@ async def load_facts(store: EventStore, until: date) -> list[Fact]:
     """Every event observed from other services and every governance event, up to `until`."""
     rows = await store.pool.fetch(
         """
-        SELECT event_type, case_id, occurred_at, data::text AS data FROM observed_events
+        SELECT event_type, schema_version, case_id, occurred_at, data::text AS data FROM observed_events
         WHERE occurred_at < $1::date + 1
         UNION ALL
-        SELECT event_type, case_id, (envelope::jsonb->>'occurred_at')::timestamptz,
-               (envelope::jsonb->'data')::text FROM events
+        SELECT event_type, (envelope::jsonb->>'schema_version')::integer, case_id,
+               (envelope::jsonb->>'occurred_at')::timestamptz, (envelope::jsonb->'data')::text FROM events
         WHERE (envelope::jsonb->>'occurred_at')::timestamptz < $1::date + 1
-        ORDER BY 3
+        ORDER BY 4
         """,
         until,
     )
 
     def parsed() -> list[Fact]:
         return [
-            Fact(r["event_type"], r["case_id"], r["occurred_at"].date(), json.loads(r["data"])) for r in rows
+            Fact(
+                r["event_type"],
+                r["case_id"],
+                r["occurred_at"].date(),
+                json.loads(r["data"]),
+                r["schema_version"],
+            )
+            for r in rows
         ]
 
     return await asyncio.to_thread(parsed)

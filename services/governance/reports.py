@@ -10,10 +10,25 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
+from events.allocation import ReviewerAllocated
 from events.calendar import add_months
+from events.governance import CaseClosed, CaseReopened
+from events.notification import CaseOpened, EligibilityToConfirm
+from events.registry import EventPayload, decode_payload
+from events.review import (
+    CauseOfDeathRecorded,
+    GoodPracticeRecorded,
+    LapseInCareRecorded,
+    LearningRecorded,
+    RecommendationRecorded,
+    ReviewCompleted,
+    ReviewPaused,
+    ReviewResumed,
+)
 
 SMALL_NUMBER = 5
 SUPPRESSED = "<5"
@@ -27,10 +42,42 @@ NOTIFICATION_OUTCOMES = {
 
 @dataclass(frozen=True)
 class Fact:
+    """An event as the governance service keeps it: `data` as it was published, in `schema_version`."""
+
     event_type: str
     case_id: UUID | None
     on: date
     data: dict[str, Any]
+    schema_version: int = 1
+
+    @cached_property
+    def payload(self) -> EventPayload:
+        """The data decoded through the event registry, upcast to the version this code knows: what
+        the reports read, never the raw data of whichever version was published. Decoded once (a
+        report computes many periods from the same facts)."""
+        return decode_payload(self.event_type, self.schema_version, self.data)
+
+
+# The event types whose payloads the reports read: the classes matched in `cases_as_of`. Any other
+# fact is not decoded (NOTIFICATION_OUTCOMES are counted by type alone).
+READ: frozenset[str] = frozenset(
+    cls.event_type
+    for cls in (
+        CaseOpened,
+        EligibilityToConfirm,
+        ReviewerAllocated,
+        ReviewPaused,
+        ReviewResumed,
+        LapseInCareRecorded,
+        LearningRecorded,
+        GoodPracticeRecorded,
+        RecommendationRecorded,
+        CauseOfDeathRecorded,
+        ReviewCompleted,
+        CaseClosed,
+        CaseReopened,
+    )
+)
 
 
 @dataclass
@@ -64,45 +111,39 @@ def cases_as_of(facts: Iterable[Fact], as_of: date) -> dict[UUID, Case]:
         if fact.on > as_of or fact.case_id is None:
             continue
         case = cases.setdefault(fact.case_id, Case(fact.case_id))
-        d = fact.data
-        match fact.event_type:
-            case "notification.CaseOpened":
+        if fact.event_type not in READ:
+            continue
+        match fact.payload:
+            case CaseOpened() as p:
                 # The clock starts when the death was notified: for a case opened when the LAC
                 # confirmed its eligibility, before the event (events from before notified_on: its date).
-                case.notified_on = case.notified_on or _date(d.get("notified_on")) or fact.on
-                case.facts = d["facts"]
-            case "notification.EligibilityToConfirm":
-                case.facts = d["facts"]
-            case "allocation.ReviewerAllocated":
+                case.notified_on = case.notified_on or p.notified_on or fact.on
+                case.facts = p.facts.model_dump(mode="json")
+            case EligibilityToConfirm() as p:
+                case.facts = p.facts.model_dump(mode="json")
+            case ReviewerAllocated():
                 case.allocated_on = case.allocated_on or fact.on
-            case "review.ReviewPaused":
+            case ReviewPaused():
                 case.pauses.append((fact.on, None))
-            case "review.ReviewResumed" if case.pauses:
+            case ReviewResumed() if case.pauses:
                 case.pauses[-1] = (case.pauses[-1][0], fact.on)
-            case "review.LapseInCareRecorded":
+            case LapseInCareRecorded():
                 case.lapses.append(fact.on)
-            case "review.LearningRecorded":
-                case.learning += [(fact.on, t) for t in d["themes"]]
-            case "review.GoodPracticeRecorded":
-                case.good_practice += [(fact.on, t) for t in d["themes"]]
-            case "review.RecommendationRecorded":
+            case LearningRecorded() as p:
+                case.learning += [(fact.on, t) for t in p.themes]
+            case GoodPracticeRecorded() as p:
+                case.good_practice += [(fact.on, t) for t in p.themes]
+            case RecommendationRecorded():
                 case.recommendations.append(fact.on)
-            case "review.CauseOfDeathRecorded":
-                case.avoidable = d["avoidable"]
-            case "review.ReviewCompleted":
+            case CauseOfDeathRecorded() as p:
+                case.avoidable = p.avoidable
+            case ReviewCompleted():
                 case.completed_on = fact.on
-            case "governance.CaseClosed":
+            case CaseClosed():
                 case.closed_on = fact.on
-            case "governance.CaseReopened":
+            case CaseReopened():
                 case.closed_on = None
     return {k: v for k, v in cases.items() if v.notified_on is not None}
-
-
-def _date(value: Any) -> date | None:
-    """A date as an event's data holds it (ISO text, or a date already), or None."""
-    if value is None or isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value))
 
 
 def _median(values: list[int]) -> float | None:

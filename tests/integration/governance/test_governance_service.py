@@ -24,6 +24,7 @@ from services.governance.handlers import flag_overdue_actions
 from services.review.app import definition as review_service
 from tests.integration.review.test_review_service import MINIMUM, allocate, post
 from tests.support.browser import NHS_BLUE, NHS_GREEN, chromium_missing, screenshot
+from tests.support.payloads import complete
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, read_topic
 
@@ -198,7 +199,10 @@ async def test_an_overdue_action_is_flagged_once_also_across_a_restart(
 
 
 async def _observe(gov: RunningService, facts: list[tuple[str, UUID | None, date, dict[str, Any]]]) -> None:
-    for event_type, case_id, on, data in facts:
+    """Record events as observed from other services: each the data the test gives about it, and
+    whatever else its type requires (the reports and pages read them as typed payloads)."""
+    for event_type, case_id, on, given in facts:
+        data = complete(event_type, given, case_id)
         await gov.runtime.pool.execute(
             "INSERT INTO observed_events (event_id, source, event_type, case_id, occurred_at, data)"
             " VALUES ($1, $2, $3, $4, $5, $6)",

@@ -29,7 +29,7 @@ async def gov(database_url: str, kafka_bootstrap: str, topic_prefix: str) -> Asy
 async def _known_case(gov: RunningService) -> UUID:
     """A case the service has heard of (opened and allocated) whose review was never submitted."""
     case_id = uuid4()
-    await _observe(gov, [("notification.CaseOpened", case_id, TODAY, {"reference": "LDR-9"})])
+    await _observe(gov, [("notification.CaseOpened", case_id, TODAY, {"reference": "LDR-2026-00009"})])
     return case_id
 
 

@@ -8,18 +8,25 @@ from uuid import UUID, uuid4
 
 from services.governance import reports
 from services.governance.reports import SUPPRESSED, Fact
+from tests.support.payloads import complete
 
 
 def opened(case: UUID, on: date) -> Fact:
-    return Fact("notification.CaseOpened", case, on, {"facts": {"age_at_death": 60, "ethnicity": "A"}})
+    data = complete("notification.CaseOpened", {"facts": {"age_at_death": 60, "ethnicity": "A"}})
+    return Fact("notification.CaseOpened", case, on, data)
 
 
 def one_case_completed_in(month: date) -> list[Fact]:
     case = uuid4()
     return [
         opened(case, month),
-        Fact("allocation.ReviewerAllocated", case, month + timedelta(days=2), {}),
-        Fact("review.ReviewCompleted", case, month + timedelta(days=20), {}),
+        Fact(
+            "allocation.ReviewerAllocated",
+            case,
+            month + timedelta(days=2),
+            complete("allocation.ReviewerAllocated"),
+        ),
+        Fact("review.ReviewCompleted", case, month + timedelta(days=20), complete("review.ReviewCompleted")),
     ]
 
 
@@ -69,7 +76,10 @@ def test_a_monthly_series_never_charts_months_after_the_period_or_today() -> Non
 
 def _learning(on: date, theme: str, notified: date) -> list[Fact]:
     case = uuid4()
-    return [opened(case, notified), Fact("review.LearningRecorded", case, on, {"themes": [theme]})]
+    return [
+        opened(case, notified),
+        Fact("review.LearningRecorded", case, on, complete("review.LearningRecorded", {"themes": [theme]})),
+    ]
 
 
 def test_no_theme_is_emerging_when_there_is_no_earlier_period_to_compare_with() -> None:

@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 
 from services.governance import domain, reports
 from services.governance.reports import Fact
+from tests.support.payloads import complete
 
 
 def opened(case: UUID, on: date, **facts: Any) -> Fact:
@@ -13,21 +14,24 @@ def opened(case: UUID, on: date, **facts: Any) -> Fact:
         "notification.CaseOpened",
         case,
         on,
-        {
-            "facts": {
-                "age_at_death": 60,
-                "sex": "female",
-                "ethnicity": "A",
-                "learning_disability_level": "mild",
-                "place_of_death": "hospital",
-                **facts,
-            }
-        },
+        complete(
+            "notification.CaseOpened",
+            {
+                "facts": {
+                    "age_at_death": 60,
+                    "sex": "female",
+                    "ethnicity": "A",
+                    "learning_disability_level": "mild",
+                    "place_of_death": "hospital",
+                    **facts,
+                }
+            },
+        ),
     )
 
 
-def fact(event_type: str, case: UUID, on: date, **data: Any) -> Fact:
-    return Fact(event_type, case, on, data)
+def fact(event_type: str, case: UUID | None, on: date, **data: Any) -> Fact:
+    return Fact(event_type, case, on, complete(event_type, data, case))
 
 
 A, B, C, D, E = (uuid4() for _ in range(5))
@@ -50,7 +54,7 @@ FACTS = sorted(
         # D: notified 15 Jan, never allocated.
         opened(D, date(2026, 1, 15)),
         # E: a child: no case, but notified.
-        Fact("notification.ReferredToChildDeathOverviewPanel", None, date(2026, 1, 20), {}),
+        fact("notification.ReferredToChildDeathOverviewPanel", None, date(2026, 1, 20)),
     ],
     key=lambda f: f.on,
 )
