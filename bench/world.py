@@ -467,7 +467,7 @@ async def _sealer(world: World, case_id: UUID) -> Sealer:
 
 async def _load_review(world: World, case_id: UUID) -> review_domain.Review:
     async with world.store("review").pool.acquire() as conn:
-        current, _ = await review.load_review(conn, case_id)
+        current, _ = await review.load_review(world.store("review"), conn, case_id)
     return current
 
 
@@ -660,7 +660,7 @@ async def run_case(world: World, n: int, plan: Plan | None = None, qa: bool = Tr
     await world.settle()
     allocations = world.store("allocation")
     async with allocations.pool.acquire() as conn:
-        waiting, _ = await allocation.load_case(conn, case_id)
+        waiting, _ = await allocation.load_case(allocations, conn, case_id)
     reviewer = _pick(world, rng, False, waiting.organisations_involved, "")
     senior = _pick(world, rng, True, waiting.organisations_involved, "")
     await _retrying(
@@ -730,7 +730,7 @@ async def run_cases(world: World, count: int, concurrency: int = 6, first: int =
 async def case_event_count(world: World, case_id: UUID) -> int:
     total = 0
     for s in world.services.values():
-        total += await s.store.pool.fetchval("SELECT count(*) FROM events WHERE case_id = $1", case_id)
+        total += len(await s.store.read_case(case_id))
     return total
 
 

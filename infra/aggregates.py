@@ -7,9 +7,8 @@ from contextlib import nullcontext
 from typing import TypeVar
 from uuid import UUID
 
-from events import Envelope, EventPayload
-from infra.db import Connection
-from infra.eventstore import ConcurrencyError, Context, EventStore
+from events import EventPayload
+from infra.eventstore import ConcurrencyError, Context, EventLog, Transaction
 
 S = TypeVar("S")
 RETRIES = 3
@@ -22,26 +21,29 @@ class StreamNotFound(Exception):
 
 
 async def load(
-    conn: Connection, stream_id: str, evolve: Callable[[S | None, EventPayload], S | None]
+    store: EventLog,
+    stream_id: str,
+    evolve: Callable[[S | None, EventPayload], S | None],
+    *,
+    conn: Transaction | None = None,
 ) -> tuple[S | None, int]:
-    rows = await conn.fetch(
-        "SELECT envelope FROM events WHERE stream_id = $1 ORDER BY stream_version", stream_id
-    )
+    """The stream's state and version, read in `conn`'s transaction if given."""
+    envelopes = await store.read_stream(stream_id, conn=conn)
     state: S | None = None
-    for row in rows:
-        state = evolve(state, Envelope.from_bytes(row["envelope"]).payload())
-    return state, len(rows)
+    for envelope in envelopes:
+        state = evolve(state, envelope.payload())
+    return state, len(envelopes)
 
 
 async def change(
-    store: EventStore,
+    store: EventLog,
     stream_id: str,
     evolve: Callable[[S | None, EventPayload], S | None],
     decide: Callable[[S], Sequence[EventPayload]],
     context: Context,
     *,
     case_id: UUID | None = None,
-    conn: Connection | None = None,
+    conn: Transaction | None = None,
 ) -> list[EventPayload]:
     """Decide on the stream's current state and append what was decided, at the version read.
 
@@ -52,7 +54,7 @@ async def change(
     for attempt in range(1, RETRIES + 1):
         try:
             async with store.transaction() if conn is None else nullcontext(conn) as tx:
-                state, version = await load(tx, stream_id, evolve)
+                state, version = await load(store, stream_id, evolve, conn=tx)
                 if state is None:
                     raise StreamNotFound(stream_id)
                 events = list(decide(state))

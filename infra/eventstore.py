@@ -3,13 +3,18 @@
 Appends are optimistic (an expected stream version) and numbered by a gapless per-service sequence
 allocated inside the appending transaction, so the sequence is also commit order and the events table
 can serve as the transactional outbox.
+
+The store owns its table: every read and write of `events` is a method here. `EventLog` is the
+interface the rest of the code may rely on; `EventStore` is its PostgreSQL implementation and
+infra.memory_store.MemoryEventStore its in-memory one (tests/integration/test_event_store.py runs one
+contract against both).
 """
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -111,7 +116,74 @@ class Projection(Protocol):
     async def apply(self, conn: Connection, envelope: Envelope) -> None: ...
 
 
+class RecordedEvent(NamedTuple):
+    """An event as stored: its envelope's canonical text, untouched (the relay publishes these bytes),
+    and the columns a reader needs without parsing it."""
+
+    source_sequence: int
+    stream_id: str
+    event_type: str
+    schema_version: int
+    envelope: str
+
+
+# A backend's transaction: an asyncpg connection for PostgreSQL, the memory store's own handle for the
+# in-memory store. Callers only pass back what `transaction()` gave them.
+Transaction = Any
+
+
+class EventLog(Protocol):
+    """What the rest of the code may ask of an event store, whatever keeps the events.
+
+    `conn`: a transaction from `transaction()`; a read with it sees that transaction's appends, an
+    append with it commits or rolls back with the transaction. Without it, each call is its own."""
+
+    source: str
+    clock: Clock
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        payloads: Sequence[EventPayload],
+        context: Context,
+        *,
+        case_id: UUID | None = None,
+        occurred_at: datetime | None = None,
+        conn: Transaction | None = None,
+    ) -> list[Envelope]: ...
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        after_version: int = 0,
+        *,
+        limit: int | None = None,
+        conn: Transaction | None = None,
+    ) -> list[Envelope]: ...
+
+    async def stream_version(self, stream_id: str, *, conn: Transaction | None = None) -> int: ...
+
+    async def has_case(self, case_id: UUID, *, conn: Transaction | None = None) -> bool: ...
+
+    async def read_case(self, case_id: UUID) -> list[Envelope]: ...
+
+    async def read_all(self, after_sequence: int = 0, limit: int = 1000) -> list[Envelope]: ...
+
+    async def read_after(
+        self, position: int, limit: int = 1000, *, conn: Transaction | None = None
+    ) -> list[RecordedEvent]: ...
+
+    async def read_occurred_before(self, before: datetime) -> list[RecordedEvent]: ...
+
+    async def last_sequence(self) -> int: ...
+
+
 class EventStore:
+    """The PostgreSQL EventLog."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -258,14 +330,38 @@ class EventStore:
         )
         return envelopes
 
-    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
-        rows = await self.pool.fetch(
+    async def read_stream(
+        self,
+        stream_id: str,
+        after_version: int = 0,
+        *,
+        limit: int | None = None,
+        conn: Connection | None = None,
+    ) -> list[Envelope]:
+        """The stream's events after `after_version`, in order (the first `limit` of them)."""
+        rows = await (conn or self.pool).fetch(
             "SELECT envelope FROM events WHERE stream_id = $1 AND stream_version > $2"
-            " ORDER BY stream_version",
+            " ORDER BY stream_version LIMIT $3",
             stream_id,
             after_version,
+            limit,
         )
         return [Envelope.from_bytes(r["envelope"]) for r in rows]
+
+    async def stream_version(self, stream_id: str, *, conn: Connection | None = None) -> int:
+        """The stream's last version: 0 for a stream with no events."""
+        version: int = await (conn or self.pool).fetchval(
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id
+        )
+        return version
+
+    async def has_case(self, case_id: UUID, *, conn: Connection | None = None) -> bool:
+        """Whether this service recorded any event about the case, in whichever stream."""
+        return bool(
+            await (conn or self.pool).fetchval(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE case_id = $1)", case_id
+            )
+        )
 
     async def read_case(self, case_id: UUID) -> list[Envelope]:
         """Every event this service recorded about a case, whichever stream it is in."""
@@ -282,24 +378,36 @@ class EventStore:
         )
         return [Envelope.from_bytes(r["envelope"]) for r in rows]
 
+    async def read_after(
+        self, position: int, limit: int = 1000, *, conn: Connection | None = None
+    ) -> list[RecordedEvent]:
+        """The events after sequence `position`, in sequence order, as stored: for the relay, which
+        publishes the bytes untouched, and for rebuilding projections."""
+        rows = await (conn or self.pool).fetch(
+            "SELECT source_sequence, stream_id, event_type, schema_version, envelope"
+            " FROM events WHERE source_sequence > $1 ORDER BY source_sequence LIMIT $2",
+            position,
+            limit,
+        )
+        return [RecordedEvent(*r) for r in rows]
+
     async def read_all_raw(
         self, after_sequence: int = 0, limit: int = 1000, conn: Connection | None = None
     ) -> list[tuple[int, str]]:
-        """(sequence, canonical envelope) pairs, for the relay, which publishes the bytes untouched."""
-        executor = conn or self.pool
-        rows = await executor.fetch(
-            "SELECT source_sequence, envelope FROM events WHERE source_sequence > $1"
-            " ORDER BY source_sequence LIMIT $2",
-            after_sequence,
-            limit,
-        )
-        return [(r["source_sequence"], r["envelope"]) for r in rows]
+        """(sequence, canonical envelope) pairs."""
+        return [
+            (r.source_sequence, r.envelope) for r in await self.read_after(after_sequence, limit, conn=conn)
+        ]
 
-    async def stream_version(self, stream_id: str) -> int:
-        version: int = await self.pool.fetchval(
-            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id
+    async def read_occurred_before(self, before: datetime) -> list[RecordedEvent]:
+        """Every event that occurred before `before` (its envelope's occurred_at, not when it was
+        recorded), in sequence order: for reports of any past period."""
+        rows = await self.pool.fetch(
+            "SELECT source_sequence, stream_id, event_type, schema_version, envelope FROM events"
+            " WHERE (envelope::jsonb->>'occurred_at')::timestamptz < $1 ORDER BY source_sequence",
+            before,
         )
-        return version
+        return [RecordedEvent(*r) for r in rows]
 
     async def last_sequence(self) -> int:
         last: int = await self.pool.fetchval("SELECT coalesce(max(source_sequence), 0) FROM events")

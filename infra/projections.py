@@ -25,29 +25,24 @@ async def rebuild(
         return 0
     if conn is not None:
         async with conn.transaction():
-            return await _replay(conn, projections, batch)
+            return await _replay(store, conn, projections, batch)
     async with store.transaction() as own:
-        return await _replay(own, projections, batch)
+        return await _replay(store, own, projections, batch)
 
 
-async def _replay(conn: Connection, projections: Sequence[Projection], batch: int) -> int:
+async def _replay(store: EventStore, conn: Connection, projections: Sequence[Projection], batch: int) -> int:
     replayed = 0
     tables = [t for p in projections for t in p.tables]
     await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
     position = 0
     while True:
-        rows = await conn.fetch(
-            "SELECT source_sequence, envelope FROM events WHERE source_sequence > $1"
-            " ORDER BY source_sequence LIMIT $2",
-            position,
-            batch,
-        )
+        rows = await store.read_after(position, batch, conn=conn)
         if not rows:
             break
         for row in rows:
-            envelope = Envelope.from_bytes(row["envelope"])
+            envelope = Envelope.from_bytes(row.envelope)
             for projection in projections:
                 await projection.apply(conn, envelope)
-        position = rows[-1]["source_sequence"]
+        position = rows[-1].source_sequence
         replayed += len(rows)
     return replayed

@@ -124,22 +124,17 @@ class OutboxRelay:
         """One pass: publish the next batch after the mark; returns how many were published."""
         producer = await self._connect()
         position = await self._position()
-        rows = await self.store.pool.fetch(
-            "SELECT source_sequence, stream_id, event_type, schema_version, envelope"
-            " FROM events WHERE source_sequence > $1 ORDER BY source_sequence LIMIT $2",
-            position,
-            self.batch_size,
-        )
+        rows = await self.store.read_after(position, self.batch_size)
         if not rows:
             return 0
         if await self._topic_lost_records(position):
             return 0
         futures = []
         for row in rows:
-            envelope = row["envelope"]
+            envelope = row.envelope
             correlation_id = json.loads(envelope)["correlation_id"]
             # Keyed by stream (a case's stream is named by its case id) so each stays in order.
-            key = row["stream_id"]
+            key = row.stream_id
             value = envelope.encode()
             # Signed as published: these exact bytes on this topic (Ed25519 signs the same bytes the
             # same way, so a record published again carries the same signature).
@@ -150,8 +145,8 @@ class OutboxRelay:
                     key=key.encode(),
                     value=value,
                     headers=[
-                        ("event_type", row["event_type"].encode()),
-                        ("schema_version", str(row["schema_version"]).encode()),
+                        ("event_type", row.event_type.encode()),
+                        ("schema_version", str(row.schema_version).encode()),
                         ("correlation_id", correlation_id.encode()),
                         *signature,
                     ],
@@ -161,7 +156,7 @@ class OutboxRelay:
         if self._offsets_went_back(acked):
             await self._republish_all("acknowledged offsets went back", recreate=True)
             return 0
-        last = rows[-1]["source_sequence"]
+        last = rows[-1].source_sequence
         await self.store.pool.execute(
             "UPDATE relay_position SET published_through = $2, updated_at = now() WHERE topic = $1",
             self.topic,

@@ -359,7 +359,7 @@ async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:
     if row is None:
         raise Problem(404, "not_found", f"no reviewer {reviewer_id}")
     async with store.pool.acquire() as conn:
-        reviewer, _ = await handlers.load_reviewer(conn, reviewer_id)
+        reviewer, _ = await handlers.load_reviewer(store, conn, reviewer_id)
     expires = reviewer.training_expires_on()
     load = row["active_caseload"]
     cannot = domain.availability(reviewer, load, today)

@@ -85,7 +85,7 @@ async def _queue(
     store: EventStore, conn: Connection, envelope: Envelope, event: CaseOpened, context: Context
 ) -> None:
     await record_opened_case(conn, event.case_id, event.reference, event.facts.place_of_death)
-    if await conn.fetchval("SELECT 1 FROM events WHERE stream_id = $1", str(event.case_id)):
+    if await store.stream_version(str(event.case_id), conn=conn):
         return  # already queued
     # The six-month clock starts when the death was notified, which for a case opened when the LAC
     # confirmed its eligibility is before this event (events from before notified_on have none).

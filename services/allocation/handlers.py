@@ -16,7 +16,7 @@ from events.allocation import (
 )
 from infra import aggregates
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import Context, EventLog, EventStore, Transaction
 from services.allocation import domain, texts
 
 
@@ -30,15 +30,17 @@ def reviewer_stream(reviewer_id: UUID) -> str:
     return f"reviewer-{reviewer_id}"
 
 
-async def load_reviewer(conn: Connection, reviewer_id: UUID) -> tuple[domain.Reviewer, int]:
-    state, version = await aggregates.load(conn, reviewer_stream(reviewer_id), domain.evolve_reviewer)
+async def load_reviewer(store: EventLog, conn: Transaction, reviewer_id: UUID) -> tuple[domain.Reviewer, int]:
+    state, version = await aggregates.load(
+        store, reviewer_stream(reviewer_id), domain.evolve_reviewer, conn=conn
+    )
     if state is None:
         raise NotFound(f"reviewer {reviewer_id}")
     return state, version
 
 
-async def load_case(conn: Connection, case_id: UUID) -> tuple[domain.CaseAllocation, int]:
-    state, version = await aggregates.load(conn, str(case_id), domain.evolve_case)
+async def load_case(store: EventLog, conn: Transaction, case_id: UUID) -> tuple[domain.CaseAllocation, int]:
+    state, version = await aggregates.load(store, str(case_id), domain.evolve_case, conn=conn)
     if state is None:
         raise await _missing_case(conn, case_id)
     return state, version
@@ -107,7 +109,7 @@ async def deactivate(store: EventStore, reviewer_id: UUID, reason: str, context:
     async with store.transaction() as conn:
         await _lock_caseload(conn, reviewer_id)
         await _lock_support(conn, reviewer_id)
-        reviewer, version = await load_reviewer(conn, reviewer_id)
+        reviewer, version = await load_reviewer(store, conn, reviewer_id)
         events = domain.decide_deactivation(reviewer, reason)
         if not events:
             return []
@@ -175,9 +177,9 @@ async def allocate(
         # The locks first: a reviewer deactivated meanwhile is loaded as deactivated.
         load = await _caseload(conn, reviewer_id)
         supported = await _supporting_others(conn, senior_id, case_id)
-        case, version = await load_case(conn, case_id)
-        reviewer, _ = await load_reviewer(conn, reviewer_id)
-        senior, _ = await load_reviewer(conn, senior_id)
+        case, version = await load_case(store, conn, case_id)
+        reviewer, _ = await load_reviewer(store, conn, reviewer_id)
+        senior, _ = await load_reviewer(store, conn, senior_id)
         rule = domain.conflict_rule()
         if reallocation_reason is None:
             events = domain.decide_allocation(case, reviewer, senior, load, today, rule, supported)
@@ -203,11 +205,11 @@ async def reopen(
     """The case was reopened: restore the allocation its closure ended to the same reviewer and
     senior reviewer if they can still take it, else put the case back in the queue (domain
     decide_reopening). In the caller's transaction (the consumer's inbox)."""
-    case, version = await load_case(conn, case_id)
+    case, version = await load_case(store, conn, case_id)
     if case.status != "ended" or case.reviewer_id is None or case.senior_reviewer_id is None:
         return []  # nothing ended to restore (told again, or never allocated)
-    reviewer, _ = await load_reviewer(conn, case.reviewer_id)
-    senior, _ = await load_reviewer(conn, case.senior_reviewer_id)
+    reviewer, _ = await load_reviewer(store, conn, case.reviewer_id)
+    senior, _ = await load_reviewer(store, conn, case.senior_reviewer_id)
     load = await _caseload(conn, reviewer.reviewer_id)
     supported = await _supporting_others(conn, senior.reviewer_id, case_id)
     events = domain.decide_reopening(
@@ -249,7 +251,7 @@ async def declare_conflict(
         reviewer_id = await conn.fetchval("SELECT reviewer_id FROM reviewers WHERE user_id = $1", user_id)
         if reviewer_id is None:
             raise domain.NotAllocatedToCaller(f"{user_id} is not a registered reviewer")
-        reviewer, _ = await load_reviewer(conn, reviewer_id)
+        reviewer, _ = await load_reviewer(store, conn, reviewer_id)
         sealed = await texts.sealer(conn, case_id)
         await change_case(
             store,
@@ -295,7 +297,7 @@ class Suggested:
 
 async def suggestions(store: EventStore, case_id: UUID, today: date) -> Suggested:
     async with store.pool.acquire() as conn:
-        case, _ = await load_case(conn, case_id)
+        case, _ = await load_case(store, conn, case_id)
         rows = await conn.fetch(
             "SELECT reviewer_id, active_caseload, last_allocated_on, last_supported_on FROM reviewers"
         )
@@ -303,7 +305,7 @@ async def suggestions(store: EventStore, case_id: UUID, today: date) -> Suggeste
         rule = domain.conflict_rule()
         found, seniors = [], []
         for row in rows:
-            reviewer, _ = await load_reviewer(conn, row["reviewer_id"])
+            reviewer, _ = await load_reviewer(store, conn, row["reviewer_id"])
             support = supported.get(reviewer.reviewer_id, 0) if reviewer.senior else 0
             found.append(
                 domain.Suggestion(

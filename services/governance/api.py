@@ -65,7 +65,7 @@ async def _checked(
             request is not None
             and case_id is not None
             and missing.stream_id == str(case_id)
-            and await handlers.case_known(_store(request).pool, case_id)
+            and await handlers.case_known(_store(request), case_id)
         ):
             raise Problem(
                 409, no_qa_yet, f"the review of case {case_id} has not been submitted for QA"

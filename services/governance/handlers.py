@@ -10,7 +10,7 @@ from events import EventPayload
 from events.governance import CaseRead, QAPanelScheduled
 from infra.aggregates import StreamNotFound, change, load
 from infra.db import Connection
-from infra.eventstore import ConcurrencyError, Context, EventStore
+from infra.eventstore import ConcurrencyError, Context, EventLog, EventStore, Transaction
 from services.governance import domain
 
 
@@ -46,9 +46,7 @@ async def record_reads(store: EventStore, reads: Sequence[CaseRead], context: Co
                 for read in sorted(reads, key=lambda r: str(r.case_id)):
                     stream = reads_stream(read.case_id)
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", stream)
-                    version = await conn.fetchval(
-                        "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream
-                    )
+                    version = await store.stream_version(stream, conn=conn)
                     await store.append(stream, version, [read], context, case_id=read.case_id, conn=conn)
             return
         except ConcurrencyError:
@@ -56,7 +54,7 @@ async def record_reads(store: EventStore, reads: Sequence[CaseRead], context: Co
                 raise
 
 
-async def schedule_panel(store: EventStore, held_on: date, context: Context) -> UUID:
+async def schedule_panel(store: EventLog, held_on: date, context: Context) -> UUID:
     panel_id = uuid4()
     await store.append(
         panel_stream(panel_id), 0, [QAPanelScheduled(panel_id=panel_id, held_on=held_on)], context
@@ -68,9 +66,9 @@ def _panel(state: QAPanelScheduled | None, event: object) -> QAPanelScheduled | 
     return event if isinstance(event, QAPanelScheduled) else state
 
 
-async def add_to_agenda(store: EventStore, case_id: UUID, panel_id: UUID, context: Context) -> None:
+async def add_to_agenda(store: EventLog, case_id: UUID, panel_id: UUID, context: Context) -> None:
     async with store.transaction() as conn:
-        panel, _ = await load(conn, panel_stream(panel_id), _panel)
+        panel, _ = await load(store, panel_stream(panel_id), _panel, conn=conn)
         if panel is None:
             raise StreamNotFound(panel_stream(panel_id))
         await change(
@@ -85,7 +83,7 @@ async def add_to_agenda(store: EventStore, case_id: UUID, panel_id: UUID, contex
 
 
 async def decide_qa(
-    store: EventStore,
+    store: EventLog,
     case_id: UUID,
     panel_id: UUID,
     decide: Callable[[domain.CaseQA], Sequence[EventPayload]],
@@ -93,7 +91,7 @@ async def decide_qa(
 ) -> list[EventPayload]:
     """The panel's decision on the case: the panel must exist (StreamNotFound otherwise, as the case)."""
     async with store.transaction() as conn:
-        panel, _ = await load(conn, panel_stream(panel_id), _panel)
+        panel, _ = await load(store, panel_stream(panel_id), _panel, conn=conn)
         if panel is None:
             raise StreamNotFound(panel_stream(panel_id))
         return await change(
@@ -101,21 +99,18 @@ async def decide_qa(
         )
 
 
-async def case_known(db: Connection | Pool, case_id: UUID) -> bool:
+async def case_known(store: EventStore, case_id: UUID) -> bool:
     """The service has heard of the case: an event of it observed from another service, or its own."""
-    return bool(
-        await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM observed_events WHERE case_id = $1)"
-            " OR EXISTS (SELECT 1 FROM events WHERE case_id = $1)",
-            case_id,
-        )
+    observed = await store.pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM observed_events WHERE case_id = $1)", case_id
     )
+    return bool(observed) or await store.has_case(case_id)
 
 
 async def on_submission(
-    store: EventStore, conn: Connection, case_id: UUID, submitted_on: date, context: Context
+    store: EventLog, conn: Transaction, case_id: UUID, submitted_on: date, context: Context
 ) -> None:
-    state, version = await load(conn, str(case_id), domain.evolve_case)
+    state, version = await load(store, str(case_id), domain.evolve_case, conn=conn)
     events = domain.decide_resubmission(state, case_id, submitted_on)
     await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
 

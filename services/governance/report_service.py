@@ -6,8 +6,9 @@ else meanwhile (/healthz, other callers). The API caps a period at MAX_REPORT_YE
 
 import asyncio
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from uuid import UUID
 
 from events.calendar import add_months
 from infra.eventstore import EventStore
@@ -17,30 +18,40 @@ from services.governance.reports import Fact
 
 async def load_facts(store: EventStore, until: date) -> list[Fact]:
     """Every event observed from other services and every governance event, up to `until`."""
-    rows = await store.pool.fetch(
-        """
-        SELECT event_type, schema_version, case_id, occurred_at, data::text AS data FROM observed_events
-        WHERE occurred_at < $1::date + 1
-        UNION ALL
-        SELECT event_type, (envelope::jsonb->>'schema_version')::integer, case_id,
-               (envelope::jsonb->>'occurred_at')::timestamptz, (envelope::jsonb->'data')::text FROM events
-        WHERE (envelope::jsonb->>'occurred_at')::timestamptz < $1::date + 1
-        ORDER BY 4
-        """,
+    before = datetime.combine(until + timedelta(days=1), time(), UTC)
+    observed = await store.pool.fetch(
+        "SELECT event_type, case_id, occurred_at, data::text AS data FROM observed_events"
+        " WHERE occurred_at < $1::date + 1",
         until,
     )
+    own = await store.read_occurred_before(before)
 
     def parsed() -> list[Fact]:
-        return [
+        facts = [
             Fact(
                 r["event_type"],
                 r["case_id"],
                 r["occurred_at"].date(),
                 json.loads(r["data"]),
-                r["schema_version"],
             )
-            for r in rows
+            for r in observed
         ]
+        moments = [r["occurred_at"] for r in observed]
+        for recorded in own:
+            envelope = json.loads(recorded.envelope)
+            case_id = envelope["case_id"]
+            facts.append(
+                Fact(
+                    recorded.event_type,
+                    UUID(case_id) if case_id is not None else None,
+                    (occurred := datetime.fromisoformat(envelope["occurred_at"])).astimezone(UTC).date(),
+                    envelope["data"],
+                )
+            )
+            moments.append(occurred)
+        # In the order they occurred, the observed first of any that occurred at the same moment.
+        order = sorted(range(len(facts)), key=moments.__getitem__)
+        return [facts[i] for i in order]
 
     return await asyncio.to_thread(parsed)
 

@@ -8,11 +8,11 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from events import Actor, Envelope, EventPayload
+from events import Actor, EventPayload
 from events.partner import PartnerNotification
 from infra import aggregates
 from infra.db import Connection
-from infra.eventstore import ConcurrencyError, Context, EventStore
+from infra.eventstore import ConcurrencyError, Context, EventLog, EventStore, Transaction
 from infra.sealing import seal as seal_bytes
 from services.notification import domain
 from services.notification.personal import PersonalDetails, data_key, destroy_key, seal, unseal
@@ -67,7 +67,7 @@ async def take_notification(
                     notification, match, new_case_id, personal,
                     reference=reference, notified_on=now.date(), digest=digest,
                 )  # fmt: skip
-                version = await _version(conn, intake.stream_id)
+                version = await store.stream_version(intake.stream_id, conn=conn)
                 await store.append(
                     intake.stream_id, version, intake.events, context,
                     case_id=intake.case_id, occurred_at=now, conn=conn,
@@ -96,14 +96,12 @@ async def next_reference(conn: Connection, year: int) -> str:
     return domain.case_reference(year, (last or 0) + 1)
 
 
-async def notified_on(conn: Connection, case_id: UUID) -> date:
+async def notified_on(store: EventLog, conn: Transaction, case_id: UUID) -> date:
     """The day (UTC) the case's death was notified: when its first event (its intake) occurred."""
-    raw = await conn.fetchval(
-        "SELECT envelope FROM events WHERE stream_id = $1 AND stream_version = 1", str(case_id)
-    )
-    if raw is None:
+    first = await store.read_stream(str(case_id), limit=1, conn=conn)
+    if not first:
         raise CaseNotFound(str(case_id))
-    return Envelope.from_bytes(raw).occurred_at.astimezone(UTC).date()
+    return first[0].occurred_at.astimezone(UTC).date()
 
 
 # The case, the next reference of the year it was notified, and the day it was notified.
@@ -120,8 +118,8 @@ async def change_opening_case(
         try:
             async with store.transaction() as conn:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
-                case, version = await load_case(conn, case_id)
-                notified = await notified_on(conn, case_id)
+                case, version = await load_case(store, conn, case_id)
+                notified = await notified_on(store, conn, case_id)
                 reference = await next_reference(conn, notified.year)
                 events = list(decide(case, reference, notified))
                 await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
@@ -184,19 +182,12 @@ async def _indexed(
     return found
 
 
-async def _version(conn: Connection, stream_id: str) -> int:
-    version: int = await conn.fetchval(
-        "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream_id
-    )
-    return version
-
-
 class CaseNotFound(Exception):
     pass
 
 
-async def load_case(conn: Connection, case_id: UUID) -> tuple[domain.Case, int]:
-    state, version = await aggregates.load(conn, str(case_id), domain.evolve)
+async def load_case(store: EventLog, conn: Transaction, case_id: UUID) -> tuple[domain.Case, int]:
+    state, version = await aggregates.load(store, str(case_id), domain.evolve, conn=conn)
     if state is None:
         raise CaseNotFound(str(case_id))
     return state, version
@@ -241,7 +232,7 @@ async def personal_details(
 ) -> PersonalDetails:
     """Decrypt the case's personal details, recording who looked and why in the same transaction."""
     async with store.transaction() as conn:
-        case, version = await load_case(conn, case_id)
+        case, version = await load_case(store, conn, case_id)
         events = domain.decide_view(case, viewer, role, reason)
         await store.append(
             str(case_id), version, events, Context(Actor(kind="user", id=viewer, role=role), correlation_id),
@@ -260,7 +251,7 @@ async def destroy_personal_data(
     """Crypto-shred a case: record it, then destroy its key, in one transaction. `retention_days`: the
     short retention of a case found not eligible, which only such a case is shredded under."""
     async with store.transaction() as conn:
-        case, version = await load_case(conn, case_id)
+        case, version = await load_case(store, conn, case_id)
         if retention_days is not None and not domain.non_case_retention_applies(case):
             return False
         events = domain.decide_destruction(case, retention_years, retention_days)
@@ -343,7 +334,7 @@ async def destroy_non_case_notification(
     stream, then its key destroyed, in one transaction."""
     stream_id = domain.non_case_stream(notification_id)
     async with store.transaction() as conn:
-        state, version = await aggregates.load(conn, stream_id, domain.evolve_non_case)
+        state, version = await aggregates.load(store, stream_id, domain.evolve_non_case, conn=conn)
         if state is None:
             return False
         events = domain.decide_non_case_destruction(state, retention_days)

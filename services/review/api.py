@@ -116,7 +116,7 @@ async def _sealer(request: Request, case_id: UUID) -> texts.Sealer:
     reaches an event, the database or the broker in clear. 410 once the case's key is destroyed."""
     runtime = _runtime(request)
     async with runtime.store.pool.acquire() as conn:
-        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = $1)", str(case_id)):
+        if not await runtime.store.stream_version(str(case_id), conn=conn):
             # No review (the write will answer 404 or 409): no key is made for a case it may never have;
             # the text is sealed under a key kept nowhere, and is never recorded.
             throwaway = os.urandom(32)
@@ -845,7 +845,7 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
     # one connection while it waits for another starves the pool under load (all wait, none returns).
     try:
         async with store.pool.acquire() as conn:
-            review, _ = await _checked(handlers.load_review(conn, case_id))
+            review, _ = await _checked(handlers.load_review(store, conn, case_id))
     except Problem as missing:
         if caller.role in ALLOCATED_ONLY:  # none, or not theirs: the same answer
             raise _not_allocated(caller, case_id) from missing

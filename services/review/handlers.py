@@ -11,7 +11,7 @@ from events.allocation import ReviewerAllocated
 from events.review import ReviewStarted
 from infra import aggregates
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import Context, EventLog, EventStore, Transaction
 from infra.sealing import DataKeys
 from services.review import domain, texts
 
@@ -20,8 +20,8 @@ class ReviewNotFound(Exception):
     pass
 
 
-async def load_review(conn: Connection, case_id: UUID) -> tuple[domain.Review, int]:
-    state, version = await aggregates.load(conn, str(case_id), domain.evolve)
+async def load_review(store: EventLog, conn: Transaction, case_id: UUID) -> tuple[domain.Review, int]:
+    state, version = await aggregates.load(store, str(case_id), domain.evolve, conn=conn)
     if state is None:
         raise ReviewNotFound(str(case_id))
     return state, version
@@ -47,7 +47,7 @@ async def start_or_hand_over(
     """An allocation starts the review of the case's current type; a reallocation hands it over; the
     pair whose access had ended, allocated the case again, have it back."""
     try:
-        review, version = await load_review(conn, allocated.case_id)
+        review, version = await load_review(store, conn, allocated.case_id)
     except ReviewNotFound:
         started = ReviewStarted(
             case_id=allocated.case_id,
@@ -82,9 +82,7 @@ async def record_reads(
     stream = reads_stream(case_id)
     async with store.transaction() as conn:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", stream)
-        version: int = await conn.fetchval(
-            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1", stream
-        )
+        version = await store.stream_version(stream, conn=conn)
         await store.append(stream, version, reads, context, case_id=case_id, conn=conn)
 
 
@@ -96,7 +94,7 @@ async def destroy_personal_data(
     the review opens no more. A case that never had a review has nothing sealed: only its key (if it
     had one) goes."""
     try:
-        review, version = await load_review(conn, case_id)
+        review, version = await load_review(store, conn, case_id)
     except ReviewNotFound:
         pass
     else:
