@@ -23,16 +23,37 @@ No message can stall a consumer. When applying one fails, the failure is one of 
 A consumer on one message for longer than `stuck_seconds` (LEDER_CONSUMER_STUCK_SECONDS, 60) is
 named with the message's position and the last error on the service's /readyz (`stuck()`) and in
 the log at error level, until it is past the message.
+
+A fork is an alarm, never a duplicate (issue 20). A consumer of a service's topic (`order` gives the
+event's stream and version, `message_id` its event id) remembers, per stream version it has applied
+or set aside, the event's id and the SHA-256 of its bytes (table `inbox_versions`, written in the
+transaction of the effects; one row per event, as the inbox itself keeps). An event at a version
+already passed is then one of two things (`stream_decision`):
+- the same event id and the same bytes: a redelivery, a quiet duplicate, as before;
+- anything else (another event id, or the same id with other bytes, or a version passed before the
+  table existed whose event id the inbox does not know): a fork. The source has published two
+  histories (a store restored from a backup, or its signing key used by someone else).
+The handler's own check may find one too (`Fork` raised by `apply`: the audit log's unique source
+sequence). A fork is never tried again and never ignored: it is recorded in `inbox_forks` (both
+event ids and hashes, where it was met), logged at error level, dead-lettered with reason type `fork`,
+and the partition moves on (later events are applied). The service's /readyz has a `forks` check,
+false while any fork is open; a fork stays open until an operator acknowledges it
+(`acknowledge_forks`: `leder audit forks --ack` for the audit service, `POST /forks/{id}/acknowledge`
+on any service), after having looked at both events and recovered the source if need be.
+Comparing bytes, not only ids, costs one hash per event and one row per event per consumer, and is
+what tells a restored store's new event (a fresh id) and a re-signed edited event (the same id) from
+a redelivery alike.
 """
 
 import asyncio
+import hashlib
 import json
 import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import asyncpg
 import structlog
@@ -61,6 +82,85 @@ class Unprocessable(Exception):
     def __init__(self, reasons: list[dict[str, Any]] | str) -> None:
         self.reasons = [{"message": reasons}] if isinstance(reasons, str) else reasons
         super().__init__(json.dumps(self.reasons))
+
+
+@dataclass(frozen=True)
+class Held:
+    """An event as a consumer knows it at one place (a stream version, a source sequence): its id and
+    the SHA-256 of its bytes, hex (None where it is not known: recorded before hashes were kept)."""
+
+    event_id: str | None
+    content_hash: str | None
+
+    def same_as(self, other: "Held") -> bool:
+        """Whether `other` is this event again: the same id, and the same bytes where both are known."""
+        if self.event_id is None or self.event_id != other.event_id:
+            return False
+        if self.content_hash is None or other.content_hash is None:
+            return True
+        return self.content_hash == other.content_hash
+
+
+class Fork(Unprocessable):
+    """Two different events at one place of a source's history: the one this service holds (`held`)
+    and another (`other`). Never retried, never ignored: recorded, logged at error level, dead-lettered
+    with reason type `fork`, and the service's /readyz is false until an operator acknowledges it."""
+
+    def __init__(
+        self,
+        *,
+        held: Held,
+        other: Held,
+        source: str | None = None,
+        source_sequence: int | None = None,
+        stream: str | None = None,
+        stream_version: int | None = None,
+        why: str,
+    ) -> None:
+        self.held, self.other, self.why = held, other, why
+        self.source, self.source_sequence = source, source_sequence
+        self.stream, self.stream_version = stream, stream_version
+        where = (
+            f"{stream} version {stream_version}"
+            if stream is not None
+            else f"{source} sequence {source_sequence}"
+        )
+        super().__init__(
+            [
+                {
+                    "field": "stream_version" if stream is not None else "source_sequence",
+                    "type": "fork",
+                    "message": f"fork at {where}: {why}; held {held.event_id} ({held.content_hash}),"
+                    f" this one {other.event_id} ({other.content_hash})",
+                    "held_event_id": held.event_id,
+                    "held_hash": held.content_hash,
+                    "other_event_id": other.event_id,
+                    "other_hash": other.content_hash,
+                }
+            ]
+        )
+
+
+def content_hash(raw: bytes) -> str:
+    """The SHA-256 of an event's bytes, hex: what tells a redelivery from another event of one id."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+Decision = Literal["apply", "duplicate", "fork", "wait"]
+
+
+def stream_decision(version: int, last: int, held: Held | None, incoming: Held) -> Decision:
+    """What the inbox does with an event at `version` of a stream whose last applied version is
+    `last`, when it holds `held` at that version (None: no record of what it applied there)."""
+    if version > last + 1:
+        return "wait"
+    if version == last + 1:
+        return "apply"
+    if held is not None and held.same_as(incoming):
+        return "duplicate"
+    # Another event where one was applied, or a version passed before versions were recorded whose
+    # event the inbox never saw (the caller checks the inbox by event id first): a fork either way.
+    return "fork"
 
 
 @dataclass(frozen=True)
@@ -315,7 +415,10 @@ class InboxConsumer(Generic[T]):
                 message_id=message_id, case_id=str(case_id) if case_id else None
             )
             try:
-                handled = await self._apply_once(message, message_id, delivery, order)
+                handled = await self._apply_once(message, message_id, delivery, order, raw)
+            except Fork as fork:
+                await self._forked(raw, delivery, fork, order)
+                return True
             except self.dead_letter_on as exc:
                 await self.dead_letter(raw, delivery, exc, order)
                 return True
@@ -439,12 +542,61 @@ class InboxConsumer(Generic[T]):
                 found.append({"consumer": self.name, **attempt.describe()})
         return found
 
+    async def _forked(
+        self, raw: bytes, delivery: Delivery, fork: Fork, order: tuple[str, int] | None
+    ) -> None:
+        """A fork: recorded for /readyz and /audit/forks, logged at error level, dead-lettered; the
+        partition moves on. A record that fails for the database is tried again (raised), as any."""
+        async with self.pool.acquire() as conn:
+            await record_fork(conn, self.name, fork, delivery)
+        log.error(
+            "fork",
+            consumer=self.name,
+            where=fork.reasons[0]["message"],
+            held_event_id=fork.held.event_id,
+            held_hash=fork.held.content_hash,
+            other_event_id=fork.other.event_id,
+            other_hash=fork.other.content_hash,
+        )
+        await self.dead_letter(raw, delivery, fork, order)
+
     async def _apply_once(
-        self, message: T, message_id: str, delivery: Delivery, order: tuple[str, int] | None
+        self,
+        message: T,
+        message_id: str,
+        delivery: Delivery,
+        order: tuple[str, int] | None,
+        raw: bytes = b"",
     ) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            if order is not None and not await self._next_in_stream(conn, *order):
-                return False
+            incoming = Held(message_id, content_hash(raw))
+            if order is not None:
+                stream, version = order
+                last = await self._last_in_stream(conn, stream)
+                held = None
+                if version <= last:
+                    held = await self._held_at(conn, stream, version, message_id)
+                decision = stream_decision(version, last, held, incoming)
+                if decision == "wait":
+                    raise OutOfOrder(f"{stream} version {version} arrived before version {last + 1}")
+                if decision == "duplicate":
+                    return False
+                if decision == "fork":
+                    why = (
+                        "another event was applied at this version"
+                        if held is not None
+                        else "this version was passed with an event this consumer does not know"
+                    )
+                    raise Fork(
+                        held=held or Held(None, None),
+                        other=incoming,
+                        source=stream.split("/", 1)[0],
+                        source_sequence=_claimed_sequence(raw),
+                        stream=stream,
+                        stream_version=version,
+                        why=why,
+                    )
+                await self._advance(conn, stream, version, incoming)
             first_time = await conn.fetchval(
                 "INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
@@ -455,22 +607,50 @@ class InboxConsumer(Generic[T]):
                 delivery.offset,
             )
             if not first_time:
+                if order is not None:
+                    # The next version of its stream, but an event id this consumer has applied
+                    # before, elsewhere: another event under a reused id.
+                    raise Fork(
+                        held=Held(message_id, None),
+                        other=incoming,
+                        source=order[0].split("/", 1)[0],
+                        source_sequence=_claimed_sequence(raw),
+                        stream=order[0],
+                        stream_version=order[1],
+                        why="this event id was applied before at another place",
+                    )
                 return False
             await self.apply(conn, message, delivery)
             return True
 
-    async def _next_in_stream(self, conn: Connection, stream: str, version: int) -> bool:
-        """Advance the stream to `version` if it is the next one; False if already applied."""
-        last = await conn.fetchval(
+    async def _last_in_stream(self, conn: Connection, stream: str) -> int:
+        """The last version of the stream applied or set aside (0: none), locked for the transaction."""
+        last: int | None = await conn.fetchval(
             "SELECT last_version FROM inbox_streams WHERE consumer = $1 AND stream = $2 FOR UPDATE",
             self.name,
             stream,
         )
-        last = last or 0
-        if version <= last:
-            return False
-        if version > last + 1:
-            raise OutOfOrder(f"{stream} version {version} arrived before version {last + 1}")
+        return last or 0
+
+    async def _held_at(self, conn: Connection, stream: str, version: int, message_id: str) -> Held | None:
+        """What this consumer applied (or set aside) at a stream version; for a version passed before
+        versions were recorded, the incoming event itself when the inbox has its id (its bytes unknown)."""
+        row = await conn.fetchrow(
+            "SELECT event_id, content_hash FROM inbox_versions"
+            " WHERE consumer = $1 AND stream = $2 AND stream_version = $3",
+            self.name,
+            stream,
+            version,
+        )
+        if row is not None:
+            return Held(row["event_id"], row["content_hash"])
+        known = await conn.fetchval(
+            "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2", self.name, message_id
+        )
+        return Held(message_id, None) if known else None
+
+    async def _advance(self, conn: Connection, stream: str, version: int, held: Held) -> None:
+        """The stream is at `version` now, with the event that took it."""
         await conn.execute(
             "INSERT INTO inbox_streams (consumer, stream, last_version) VALUES ($1, $2, $3)"
             " ON CONFLICT (consumer, stream) DO UPDATE SET last_version = EXCLUDED.last_version",
@@ -478,15 +658,24 @@ class InboxConsumer(Generic[T]):
             stream,
             version,
         )
-        return True
+        await conn.execute(
+            "INSERT INTO inbox_versions (consumer, stream, stream_version, event_id, content_hash)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            self.name,
+            stream,
+            version,
+            held.event_id,
+            held.content_hash,
+        )
 
-    async def _skip_in_stream(self, order: tuple[str, int]) -> None:
+    async def _skip_in_stream(self, order: tuple[str, int], held: Held) -> None:
         """A dead-lettered event still takes its place in its stream, or later ones would wait."""
+        stream, version = order
         async with self.pool.acquire() as conn, conn.transaction():
-            try:
-                await self._next_in_stream(conn, *order)
-            except OutOfOrder:
-                pass  # an earlier event is still to come; it will be applied, this one stays in the DLQ
+            # An earlier event still to come is applied when it comes (this one stays in the DLQ);
+            # a version already passed keeps the event it was passed with.
+            if version == await self._last_in_stream(conn, stream) + 1:
+                await self._advance(conn, stream, version, held)
 
     async def dead_letter(
         self, raw: bytes, delivery: Delivery, exc: Exception, order: tuple[str, int] | None = None
@@ -523,7 +712,7 @@ class InboxConsumer(Generic[T]):
                 log.warning("dead_letter_retry", error=repr(err))
                 await asyncio.sleep(1)
         if order is not None:
-            await self._skip_in_stream(order)
+            await self._skip_in_stream(order, Held(_claimed_event_id(raw), content_hash(raw)))
 
 
 def _delivery(message: KafkaMessage) -> Delivery:
@@ -546,3 +735,86 @@ def _storable_headers(headers: Any) -> dict[str, str]:
     if dropped:
         log.warning("headers_dropped", headers=[repr(k) for k in dropped])
     return {k: v for k, v in decoded.items() if k not in dropped}
+
+
+def _claimed_sequence(raw: bytes) -> int | None:
+    """The source sequence a record says it has (for a fork's listing)."""
+    try:
+        claimed = json.loads(raw)
+    except ValueError:
+        return None
+    sequence = claimed.get("source_sequence") if isinstance(claimed, dict) else None
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence < 2**63:
+        return None
+    return sequence
+
+
+def _claimed_event_id(raw: bytes) -> str | None:
+    """The event id a record says it has, even when it is no valid event (kept for a set-aside version)."""
+    try:
+        claimed = json.loads(raw)
+    except ValueError:
+        return None
+    event_id = claimed.get("event_id") if isinstance(claimed, dict) else None
+    if not isinstance(event_id, str) or len(event_id) > 100 or unstorable(event_id):
+        return None
+    return event_id
+
+
+async def record_fork(conn: Connection, consumer: str, fork: Fork, delivery: Delivery | None = None) -> None:
+    """Keep a fork for /readyz and /audit/forks (once, however often the other event comes)."""
+    await conn.execute(
+        "INSERT INTO inbox_forks (consumer, source, source_sequence, stream, stream_version,"
+        " logged_event_id, logged_hash, other_event_id, other_hash, reason, topic, kafka_partition,"
+        " kafka_offset) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " ON CONFLICT DO NOTHING",
+        consumer,
+        fork.source,
+        fork.source_sequence,
+        fork.stream,
+        fork.stream_version,
+        fork.held.event_id,
+        fork.held.content_hash,
+        fork.other.event_id,
+        fork.other.content_hash or "",
+        fork.reasons[0]["message"],
+        delivery.topic if delivery else None,
+        delivery.partition if delivery else None,
+        delivery.offset if delivery else None,
+    )
+
+
+FORK_COLUMNS = (
+    "id, consumer, source, source_sequence, stream, stream_version, logged_event_id, logged_hash,"
+    " other_event_id, other_hash, reason, topic, kafka_partition, kafka_offset, seen_at, cleared_at,"
+    " cleared_how"
+)
+
+
+def fork_json(row: Any) -> dict[str, Any]:
+    """A fork as /readyz and /audit/forks show it."""
+    return {
+        **{k: row[k] for k in FORK_COLUMNS.replace(" ", "").split(",") if not k.endswith("_at")},
+        "seen_at": row["seen_at"].isoformat(),
+        "cleared_at": row["cleared_at"].isoformat() if row["cleared_at"] else None,
+    }
+
+
+async def open_forks(executor: Connection | asyncpg.Pool, limit: int = 100) -> list[dict[str, Any]]:
+    """The forks not yet acknowledged, oldest first: while there is one, the service is not ready."""
+    rows = await executor.fetch(
+        f"SELECT {FORK_COLUMNS} FROM inbox_forks WHERE cleared_at IS NULL ORDER BY id LIMIT $1", limit
+    )
+    return [fork_json(r) for r in rows]
+
+
+async def acknowledge_forks(executor: Connection | asyncpg.Pool, ids: list[int] | None, by: str) -> list[int]:
+    """An operator has looked at these forks (None: every open one) and dealt with them: they no longer
+    keep /readyz false, and stay listed with who cleared them. The ids cleared."""
+    rows = await executor.fetch(
+        "UPDATE inbox_forks SET cleared_at = now(), cleared_how = $2"
+        " WHERE cleared_at IS NULL AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[])) RETURNING id",
+        ids,
+        f"acknowledged by {by}"[:200],
+    )
+    return sorted(r["id"] for r in rows)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, Field
 
@@ -24,8 +25,9 @@ from infra.auth import Caller, TokenVerifier, require_roles
 from infra.clock import clock_from_env, system_clock
 from infra.eventstore import EventStore, Projection
 from infra.http import create_app
-from infra.inbox import InboxConsumer
+from infra.inbox import InboxConsumer, acknowledge_forks, open_forks
 from infra.logging import configure_logging, get_logger
+from infra.problems import Problem, problem_responses
 from infra.relay import OutboxRelay
 from infra.sealing import DataKeys, for_service, install
 from infra.settings import Settings
@@ -175,6 +177,11 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             "broker": {"ok": runtime.broker_connected},
             "consumers": {"ok": not stuck, "stuck": stuck},
         }
+        if database["ok"]:
+            # Two events met at one place of a source's history (infra.inbox): not ready until an
+            # operator has acknowledged each (`leder audit forks --ack`, POST /forks/{id}/acknowledge).
+            forks = await open_forks(runtime.pool)
+            checks["forks"] = {"ok": not forks, "open": forks}
         if definition.readiness is not None and database["ok"]:
             checks |= await definition.readiness(runtime)
         return checks
@@ -229,3 +236,23 @@ async def feed(
     return EventFeed(
         events=[envelope for _, envelope in rows], last_sequence=await runtime.store.last_sequence()
     )
+
+
+class ForksAcknowledged(BaseModel):
+    acknowledged: list[int] = Field(description="the forks this acknowledgement cleared")
+
+
+@event_feed.post("/forks/{fork_id}/acknowledge", responses=problem_responses(404))
+async def acknowledge_fork(
+    request: Request,
+    caller: Annotated[Caller, Depends(require_roles("ig_officer"))],
+    fork_id: Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the fork's id, as /readyz lists it")],
+) -> ForksAcknowledged:
+    """An operator has looked at a fork this service met (infra.inbox: two events at one stream
+    version) and dealt with it, recovering its source if need be: it no longer keeps /readyz false."""
+    runtime: Runtime = request.app.state.runtime
+    cleared = await acknowledge_forks(runtime.pool, [fork_id], caller.sub)
+    if not cleared:
+        raise Problem(404, "unknown_fork", f"no open fork {fork_id}")
+    log.warning("fork_acknowledged", fork_id=fork_id, by=caller.sub)
+    return ForksAcknowledged(acknowledged=cleared)

@@ -419,6 +419,46 @@ async def gaps(request: Request, _: IG) -> Gaps:
         return Gaps.model_validate({"gaps": await store.gaps(conn)})
 
 
+class ForkView(ResponseModel):
+    id: int
+    consumer: str = Field(description="where it was met: a consumer of a service's topic, or reconcile")
+    source: str | None
+    source_sequence: int | None = Field(description="the other event's source sequence, where known")
+    stream: str | None
+    stream_version: int | None
+    logged_event_id: str | None = Field(description="the event the audit log holds at that place")
+    logged_hash: str | None = Field(description="SHA-256 of its bytes, hex")
+    other_event_id: str | None = Field(description="the other event, dead-lettered, never logged")
+    other_hash: str
+    reason: str
+    topic: str | None
+    kafka_partition: int | None
+    kafka_offset: int | None
+    seen_at: str
+    cleared_at: str | None = Field(description="when an operator acknowledged it; null while open")
+    cleared_how: str | None
+
+
+class Forks(ResponseModel):
+    forks: list[ForkView] = Field(
+        description="every fork met (two events at one source sequence or stream version), oldest first"
+    )
+    open: int = Field(description="how many are not acknowledged: the audit service is not ready meanwhile")
+
+
+@router.get("/audit/forks")
+async def forks(
+    request: Request,
+    _: IG,
+    open_only: Annotated[bool, Query(alias="open", description="only those not acknowledged")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> Forks:
+    """Each fork the audit service met: a source's event whose bytes differ from the logged one at the
+    same source sequence (or stream version), with both events' ids and hashes (infra.inbox)."""
+    rows = await store.forks(_store(request).pool, open_only, limit)
+    return Forks.model_validate({"forks": rows, "open": sum(1 for r in rows if r["cleared_at"] is None)})
+
+
 @router.post("/audit/checkpoints", status_code=201)
 async def sign(request: Request, _: IG) -> CheckpointView:
     try:

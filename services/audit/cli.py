@@ -15,6 +15,7 @@ from events import Actor, Envelope
 from events.audit import AuditLogRead
 from events.topics import SERVICES
 from infra.eventstore import Context, EventStore
+from infra.inbox import acknowledge_forks
 from services.audit import access as reads
 from services.audit import export as case_export
 from services.audit import keys, log, merkle, store
@@ -46,7 +47,7 @@ def moment(text: str) -> datetime:
 def add_commands(sub: Any, store_for: Any) -> None:
     audit = sub.add_parser(
         "audit",
-        help="the audit log: verify, replay, proofs, gaps, access, reconcile, export",
+        help="the audit log: verify, replay, proofs, gaps, forks, access, reconcile, export",
         description="The IG officer's tools on the audit log (the audit service's database). Each read"
         " is itself recorded in the log under the name given by --reader.",
     )
@@ -116,6 +117,18 @@ def add_commands(sub: Any, store_for: Any) -> None:
     replay.set_defaults(run=_replay)
     gaps = commands.add_parser("gaps", help="missing ranges of each service's sequence")
     gaps.set_defaults(run=_gaps)
+    forks = commands.add_parser(
+        "forks",
+        help="events that collided with a logged one (same source sequence or stream version)",
+        description="Every fork the audit service met: a source's event at a source sequence (or"
+        " stream version) the log holds with another event id or other bytes, both events' ids and"
+        " hashes, and when. An open fork keeps the audit service's /readyz false until it is"
+        " acknowledged (--ack ID, or --ack-all) once the source is dealt with (`leder recover`)."
+        " Exit 1 while any fork is open.",
+    )
+    forks.add_argument("--ack", type=int, action="append", metavar="ID", help="acknowledge this fork")
+    forks.add_argument("--ack-all", action="store_true", help="acknowledge every open fork")
+    forks.set_defaults(run=_forks)
     access = commands.add_parser(
         "access",
         help="who looked at a case, or what a person looked at",
@@ -141,7 +154,7 @@ def add_commands(sub: Any, store_for: Any) -> None:
     )
     export.add_argument("--reason", help="why the case is exported: recorded with the read")
     export.set_defaults(run=_export)
-    for command in (verify, replay, gaps, access, rec, export):
+    for command in (verify, replay, gaps, forks, access, rec, export):
         command.add_argument(
             "--reader",
             "--as",
@@ -407,6 +420,23 @@ async def _gaps(args: argparse.Namespace, s: EventStore) -> int:
         found = await store.gaps(conn)
     print(json.dumps(found, indent=2) if found else "no gaps")
     return 1 if found else 0
+
+
+async def _forks(args: argparse.Namespace, s: EventStore) -> int:
+    await _record(s, args, "forks")
+    if args.ack or args.ack_all:
+        cleared = await acknowledge_forks(s.pool, None if args.ack_all else args.ack, args.reader)
+        unknown = sorted(set(args.ack or ()) - set(cleared))
+        if unknown:
+            _say_wrong(args, f"no open fork {', '.join(map(str, unknown))}")
+        print(f"acknowledged: {', '.join(map(str, cleared)) or 'none'}")
+    found = await store.forks(s.pool)
+    for fork in found:
+        state = f"cleared {fork['cleared_at']} ({fork['cleared_how']})" if fork["cleared_at"] else "OPEN"
+        print(f"#{fork['id']} {state}: {fork['reason']} [{fork['consumer']}, seen {fork['seen_at']}]")
+    still_open = [f for f in found if f["cleared_at"] is None]
+    print(f"{len(still_open)} open fork(s) of {len(found)}" if found else "no forks")
+    return 1 if still_open else 0
 
 
 async def _access(args: argparse.Namespace, s: EventStore) -> int:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from events import Envelope
 from infra.db import Connection, connect_like
+from infra.inbox import Fork, Held
 from services.audit import keys, links, merkle, note
 
 _APPEND_LOCK = 27_182_818
@@ -32,10 +33,33 @@ class EventSignature:
 async def append(
     conn: Connection, raw: bytes, envelope: Envelope, signed: EventSignature | None = None
 ) -> bool:
-    """Log an event once, at the next position; False if it is already in the log."""
+    """Log an event once, at the next position; False if it is already in the log (the same event id
+    at the same source sequence, byte for byte). Fork if the log holds another event at its source
+    sequence, or its id with other bytes: never logged, never taken for a duplicate (issue 20)."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
-    if await conn.fetchval("SELECT 1 FROM audit_log WHERE event_id = $1", envelope.event_id):
-        return False
+    digest = hashlib.sha256(raw).digest()
+    held = await conn.fetchrow(
+        "SELECT event_id, content_hash, source, source_sequence FROM audit_log"
+        " WHERE event_id = $1 OR (source = $2 AND source_sequence = $3)"
+        " ORDER BY (event_id = $1) DESC LIMIT 1",
+        envelope.event_id,
+        envelope.source,
+        envelope.source_sequence,
+    )
+    if held is not None:
+        same_place = (held["source"], held["source_sequence"]) == (envelope.source, envelope.source_sequence)
+        if held["event_id"] == envelope.event_id and bytes(held["content_hash"]) == digest and same_place:
+            return False
+        raise Fork(
+            held=Held(str(held["event_id"]), bytes(held["content_hash"]).hex()),
+            other=Held(str(envelope.event_id), digest.hex()),
+            source=envelope.source,
+            source_sequence=envelope.source_sequence,
+            why="the log holds another event at this source sequence"
+            if held["event_id"] != envelope.event_id
+            else "the log holds this event id with other bytes"
+            + ("" if same_place else f" at {held['source']} sequence {held['source_sequence']}"),
+        )
     position = await conn.fetchval("SELECT coalesce(max(position) + 1, 0) FROM audit_log")
     row = await conn.fetchrow("SELECT hashes, sizes FROM log_frontier")
     frontier = list(zip(row["sizes"], map(bytes, row["hashes"]), strict=True)) if row else []
@@ -57,7 +81,7 @@ async def append(
         envelope.actor.id,
         envelope.actor.role,
         raw.decode(),
-        hashlib.sha256(raw).digest(),
+        digest,
         leaf,
         merkle.frontier_root(frontier),
         signed.signature if signed else None,

@@ -1,7 +1,9 @@
 """Reconciliation: compare the log with each service's event store and fetch what is missing.
 
 Each service serves its events in sequence order (`GET /events?after=`); whatever sequence numbers
-the log lacks, inside a gap or past its last entry, are fetched and logged.
+the log lacks, inside a gap or past its last entry, are fetched and logged. Those it holds are
+compared by hash: an event whose bytes differ from the logged one at the same sequence is a fork
+(infra.inbox), reported and kept for /audit/forks, never logged and never taken for the same event.
 
 A record that cannot be logged (not an envelope, text no database can store, another source's event,
 an entry the database refuses as data) is reported, saying which record and why, and reconciliation
@@ -16,7 +18,15 @@ from pydantic import ValidationError
 
 from events import Envelope
 from infra.eventstore import EventStore
-from infra.inbox import DATA_SQLSTATE_CLASSES, describe_error, validation_reasons
+from infra.inbox import (
+    DATA_SQLSTATE_CLASSES,
+    Fork,
+    Held,
+    content_hash,
+    describe_error,
+    record_fork,
+    validation_reasons,
+)
 from infra.logging import get_logger
 from services.audit import log
 
@@ -55,9 +65,13 @@ async def reconcile(
     given to `report`."""
     filled: dict[str, int] = {}
     for source in sources:
+        # Each logged sequence number with the hash of its bytes: a feed's event at a number the log
+        # holds is compared by hash, so a store that now says something else there is caught (a fork).
         have = {
-            r["source_sequence"]
-            for r in await store.pool.fetch("SELECT source_sequence FROM audit_log WHERE source = $1", source)
+            r["source_sequence"]: (str(r["event_id"]), bytes(r["content_hash"]).hex())
+            for r in await store.pool.fetch(
+                "SELECT source_sequence, event_id, content_hash FROM audit_log WHERE source = $1", source
+            )
         }
         after, added = 0, 0
         while True:
@@ -70,9 +84,24 @@ async def reconcile(
                     sequence, event_id = envelope.source_sequence, str(envelope.event_id)
                     if envelope.source != source:
                         reason = f"the {source} service served an event of source {envelope.source!r}"
-                    elif envelope.source_sequence not in have:
+                    elif (held := have.get(envelope.source_sequence)) is not None:
+                        other = Held(event_id, content_hash(raw.encode()))
+                        if not Held(*held).same_as(other):
+                            raise Fork(
+                                held=Held(*held),
+                                other=other,
+                                source=source,
+                                source_sequence=sequence,
+                                why="the service's feed has another event at a sequence the log holds",
+                            )
+                    else:
                         async with store.transaction() as conn:
                             added += await log.append(conn, raw.encode(), envelope)
+                except Fork as fork:
+                    # Never logged, never passed over: kept for /audit/forks and the audit's /readyz.
+                    async with store.pool.acquire() as conn:
+                        await record_fork(conn, "reconcile", fork)
+                    reason = f"a fork: {fork.reasons[0]['message']}"
                 except ValidationError as invalid:
                     reason = "; ".join(f"{r['field']}: {r['message']}" for r in validation_reasons(invalid))
                 except UnicodeError as unencodable:

@@ -9,6 +9,7 @@ import asyncpg
 from events import Envelope, EventPayload
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
+from infra.inbox import FORK_COLUMNS, fork_json
 from services.audit import log
 
 
@@ -103,3 +104,16 @@ async def names(executor: Connection | asyncpg.Pool, user_ids: Iterable[str]) ->
         list(set(user_ids)),
     )
     return {r["user_id"]: r["name"] for r in rows}
+
+
+async def forks(
+    executor: Connection | asyncpg.Pool, open_only: bool = False, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The forks met (infra.inbox: by the consumers of the services' topics, by the log's own check of
+    each source sequence, by reconciliation), oldest first; `open_only`: those not acknowledged."""
+    rows = await executor.fetch(
+        f"SELECT {FORK_COLUMNS} FROM inbox_forks WHERE NOT $1 OR cleared_at IS NULL ORDER BY id LIMIT $2",
+        open_only,
+        limit,
+    )
+    return [fork_json(r) for r in rows]
