@@ -10,9 +10,9 @@ generated ids can name things that exist and requests reach the code that writes
 then stopped: nothing but the request under test writes to a database while it runs, so the before and
 after comparison is exact.
 
-Examples per operation: LEDER_FUZZ_EXAMPLES (default 20: the module takes about a minute on a loaded
-two-core machine);
-`LEDER_FUZZ_EXAMPLES=500` for a longer local run. Derandomized, so CI meets the same requests each run.
+Examples per operation: LEDER_FUZZ_EXAMPLES, by default 20 (the module takes about a minute on a loaded
+two-core machine); LEDER_FUZZ_EXAMPLES=500 for a longer local run. Derandomized: CI meets the same
+requests each run.
 """
 
 import inspect
@@ -31,6 +31,7 @@ import asyncpg
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, event, given, settings
@@ -348,6 +349,10 @@ BAD_TOKENS: dict[str, Callable[[], dict[str, str]]] = {
     ),
     "exp in year 9999": lambda: _bearer({**_claims("alice", "lac"), "exp": 253402300799}),
     "exp past 2^63": lambda: _bearer({**_claims("alice", "lac"), "exp": 2**63}),
+    "signed by a key no one trusts": lambda: {
+        "Authorization": f"Bearer {signed(_claims('alice', 'lac'), Ed25519PrivateKey.generate())}"
+    },
+    "system role by the people key": lambda: _bearer(_claims("alice", "system")),
 }
 
 
@@ -368,7 +373,20 @@ def tokens(operation: Operation, svc: RunningService) -> st.SearchStrategy[tuple
     return often(good, st.one_of(bad, refused) if others else bad, 4)
 
 
-RAW_BODIES = [b"", b"{", b"[]", b"null", b'"text"', b"\x00", b'{"a": "\\u0000"}', b"\xff\xfe", b"{}" * 3]
+class Blob(bytes):
+    """A large body, shown by its size when a failing example is printed."""
+
+    def __repr__(self) -> str:
+        return f"Blob({len(self)} bytes: {bytes(self[:20])!r}...)"
+
+
+RAW_BODIES = [
+    b"", b"{", b"[]", b"null", b'"text"', b"\x00", b'{"a": "\\u0000"}', b"\xff\xfe", b"{}" * 3,
+    Blob(b'{"text": "' + b"x" * 1_100_000 + b'"}'),  # over the size limit
+    Blob(b"[" * 100_000 + b"]" * 100_000),  # nested past any parser's depth
+]  # fmt: skip
+# A JSON body under another name: FastAPI must not parse a form (or fail parsing one) into a 500.
+CONTENT_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
 
 
 def bodies(
@@ -448,7 +466,11 @@ def requests(
     has_body = operation.method != "get"
 
     def build(
-        path: dict[str, str], query: dict[str, str], token: tuple[str, dict[str, str]], body: bytes | None
+        path: dict[str, str],
+        query: dict[str, str],
+        token: tuple[str, dict[str, str]],
+        body: bytes | None,
+        content_type: str,
     ) -> Request:
         url = operation.path
         for name, value in path.items():
@@ -457,7 +479,7 @@ def requests(
             url += "?" + "&".join(f"{_escaped(k)}={_escaped(v)}" for k, v in sorted(query.items()))
         headers = {**token[1], CORRELATION_HEADER: f"fuzz-{uuid4()}"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         return Request(operation.method, url, sorted(query.items()), token[0], headers, body)
 
     return st.builds(
@@ -466,6 +488,7 @@ def requests(
         query_values,
         tokens(operation, svc) if operation.secured else st.just(("none", {})),
         bodies(operation, schemas, examples) if has_body else st.none(),
+        often(st.just("application/json"), st.sampled_from(CONTENT_TYPES), 10),
     )
 
 
