@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from events.allocation import ReviewerAllocated
@@ -30,6 +30,7 @@ from events.review import (
     ReviewResumed,
 )
 
+P = TypeVar("P", bound=EventPayload)
 SMALL_NUMBER = 5
 SUPPRESSED = "<5"
 NOTIFICATION_OUTCOMES = {
@@ -57,27 +58,21 @@ class Fact:
         report computes many periods from the same facts)."""
         return decode_payload(self.event_type, self.schema_version, self.data)
 
+    @cached_property
+    def case_facts(self) -> dict[str, Any]:
+        """What the case's CaseOpened or EligibilityToConfirm says of the person, as JSON carries it
+        (the groups of `grouped` and `median_age` read it): made once, for every period computed."""
+        payload = self.payload
+        if not isinstance(payload, CaseOpened | EligibilityToConfirm):
+            raise TypeError(f"{self.event_type} says nothing of the person")
+        return payload.facts.model_dump(mode="json")
 
-# The event types whose payloads the reports read: the classes matched in `cases_as_of`. Any other
-# fact is not decoded (NOTIFICATION_OUTCOMES are counted by type alone).
-READ: frozenset[str] = frozenset(
-    cls.event_type
-    for cls in (
-        CaseOpened,
-        EligibilityToConfirm,
-        ReviewerAllocated,
-        ReviewPaused,
-        ReviewResumed,
-        LapseInCareRecorded,
-        LearningRecorded,
-        GoodPracticeRecorded,
-        RecommendationRecorded,
-        CauseOfDeathRecorded,
-        ReviewCompleted,
-        CaseClosed,
-        CaseReopened,
-    )
-)
+    def read(self, cls: type[P]) -> P:
+        """The payload, of the class the fact's event type is registered with (or a later version)."""
+        payload = self.payload
+        if not isinstance(payload, cls):
+            raise TypeError(f"{self.event_type} is read as {type(payload).__name__}, not {cls.__name__}")
+        return payload
 
 
 @dataclass
@@ -111,39 +106,80 @@ def cases_as_of(facts: Iterable[Fact], as_of: date) -> dict[UUID, Case]:
         if fact.on > as_of or fact.case_id is None:
             continue
         case = cases.setdefault(fact.case_id, Case(fact.case_id))
-        if fact.event_type not in READ:
-            continue
-        match fact.payload:
-            case CaseOpened() as p:
-                # The clock starts when the death was notified: for a case opened when the LAC
-                # confirmed its eligibility, before the event (events from before notified_on: its date).
-                case.notified_on = case.notified_on or p.notified_on or fact.on
-                case.facts = p.facts.model_dump(mode="json")
-            case EligibilityToConfirm() as p:
-                case.facts = p.facts.model_dump(mode="json")
-            case ReviewerAllocated():
-                case.allocated_on = case.allocated_on or fact.on
-            case ReviewPaused():
-                case.pauses.append((fact.on, None))
-            case ReviewResumed() if case.pauses:
-                case.pauses[-1] = (case.pauses[-1][0], fact.on)
-            case LapseInCareRecorded():
-                case.lapses.append(fact.on)
-            case LearningRecorded() as p:
-                case.learning += [(fact.on, t) for t in p.themes]
-            case GoodPracticeRecorded() as p:
-                case.good_practice += [(fact.on, t) for t in p.themes]
-            case RecommendationRecorded():
-                case.recommendations.append(fact.on)
-            case CauseOfDeathRecorded() as p:
-                case.avoidable = p.avoidable
-            case ReviewCompleted():
-                case.completed_on = fact.on
-            case CaseClosed():
-                case.closed_on = fact.on
-            case CaseReopened():
-                case.closed_on = None
+        apply = APPLY.get(fact.event_type)
+        if apply is not None:
+            apply(case, fact)
     return {k: v for k, v in cases.items() if v.notified_on is not None}
+
+
+# What each event does to a case, by the type its payload class is registered under. A handler that
+# reads the event's fields reads them from the typed payload (`Fact.read`: decoded through the
+# registry, upcast from the version it was published in); one that needs only that and when it
+# happened does not decode it at all.
+def _opened(case: Case, fact: Fact) -> None:
+    opened = fact.read(CaseOpened)
+    # The clock starts when the death was notified: for a case opened when the LAC confirmed its
+    # eligibility, before the event (events from before notified_on: its date).
+    case.notified_on = case.notified_on or opened.notified_on or fact.on
+    case.facts = fact.case_facts
+
+
+def _eligibility_to_confirm(case: Case, fact: Fact) -> None:
+    case.facts = fact.case_facts
+
+
+def _allocated(case: Case, fact: Fact) -> None:
+    case.allocated_on = case.allocated_on or fact.on
+
+
+def _paused(case: Case, fact: Fact) -> None:
+    case.pauses.append((fact.on, None))
+
+
+def _resumed(case: Case, fact: Fact) -> None:
+    if case.pauses:
+        case.pauses[-1] = (case.pauses[-1][0], fact.on)
+
+
+def _learning(case: Case, fact: Fact) -> None:
+    case.learning += [(fact.on, t) for t in fact.read(LearningRecorded).themes]
+
+
+def _good_practice(case: Case, fact: Fact) -> None:
+    case.good_practice += [(fact.on, t) for t in fact.read(GoodPracticeRecorded).themes]
+
+
+def _cause_of_death(case: Case, fact: Fact) -> None:
+    case.avoidable = fact.read(CauseOfDeathRecorded).avoidable
+
+
+def _completed(case: Case, fact: Fact) -> None:
+    case.completed_on = fact.on
+
+
+def _closed(case: Case, fact: Fact) -> None:
+    case.closed_on = fact.on
+
+
+def _reopened(case: Case, fact: Fact) -> None:
+    case.closed_on = None
+
+
+APPLY: dict[str, Callable[[Case, Fact], None]] = {
+    CaseOpened.event_type: _opened,
+    EligibilityToConfirm.event_type: _eligibility_to_confirm,
+    ReviewerAllocated.event_type: _allocated,
+    ReviewPaused.event_type: _paused,
+    ReviewResumed.event_type: _resumed,
+    LapseInCareRecorded.event_type: lambda case, fact: case.lapses.append(fact.on),
+    LearningRecorded.event_type: _learning,
+    GoodPracticeRecorded.event_type: _good_practice,
+    RecommendationRecorded.event_type: lambda case, fact: case.recommendations.append(fact.on),
+    CauseOfDeathRecorded.event_type: _cause_of_death,
+    ReviewCompleted.event_type: _completed,
+    CaseClosed.event_type: _closed,
+    CaseReopened.event_type: _reopened,
+}
 
 
 def _median(values: list[int]) -> float | None:
