@@ -4,8 +4,73 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
 
 from events import Envelope
+from events.allocation import (
+    CaseAwaitingAllocation,
+    CaseReturnedToQueue,
+    ReviewerAllocated,
+)
+from events.governance import (
+    ActionAgreed,
+    ActionCompleted,
+    ActionOverdue,
+    ActionProgressUpdated,
+    CaseClosed,
+    CaseReopened,
+    ReviewApprovedByQA,
+    ReviewReturnedByQA,
+)
+from events.notification import (
+    CaseEscalatedToFocused,
+    CaseOpened,
+    EligibilityRejected,
+    EligibilityToConfirm,
+)
+from events.registry import EventPayload, UnknownEventType, payload_class
+from events.review import (
+    ReviewCompleted,
+    ReviewEscalatedToFocused,
+    ReviewHandedOver,
+    ReviewPaused,
+    ReviewResumed,
+    ReviewReturnedForRework,
+    ReviewStarted,
+    ReviewSubmittedForQA,
+)
+
+# The event types whose payloads the replay reads: the classes matched in `state_as_of`.
+REPLAYED: frozenset[str] = frozenset(
+    cls.event_type
+    for cls in (
+        CaseOpened,
+        EligibilityToConfirm,
+        EligibilityRejected,
+        CaseEscalatedToFocused,
+        ReviewEscalatedToFocused,
+        CaseAwaitingAllocation,
+        ReviewerAllocated,
+        CaseReturnedToQueue,
+        ReviewStarted,
+        ReviewHandedOver,
+        ReviewPaused,
+        ReviewResumed,
+        ReviewSubmittedForQA,
+        ReviewReturnedForRework,
+        ReviewReturnedByQA,
+        ReviewApprovedByQA,
+        ReviewCompleted,
+        CaseClosed,
+        CaseReopened,
+        ActionAgreed,
+        ActionProgressUpdated,
+        ActionOverdue,
+        ActionCompleted,
+    )
+)
 
 
 @dataclass
@@ -28,84 +93,88 @@ class CaseState:
 
 
 def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> CaseState:
+    """Each entry is read through the event registry (events/registry.py): decoded from the schema
+    version it was written in, upcast to the version this code knows, so the replay reads typed fields,
+    never a version's raw shape. An entry the registry cannot decode (a type this code does not know,
+    a payload that is not valid) is counted but changes nothing: the log keeps any signed envelope,
+    and the replay cannot tell what it means."""
     state = CaseState(case_id, as_of.isoformat())
     agreed_order: dict[str, int] = {}
     for e in envelopes:
         if e.occurred_at > as_of:
             continue
-        d = e.data
         state.events_seen += 1
-        match e.event_type:
-            case "notification.CaseOpened":
-                state.status, state.review_type = "open", d["review_type"]
-                state.reference = d.get("reference")
-                state.focused_reasons = list(d["focused_reasons"])
-            case "notification.EligibilityToConfirm":
+        match _decoded(e):
+            case CaseOpened() as p:
+                state.status, state.review_type = "open", p.review_type
+                state.reference = p.reference
+                state.focused_reasons = list(p.focused_reasons)
+            case EligibilityToConfirm():
                 state.status = "eligibility_to_confirm"
-            case "notification.EligibilityRejected":
+            case EligibilityRejected():
                 state.status = "not_eligible"
-            case "notification.CaseEscalatedToFocused" | "review.ReviewEscalatedToFocused":
+            case CaseEscalatedToFocused() | ReviewEscalatedToFocused() as p:
                 state.review_type = "focused"
-                state.focused_reasons += [r for r in d["reasons"] if r not in state.focused_reasons]
-            case "allocation.CaseAwaitingAllocation":
+                state.focused_reasons += [r for r in p.reasons if r not in state.focused_reasons]
+            case CaseAwaitingAllocation():
                 state.status = "awaiting_allocation"
-            case "allocation.ReviewerAllocated":
-                state.status, state.reviewer = "allocated", d["reviewer_user_id"]
-                state.senior_reviewer = d["senior_reviewer_user_id"]
-            case "allocation.CaseReturnedToQueue":
+            case ReviewerAllocated() as p:
+                state.status, state.reviewer = "allocated", p.reviewer_user_id
+                state.senior_reviewer = p.senior_reviewer_user_id
+            case CaseReturnedToQueue():
                 state.status, state.reviewer, state.senior_reviewer = "awaiting_allocation", None, None
-            case "review.ReviewStarted":
+            case ReviewStarted():
                 state.status, state.review_status = "review_in_progress", "in_progress"
-            case "review.ReviewHandedOver":
-                state.reviewer = d["reviewer_user_id"]
-            case "review.ReviewPaused":
+            case ReviewHandedOver() as p:
+                state.reviewer = p.reviewer_user_id
+            case ReviewPaused() as p:
                 state.review_status = "paused"
-                state.pauses.append({"reason": d["reason"], "from": d["paused_on"], "to": None})
-            case "review.ReviewResumed":
+                state.pauses.append({"reason": p.reason, "from": p.paused_on.isoformat(), "to": None})
+            case ReviewResumed() as p:
                 state.review_status = "in_progress"
                 if state.pauses:
-                    state.pauses[-1]["to"] = d["resumed_on"]
-            case "review.ReviewSubmittedForQA":
+                    state.pauses[-1]["to"] = p.resumed_on.isoformat()
+            case ReviewSubmittedForQA():
                 state.status, state.review_status = "submitted_for_qa", "submitted"
-            case "review.ReviewReturnedForRework":
+            case ReviewReturnedForRework():
                 state.status, state.review_status = "returned_for_rework", "in_progress"
-            case "governance.ReviewReturnedByQA" | "governance.ReviewApprovedByQA":
-                outcome = "approved" if e.event_type.endswith("Approved" + "ByQA") else "returned"
+            case ReviewReturnedByQA() | ReviewApprovedByQA() as p:
+                outcome = "approved" if isinstance(p, ReviewApprovedByQA) else "returned"
                 state.qa_decisions.append(
                     {"outcome": outcome, "at": e.occurred_at.isoformat(), "by": e.actor.id}
                 )
-            case "review.ReviewCompleted":
+            case ReviewCompleted():
                 state.review_status = "completed"
-            case "governance.CaseClosed":
+            case CaseClosed():
                 state.status = "closed"
-            case "governance.CaseReopened":
+            case CaseReopened():
                 state.status = "reopened"
-            case "governance.ActionAgreed":
-                agreed_order[d["action_id"]] = e.source_sequence
-                state.actions.append(d["what"])
+            case ActionAgreed() as p:
+                agreed_order[str(p.action_id)] = e.source_sequence
+                state.actions.append(p.what)
                 state.linked_actions.append(
                     {
-                        "action_id": d["action_id"],
-                        "what": d["what"],
-                        "organisation": d.get("organisation"),
-                        "lead": d.get("lead"),
-                        "due_on": d.get("due_on"),
+                        "action_id": str(p.action_id),
+                        "what": p.what,
+                        "organisation": p.organisation,
+                        "lead": p.lead,
+                        "due_on": p.due_on.isoformat(),
                         "agreed_at": e.occurred_at.isoformat(),
                         "status": "open",
                         "progress_updates": 0,
                         "completed_on": None,
                     }
                 )
-            case "governance.ActionProgressUpdated":
-                for action in _actions(state, d):
+            case ActionProgressUpdated() as p:
+                for action in _actions(state, p.action_id):
                     action["progress_updates"] += 1
-            case "governance.ActionOverdue":
-                for action in _actions(state, d):
+            case ActionOverdue() as p:
+                for action in _actions(state, p.action_id):
                     if action["status"] != "completed":
                         action["status"] = "overdue"
-            case "governance.ActionCompleted":
-                for action in _actions(state, d):
-                    action["status"], action["completed_on"] = "completed", d.get("completed_on")
+            case ActionCompleted() as p:
+                for action in _actions(state, p.action_id):
+                    action["status"], action["completed_on"] = "completed", p.completed_on.isoformat()
     # Actions arrive on their own streams, so the log may hold two in either order: list them in
     # the order they were agreed, whatever order the broker delivered them in.
     # Two agreed at the same moment: the governance service's own sequence is the order it recorded them.
@@ -114,8 +183,18 @@ def state_as_of(case_id: str, envelopes: list[Envelope], as_of: datetime) -> Cas
     return state
 
 
-def _actions(state: CaseState, data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [a for a in state.linked_actions if a["action_id"] == data.get("action_id")]
+def _decoded(envelope: Envelope) -> EventPayload | None:
+    """The entry's payload in the version this code knows (upcast through the registry), or None."""
+    if envelope.event_type not in REPLAYED:
+        return None  # nothing the replay reads: not decoded, so an unknown type costs nothing
+    try:
+        return envelope.payload()
+    except (ValidationError, UnknownEventType):
+        return None
+
+
+def _actions(state: CaseState, action_id: UUID) -> list[dict[str, Any]]:
+    return [a for a in state.linked_actions if a["action_id"] == str(action_id)]
 
 
 # A line a person reads for each kind of event: plain words, no free text a reviewer wrote (notes and
@@ -246,8 +325,20 @@ def summary(envelope: Envelope, names: Mapping[str, str] | None = None) -> str:
     template = SUMMARIES.get(envelope.event_type)
     if template:
         try:
-            return template.format(**{k: _words(k, v, names or {}) for k, v in envelope.data.items()})
+            return template.format(**{k: _words(k, v, names or {}) for k, v in _fields(envelope).items()})
         except (KeyError, IndexError):
             pass
     name = envelope.event_type.split(".", 1)[-1]
     return "".join(" " + c.lower() if c.isupper() else c for c in name).strip()
+
+
+def _fields(envelope: Envelope) -> Mapping[str, Any]:
+    """The entry's data in the published shape of the version the summaries are written for: as logged
+    when it is the version this code knows (so a summary reads exactly what was logged), upcast through
+    the registry when it is older; as logged when the registry cannot decode it."""
+    try:
+        if envelope.schema_version == payload_class(envelope.event_type).schema_version:
+            return envelope.data
+        return envelope.payload().model_dump(mode="json", by_alias=True)
+    except (ValidationError, UnknownEventType):
+        return envelope.data

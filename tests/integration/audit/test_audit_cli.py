@@ -22,6 +22,7 @@ from infra.service import open_store
 from infra.settings import Settings
 from services.audit import log
 from services.audit.app import definition
+from tests.support.payloads import complete
 
 ROOT = Path(__file__).parents[3]
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -43,7 +44,8 @@ def envelope(sequence: int, event_type: str, data: dict[str, Any], case_id: UUID
         recorded_at=at,
         actor=LAC,
         correlation_id="cli",
-        data={"case_id": str(case_id), **data},
+        # A valid payload around what the test is about: the replay reads each event as its type.
+        data=complete(event_type, {"case_id": str(case_id), **data}),
     )
 
 
