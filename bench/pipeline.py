@@ -41,7 +41,7 @@ from events.partner import nhs_number_is_valid
 from events.topics import SERVICES, partner_topic
 from infra import kafka
 from infra.embedded import free_port
-from infra.eventstore import NOTIFY_CHANNEL
+from infra.eventstore import NOTIFY_CHANNEL, EventStore
 from infra.inbox import Delivery
 from infra.logging import configure_logging
 from infra.service import open_store
@@ -370,12 +370,8 @@ class Pipeline:
         """For each service, how many messages its inboxes have taken and events it has recorded."""
         counts = {}
         for service, pool in self.pools.items():
-            row = await pool.fetchrow(
-                "SELECT (SELECT count(*) FROM inbox) AS consumed,"
-                " (SELECT coalesce(max(source_sequence), 0) FROM events) AS recorded"
-            )
-            assert row is not None
-            counts[service] = (row["consumed"], row["recorded"])
+            consumed: int = await pool.fetchval("SELECT count(*) FROM inbox")
+            counts[service] = (consumed, await EventStore(pool, service).last_sequence())
         return counts
 
     async def _settle(self, timeout: float = 60.0) -> dict[str, tuple[int, int]]:
@@ -440,15 +436,17 @@ class Pipeline:
 
     async def _caused(self, service: str, event_type: str, ids: list[str]) -> dict[str, list[str]]:
         """The case ids of the events of `event_type` each notification caused, in `service`'s store."""
-        rows = await self.pools[service].fetch(
-            "SELECT envelope::jsonb ->> 'correlation_id' AS correlation, case_id FROM events"
-            " WHERE event_type = $1 AND envelope::jsonb ->> 'correlation_id' = ANY($2::text[])",
-            event_type,
-            ids,
-        )
+        store, wanted = EventStore(self.pools[service], service), set(ids)
         caused: dict[str, list[str]] = {}
-        for r in rows:
-            caused.setdefault(r["correlation"], []).append(str(r["case_id"]))
+        position = 0
+        # Read through the store (it owns the events table), after the run: no figure is timed here.
+        while batch := await store.read_after(position, 5000):
+            for recorded in batch:
+                if recorded.event_type == event_type:
+                    envelope = json.loads(recorded.envelope)
+                    if envelope["correlation_id"] in wanted:
+                        caused.setdefault(envelope["correlation_id"], []).append(str(envelope["case_id"]))
+            position = batch[-1].source_sequence
         return caused
 
 
