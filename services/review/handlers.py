@@ -31,7 +31,7 @@ Decision = Callable[[domain.Review], Sequence[EventPayload]]
 
 
 async def change_review(
-    store: EventStore, case_id: UUID, decide: Decision, context: Context, conn: Connection | None = None
+    store: EventLog, case_id: UUID, decide: Decision, context: Context, conn: Transaction | None = None
 ) -> list[EventPayload]:
     try:
         return await aggregates.change(
@@ -42,7 +42,7 @@ async def change_review(
 
 
 async def start_or_hand_over(
-    store: EventStore, conn: Connection, allocated: ReviewerAllocated, context: Context
+    store: EventLog, conn: Transaction, allocated: ReviewerAllocated, context: Context
 ) -> None:
     """An allocation starts the review of the case's current type; a reallocation hands it over; the
     pair whose access had ended, allocated the case again, have it back."""
