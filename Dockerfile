@@ -31,6 +31,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # services/web/static: pyproject.toml's package-data) included; nothing from /src is needed at run time.
 COPY events ./events
 COPY infra ./infra
+COPY leder ./leder
 COPY services ./services
 RUN pip install .
 

@@ -41,10 +41,10 @@ from bench.world import hire_staff, long_case, open_world, run_cases
 from events import Envelope
 from events.canonical import format_datetime
 from infra import db
+from infra.local import audit_key_files
 from infra.logging import configure_logging
 from infra.service import open_store
 from infra.settings import Settings, database_url_for
-from infra.stack import audit_key_files
 from services.audit import keys, log, merkle, store
 from services.audit.app import definition as audit_service
 from services.audit.replay import state_as_of

@@ -46,8 +46,8 @@ from infra.inbox import Delivery
 from infra.logging import configure_logging
 from infra.service import open_store
 from infra.settings import Settings, database_url_for
-from infra.stack import Stack
 from infra.tokens import TokenIssuer
+from leder.stack import Stack
 from services.notification.app import definition as notification_service
 from services.notification.consumers import partner_notifications
 from tests.e2e.test_leder_up import five_free_ports

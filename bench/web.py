@@ -25,8 +25,8 @@ from bench.common import machine, write_section
 from events.topics import SERVICES
 from infra.embedded import free_port
 from infra.logging import configure_logging
-from infra.stack import Stack
 from infra.tokens import TokenIssuer
+from leder.stack import Stack
 from tests.e2e.test_leder_up import free_ports
 
 TITLE = "Web pages with the demo caseload (bench/web.py)"
@@ -184,7 +184,7 @@ def main(quick: bool, shots: Path | None = None) -> int:
         stack = Stack(home, environ=environ, web=True)
         try:
             stack.start()
-            from infra.demo.run import running_system, simulate
+            from leder.demo.run import running_system, simulate
 
             target = running_system()
             assert target is not None, "the system does not answer"

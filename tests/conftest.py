@@ -8,9 +8,9 @@ import pytest
 
 from infra import db
 from infra.eventstore import EventStore
+from infra.local import audit_key_files
 from infra.settings import database_url_for
 from infra.signing import KEY_DIR_ENV, PUBLIC_KEYS_ENV, generate_key_set
-from infra.stack import audit_key_files
 from tests.support import events as _test_events  # noqa: F401  (registers the test payloads)
 from tests.support import tokens as test_tokens
 from tests.support.backends import kafka_broker, postgres_server

@@ -220,7 +220,7 @@ async def _verify(args: argparse.Namespace, s: EventStore) -> int:
     except keys.KeyMissing as missing:
         _say_wrong(args, str(missing))
         return 2
-    from infra.stack import env_or_local
+    from infra.local import env_or_local
 
     named = getattr(args, "checkpoint_log", None) or env_or_local("LEDER_AUDIT_CHECKPOINT_LOG")
     trust = log.trust_from(public_key, Path(named) if named else None)
@@ -234,7 +234,7 @@ async def _verify(args: argparse.Namespace, s: EventStore) -> int:
 
 def _pinned_key(args: argparse.Namespace) -> bytes:
     """The public key given: --public-key, else the configured one; KeyMissing if none."""
-    from infra.stack import env_or_local
+    from infra.local import env_or_local
 
     named = getattr(args, "public_key", None) or env_or_local("LEDER_AUDIT_PUBLIC_KEY_FILE")
     if not named:
@@ -250,7 +250,7 @@ class NotAProof(Exception):
 
 
 def _keygen(args: argparse.Namespace, _: Any) -> int:
-    from infra.stack import audit_key_files
+    from infra.local import audit_key_files
 
     private, public = audit_key_files(Path(args.out))
     print(f"signing key (keep it secret, give it to the audit service only): {private}")
@@ -470,8 +470,8 @@ class SourceUnreachable(Exception):
 
 async def _reconcile(args: argparse.Namespace, s: EventStore) -> int:
     from infra.auth import SYSTEM_ROLE
+    from infra.local import env_or_local
     from infra.settings import SERVICE_PORTS
-    from infra.stack import env_or_local
     from infra.tokens import DEFAULT_AUDIENCE, SYSTEM_TOKEN_LIFETIME, TokenIssuer
 
     # The feeds answer the services' own `system` role, signed by the system key (never a person's

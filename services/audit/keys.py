@@ -16,7 +16,7 @@ DEFAULT_ORIGIN = "leder-audit"
 
 def _setting(name: str) -> str | None:
     """From the environment, or as `leder up` wrote it down (for `leder audit` run beside it)."""
-    from infra.stack import env_or_local
+    from infra.local import env_or_local
 
     return env_or_local(name)
 

@@ -69,7 +69,7 @@ def test_leder_up_starts_all_five_services_and_ctrl_c_leaves_no_process_behind(t
         "LEDER_EMBEDDED_KAFKA_PORT": str(free_port()),
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up"],
+        [sys.executable, "-m", "leder.cli", "up"],
         env=env,
         cwd=Path(__file__).parents[2],
         stdout=subprocess.PIPE,
@@ -141,7 +141,7 @@ def only_the_issuers_hold_token_keys(home: Path, supervisor: int, env: dict[str,
 
     def leder(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "leder.cli", *args],
             env=cli_env,
             cwd=ROOT,
             capture_output=True,
@@ -202,7 +202,7 @@ def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Up]:
     preexec: Callable[[], object] | None = getattr(request, "param", None)
     env, ports = up_env(tmp_path / ".leder")
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up"],
+        [sys.executable, "-m", "leder.cli", "up"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -277,7 +277,7 @@ def test_leder_down_stops_a_system_started_elsewhere_and_a_second_leder_up_says_
     # A second `leder up` on the same LEDER_HOME and ports: nothing starts, one line says what to do.
     began = time.monotonic()
     second = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "up"], env=running.env, cwd=ROOT, capture_output=True, timeout=30
+        [sys.executable, "-m", "leder.cli", "up"], env=running.env, cwd=ROOT, capture_output=True, timeout=30
     )
     said = (second.stdout + second.stderr).decode()
     assert second.returncode == 1 and time.monotonic() - began < 10, said
@@ -288,7 +288,7 @@ def test_leder_down_stops_a_system_started_elsewhere_and_a_second_leder_up_says_
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     down = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "down"],
+        [sys.executable, "-m", "leder.cli", "down"],
         env=running.env,
         cwd=elsewhere,
         capture_output=True,
@@ -309,7 +309,7 @@ def test_a_taken_port_starts_nothing_and_says_which_port_and_who_holds_it(tmp_pa
         holder.listen()
         began = time.monotonic()
         up = subprocess.run(
-            [sys.executable, "-m", "infra.cli", "up"], env=env, cwd=ROOT, capture_output=True, timeout=30
+            [sys.executable, "-m", "leder.cli", "up"], env=env, cwd=ROOT, capture_output=True, timeout=30
         )
         took = time.monotonic() - began
         said = (up.stdout + up.stderr).decode()

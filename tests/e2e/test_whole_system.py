@@ -18,9 +18,9 @@ import pytest
 
 from events.calendar import add_months
 from events.topics import SERVICES, partner_topic
-from infra.demo.caseload import generate
 from infra.embedded import free_port
 from infra.tokens import TokenIssuer
+from leder.demo.caseload import generate
 from tests.e2e.test_leder_up import free_ports, read_until
 from tests.integration.audit.test_audit_lifecycle import drive_a_case
 from tests.support.browser import NHS_BLUE, chromium_missing, screenshot
@@ -68,7 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "LEDER_EMBEDDED_KAFKA_PORT": str(free_port()),
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up"],
+        [sys.executable, "-m", "leder.cli", "up"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -112,7 +112,7 @@ async def test_leder_demo_carries_a_seeded_caseload_through_simulated_months_and
     }
     demo = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "infra.cli", "demo", "--notifications", str(notifications),
+        [sys.executable, "-m", "leder.cli", "demo", "--notifications", str(notifications),
          "--months", str(months), "--seed", str(seed)],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -267,7 +267,7 @@ async def test_a_case_from_a_partners_notification_to_an_ig_officers_verified_re
     checked = await asyncio.to_thread(
         subprocess.run,
         [
-            *(sys.executable, "-m", "infra.cli", "audit", "verify-proof", "--file", str(proof_file)),
+            *(sys.executable, "-m", "leder.cli", "audit", "verify-proof", "--file", str(proof_file)),
             "--checkpoint",
             str(checkpoint_file),
             "--public-key",

@@ -19,8 +19,8 @@ import pytest
 from events.topics import SERVICES
 from infra.embedded import EmbeddedPostgres, TansuBroker, free_port
 from infra.settings import database_url_for
-from infra.stack import Stack
 from infra.tokens import TokenIssuer
+from leder.stack import Stack
 from tests.support.notifications import NOTIFIER_ORGANISATION
 from tests.support.tokens import issuer_of
 

@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI
 
 from events.topics import SERVICES
-from infra.docs import openapi
 from infra.service import build_app
+from leder.docs import openapi
 
 BASE = "http://service"
 PAGE_REFERENCES = re.compile(
@@ -25,7 +25,7 @@ ABSOLUTE_URL = re.compile(r"""(?:https?:)?//[A-Za-z0-9.-]+""")
 
 
 def _app(service: str) -> FastAPI:
-    from infra import docs
+    from leder import docs
 
     return build_app(docs._definition(service), docs._settings(service))
 

@@ -39,10 +39,10 @@ from hypothesis import strategies as st
 
 from events.topics import SERVICES
 from infra import db
-from infra.docs import _definition, openapi
 from infra.http import CORRELATION_HEADER
 from infra.service import event_feed
 from infra.settings import database_url_for
+from leder.docs import _definition, openapi
 from tests.integration.audit.test_audit_lifecycle import drive_a_case
 from tests.integration.notification.test_case_references import person
 from tests.integration.review.test_review_service import MINIMUM, post

@@ -98,5 +98,5 @@ def environment(folder: Path) -> Iterator[dict[str, str]]:
 
 
 def issuer_of(folder: Path) -> TokenIssuer:
-    """The issuer of a stack `leder up` (infra.stack) started from `folder`: its people key."""
+    """The issuer of a stack `leder up` (leder.stack) started from `folder`: its people key."""
     return TokenIssuer.from_file(folder / TOKEN_SIGNING_KEY)

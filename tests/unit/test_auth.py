@@ -385,7 +385,7 @@ def test_leder_token_keys_makes_private_keys_for_the_issuers_and_public_halves_f
     tmp_path: Path,
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "token-keys", "--out", str(tmp_path / "keys")],
+        [sys.executable, "-m", "leder.cli", "token-keys", "--out", str(tmp_path / "keys")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,15 +16,15 @@ from uuid import uuid4
 import pytest
 
 from events.topics import SERVICES
-from infra import cli
-from infra.demo import run as demo_run
+from leder import cli
+from leder.demo import run as demo_run
 
 ROOT = Path(__file__).parents[2]
 
 
 def leder(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "leder.cli", *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from events.partner import parse_notification
 from infra.clock import FileClock, set_simulated_now
-from infra.demo.calendar import Calendar, Latch, working_day
-from infra.demo.caseload import Outcome, generate
-from infra.demo.people import first_suggested_pair
-from infra.demo.plan import review_steps
+from leder.demo.calendar import Calendar, Latch, working_day
+from leder.demo.caseload import Outcome, generate
+from leder.demo.people import first_suggested_pair
+from leder.demo.plan import review_steps
 
 START, END = date(2025, 5, 26), date(2026, 11, 26)
 

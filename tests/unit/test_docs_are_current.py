@@ -1,6 +1,6 @@
 """The AsyncAPI and OpenAPI documents in docs/ match the code. Run `leder docs` and commit what it writes."""
 
-from infra.docs import DOCS, documents, render
+from leder.docs import DOCS, documents, render
 
 
 def test_the_asyncapi_and_openapi_documents_are_current() -> None:

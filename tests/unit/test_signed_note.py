@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.stack import audit_key_files
+from infra.local import audit_key_files
 from services.audit import keys, note
 
 # golang.org/x/mod/sumdb/note's test key: PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALV...

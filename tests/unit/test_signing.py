@@ -178,7 +178,7 @@ def test_the_signature_is_the_same_for_the_same_record_so_a_republished_one_veri
 def test_leder_events_keygen_pins_a_rotated_key_beside_the_old_one_and_never_overwrites_a_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from infra.cli import main
+    from leder.cli import main
 
     pinned = tmp_path / "public-keys.json"
     first = ["events", "keygen", "--service", "review", "--out", str(tmp_path / "k1")]

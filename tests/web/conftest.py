@@ -62,7 +62,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
         "LEDER_EMBEDDED_KAFKA_PORT": str(free_port()),
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up"],
+        [sys.executable, "-m", "leder.cli", "up"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -91,7 +91,7 @@ async def a_case(s: EventStore) -> UUID:
 
 def leder(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", "audit", *args],
+        [sys.executable, "-m", "leder.cli", "audit", *args],
         env={**os.environ, "LEDER_AUDIT_DATABASE_URL": database_url},
         cwd=ROOT,
         capture_output=True,
@@ -189,7 +189,7 @@ async def test_reconcile_with_no_service_to_ask_says_so_in_a_line(
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "infra.cli", "audit", "reconcile", "--reader", "ig.jo"],
+            [sys.executable, "-m", "leder.cli", "audit", "reconcile", "--reader", "ig.jo"],
             env={
                 **os.environ,
                 **nowhere,

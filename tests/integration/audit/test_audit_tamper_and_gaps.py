@@ -237,7 +237,7 @@ async def test_the_ig_officers_command_line_verifies_exports_and_is_itself_on_re
 
         def leder(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "infra.cli", "audit", *args],
+                [sys.executable, "-m", "leder.cli", "audit", *args],
                 env=env,
                 cwd=ROOT,
                 capture_output=True,

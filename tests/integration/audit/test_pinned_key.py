@@ -50,7 +50,7 @@ async def append(conn: Connection, *envelopes: Envelope) -> None:
 
 def leder(*args: str, database_url: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", "audit", *args],
+        [sys.executable, "-m", "leder.cli", "audit", *args],
         env={**os.environ, "LEDER_AUDIT_DATABASE_URL": database_url},
         cwd=ROOT,
         capture_output=True,

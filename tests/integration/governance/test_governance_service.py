@@ -297,7 +297,7 @@ async def test_leder_report_writes_the_kpi_report_as_html_from_the_command_line(
     env = {**os.environ, "LEDER_GOVERNANCE_DATABASE_URL": database_url}
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "infra.cli", "report", "kpis", "--month", "2026-10", "--html", str(out)],
+        [sys.executable, "-m", "leder.cli", "report", "kpis", "--month", "2026-10", "--html", str(out)],
         env=env,
         capture_output=True,
         text=True,

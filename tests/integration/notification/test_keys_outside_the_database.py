@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 
 from events import Actor
-from infra import cli
 from infra.eventstore import Context
 from infra.keys import LocalKeyFile, VaultTransit
 from infra.sealing import DataKeys
+from leder import cli
 from services.notification import handlers
 from services.notification.app import definition
 from tests.support.notifications import notification

@@ -92,19 +92,19 @@ def _service_definition(name: str) -> Any:
 
 
 def cmd_up(_: argparse.Namespace) -> int:
-    from infra.stack import up
+    from leder.stack import up
 
     return up()
 
 
 def cmd_down(_: argparse.Namespace) -> int:
-    from infra.stack import down
+    from leder.stack import down
 
     return down()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from infra.demo.run import main
+    from leder.demo.run import main
 
     return main(args)
 
@@ -135,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from infra.stack import env_or_local, home
+    from infra.local import env_or_local, home
     from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenIssuer, token_key_files
 
     if args.role == "partner_system" and not args.organisation:
@@ -187,8 +187,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 def _offline_settings(service: str) -> Any:
     """Settings for a command that needs only the service's database (not its broker or secret)."""
+    from infra.local import env_or_local
     from infra.settings import Settings, database_url_for
-    from infra.stack import env_or_local
 
     server = env_or_local("LEDER_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
     own = os.environ.get(f"LEDER_{service.upper()}_DATABASE_URL") or database_url_for(
@@ -214,7 +214,7 @@ async def _open_store(service: str) -> Any:
 
 
 def cmd_docs(_: argparse.Namespace) -> int:
-    from infra.docs import write_docs
+    from leder.docs import write_docs
 
     for path in write_docs():
         print(path)
@@ -243,8 +243,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """Rotate every live key-encryption key of a service (or of all) and rewrap its data keys to the
     new version: no data is decrypted or sealed again, and what was sealed before still opens."""
     from infra.keys import KeyManagerError
+    from infra.local import env_or_local
     from infra.sealing import for_service
-    from infra.stack import env_or_local
 
     # Without a key manager named here: the key files of the system `leder up` started from LEDER_HOME.
     local = not os.environ.get("LEDER_KEY_MANAGER") and not os.environ.get("LEDER_KEY_DIR")

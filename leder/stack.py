@@ -18,55 +18,16 @@ import httpx
 from events.topics import SERVICES, all_topics
 from infra import kafka
 from infra.embedded import EmbeddedPostgres, TansuBroker, tied_to_this_process, wait_for_port
+from infra.local import LOCAL_ENV, audit_key_files, home, write_private
 from infra.settings import SERVICE_PORTS
 from infra.tokens import system_key_files, token_key_files
 
 # Where people open the system; the five services sit on 8001-8005.
 WEB_PORT = 8000
 
-LOCAL_ENV = "env"
 # Who runs the system started from a LEDER_HOME: the supervising process (`leder up`, `leder demo`)
 # and every process it started, each with its start time (a pid alone may have been reused since).
 PID_FILE = "system.pid"
-
-
-def home() -> Path:
-    return Path(os.environ.get("LEDER_HOME", ".leder")).resolve()
-
-
-def audit_key_files(folder: Path) -> tuple[Path, Path]:
-    """The audit log's Ed25519 key pair, outside any database: the private key (PEM, 0600) generated
-    once, and its public key (PEM, readable by all) that verifiers are given."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    private, public = folder / "audit-signing-key.pem", folder / "audit-public-key.pem"
-    if not private.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-    private.chmod(0o600)
-    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
-def write_private(path: Path, text: str) -> None:
-    """A file only its owner reads (0600), whatever the umask: LEDER_HOME's secrets, and the env file
-    whose database URL carries the embedded PostgreSQL's password."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    temporary.replace(path)
 
 
 def open_log(path: Path) -> Any:
@@ -74,19 +35,6 @@ def open_log(path: Path) -> Any:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     os.fchmod(fd, 0o640)
     return os.fdopen(fd, "ab")
-
-
-def local_env() -> dict[str, str]:
-    """What the last `leder up` wrote down, for the other commands (token, rebuild) to find it."""
-    path = home() / LOCAL_ENV
-    if not path.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def env_or_local(name: str) -> str | None:
-    return os.environ.get(name) or local_env().get(name)
 
 
 # The keys that sign tokens: no service is given either (the web application gets the people key).
@@ -270,7 +218,7 @@ class Stack:
         """Start one service's process (again) with the environment `start` gave it; do not wait."""
         log = open_log(self.folder / "logs" / f"{service}.log")
         self.services[service] = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "serve", service],
+            [sys.executable, "-m", "leder.cli", "serve", service],
             env=self.child_env[service],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -17,12 +17,13 @@ import httpx
 
 from events.calendar import add_months
 from events.topics import SERVICES
-from infra.demo.calendar import Calendar
-from infra.demo.caseload import generate
-from infra.demo.people import LAC, Demo
-from infra.demo.world import DemoError, World
-from infra.stack import Stack, home, local_env
+from infra.local import home, local_env
 from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenIssuer
+from leder.demo.calendar import Calendar
+from leder.demo.caseload import generate
+from leder.demo.people import LAC, Demo
+from leder.demo.world import DemoError, World
+from leder.stack import Stack
 
 
 @dataclass
@@ -229,7 +230,7 @@ def leder_command() -> str:
     beside this interpreter (.venv/bin/leder), relative to here when it lies below, quoted as need be."""
     script = Path(sys.executable).parent / "leder"
     if not script.exists():  # not installed as a script: the module, with this interpreter
-        return f"{shlex.quote(sys.executable)} -m infra.cli"
+        return f"{shlex.quote(sys.executable)} -m leder.cli"
     found = shutil.which("leder")
     if found and Path(found).resolve() == script.resolve():
         return "leder"

@@ -11,10 +11,10 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-from infra.demo.calendar import Calendar, Latch, working_day
-from infra.demo.caseload import Caseload, Notice, Reviewer, Story
-from infra.demo.plan import review_steps
-from infra.demo.world import DemoError, World, eventually
+from leder.demo.calendar import Calendar, Latch, working_day
+from leder.demo.caseload import Caseload, Notice, Reviewer, Story
+from leder.demo.plan import review_steps
+from leder.demo.world import DemoError, World, eventually
 
 LAC = ("lac", "lena.lac")
 PANEL = ("qa_panel", "qa.chair")

@@ -3,7 +3,7 @@ body). Plain data from the caseload, so a seed always gives the same reviews."""
 
 from typing import Any
 
-from infra.demo.caseload import Notice, Story
+from leder.demo.caseload import Notice, Story
 
 Step = tuple[int, str, dict[str, Any]]
 
