@@ -23,7 +23,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.synchronize import Event as EventType
@@ -37,7 +37,6 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import machine, write_section
-from events.partner import nhs_number_is_valid
 from events.topics import SERVICES, partner_topic
 from infra import kafka
 from infra.embedded import free_port
@@ -47,11 +46,11 @@ from infra.logging import configure_logging
 from infra.service import open_store
 from infra.settings import Settings, database_url_for
 from infra.tokens import TokenIssuer
+from leder.people import NewPeople
 from leder.stack import Stack
 from services.notification.app import definition as notification_service
 from services.notification.consumers import partner_notifications
 from tests.e2e.test_leder_up import five_free_ports
-from tests.support.notifications import notification
 
 TITLE = "Pipeline: partner notification to allocation queue"
 WATCHED = ("notification", "allocation")
@@ -65,36 +64,20 @@ STALL_SECONDS = 30.0
 # --- what the partners send -------------------------------------------------------------------------
 
 
-def nhs_numbers() -> Iterator[str]:
-    """Distinct valid NHS numbers, so that every notification is a different person."""
-    for stem in range(400_000_000, 1_000_000_000):
-        digits = str(stem)
-        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        number = f"{digits}{check % 11}"
-        if nhs_number_is_valid(number):  # a check of 10 makes no valid number
-            yield number
-
-
 class People:
     """Eligible adults with a learning disability, each a new person: each notification opens a case."""
 
     def __init__(self) -> None:
-        self._numbers = nhs_numbers()
-        self._count = 0
+        # Distinct names as well as NHS numbers (leder/people.py): real intake rarely shares them, and
+        # the name-and-dates match would otherwise scan every earlier bench case.
+        self._people = NewPeople(400_000_000, family_name=lambda n: f"Bench-{n}")
         self._died = datetime.now(UTC).date() - timedelta(days=10)
 
     def next(self) -> tuple[str, bytes]:
-        self._count += 1
-        # Distinct names and dates as well as NHS numbers: real intake rarely shares them, and the
-        # name-and-dates match would otherwise scan every earlier bench case.
-        born = date(1940, 1, 1) + timedelta(days=self._count % 20_000)
-        body = notification(
-            **{
-                "person.nhs_number": next(self._numbers),
-                "person.family_name": f"Bench-{self._count}",
-                "person.date_of_birth": born.isoformat(),
-                "death.date_of_death": self._died.isoformat(),
-            }
+        # Distinct dates of birth too, for the same reason.
+        born = date(1940, 1, 1) + timedelta(days=(self._people.count + 1) % 20_000)
+        body = self._people.notification(
+            **{"person.date_of_birth": born.isoformat(), "death.date_of_death": self._died.isoformat()}
         )
         return body["notification_id"], json.dumps(body).encode()
 

@@ -22,13 +22,14 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 from bench.common import machine, server, write_section
-from bench.world import SERVICES, hire_staff, nhs_number, open_world, run_cases
+from bench.world import SERVICES, hire_staff, open_world, run_cases
 from events import Envelope, decode_payload
 from events.notification import SealedPersonalData
 from infra.db import Connection
 from infra.eventstore import Context, EventStore, Projection
 from infra.logging import configure_logging
 from infra.projections import rebuild
+from leder.people import nhs_number_for
 from services.notification.personal import data_key, seal, unseal_with_stored_key
 
 TARGET = 50_000
@@ -131,7 +132,7 @@ class Copier:
             if details.nhs_number:
                 if details.nhs_number not in people:
                     self.people += 1
-                    people[details.nhs_number] = nhs_number(10_000_000 + self.people)
+                    people[details.nhs_number] = nhs_number_for(10_000_000 + self.people)
                 details = details.model_copy(update={"nhs_number": people[details.nhs_number]})
             details = details.model_copy(update={"family_name": f"{details.family_name} {n}"})
             key_id = new["key_id"]

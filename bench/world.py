@@ -42,6 +42,8 @@ from infra.relay import OutboxRelay
 from infra.sealing import for_service
 from infra.service import Runtime, ServiceDefinition, open_store
 from infra.settings import Settings, database_url_for
+from leder.people import nhs_number_for
+from leder.people import notification as partner_notification
 from services.allocation import handlers as allocation
 from services.allocation.app import definition as allocation_service
 from services.governance import domain as governance_domain
@@ -56,7 +58,6 @@ from services.review import texts as review_texts
 from services.review.app import definition as review_service
 from services.review.texts import Sealer
 from services.review.vocabulary import THEMES, THEMES_VERSION, care_scale
-from tests.support.notifications import notification as partner_notification
 
 SERVICES: dict[str, ServiceDefinition] = {
     "notification": notification_service,
@@ -94,17 +95,6 @@ CAUSES = ["aspiration pneumonia", "sepsis", "epilepsy", "bowel obstruction", "he
 PAUSE_REASONS: list[PauseReason] = ["coroners_investigation_or_inquest", "police_investigation"]
 RECORDED_ETHNICITIES: list[EthnicCategory] = ["A", "A", "B", "N"]
 T = TypeVar("T")
-
-
-def nhs_number(n: int) -> str:
-    """A valid NHS number (modulus 11) for person n, the same one each time."""
-    base = 400_000_000 + n * 7
-    while True:
-        digits = f"{base:09d}"
-        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        if check != 10:
-            return f"{digits}{0 if check == 11 else check}"
-        base += 1
 
 
 @dataclass(frozen=True)
@@ -316,7 +306,7 @@ def _notification(rng: random.Random, n: int, plan: Plan) -> dict[str, Any]:
             "notifier.organisation": organisation,
             "notifier.role": role,
             "notifier.name": name,
-            "person.nhs_number": nhs_number(n) if rng.random() < 0.93 or plan.duplicate else None,
+            "person.nhs_number": nhs_number_for(n) if rng.random() < 0.93 or plan.duplicate else None,
             "person.given_name": rng.choice(GIVEN_NAMES),
             "person.family_name": f"{rng.choice(FAMILY_NAMES)}-{n}",
             "person.date_of_birth": born.isoformat(),

@@ -13,6 +13,8 @@ from datetime import date, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+from leder.people import nhs_number
+
 Outcome = Literal[
     "case_opened", "duplicate_linked", "referred_to_cdop", "not_eligible", "eligibility_to_confirm"
 ]
@@ -254,18 +256,6 @@ def _pick(rng: random.Random, weights: dict[str, float] | dict[str, int]) -> str
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
-def nhs_number(rng: random.Random) -> str:
-    """A number that passes the modulus 11 check (a test-range look-alike, nobody's)."""
-    while True:
-        digits = [rng.randint(0, 9) for _ in range(9)]
-        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        if check == 11:
-            check = 0
-        if check != 10:
-            text = "".join(map(str, [*digits, check]))
-            return f"{text[:3]} {text[3:6]} {text[6:]}"
-
-
 def postcode(rng: random.Random) -> str:
     inward = "ABDEFGHJLNPQRSTUWXYZ"
     return f"{rng.choice(POSTCODE_DISTRICTS)} {rng.randint(1, 9)}{rng.choice(inward)}{rng.choice(inward)}"
@@ -350,7 +340,7 @@ def _notification(
             "email": f"leder.notifications{number}@example.nhs.uk",
         },
         "person": {
-            "nhs_number": nhs_number(rng) if rng.random() < 0.97 else None,
+            "nhs_number": nhs_number(rng, with_spaces=True) if rng.random() < 0.97 else None,
             "given_name": given,
             "family_name": family,
             "date_of_birth": _birth_date(rng, died, age).isoformat(),

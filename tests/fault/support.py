@@ -28,8 +28,8 @@ from infra.eventstore import EventStore
 from infra.keys import LocalKeyFile
 from infra.projections import rebuild
 from infra.sealing import DataKeys, install
+from leder.people import nhs_number, notification
 from tests.fault.conftest import System
-from tests.support.notifications import notification
 
 # The notification service's outcome events, one per notification (README, "The notification service").
 OUTCOME_EVENTS = {
@@ -58,17 +58,6 @@ class Stopwatch:
 
 # ---------------------------------------------------------------------------------------------------
 # Partner notifications
-
-
-def nhs_number(rng: random.Random) -> str:
-    """A random NHS number with a valid modulus-11 check digit."""
-    while True:
-        digits = [rng.randrange(10) for _ in range(9)]
-        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        if check == 11:
-            check = 0
-        if check != 10:
-            return "".join(map(str, digits)) + str(check)
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ from events.sealing import Sealed
 from events.topics import SERVICES, dlq, partner_topic, service_topic
 from infra.service import Runtime, ServiceDefinition
 from infra.signing import SIGNATURE_HEADER
+from leder.people import NewPeople
 from services.notification.domain import content_hash
 from tests.fault.conftest import System
-from tests.support.notifications import notification
 from tests.support.signing import signed_headers
 from tests.support.waiting import eventually
 
@@ -119,32 +119,8 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-class People:
-    """Notifications of people nobody else has notified: a fresh, valid NHS number each and a family
-    name of their own, so that no notification is linked to another test's case as a duplicate."""
-
-    def __init__(self) -> None:
-        self._next = random.randrange(100_000_000, 800_000_000)
-
-    def nhs_number(self) -> str:
-        while True:
-            self._next += 1
-            digits = str(self._next)
-            check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-            if check != 10:
-                return digits + str(check % 11)
-
-    def notification(self, **changes: Any) -> dict[str, Any]:
-        return notification(
-            **{
-                "person.nhs_number": self.nhs_number(),
-                "person.family_name": f"Testperson {uuid4().hex[:10]}",
-                **changes,
-            }
-        )
-
-
-PEOPLE = People()
+# Notifications of people nobody else has notified (leder/people.py).
+PEOPLE = NewPeople()
 
 
 async def allocated_cases(api: Api, count: int) -> tuple[list[str], str]:

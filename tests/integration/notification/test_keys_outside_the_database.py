@@ -21,6 +21,7 @@ from infra.eventstore import Context
 from infra.keys import LocalKeyFile, VaultTransit
 from infra.sealing import DataKeys
 from leder import cli
+from leder.people import nhs_number
 from services.notification import handlers
 from services.notification.app import definition
 from tests.support.notifications import notification
@@ -38,20 +39,11 @@ def _word(rng: random.Random, length: int = 10) -> str:
     return rng.choice(string.ascii_uppercase) + "".join(rng.choices(string.ascii_lowercase, k=length - 1))
 
 
-def _nhs_number(rng: random.Random) -> str:
-    while True:
-        digits = [rng.randrange(10) for _ in range(9)]
-        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        check = 0 if check == 11 else check
-        if check != 10:
-            return "".join(map(str, digits)) + str(check)
-
-
 def distinctive() -> tuple[dict[str, Any], list[str]]:
     """A notification whose every personal detail is found nowhere else, and those details."""
     rng = random.Random()
     given, family, nok, notifier = _word(rng), _word(rng), _word(rng), _word(rng)
-    nhs = _nhs_number(rng)
+    nhs = nhs_number(rng)
     inward = "".join(rng.choices("ABDEFGHJLNPQRSTUWXYZ", k=2))
     postcode = f"Z{rng.randrange(1, 99)} {rng.randrange(10)}{inward}"
     phone = f"0117 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}"
