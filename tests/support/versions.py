@@ -6,7 +6,7 @@ Each renames fields on the wire, the kind of change a producer makes that a raw-
 the wire's), so the readers' code is the code a real version 2 would be read by once its class had
 replaced version 1's: the payload's fields, never the published JSON's keys."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,7 +47,7 @@ def case_opened_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 # Each event type: its version 2 class and the upcaster from version 1.
-SECOND_VERSIONS = {
+SECOND_VERSIONS: dict[str, tuple[type[registry.EventPayload], Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "allocation.ReviewerAllocated": (ReviewerAllocatedV2, reviewer_allocated_v1_to_v2),
     "notification.CaseOpened": (CaseOpenedV2, case_opened_v1_to_v2),
 }

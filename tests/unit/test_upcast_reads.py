@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 
 from events import Actor, Envelope
+from events.notification import CaseOpened
 from events.registry import UnknownEventType, decode_payload
 from services.audit import replay
 from services.governance import reports
@@ -217,6 +218,7 @@ def test_a_version_2_is_read_only_while_a_test_registers_it() -> None:
     with pytest.raises(UnknownEventType):
         decode_payload("notification.CaseOpened", version, data)
     with second_versions():
-        assert decode_payload("notification.CaseOpened", version, data).facts.age_at_death == 40
+        decoded = decode_payload("notification.CaseOpened", version, data)
+        assert isinstance(decoded, CaseOpened) and decoded.facts.age_at_death == 40
     with pytest.raises(UnknownEventType):
         decode_payload("notification.CaseOpened", version, data)

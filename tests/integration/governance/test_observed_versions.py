@@ -67,7 +67,9 @@ def _envelopes(in_version_2: set[UUID], run: str) -> list[Envelope]:
 
 async def _observe(gov: RunningService, envelopes: list[Envelope], bootstrap: str, prefix: str) -> None:
     for source in ("notification", "allocation", "review"):
-        messages = [(e.kafka_key, e.canonical()) for e in envelopes if e.source == source]
+        messages: list[tuple[bytes | None, bytes]] = [
+            (e.kafka_key, e.canonical()) for e in envelopes if e.source == source
+        ]
         await publish_raw(bootstrap, service_topic(source, prefix), messages)
 
     async def all_observed() -> bool:
