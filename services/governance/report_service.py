@@ -20,7 +20,7 @@ async def load_facts(store: EventStore, until: date) -> list[Fact]:
     """Every event observed from other services and every governance event, up to `until`."""
     before = datetime.combine(until + timedelta(days=1), time(), UTC)
     observed = await store.pool.fetch(
-        "SELECT event_type, case_id, occurred_at, data::text AS data FROM observed_events"
+        "SELECT event_type, schema_version, case_id, occurred_at, data::text AS data FROM observed_events"
         " WHERE occurred_at < $1::date + 1",
         until,
     )
@@ -33,6 +33,7 @@ async def load_facts(store: EventStore, until: date) -> list[Fact]:
                 r["case_id"],
                 r["occurred_at"].date(),
                 json.loads(r["data"]),
+                r["schema_version"],
             )
             for r in observed
         ]
@@ -46,6 +47,7 @@ async def load_facts(store: EventStore, until: date) -> list[Fact]:
                     UUID(case_id) if case_id is not None else None,
                     (occurred := datetime.fromisoformat(envelope["occurred_at"])).astimezone(UTC).date(),
                     envelope["data"],
+                    envelope["schema_version"],
                 )
             )
             moments.append(occurred)
