@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import re
@@ -88,7 +87,9 @@ def day(text: str) -> date:
 
 
 def _service_definition(name: str) -> Any:
-    return importlib.import_module(f"services.{name}.app").definition
+    from leder.wiring import definition
+
+    return definition(name)
 
 
 def cmd_up(_: argparse.Namespace) -> int:

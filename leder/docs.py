@@ -1,7 +1,6 @@
 """`leder docs`: the AsyncAPI document of every service (FastStream writes it from the subscribers and
 declared publishers) and the OpenAPI document of every HTTP API, into docs/. A test fails when stale."""
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any, cast
@@ -13,14 +12,15 @@ from events.topics import SERVICES, dlq, service_topic
 from infra import kafka
 from infra.eventstore import EventStore
 from infra.relay import OutboxRelay
-from infra.service import Runtime, ServiceDefinition, build_app
+from infra.service import Runtime, build_app
 from infra.settings import Settings
+from leder.wiring import definition
 
 DOCS = Path(__file__).parents[1] / "docs"
 
 
-def _definition(service: str) -> ServiceDefinition:
-    return cast(ServiceDefinition, importlib.import_module(f"services.{service}.app").definition)
+# Tests build each service's app from its definition as `leder docs` does.
+_definition = definition
 
 
 def _settings(service: str) -> Settings:
