@@ -32,6 +32,11 @@ class CaseOpenedV2(CaseOpened):
 
 
 def _renamed(data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    # Strict, as a real upcaster may be: version 1 data has every old name. A version 2 read as if it
+    # were a version 1 (its schema version lost on the way) fails here rather than passing unnoticed.
+    missing = set(renames) - set(data)
+    if missing:
+        raise KeyError(f"not version 1 data: no {sorted(missing)}")
     return {renames.get(key, key): value for key, value in data.items()}
 
 

@@ -220,5 +220,8 @@ def test_a_version_2_is_read_only_while_a_test_registers_it() -> None:
     with second_versions():
         decoded = decode_payload("notification.CaseOpened", version, data)
         assert isinstance(decoded, CaseOpened) and decoded.facts.age_at_death == 40
+        # Read as a version 1 (its schema version lost), it is refused, not misread.
+        with pytest.raises(KeyError):
+            decode_payload("notification.CaseOpened", 1, data)
     with pytest.raises(UnknownEventType):
         decode_payload("notification.CaseOpened", version, data)
