@@ -1,9 +1,8 @@
-"""Calendar rules every service must count the same way."""
+"""Calendar arithmetic every service must count the same way. The rules that count with it (a
+review's six-month deadline, how long training stays valid) belong to the services that own them."""
 
 import calendar
 from datetime import date
-
-REVIEW_DEADLINE_MONTHS = 6
 
 
 def add_months(day: date, months: int) -> date:
@@ -12,8 +11,3 @@ def add_months(day: date, months: int) -> date:
     index = day.month - 1 + months
     year, month = day.year + index // 12, index % 12 + 1
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def review_deadline(notified_on: date) -> date:
-    """Reviews should be completed within six months of notification."""
-    return add_months(notified_on, REVIEW_DEADLINE_MONTHS)

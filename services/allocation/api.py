@@ -250,12 +250,13 @@ class Reason(BaseModel):
 
 @router.post("/reviewers/{reviewer_id}/training")
 async def record_training(reviewer_id: UUID, body: Training, request: Request, caller: LAC) -> ReviewerView:
-    if body.completed_on > _runtime(request).today():
-        raise Problem(422, "training_in_future", "training cannot be completed in the future")
+    command = domain.RecordTraining(body.completed_on)
+    try:
+        domain.check_training(command, _runtime(request).today())
+    except domain.TrainingInFuture as future:
+        raise Problem(future.status, future.code, future.detail) from future
     await _checked(
-        handlers.change_reviewer(
-            _store(request), reviewer_id, handlers.training(body.completed_on), _context(request, caller)
-        )
+        handlers.command_reviewer(_store(request), reviewer_id, command, _context(request, caller))
     )
     return await _reviewer_view(request, reviewer_id)
 
@@ -264,10 +265,9 @@ async def record_training(reviewer_id: UUID, body: Training, request: Request, c
 async def record_conflict(
     reviewer_id: UUID, body: StandingConflict, request: Request, caller: LAC
 ) -> ReviewerView:
+    command = domain.RecordConflict(body.kind, body.name)
     await _checked(
-        handlers.change_reviewer(
-            _store(request), reviewer_id, handlers.conflict(body.kind, body.name), _context(request, caller)
-        )
+        handlers.command_reviewer(_store(request), reviewer_id, command, _context(request, caller))
     )
     return await _reviewer_view(request, reviewer_id)
 
@@ -283,8 +283,8 @@ async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: 
 @router.post("/reviewers/{reviewer_id}/reactivation")
 async def reactivate(reviewer_id: UUID, request: Request, caller: LAC) -> ReviewerView:
     await _checked(
-        handlers.change_reviewer(
-            _store(request), reviewer_id, handlers.reactivation(), _context(request, caller)
+        handlers.command_reviewer(
+            _store(request), reviewer_id, domain.Reactivate(), _context(request, caller)
         )
     )
     return await _reviewer_view(request, reviewer_id)
@@ -344,7 +344,7 @@ async def people(
 
 
 def _violation(v: domain.Violation) -> dict[str, str]:
-    return {"code": v.code, "rule": domain.RULE_NAMES.get(v.code, v.code), "detail": v.detail}
+    return {"code": v.code, "rule": domain.rule_name(v.code), "detail": v.detail}
 
 
 async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:

@@ -1,14 +1,17 @@
 """What the allocation service consumes: opened and escalated cases from the notification service;
 completed reviews and closed cases, which end an allocation; reopened cases, which restore it (or
-queue the case again); the end of a case's retention, which destroys the service's key for it."""
+queue the case again); the end of a case's retention, which destroys the service's key for it.
 
-from collections.abc import Callable, Sequence
+Each consumed event type has one handler in HANDLERS (the dispatch table): it loads, calls the
+domain's decide function, appends. Every decision is in domain.py."""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from uuid import UUID
 
-from events import Actor, Envelope
-from events.allocation import CaseAwaitingAllocation
-from events.calendar import review_deadline
+from events import Actor, Envelope, EventPayload
 from events.governance import CaseClosed, CaseReopened
 from events.notification import (
     CaseEscalatedToFocused,
@@ -29,6 +32,81 @@ from services.allocation.projections import record_case_not_open, record_opened_
 SYSTEM = Actor.system("allocation")
 
 
+@dataclass(frozen=True)
+class Consumed:
+    """What a handler of a consumed event is given: the event, its envelope, the store, the
+    consumer's transaction, the context of what it causes, and the service's day."""
+
+    event: Any
+    envelope: Envelope
+    store: EventStore
+    conn: Connection
+    context: Context
+    today: Callable[[], date]
+
+
+Handler = Callable[[Consumed], Awaitable[None]]
+
+
+async def _opened(c: Consumed) -> None:
+    event: CaseOpened = c.event
+    await record_opened_case(c.conn, event.case_id, event.reference, event.facts.place_of_death)
+    await handlers.queue(c.store, c.conn, event, c.envelope.occurred_at.date(), c.context)
+
+
+async def _to_confirm(c: Consumed) -> None:
+    await record_case_not_open(c.conn, c.event.case_id, "eligibility_to_confirm")
+
+
+async def _rejected(c: Consumed) -> None:
+    await record_case_not_open(c.conn, c.event.case_id, "not_eligible")
+
+
+async def _escalated(c: Consumed) -> None:
+    reasons = list(c.event.reasons)
+    await _on_case(c, lambda case: domain.decide_review_type(case, "focused", reasons))
+
+
+async def _review_completed(c: Consumed) -> None:
+    await _on_case(c, lambda case: domain.decide_end(case, "review_completed"))
+
+
+async def _closed(c: Consumed) -> None:
+    await _on_case(c, lambda case: domain.decide_end(case, "case_closed"))
+
+
+async def _destroyed(c: Consumed) -> None:
+    await handlers.destroy_personal_data(c.store, c.conn, c.event.case_id, c.context)
+
+
+async def _reopened(c: Consumed) -> None:
+    event: CaseReopened = c.event
+    await _refusing(handlers.reopen(c.store, c.conn, event.case_id, event.reason, c.today(), c.context))
+
+
+# The dispatch table: each event type the service consumes, and what it does with it. An event of a
+# type not here (another event on a topic it reads) is consumed and changes nothing.
+HANDLERS: dict[type[EventPayload], Handler] = {
+    CaseOpened: _opened,
+    EligibilityToConfirm: _to_confirm,
+    EligibilityRejected: _rejected,
+    CaseEscalatedToFocused: _escalated,
+    ReviewCompleted: _review_completed,
+    CaseClosed: _closed,
+    PersonalDataDestroyed: _destroyed,
+    CaseReopened: _reopened,
+}
+
+
+def handler_for(table: dict[type[EventPayload], Handler], event: EventPayload) -> Handler | None:
+    """The handler of `event`'s type, or of the type it is a later version of (a version's class
+    subclasses the one it replaces), nearest first."""
+    for cls in type(event).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
 def case_events(
     store: EventStore, topic: str, name: str, today: Callable[[], date] = date.today
 ) -> InboxConsumer[Envelope]:
@@ -36,39 +114,10 @@ def case_events(
 
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
         event = envelope.payload()
-        context = Context.caused_by(envelope, SYSTEM)
-        if isinstance(event, CaseOpened):
-            await _queue(store, conn, envelope, event, context)
-        elif isinstance(event, EligibilityToConfirm):
-            await record_case_not_open(conn, event.case_id, "eligibility_to_confirm")
-        elif isinstance(event, EligibilityRejected):
-            await record_case_not_open(conn, event.case_id, "not_eligible")
-        elif isinstance(event, CaseEscalatedToFocused):
-            reasons = list(event.reasons)
-            await _on_case(
-                store,
-                conn,
-                event.case_id,
-                context,
-                lambda c: domain.decide_review_type(c, "focused", reasons),
-            )
-        elif isinstance(event, ReviewCompleted):
-            await _on_case(
-                store, conn, event.case_id, context, lambda c: domain.decide_end(c, "review_completed")
-            )
-        elif isinstance(event, CaseClosed):
-            await _on_case(store, conn, event.case_id, context, lambda c: domain.decide_end(c, "case_closed"))
-        elif isinstance(event, PersonalDataDestroyed):
-            await handlers.destroy_personal_data(store, conn, event.case_id, context)
-        elif isinstance(event, CaseReopened):
-            try:
-                await handlers.reopen(store, conn, event.case_id, event.reason, today(), context)
-            except handlers.NotFound as missing:
-                raise Unprocessable(f"no {missing.what} in the allocation service") from missing
-            except domain.CaseNotOpen as not_open:
-                raise Unprocessable(
-                    [{"field": "case_id", "type": not_open.code, "message": not_open.detail}]
-                ) from not_open
+        handler = handler_for(HANDLERS, event)
+        if handler is not None:
+            context = Context.caused_by(envelope, SYSTEM)
+            await handler(Consumed(event, envelope, store, conn, context, today))
 
     return InboxConsumer(
         name=name,
@@ -81,31 +130,16 @@ def case_events(
     )
 
 
-async def _queue(
-    store: EventStore, conn: Connection, envelope: Envelope, event: CaseOpened, context: Context
-) -> None:
-    await record_opened_case(conn, event.case_id, event.reference, event.facts.place_of_death)
-    if await store.stream_version(str(event.case_id), conn=conn):
-        return  # already queued
-    # The six-month clock starts when the death was notified, which for a case opened when the LAC
-    # confirmed its eligibility is before this event (events from before notified_on have none).
-    notified_on = event.notified_on or envelope.occurred_at.date()
-    waiting = CaseAwaitingAllocation(
-        case_id=event.case_id,
-        notified_on=notified_on,
-        deadline=review_deadline(notified_on),
-        review_type=event.review_type,
-        focused_reasons=event.focused_reasons,
-        organisations_involved=domain.organisations_involved(event.facts),
-    )
-    await store.append(str(event.case_id), 0, [waiting], context, case_id=event.case_id, conn=conn)
+async def _on_case(c: Consumed, decide: handlers.CaseDecision) -> None:
+    case_id: UUID = c.event.case_id
+    await _refusing(handlers.change_case(c.store, case_id, decide, c.context, conn=c.conn))
 
 
-async def _on_case(
-    store: EventStore, conn: Connection, case_id: Any, context: Context, decide: handlers.CaseDecision
-) -> None:
+async def _refusing(call: Awaitable[Any]) -> None:
+    """A case the service does not have, or has not opened, is refused as unprocessable (the inbox
+    sends the message to the dead-letter topic with the reason)."""
     try:
-        await handlers.change_case(store, case_id, decide, context, conn=conn)
+        await call
     except handlers.NotFound as missing:
         raise Unprocessable(f"no {missing.what} in the allocation service") from missing
     except domain.CaseNotOpen as not_open:

@@ -1,9 +1,10 @@
 """The allocation domain: reviewers, the queue, and the rules an allocation must keep.
 
 Plain Python, no I/O: evolve folds events into state; decide turns a command and state into events
-or refuses, naming every rule broken."""
+or refuses, naming every rule broken. Configuration (the conflict rule) arrives as an argument,
+read from the environment at the service's edge (services/allocation/settings.py), never here."""
 
-import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -28,9 +29,12 @@ from events.allocation import (
     ReviewerTrainingRecorded,
 )
 from events.calendar import add_months
-from events.notification import CaseFacts, FocusedReason, ReviewType
-from events.partner import normalise_name
+from events.notification import CaseFacts, CaseOpened, FocusedReason, ReviewType
 from events.sealing import Sealed
+
+# Reviews should be completed within six months of notification: the deadline every allocation of the
+# case carries (CaseAwaitingAllocation, ReviewerAllocated), and so the review's and every page's.
+REVIEW_DEADLINE_MONTHS = 6
 
 # How long training stays valid: a reviewer whose training is older cannot take new cases (refreshed
 # every year, LEDER.md). Read at each call, so this is the one place the rule lives.
@@ -61,12 +65,20 @@ RULE_NAMES = {
     "case_not_allocated": "the case is not allocated",
     "reviewer_inactive": "inactive",
     "training_missing": "no training recorded",
-    "training_expired": f"training expired (valid for {TRAINING_VALID_MONTHS} months)",
+    "training_expired": "training expired",
     "conflict_of_interest": "conflict of interest",
     "at_capacity": "at capacity",
     "same_person": "the reviewer cannot be their own senior reviewer",
     "not_senior": "not a senior reviewer",
 }
+
+
+def rule_name(code: str) -> str:
+    """What the rule `code` is called on a page. Training's names its validity as it is read now
+    (TRAINING_VALID_MONTHS), so changing that constant changes the page too."""
+    if code == "training_expired":
+        return f"training expired (valid for {TRAINING_VALID_MONTHS} months)"
+    return RULE_NAMES.get(code, code)
 
 
 class DomainError(Exception):
@@ -116,11 +128,16 @@ class Violation:
     detail: str
 
 
-def conflict_rule() -> str:
-    """The national conflict rule was not published: `employing_organisation` (a reviewer whose
-    employer was involved in the person's care is conflicted) or `standing_only` (declared and
-    recorded conflicts only). LEDER_CONFLICT_RULE, default employing_organisation."""
-    return os.environ.get("LEDER_CONFLICT_RULE", "employing_organisation")
+# The national conflict rule was not published: `employing_organisation` (a reviewer whose employer
+# was involved in the person's care is conflicted) or `standing_only` (declared and recorded conflicts
+# only). Chosen by configuration (settings.conflict_rule) and passed to every rule that reads it.
+ConflictRule = str
+DEFAULT_CONFLICT_RULE: ConflictRule = "employing_organisation"
+
+
+def review_deadline(notified_on: date) -> date:
+    """Reviews should be completed within six months of notification (REVIEW_DEADLINE_MONTHS)."""
+    return add_months(notified_on, REVIEW_DEADLINE_MONTHS)
 
 
 def training_expiry(trained_on: date, valid_months: int | None = None) -> date:
@@ -243,8 +260,16 @@ def evolve_case(state: CaseAllocation | None, event: EventPayload) -> CaseAlloca
     return state  # CaseReallocated: the ReviewerAllocated that follows it moves the case
 
 
+def organisation_key(name: str) -> str:
+    """An organisation's name as matched for conflicts of interest: case- and accent-insensitive,
+    spacing folded ("St Mary's  Hospital" and "st mary's hospital" are one organisation)."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.casefold().split())
+
+
 def _same_organisation(a: str, b: str) -> bool:
-    return normalise_name(a) == normalise_name(b)
+    return organisation_key(a) == organisation_key(b)
 
 
 def organisations_involved(facts: CaseFacts) -> list[str]:
@@ -627,3 +652,77 @@ def decide_personal_data_destruction(case: CaseAllocation) -> list[EventPayload]
     if case.personal_data_destroyed:
         return []
     return [CasePersonalDataDestroyed(case_id=case.case_id, reason="retention_period_ended")]
+
+
+def decide_queue(case: CaseAllocation | None, opened: CaseOpened, occurred_on: date) -> list[EventPayload]:
+    """The notification service opened the case (notification.CaseOpened, published on
+    `occurred_on`): it waits for allocation with the six-month deadline, its review type and every
+    organisation involved in the person's care. A case already queued (told again) changes nothing."""
+    if case is not None:
+        return []
+    # The six-month clock starts when the death was notified, which for a case opened when the LAC
+    # confirmed its eligibility is before this event (events from before notified_on have none).
+    notified_on = opened.notified_on or occurred_on
+    return [
+        CaseAwaitingAllocation(
+            case_id=opened.case_id,
+            notified_on=notified_on,
+            deadline=review_deadline(notified_on),
+            review_type=opened.review_type,
+            focused_reasons=opened.focused_reasons,
+            organisations_involved=organisations_involved(opened.facts),
+        )
+    ]
+
+
+# The LAC's commands about a reviewer, as values: the API builds one from a request, the handler
+# loads the reviewer and hands both to decide_reviewer.
+
+
+@dataclass(frozen=True)
+class RecordTraining:
+    completed_on: date
+
+
+@dataclass(frozen=True)
+class RecordConflict:
+    kind: Literal["organisation", "person"]
+    name: str
+
+
+@dataclass(frozen=True)
+class Reactivate:
+    pass
+
+
+ReviewerCommand = RecordTraining | RecordConflict | Reactivate
+
+
+class TrainingInFuture(DomainError):
+    code = "training_in_future"
+    status = 422
+
+
+def check_training(command: RecordTraining, today: date) -> None:
+    """Training cannot be recorded as completed after `today` (the service's day). Checked before the
+    reviewer is looked up, so a date in the future is refused whoever it names."""
+    if command.completed_on > today:
+        raise TrainingInFuture("training cannot be completed in the future")
+
+
+def decide_reviewer(reviewer: Reviewer, command: ReviewerCommand) -> list[EventPayload]:
+    """Training and standing conflicts are recorded each time they are given (the latest training
+    counts); a reviewer reactivated who is active already changes nothing."""
+    match command:
+        case RecordTraining():
+            return [
+                ReviewerTrainingRecorded(reviewer_id=reviewer.reviewer_id, completed_on=command.completed_on)
+            ]
+        case RecordConflict():
+            return [
+                ReviewerConflictRecorded(
+                    reviewer_id=reviewer.reviewer_id, kind=command.kind, name=command.name
+                )
+            ]
+        case Reactivate():
+            return [] if reviewer.active else [ReviewerReactivated(reviewer_id=reviewer.reviewer_id)]

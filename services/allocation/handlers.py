@@ -4,20 +4,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
-from typing import Literal
 from uuid import UUID, uuid4
 
 from events import EventPayload
-from events.allocation import (
-    ReviewerConflictRecorded,
-    ReviewerReactivated,
-    ReviewerRegistered,
-    ReviewerTrainingRecorded,
-)
+from events.allocation import ReviewerRegistered
+from events.notification import CaseOpened
 from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, EventStore, Transaction
-from services.allocation import domain, texts
+from services.allocation import domain, settings, texts
 
 
 class NotFound(Exception):
@@ -89,16 +84,11 @@ async def change_reviewer(
         raise NotFound(f"reviewer {reviewer_id}") from missing
 
 
-def training(completed_on: date) -> ReviewerDecision:
-    return lambda r: [ReviewerTrainingRecorded(reviewer_id=r.reviewer_id, completed_on=completed_on)]
-
-
-def conflict(kind: Literal["organisation", "person"], name: str) -> ReviewerDecision:
-    return lambda r: [ReviewerConflictRecorded(reviewer_id=r.reviewer_id, kind=kind, name=name)]
-
-
-def reactivation() -> ReviewerDecision:
-    return lambda r: [] if r.active else [ReviewerReactivated(reviewer_id=r.reviewer_id)]
+async def command_reviewer(
+    store: EventStore, reviewer_id: UUID, command: domain.ReviewerCommand, context: Context
+) -> None:
+    """Load the reviewer, decide the command (domain.decide_reviewer), append."""
+    await change_reviewer(store, reviewer_id, partial(domain.decide_reviewer, command=command), context)
 
 
 async def deactivate(store: EventStore, reviewer_id: UUID, reason: str, context: Context) -> list[UUID]:
@@ -180,7 +170,7 @@ async def allocate(
         case, version = await load_case(store, conn, case_id)
         reviewer, _ = await load_reviewer(store, conn, reviewer_id)
         senior, _ = await load_reviewer(store, conn, senior_id)
-        rule = domain.conflict_rule()
+        rule = settings.conflict_rule()
         if reallocation_reason is None:
             events = domain.decide_allocation(case, reviewer, senior, load, today, rule, supported)
         else:
@@ -218,12 +208,24 @@ async def reopen(
         senior,
         load,
         today,
-        domain.conflict_rule(),
+        settings.conflict_rule(),
         reason,
         supported,
         seal=await texts.sealer(conn, case_id),
     )
     await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
+    return events
+
+
+async def queue(
+    store: EventStore, conn: Connection, opened: CaseOpened, occurred_on: date, context: Context
+) -> list[EventPayload]:
+    """The case was opened (notification.CaseOpened): queue it unless it is queued already
+    (domain.decide_queue). In the caller's transaction (the consumer's inbox)."""
+    state, version = await aggregates.load(store, str(opened.case_id), domain.evolve_case, conn=conn)
+    events = domain.decide_queue(state, opened, occurred_on)
+    if events:
+        await store.append(str(opened.case_id), version, events, context, case_id=opened.case_id, conn=conn)
     return events
 
 
@@ -302,7 +304,7 @@ async def suggestions(store: EventStore, case_id: UUID, today: date) -> Suggeste
             "SELECT reviewer_id, active_caseload, last_allocated_on, last_supported_on FROM reviewers"
         )
         supported = await supporting(conn)
-        rule = domain.conflict_rule()
+        rule = settings.conflict_rule()
         found, seniors = [], []
         for row in rows:
             reviewer, _ = await load_reviewer(store, conn, row["reviewer_id"])

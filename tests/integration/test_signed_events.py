@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events import Actor, Envelope, EventPayload
 from events.allocation import ReviewerAllocated, ReviewerRegistered
-from events.calendar import review_deadline
 from events.topics import dlq, service_topic
 from infra import db, signing
 from infra.settings import database_url_for
 from infra.signing import EventVerifier, PinnedKeys, Signer
+from services.allocation.domain import review_deadline
 from services.audit.app import definition as audit_service
 from services.notification.app import definition as notification_service
 from services.review.app import definition as review_service

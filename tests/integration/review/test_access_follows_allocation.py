@@ -18,9 +18,9 @@ from events.allocation import (
     ConflictOfInterestDeclared,
     ReviewerAllocated,
 )
-from events.calendar import review_deadline
 from events.governance import CaseClosed, CaseReopened, ReviewApprovedByQA
 from events.topics import service_topic
+from services.allocation.domain import review_deadline
 from tests.integration.review.test_review_service import FOCUSED_MORE, MINIMUM, NOW, envelope, post, svc
 from tests.support.sealing import sealed
 from tests.support.service import RunningService

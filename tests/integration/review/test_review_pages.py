@@ -11,10 +11,10 @@ import pytest
 
 from events import Actor, Envelope, EventPayload
 from events.allocation import ReviewerAllocated, ReviewerRegistered
-from events.calendar import review_deadline
 from events.governance import ReviewApprovedByQA, ReviewReturnedByQA
 from events.notification import CaseFacts, CaseOpened, SealedPersonalData
 from events.topics import service_topic
+from services.allocation.domain import review_deadline
 from services.review.app import definition
 from tests.integration.review.test_review_service import FOCUSED_MORE, MINIMUM, post
 from tests.support.service import RunningService, running_service

@@ -10,10 +10,10 @@ import pytest
 
 from events import Actor, Envelope, EventPayload
 from events.allocation import ReviewerAllocated
-from events.calendar import review_deadline
 from events.topics import service_topic
 from infra import db
 from infra.settings import database_url_for
+from services.allocation.domain import review_deadline
 from services.notification.app import definition as notification_service
 from services.review.app import definition
 from tests.support.notifications import notification

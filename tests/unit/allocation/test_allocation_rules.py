@@ -15,10 +15,10 @@ from events.allocation import (
     CaseReturnedToQueue,
     ReviewerAllocated,
 )
-from events.calendar import review_deadline
 from events.sealing import Sealed
 from infra.sealing import seal, unseal
 from services.allocation import domain
+from services.allocation.domain import review_deadline
 
 TODAY = date(2026, 11, 26)
 RULE = "employing_organisation"
