@@ -10,7 +10,12 @@ from uuid import UUID
 
 import asyncpg
 
-from events.allocation import CaseAwaitingAllocation, CaseReviewTypeChanged, ReviewerAllocated
+from events.allocation import (
+    CaseAwaitingAllocation,
+    CaseReviewTypeChanged,
+    ReviewerAllocated,
+    ReviewerRegistered,
+)
 from events.notification import CaseEscalatedToFocused, CaseOpened
 from events.registry import EventPayload, decode_payload
 from events.review import ReviewEscalatedToFocused, ReviewHandedOver, ReviewStarted
@@ -81,16 +86,24 @@ async def details(db: asyncpg.Pool | Connection, case_ids: Sequence[UUID]) -> di
 
 async def names(db: asyncpg.Pool | Connection, user_ids: Iterable[str | None]) -> dict[str, str]:
     """Reviewers' names by the `sub` of their token, as the allocation service registered them."""
-    wanted = sorted({u for u in user_ids if u})
+    wanted = {u for u in user_ids if u}
     if not wanted:
         return {}
+    # Every registration (one per reviewer, and again when one registers anew), each read as its
+    # typed payload: a later version that renames `user_id` or `name` on the wire still names them.
     rows = await db.fetch(
-        "SELECT data->>'user_id' AS user_id, data->>'name' AS name FROM observed_events"
-        " WHERE event_type = 'allocation.ReviewerRegistered' AND data->>'user_id' = ANY($1::text[])"
-        " ORDER BY occurred_at",
-        wanted,
+        "SELECT schema_version, data::text AS data FROM observed_events"
+        " WHERE event_type = $1 ORDER BY occurred_at",
+        ReviewerRegistered.event_type,
     )
-    return {r["user_id"]: r["name"] for r in rows}
+    found: dict[str, str] = {}
+    for row in rows:
+        registered = decode_payload(
+            ReviewerRegistered.event_type, row["schema_version"], json.loads(row["data"])
+        )
+        if isinstance(registered, ReviewerRegistered) and registered.user_id in wanted:
+            found[registered.user_id] = registered.name  # the latest registration wins
+    return found
 
 
 async def described(db: asyncpg.Pool | Connection, case_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
