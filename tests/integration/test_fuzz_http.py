@@ -4,6 +4,8 @@ or 9999, wrong types, bodies that are not JSON; with a token of a role the route
 one or none), the answer is never a 5xx; every refusal (4xx) is RFC 9457 problem details; and a refused
 request writes nothing: the service's database is, table by table, what it was before.
 
+Every answer also carries Cache-Control: no-store and X-Content-Type-Options: nosniff.
+
 The five services run in-process against the test PostgreSQL and broker, once for the module, with a
 few cases driven through them first (notified, allocated, reviewed, decided by a QA panel) so that
 generated ids can name things that exist and requests reach the code that writes. Their consumers are
@@ -704,6 +706,9 @@ async def test_no_request_gets_a_5xx_and_a_refused_one_writes_nothing(
     # What the examples got (pytest --hypothesis-show-statistics): a run all 401s would prove little.
     event(f"{status} {_code(response)}")
     assert status < 500, f"{status} for {request.describe()}: {response.text[:500]}"
+    # Any answer may hold personal or audit data, or an error about it: none is kept or sniffed.
+    assert "no-store" in response.headers.get("cache-control", ""), f"cacheable: {request.describe()}"
+    assert response.headers.get("x-content-type-options") == "nosniff", f"sniffable: {request.describe()}"
     if 400 <= status < 500:
         media = response.headers.get("content-type", "")
         assert media.startswith("application/problem+json"), f"{status} {media} for {request.describe()}"
