@@ -44,6 +44,7 @@ from infra.service import Runtime, ServiceDefinition, open_store
 from infra.settings import Settings, database_url_for
 from leder.people import nhs_number_for
 from leder.people import notification as partner_notification
+from services.allocation import domain as allocation_domain
 from services.allocation import handlers as allocation
 from services.allocation.app import definition as allocation_service
 from services.governance import domain as governance_domain
@@ -215,17 +216,17 @@ async def hire_staff(world: World, reviewers: int = 16, seniors: int = 6) -> Non
             store, lac, user_id, f"Reviewer {i}", employers, senior, 60
         )
         trained = date.today() - timedelta(days=rng.randint(1, 300))
-        await allocation.change_reviewer(store, reviewer_id, allocation.training(trained), lac)
+        await allocation.command_reviewer(store, reviewer_id, allocation_domain.RecordTraining(trained), lac)
         conflicts: frozenset[str] = frozenset()
         if i % 5 == 1:
             conflicted = rng.choice(INVOLVED)
-            await allocation.change_reviewer(
-                store, reviewer_id, allocation.conflict("organisation", conflicted), lac
+            await allocation.command_reviewer(
+                store, reviewer_id, allocation_domain.RecordConflict("organisation", conflicted), lac
             )
             conflicts = frozenset({conflicted})
         if i % 7 == 3:
             await allocation.deactivate(store, reviewer_id, "on leave", lac)
-            await allocation.change_reviewer(store, reviewer_id, allocation.reactivation(), lac)
+            await allocation.command_reviewer(store, reviewer_id, allocation_domain.Reactivate(), lac)
         world.staff.append(Staff(reviewer_id, user_id, senior, conflicts))
 
 
