@@ -424,25 +424,20 @@ async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL
     """The panel's decision on a review on its agenda, made today: not before the panel's date (422
     `decided_before_panel`). 404 for a panel or case that does not exist; 409 `review_not_submitted`
     for a review never submitted, `review_not_on_panel_agenda` for one not on this panel's agenda."""
-    if body.decision == "approved" and body.quality_rating is None:
-        raise Problem(422, "quality_rating_required", "an approval needs a quality rating")
-    if body.decision == "returned" and not body.comments:
-        raise Problem(422, "comments_required", "a return for rework needs the panel's comments")
+    decision = domain.QADecision(
+        panel_id, body.decision == "approved", body.quality_rating, tuple(body.themes), body.comments
+    )
+    try:
+        domain.check_qa_decision(decision)
+    except domain.IncompleteDecision as incomplete:
+        raise Problem(incomplete.status, incomplete.code, incomplete.detail) from incomplete
     today = _runtime(request).today()
     events = await _checked(
         handlers.decide_qa(
             _store(request),
             body.case_id,
             panel_id,
-            lambda c: domain.decide_qa(
-                c,
-                panel_id,
-                body.decision == "approved",
-                body.quality_rating,
-                body.themes,
-                body.comments,
-                today,
-            ),
+            lambda c: domain.decide_qa_decision(c, decision, today),
             _context(request, caller),
         ),
         request,

@@ -152,6 +152,51 @@ def quality_rating_labels(configured: str | None) -> tuple[str, ...]:
     return labels
 
 
+@dataclass(frozen=True)
+class QADecision:
+    """The QA panel's decision on a review, as a value: approved with a quality rating (and themes),
+    or returned for rework with the panel's comments."""
+
+    panel_id: UUID
+    approved: bool
+    quality_rating: int | None = None
+    themes: tuple[str, ...] = ()
+    comments: str | None = None
+
+
+class IncompleteDecision(DomainError):
+    """A decision without what it needs: 422, the code naming what."""
+
+    status = 422
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def check_qa_decision(decision: QADecision) -> None:
+    """An approval needs a quality rating; a return for rework needs the panel's comments. Checked
+    before the panel or the case is looked up, so such a decision is refused whichever it names."""
+    if decision.approved and decision.quality_rating is None:
+        raise IncompleteDecision("quality_rating_required", "an approval needs a quality rating")
+    if not decision.approved and not decision.comments:
+        raise IncompleteDecision("comments_required", "a return for rework needs the panel's comments")
+
+
+def decide_qa_decision(case: CaseQA, decision: QADecision, today: date) -> list[EventPayload]:
+    """The panel's decision as a command (check_qa_decision, then decide_qa)."""
+    check_qa_decision(decision)
+    return decide_qa(
+        case,
+        decision.panel_id,
+        decision.approved,
+        decision.quality_rating,
+        list(decision.themes),
+        decision.comments,
+        today,
+    )
+
+
 def decide_qa(
     case: CaseQA,
     panel_id: UUID,

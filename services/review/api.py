@@ -14,23 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events import EventPayload
 from events.review import (
-    CareJudged,
-    CauseOfDeathRecorded,
     ContactParty,
-    ContactRecorded,
     ContactStatus,
     Contribution,
-    FamilyInvolvementRecorded,
-    GoodPracticeRecorded,
-    LapseInCareRecorded,
-    LearningRecorded,
-    NoteAdded,
     PauseReason,
-    PenPortraitWritten,
-    RecommendationRecorded,
-    RecordsReceived,
-    RecordsRequested,
-    SafeguardingReferralMade,
 )
 from events.sealing import Sealed
 from infra.auth import ROLES, Caller, require_roles
@@ -373,11 +360,8 @@ class Contact(_Body):
 @router.post("/reviews/{case_id}/contacts", status_code=201)
 async def record_contact(case_id: UUID, body: Contact, request: Request, caller: REVIEWER) -> Recorded:
     """A contact on a date (`on`) not after today (422 `date_in_future`)."""
-    if body.party == "professional" and not (body.role and body.organisation):
-        raise Problem(
-            422, "professional_needs_role_and_organisation", "give the professional's role and organisation"
-        )
-    return await _record(request, caller, case_id, ContactRecorded(case_id=case_id, **body.model_dump()))
+    contact = _decided(lambda: domain.contact_recorded(case_id, domain.RecordContact(**body.model_dump())))
+    return await _record(request, caller, case_id, contact)
 
 
 class Records(_Body):
@@ -391,13 +375,7 @@ async def record_records(case_id: UUID, body: Records, request: Request, caller:
     """Records asked for (`requested_on`), received (`received_on`), or both. Neither date may be after
     today (422 `date_in_future`), nor may records be received before they were requested from the same
     source, in this request or an earlier one (422 `received_before_requested`)."""
-    payloads: list[EventPayload] = []
-    if body.requested_on:
-        payloads.append(RecordsRequested(case_id=case_id, source=body.source, requested_on=body.requested_on))
-    if body.received_on:
-        payloads.append(RecordsReceived(case_id=case_id, source=body.source, received_on=body.received_on))
-    if not payloads:
-        raise Problem(422, "records_need_a_date", "give requested_on or received_on")
+    payloads = _decided(lambda: domain.records_recorded(case_id, domain.RecordRecords(**body.model_dump())))
     return await _record(request, caller, case_id, *payloads)
 
 
@@ -410,9 +388,7 @@ async def write_pen_portrait(
     case_id: UUID, body: PenPortrait, request: Request, caller: REVIEWER
 ) -> Recorded:
     sealed = await _sealer(request, case_id)
-    return await _record(
-        request, caller, case_id, PenPortraitWritten(case_id=case_id, text=sealed(body.text))
-    )
+    return await _record(request, caller, case_id, domain.pen_portrait_written(case_id, body.text, sealed))
 
 
 class FamilyInvolvement(_Body):
@@ -426,12 +402,8 @@ async def record_family_involvement(
     case_id: UUID, body: FamilyInvolvement, request: Request, caller: REVIEWER
 ) -> Recorded:
     sealed = await _sealer(request, case_id)
-    involvement = FamilyInvolvementRecorded(
-        case_id=case_id,
-        step=body.step,
-        on=body.on,
-        comments=sealed(body.comments) if body.comments is not None else None,
-    )
+    command = domain.RecordFamilyInvolvement(**body.model_dump())
+    involvement = domain.family_involvement_recorded(case_id, command, sealed)
     return await _record(request, caller, case_id, involvement)
 
 
@@ -453,13 +425,8 @@ class Judgement(_Body):
 async def judge_care(case_id: UUID, body: Judgement, request: Request, caller: REVIEWER) -> Recorded:
     version, _ = care_scale()
     sealed = await _sealer(request, case_id)
-    judged = CareJudged(
-        case_id=case_id,
-        phase=body.phase,
-        grade=body.grade,
-        scale_version=version,
-        rationale=sealed(body.rationale),
-    )
+    command = domain.JudgeCare(body.phase, body.grade, body.rationale, scale_version=version)
+    judged = domain.care_judged(case_id, command, sealed)
     return await _record(request, caller, case_id, judged)
 
 
@@ -473,15 +440,8 @@ class Lapse(_Body):
 @router.post("/reviews/{case_id}/lapses-in-care", status_code=201)
 async def record_lapse(case_id: UUID, body: Lapse, request: Request, caller: REVIEWER) -> Recorded:
     sealed = await _sealer(request, case_id)
-    lapse = LapseInCareRecorded(
-        case_id=case_id,
-        what=sealed(body.what),
-        where=sealed(body.where),
-        organisation=body.organisation,
-        contribution=body.contribution,
-    )
     # Should the lapse escalate an initial review, the escalation says why in the same sealed words.
-    detail = sealed(f"lapse in care: {body.what}"[:500])
+    lapse, detail = domain.lapse_recorded(case_id, domain.RecordLapse(**body.model_dump()), sealed)
     return await _record(request, caller, case_id, lapse, escalation_detail=detail)
 
 
@@ -504,11 +464,10 @@ async def record_good_practice(case_id: UUID, body: Themed, request: Request, ca
         request,
         caller,
         case_id,
-        GoodPracticeRecorded(
-            case_id=case_id,
-            text=(await _sealer(request, case_id))(body.text),
-            themes=body.themes,
-            themes_version=THEMES_VERSION,
+        domain.good_practice_recorded(
+            case_id,
+            domain.RecordThemed(body.text, body.themes, THEMES_VERSION),
+            await _sealer(request, case_id),
         ),
     )
 
@@ -519,11 +478,10 @@ async def record_learning(case_id: UUID, body: Themed, request: Request, caller:
         request,
         caller,
         case_id,
-        LearningRecorded(
-            case_id=case_id,
-            text=(await _sealer(request, case_id))(body.text),
-            themes=body.themes,
-            themes_version=THEMES_VERSION,
+        domain.learning_recorded(
+            case_id,
+            domain.RecordThemed(body.text, body.themes, THEMES_VERSION),
+            await _sealer(request, case_id),
         ),
     )
 
@@ -538,9 +496,7 @@ async def record_recommendation(
     case_id: UUID, body: Recommendation, request: Request, caller: REVIEWER
 ) -> Recorded:
     sealed = await _sealer(request, case_id)
-    recommendation = RecommendationRecorded(
-        case_id=case_id, what=sealed(body.what), organisation=body.organisation
-    )
+    recommendation = domain.recommendation_recorded(case_id, body.what, body.organisation, sealed)
     return await _record(request, caller, case_id, recommendation)
 
 
@@ -554,18 +510,9 @@ class CauseOfDeath(_Body):
 async def record_cause_of_death(
     case_id: UUID, body: CauseOfDeath, request: Request, caller: REVIEWER
 ) -> Recorded:
-    avoidable = body.age_at_death < 75 and body.preventable_or_treatable
-    return await _record(
-        request,
-        caller,
-        case_id,
-        CauseOfDeathRecorded(
-            case_id=case_id,
-            cause=(await _sealer(request, case_id))(body.cause),
-            preventable_or_treatable=body.preventable_or_treatable,
-            avoidable=avoidable,
-        ),
-    )
+    command = domain.RecordCauseOfDeath(**body.model_dump())
+    recorded = domain.cause_of_death_recorded(case_id, command, await _sealer(request, case_id))
+    return await _record(request, caller, case_id, recorded)
 
 
 class Referral(_Body):
@@ -577,7 +524,7 @@ class Referral(_Body):
 @router.post("/reviews/{case_id}/safeguarding-referrals", status_code=201)
 async def refer(case_id: UUID, body: Referral, request: Request, caller: REVIEWER) -> Recorded:
     sealed = await _sealer(request, case_id)
-    referral = SafeguardingReferralMade(case_id=case_id, to=sealed(body.to), on=body.on, why=sealed(body.why))
+    referral = domain.referral_made(case_id, domain.Refer(**body.model_dump()), sealed)
     return await _record(request, caller, case_id, referral)
 
 
@@ -626,7 +573,7 @@ async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER
     takes notes only (what happened while it waits for the QA panel); a completed review takes nothing,
     notes included (409 `review_completed`), unless its case is reopened."""
     sealed = await _sealer(request, case_id)
-    return await _record(request, caller, case_id, NoteAdded(case_id=case_id, text=sealed(body.text)))
+    return await _record(request, caller, case_id, domain.note_added(case_id, body.text, sealed))
 
 
 @router.post("/reviews/{case_id}/submission", status_code=201)

@@ -1,14 +1,18 @@
 """What the review service consumes: allocations (start or hand over a review, and the end of an
 allocation, which ends the reviewer's access, and its restoring on reopening) and reviewers' names,
 cases' references, escalations and the end of their retention (the review's key is destroyed) from the
-notification service, and the QA panel's decisions and case reopenings from the governance service."""
+notification service, and the QA panel's decisions and case reopenings from the governance service.
 
-from collections.abc import Sequence
+Each consumed event type has one handler in HANDLERS (the dispatch table): it loads, calls the
+domain's decide function, appends. Every decision is in domain.py."""
+
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from events import Actor, Envelope
+from events import Actor, Envelope, EventPayload
 from events.allocation import (
     AllocationEnded,
     AllocationRestored,
@@ -19,10 +23,9 @@ from events.allocation import (
 )
 from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedByQA
 from events.notification import CaseEscalatedToFocused, CaseOpened, PersonalDataDestroyed
-from events.review import AccessEndReason, ReviewEscalatedToFocused
 from events.topics import service_topic
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import Context
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
 from infra.sealing import KeyDestroyed
 from infra.service import Runtime
@@ -31,87 +34,113 @@ from services.review import domain, handlers, texts
 SYSTEM = Actor.system("review")
 
 
+@dataclass(frozen=True)
+class Consumed:
+    """What a handler of a consumed event is given: the event, the runtime (store, keys, clock), the
+    consumer's transaction and the context of what it causes."""
+
+    event: Any
+    runtime: Runtime
+    conn: Connection
+    context: Context
+
+
+Handler = Callable[[Consumed], Awaitable[None]]
+
+
+async def _allocated(c: Consumed) -> None:
+    event: ReviewerAllocated = c.event
+    await handlers.start_or_hand_over(c.runtime.store, c.conn, event, c.context)
+    # The case's key is made as its review starts, in this transaction: a request the review then
+    # refuses (a write by someone it is not allocated to, say) never makes it, and so writes nothing.
+    # (A key destroyed already stays destroyed.)
+    with suppress(KeyDestroyed):
+        await texts.sealer(c.runtime.keys, c.conn, event.case_id)
+
+
+async def _allocation_ended(c: Consumed) -> None:
+    ending: domain.AllocationEnding = c.event
+    await _on_review(c, lambda r: domain.decide_allocation_ended(r, ending), missing_ok=True)
+
+
+async def _restored(c: Consumed) -> None:
+    restored: AllocationRestored = c.event
+    await _on_review(c, lambda r: domain.decide_restoring(r, restored), missing_ok=True)
+
+
+async def _opened(c: Consumed) -> None:
+    await handlers.remember_reference(c.conn, c.event.case_id, c.event.reference)
+
+
+async def _registered(c: Consumed) -> None:
+    await handlers.remember_name(c.conn, c.event.user_id, c.event.name)
+
+
+async def _escalated(c: Consumed) -> None:
+    event: CaseEscalatedToFocused = c.event
+    if event.source == "review":
+        return  # the review's own escalation, told back: it has it already
+    reasons = list(event.reasons)
+    await _on_review(c, lambda r: domain.decide_focused_escalation(r, reasons), missing_ok=True)
+
+
+async def _qa_outcome(c: Consumed) -> None:
+    approved = isinstance(c.event, ReviewApprovedByQA)
+    comments = None
+    if isinstance(c.event, ReviewReturnedByQA):  # the reviewer reads them: sealed like the review
+        comments = (await _sealer(c.runtime, c.conn, c.event.case_id))(c.event.comments)
+    today = c.runtime.today()
+    await _on_review(c, lambda r: domain.decide_qa_outcome(r, approved, comments, today))
+
+
+async def _reopened(c: Consumed) -> None:
+    # The completed review goes back to its reviewer.
+    why = (await _sealer(c.runtime, c.conn, c.event.case_id))(c.event.reason)
+    today = c.runtime.today()
+    await _on_review(c, lambda r: domain.decide_reopen(r, why, today))
+
+
+async def _destroyed(c: Consumed) -> None:
+    await handlers.destroy_personal_data(c.runtime.store, c.runtime.keys, c.conn, c.event.case_id, c.context)
+
+
+# The dispatch table: each event type the service consumes, and what it does with it. An event of a
+# type not here (another event on a topic it reads) is consumed and changes nothing.
+HANDLERS: dict[type[EventPayload], Handler] = {
+    ReviewerAllocated: _allocated,
+    # Whatever returned the case to the queue (a conflict, the reviewer's deactivation, a reopening
+    # that could not go back to them): the allocation has ended, and access with it.
+    ConflictOfInterestDeclared: _allocation_ended,
+    CaseReturnedToQueue: _allocation_ended,
+    AllocationEnded: _allocation_ended,
+    AllocationRestored: _restored,
+    CaseOpened: _opened,
+    ReviewerRegistered: _registered,
+    CaseEscalatedToFocused: _escalated,
+    ReviewApprovedByQA: _qa_outcome,
+    ReviewReturnedByQA: _qa_outcome,
+    CaseReopened: _reopened,
+    PersonalDataDestroyed: _destroyed,
+}
+
+
+def handler_for(event: EventPayload) -> Handler | None:
+    """The handler of `event`'s type, or of the type it is a later version of (a version's class
+    subclasses the one it replaces), nearest first."""
+    for cls in type(event).__mro__:
+        if cls in HANDLERS:
+            return HANDLERS[cls]
+    return None
+
+
 def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]:
     store = runtime.store
 
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
         event = envelope.payload()
-        context = Context.caused_by(envelope, SYSTEM)
-        if isinstance(event, ReviewerAllocated):
-            await handlers.start_or_hand_over(store, conn, event, context)
-            # The case's key is made as its review starts, in this transaction: a request the review
-            # then refuses (a write by someone it is not allocated to, say) never makes it, and so
-            # writes nothing. (A key destroyed already stays destroyed.)
-            with suppress(KeyDestroyed):
-                await texts.sealer(runtime.keys, conn, event.case_id)
-        elif isinstance(event, ConflictOfInterestDeclared | CaseReturnedToQueue | AllocationEnded):
-            # Whatever returned the case to the queue (a conflict, the reviewer's deactivation, a
-            # reopening that could not go back to them): the allocation has ended, and access with it.
-            reason: AccessEndReason = (
-                "conflict_declared"
-                if isinstance(event, ConflictOfInterestDeclared)
-                else "returned_to_queue"
-                if isinstance(event, CaseReturnedToQueue)
-                else event.reason
-            )
-            await _on_review(
-                store,
-                conn,
-                event.case_id,
-                lambda r: domain.decide_access_end(r, reason),
-                context,
-                missing_ok=True,
-            )
-        elif isinstance(event, AllocationRestored):
-            restored = event
-
-            def restore(review: domain.Review) -> list[Any]:
-                return domain.decide_allocation(
-                    review, restored.reviewer_user_id, restored.senior_reviewer_user_id, restored=True
-                )
-
-            await _on_review(store, conn, event.case_id, restore, context, missing_ok=True)
-        elif isinstance(event, CaseOpened):
-            await handlers.remember_reference(conn, event.case_id, event.reference)
-        elif isinstance(event, ReviewerRegistered):
-            await handlers.remember_name(conn, event.user_id, event.name)
-        elif isinstance(event, CaseEscalatedToFocused) and event.source != "review":
-            reasons = [r for r in event.reasons]
-
-            def escalate(review: domain.Review) -> list[Any]:
-                new = [r for r in reasons if r not in review.focused_reasons]
-                return (
-                    [
-                        # The reasons say why (from a controlled list): no free text to seal.
-                        ReviewEscalatedToFocused(case_id=review.case_id, reasons=new)
-                    ]
-                    if new
-                    else []
-                )
-
-            await _on_review(store, conn, event.case_id, escalate, context, missing_ok=True)
-        elif isinstance(event, ReviewApprovedByQA | ReviewReturnedByQA):
-            approved = isinstance(event, ReviewApprovedByQA)
-            comments = None
-            if isinstance(event, ReviewReturnedByQA):  # the reviewer reads them: sealed like the review
-                comments = (await _sealer(runtime, conn, event.case_id))(event.comments)
-            today = runtime.today()
-            await _on_review(
-                store,
-                conn,
-                event.case_id,
-                lambda r: domain.decide_qa_outcome(r, approved, comments, today),
-                context,
-            )
-        elif isinstance(event, CaseReopened):  # the completed review goes back to its reviewer
-            why = (await _sealer(runtime, conn, event.case_id))(event.reason)
-            today = runtime.today()
-            await _on_review(
-                store, conn, event.case_id, lambda r: domain.decide_reopen(r, why, today), context
-            )
-
-        elif isinstance(event, PersonalDataDestroyed):
-            await handlers.destroy_personal_data(store, runtime.keys, conn, event.case_id, context)
+        handler = handler_for(event)
+        if handler is not None:
+            await handler(Consumed(event, runtime, conn, Context.caused_by(envelope, SYSTEM)))
 
     return InboxConsumer(
         name=name,
@@ -139,16 +168,10 @@ async def _sealer(runtime: Runtime, conn: Connection, case_id: UUID) -> texts.Se
         ) from gone
 
 
-async def _on_review(
-    store: EventStore,
-    conn: Connection,
-    case_id: Any,
-    decide: handlers.Decision,
-    context: Context,
-    missing_ok: bool = False,
-) -> None:
+async def _on_review(c: Consumed, decide: handlers.Decision, missing_ok: bool = False) -> None:
+    case_id: UUID = c.event.case_id
     try:
-        await handlers.change_review(store, case_id, decide, context, conn=conn)
+        await handlers.change_review(c.runtime.store, case_id, decide, c.context, conn=c.conn)
     except handlers.ReviewNotFound as missing:
         if not missing_ok:  # an escalation before allocation: the review will start with the case's type
             raise Unprocessable(f"no review of case {missing}") from missing

@@ -3,19 +3,30 @@
 Plain Python, no I/O: evolve folds events into a Review; the decide functions check who may write
 and what the rules allow, and return events or raise a DomainError naming the rule."""
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 from uuid import UUID
 
 from events import EventPayload
+from events.allocation import (
+    AllocationEnded,
+    AllocationRestored,
+    CaseReturnedToQueue,
+    ConflictOfInterestDeclared,
+    ReviewerAllocated,
+)
 from events.calendar import add_months
 from events.notification import FocusedReason
 from events.review import (
     AccessEndReason,
     CareJudged,
     CauseOfDeathRecorded,
+    ContactParty,
     ContactRecorded,
+    ContactStatus,
+    Contribution,
     FamilyInvolvementRecorded,
     GoodPracticeRecorded,
     LapseInCareRecorded,
@@ -358,6 +369,254 @@ def decide_allocation(
             because="allocation_restored" if restored else "allocated",
         )
     ]
+
+
+def decide_start_or_hand_over(review: Review | None, allocated: ReviewerAllocated) -> list[EventPayload]:
+    """An allocation (allocation.ReviewerAllocated) starts the review of the case's current type, with
+    the deadline the allocation carries; a reallocation hands it over; the pair whose access had
+    ended, allocated the case again, have it back (decide_allocation)."""
+    if review is None:
+        return [
+            ReviewStarted(
+                case_id=allocated.case_id,
+                review_type=allocated.review_type,
+                focused_reasons=allocated.focused_reasons,
+                reviewer_user_id=allocated.reviewer_user_id,
+                senior_reviewer_user_id=allocated.senior_reviewer_user_id,
+                notified_on=allocated.notified_on,
+                deadline=allocated.deadline,
+            )
+        ]
+    return decide_allocation(review, allocated.reviewer_user_id, allocated.senior_reviewer_user_id)
+
+
+def decide_restoring(review: Review, restored: AllocationRestored) -> list[EventPayload]:
+    """The case was reopened and its ended allocation restored to the same pair
+    (allocation.AllocationRestored): they have the review again (decide_allocation)."""
+    return decide_allocation(
+        review, restored.reviewer_user_id, restored.senior_reviewer_user_id, restored=True
+    )
+
+
+AllocationEnding = ConflictOfInterestDeclared | CaseReturnedToQueue | AllocationEnded
+
+
+def access_end_reason(ending: AllocationEnding) -> AccessEndReason:
+    """Why the allocation ended, as the review records it: whatever returned the case to the queue (a
+    conflict, the reviewer's deactivation, a reopening that could not go back to them) ends it."""
+    if isinstance(ending, ConflictOfInterestDeclared):
+        return "conflict_declared"
+    if isinstance(ending, CaseReturnedToQueue):
+        return "returned_to_queue"
+    return ending.reason
+
+
+def decide_allocation_ended(review: Review, ending: AllocationEnding) -> list[EventPayload]:
+    """The allocation ended, and the reviewers' access with it (decide_access_end)."""
+    return decide_access_end(review, access_end_reason(ending))
+
+
+def decide_focused_escalation(review: Review, reasons: Sequence[FocusedReason]) -> list[EventPayload]:
+    """The notification service escalated the case to a focused review (a reason found after the
+    review started: the family asked for one, say): the review records the reasons it did not have.
+    The reasons say why (from a controlled list): no free text to seal. Already known: nothing."""
+    new = [r for r in reasons if r not in review.focused_reasons]
+    return [ReviewEscalatedToFocused(case_id=review.case_id, reasons=new)] if new else []
+
+
+# The reviewer's records, as commands: the API builds one from a request, and the domain turns it into
+# the event it records (sealing its free text with the `seal` it is given, the handler's, under the
+# case's key); decide_record then checks who may write it and its dates against the review.
+Sealer = Callable[[str], Sealed]
+
+# Avoidable mortality (the ONS definition LeDeR uses): a death under this age from a cause that is
+# preventable or treatable.
+AVOIDABLE_BEFORE_AGE = 75
+# How much of a lapse's words its escalation repeats.
+ESCALATION_DETAIL_CHARS = 500
+
+
+class IncompleteRecord(DomainError):
+    """A record missing what its kind needs (a professional's role and organisation, a date for
+    records): 422, the code naming what."""
+
+    status = 422
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RecordContact:
+    party: ContactParty
+    status: ContactStatus
+    on: date
+    role: str | None = None
+    organisation: str | None = None
+
+
+def contact_recorded(case_id: UUID, command: RecordContact) -> ContactRecorded:
+    """A contact with a professional names their role and organisation."""
+    if command.party == "professional" and not (command.role and command.organisation):
+        raise IncompleteRecord(
+            "professional_needs_role_and_organisation", "give the professional's role and organisation"
+        )
+    return ContactRecorded(
+        case_id=case_id,
+        party=command.party,
+        status=command.status,
+        on=command.on,
+        role=command.role,
+        organisation=command.organisation,
+    )
+
+
+@dataclass(frozen=True)
+class RecordRecords:
+    source: str
+    requested_on: date | None = None
+    received_on: date | None = None
+
+
+def records_recorded(case_id: UUID, command: RecordRecords) -> list[EventPayload]:
+    """Records asked for, received, or both (in that order): at least one of the two dates."""
+    events: list[EventPayload] = []
+    if command.requested_on:
+        events.append(
+            RecordsRequested(case_id=case_id, source=command.source, requested_on=command.requested_on)
+        )
+    if command.received_on:
+        events.append(
+            RecordsReceived(case_id=case_id, source=command.source, received_on=command.received_on)
+        )
+    if not events:
+        raise IncompleteRecord("records_need_a_date", "give requested_on or received_on")
+    return events
+
+
+def pen_portrait_written(case_id: UUID, text: str, seal: Sealer) -> PenPortraitWritten:
+    return PenPortraitWritten(case_id=case_id, text=seal(text))
+
+
+@dataclass(frozen=True)
+class RecordFamilyInvolvement:
+    step: Literal["invited_to_comment", "comments_received", "final_copy_offered"]
+    on: date
+    comments: str | None = None
+
+
+def family_involvement_recorded(
+    case_id: UUID, command: RecordFamilyInvolvement, seal: Sealer
+) -> FamilyInvolvementRecorded:
+    return FamilyInvolvementRecorded(
+        case_id=case_id,
+        step=command.step,
+        on=command.on,
+        comments=seal(command.comments) if command.comments is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class JudgeCare:
+    phase: str
+    grade: int
+    rationale: str
+    scale_version: str  # the grading scale in force (configuration, read at the edge)
+
+
+def care_judged(case_id: UUID, command: JudgeCare, seal: Sealer) -> CareJudged:
+    return CareJudged(
+        case_id=case_id,
+        phase=command.phase,
+        grade=command.grade,
+        scale_version=command.scale_version,
+        rationale=seal(command.rationale),
+    )
+
+
+@dataclass(frozen=True)
+class RecordLapse:
+    what: str
+    where: str
+    organisation: str
+    contribution: Contribution
+
+
+def lapse_recorded(case_id: UUID, command: RecordLapse, seal: Sealer) -> tuple[LapseInCareRecorded, Sealed]:
+    """The lapse, and what its escalation of an initial review would say (decide_record): the same
+    words, sealed, after what it is."""
+    lapse = LapseInCareRecorded(
+        case_id=case_id,
+        what=seal(command.what),
+        where=seal(command.where),
+        organisation=command.organisation,
+        contribution=command.contribution,
+    )
+    return lapse, seal(f"lapse in care: {command.what}"[:ESCALATION_DETAIL_CHARS])
+
+
+@dataclass(frozen=True)
+class RecordThemed:
+    text: str
+    themes: list[str]
+    themes_version: str  # the version of the learning themes the API checked them against
+
+
+def good_practice_recorded(case_id: UUID, command: RecordThemed, seal: Sealer) -> GoodPracticeRecorded:
+    return GoodPracticeRecorded(
+        case_id=case_id, text=seal(command.text), themes=command.themes, themes_version=command.themes_version
+    )
+
+
+def learning_recorded(case_id: UUID, command: RecordThemed, seal: Sealer) -> LearningRecorded:
+    return LearningRecorded(
+        case_id=case_id, text=seal(command.text), themes=command.themes, themes_version=command.themes_version
+    )
+
+
+def recommendation_recorded(
+    case_id: UUID, what: str, organisation: str, seal: Sealer
+) -> RecommendationRecorded:
+    return RecommendationRecorded(case_id=case_id, what=seal(what), organisation=organisation)
+
+
+@dataclass(frozen=True)
+class RecordCauseOfDeath:
+    cause: str
+    preventable_or_treatable: bool
+    age_at_death: int
+
+
+def avoidable(age_at_death: int, preventable_or_treatable: bool) -> bool:
+    """Avoidable: under AVOIDABLE_BEFORE_AGE and from a preventable or treatable cause."""
+    return age_at_death < AVOIDABLE_BEFORE_AGE and preventable_or_treatable
+
+
+def cause_of_death_recorded(case_id: UUID, command: RecordCauseOfDeath, seal: Sealer) -> CauseOfDeathRecorded:
+    return CauseOfDeathRecorded(
+        case_id=case_id,
+        cause=seal(command.cause),
+        preventable_or_treatable=command.preventable_or_treatable,
+        avoidable=avoidable(command.age_at_death, command.preventable_or_treatable),
+    )
+
+
+@dataclass(frozen=True)
+class Refer:
+    to: str
+    on: date
+    why: str
+
+
+def referral_made(case_id: UUID, command: Refer, seal: Sealer) -> SafeguardingReferralMade:
+    return SafeguardingReferralMade(
+        case_id=case_id, to=seal(command.to), on=command.on, why=seal(command.why)
+    )
+
+
+def note_added(case_id: UUID, text: str, seal: Sealer) -> NoteAdded:
+    return NoteAdded(case_id=case_id, text=seal(text))
 
 
 def authorise_write(review: Review, user_id: str, notes_only: bool = False) -> None:

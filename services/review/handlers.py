@@ -8,7 +8,6 @@ from asyncpg import Pool
 
 from events import EventPayload
 from events.allocation import ReviewerAllocated
-from events.review import ReviewStarted
 from infra import aggregates
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, EventStore, Transaction
@@ -44,25 +43,10 @@ async def change_review(
 async def start_or_hand_over(
     store: EventLog, conn: Transaction, allocated: ReviewerAllocated, context: Context
 ) -> None:
-    """An allocation starts the review of the case's current type; a reallocation hands it over; the
-    pair whose access had ended, allocated the case again, have it back."""
-    try:
-        review, version = await load_review(store, conn, allocated.case_id)
-    except ReviewNotFound:
-        started = ReviewStarted(
-            case_id=allocated.case_id,
-            review_type=allocated.review_type,
-            focused_reasons=allocated.focused_reasons,
-            reviewer_user_id=allocated.reviewer_user_id,
-            senior_reviewer_user_id=allocated.senior_reviewer_user_id,
-            notified_on=allocated.notified_on,
-            deadline=allocated.deadline,
-        )
-        await store.append(
-            str(allocated.case_id), 0, [started], context, case_id=allocated.case_id, conn=conn
-        )
-        return
-    decided = domain.decide_allocation(review, allocated.reviewer_user_id, allocated.senior_reviewer_user_id)
+    """An allocation starts, hands over or gives back the review (domain.decide_start_or_hand_over).
+    In the caller's transaction (the consumer's inbox)."""
+    review, version = await aggregates.load(store, str(allocated.case_id), domain.evolve, conn=conn)
+    decided = domain.decide_start_or_hand_over(review, allocated)
     await store.append(
         str(allocated.case_id), version, decided, context, case_id=allocated.case_id, conn=conn
     )
