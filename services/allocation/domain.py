@@ -502,6 +502,12 @@ def decide_end(
     return [AllocationEnded(case_id=case.case_id, reviewer_id=case.reviewer_id, reason=reason)]
 
 
+def allocation_to_restore(case: CaseAllocation) -> bool:
+    """The case has an ended allocation a reopening may restore (decide_reopening): not one that
+    has not ended (told again), nor one never allocated. The handler loads the pair only then."""
+    return case.status == "ended" and case.reviewer_id is not None and case.senior_reviewer_id is not None
+
+
 def decide_reopening(
     case: CaseAllocation,
     reviewer: Reviewer,
@@ -520,7 +526,7 @@ def decide_reopening(
     (`reviewer_load`, the cases they have now) and in the senior reviewer's support
     (`senior_supporting`). Otherwise the case goes back to the front of the queue, saying why. A case
     whose allocation has not ended (told again) changes nothing."""
-    if case.status != "ended" or case.reviewer_id is None or case.senior_reviewer_id is None:
+    if not allocation_to_restore(case):
         return []
     broken = exclusions(case, reviewer, reviewer_load, today, rule)
     broken += senior_exclusions(case, senior, today, rule, senior_supporting)

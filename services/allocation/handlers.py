@@ -196,8 +196,10 @@ async def reopen(
     senior reviewer if they can still take it, else put the case back in the queue (domain
     decide_reopening). In the caller's transaction (the consumer's inbox)."""
     case, version = await load_case(store, conn, case_id)
-    if case.status != "ended" or case.reviewer_id is None or case.senior_reviewer_id is None:
-        return []  # nothing ended to restore (told again, or never allocated)
+    # Nothing ended to restore (told again, or never allocated): the domain's rule; the ids are named
+    # again only so that the type checker knows them set.
+    if not domain.allocation_to_restore(case) or case.reviewer_id is None or case.senior_reviewer_id is None:
+        return []
     reviewer, _ = await load_reviewer(store, conn, case.reviewer_id)
     senior, _ = await load_reviewer(store, conn, case.senior_reviewer_id)
     load = await _caseload(conn, reviewer.reviewer_id)

@@ -3,6 +3,7 @@ the LAC's commands about a reviewer, the conflict rule as an argument, organisat
 consumers' dispatch table. Pure: no database, no broker."""
 
 import subprocess
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from uuid import uuid4
@@ -130,3 +131,12 @@ def waiting_event() -> CaseAwaitingAllocation:
     [waiting] = domain.decide_queue(None, _opened(None, []), occurred_on=date(2026, 1, 1))
     assert isinstance(waiting, CaseAwaitingAllocation)
     return waiting
+
+
+def test_only_an_ended_allocation_is_there_for_a_reopening_to_restore() -> None:
+    waiting = domain.evolve_case(None, waiting_event())
+    assert waiting is not None and not domain.allocation_to_restore(waiting)
+    held = replace(waiting, status="allocated", reviewer_id=uuid4(), senior_reviewer_id=uuid4())
+    assert not domain.allocation_to_restore(held)
+    assert domain.allocation_to_restore(replace(held, status="ended"))
+    assert not domain.allocation_to_restore(replace(waiting, status="ended"))  # never allocated
