@@ -36,13 +36,14 @@ SOURCE = "allocation"
 
 
 def registration(
-    stream: str, version: int, sequence: int, name: str, event_id: UUID | None = None
+    stream: str, version: int, sequence: int, name: str, event_id: UUID | None = None, user_id: str = "rae"
 ) -> Envelope:
-    """An allocation service's ReviewerRegistered for the user `rae`, as its store would number it."""
+    """An allocation service's ReviewerRegistered (of the user `rae` unless told), as its store would
+    number it."""
     now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     payload = ReviewerRegistered(
         reviewer_id=UUID(int=1),
-        user_id="rae",
+        user_id=user_id,
         name=name,
         organisations=["Sirona Care"],
         senior=False,
@@ -139,7 +140,9 @@ async def test_a_different_event_at_a_held_version_and_sequence_is_an_alarm_in_e
     #   new events): only the audit log, which keeps each source's sequence, can see that one.
     other_id = registration(stream, 1, 1, "Rae Forged")
     other_bytes = registration(stream, 1, 1, "Rae Edited", event_id=genuine.event_id)
-    other_stream = registration(f"reviewer-{uuid4()}", 1, 1, "Rae Elsewhere")
+    # (Another person: the review service applies it, from a partition of its own and so at any moment
+    # relative to the others, and it must not rename rae.)
+    other_stream = registration(f"reviewer-{uuid4()}", 1, 1, "Sam Elsewhere", user_id="sam")
     await publish(kafka_bootstrap, topic, other_id, other_bytes, other_stream)
     # The genuine event again (a redelivery), then the next genuine event of the stream: the partition
     # goes on past the forks, and the redelivery is a quiet duplicate.
