@@ -11,6 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.auth import Forbidden, Unauthenticated
+from infra.domain import DomainError
 from infra.eventstore import ConcurrencyError
 from infra.logging import get_logger
 
@@ -153,6 +154,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(
             request, exc.status, exc.code, exc.code.replace("_", " ").capitalize(), exc.detail, **exc.extra
+        )
+
+    @app.exception_handler(DomainError)
+    async def rule_broken(request: Request, exc: DomainError) -> JSONResponse:
+        # Every service's refusal by its domain answers here, as a Problem with the same code would.
+        return problem_response(
+            request,
+            exc.status,
+            exc.code,
+            exc.code.replace("_", " ").capitalize(),
+            exc.detail,
+            **exc.problem_extras(),
         )
 
     @app.exception_handler(Unauthenticated)

@@ -10,13 +10,12 @@ import asyncpg
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra import deps
 from infra.auth import Caller, require_roles
-from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.params import Day
 from infra.problems import Problem, RuleViolation
 from infra.sealing import KeyDestroyed
-from infra.service import Runtime
 from services.allocation import domain, handlers, texts
 
 router = APIRouter(tags=["allocation"])
@@ -24,33 +23,13 @@ LAC = Annotated[Caller, Depends(require_roles("lac"))]
 T = TypeVar("T")
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _store(request: Request) -> EventStore:
-    return _runtime(request).store
-
-
-def _context(request: Request, caller: Caller) -> Context:
-    return Context(actor=caller.actor, correlation_id=request.state.correlation_id)
-
-
 async def _checked(call: Awaitable[T]) -> T:
+    """What is not found, or destroyed, as problems; a rule broken answers at the edge
+    (infra.problems, from the DomainError itself)."""
     try:
         return await call
     except handlers.NotFound as missing:
         raise Problem(404, "not_found", f"no {missing.what}") from missing
-    except domain.AllocationRefused as refused:
-        raise Problem(
-            refused.status,
-            refused.code,
-            refused.detail,
-            violations=[_violation(v) for v in refused.violations],
-        ) from refused
-    except domain.DomainError as broken:
-        raise Problem(broken.status, broken.code, broken.detail) from broken
     except KeyDestroyed as destroyed:
         raise Problem(
             410,
@@ -211,12 +190,12 @@ class NewReviewer(BaseModel):
 @router.post("/reviewers", status_code=201)
 async def register_reviewer(body: NewReviewer, request: Request, caller: LAC) -> ReviewerView:
     exists = Problem(409, "reviewer_exists", f"a reviewer signs in as {body.user_id} already")
-    if await _store(request).pool.fetchval("SELECT 1 FROM reviewers WHERE user_id = $1", body.user_id):
+    if await deps.store(request).pool.fetchval("SELECT 1 FROM reviewers WHERE user_id = $1", body.user_id):
         raise exists
     try:
         reviewer_id = await handlers.register_reviewer(
-            _store(request),
-            _context(request, caller),
+            deps.store(request),
+            deps.context(request, caller),
             body.user_id,
             body.name,
             body.organisations,
@@ -251,12 +230,9 @@ class Reason(BaseModel):
 @router.post("/reviewers/{reviewer_id}/training")
 async def record_training(reviewer_id: UUID, body: Training, request: Request, caller: LAC) -> ReviewerView:
     command = domain.RecordTraining(body.completed_on)
-    try:
-        domain.check_training(command, _runtime(request).today())
-    except domain.TrainingInFuture as future:
-        raise Problem(future.status, future.code, future.detail) from future
+    domain.check_training(command, deps.today(request))
     await _checked(
-        handlers.command_reviewer(_store(request), reviewer_id, command, _context(request, caller))
+        handlers.command_reviewer(deps.store(request), reviewer_id, command, deps.context(request, caller))
     )
     return await _reviewer_view(request, reviewer_id)
 
@@ -267,7 +243,7 @@ async def record_conflict(
 ) -> ReviewerView:
     command = domain.RecordConflict(body.kind, body.name)
     await _checked(
-        handlers.command_reviewer(_store(request), reviewer_id, command, _context(request, caller))
+        handlers.command_reviewer(deps.store(request), reviewer_id, command, deps.context(request, caller))
     )
     return await _reviewer_view(request, reviewer_id)
 
@@ -276,7 +252,9 @@ async def record_conflict(
 async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: LAC) -> ReviewerView:
     """Every case the reviewer holds, as reviewer or as senior reviewer, goes back to the front of the
     queue with them (allocation.CaseReturnedToQueue, saying they were deactivated)."""
-    await _checked(handlers.deactivate(_store(request), reviewer_id, body.reason, _context(request, caller)))
+    await _checked(
+        handlers.deactivate(deps.store(request), reviewer_id, body.reason, deps.context(request, caller))
+    )
     return await _reviewer_view(request, reviewer_id)
 
 
@@ -284,7 +262,7 @@ async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: 
 async def reactivate(reviewer_id: UUID, request: Request, caller: LAC) -> ReviewerView:
     await _checked(
         handlers.command_reviewer(
-            _store(request), reviewer_id, domain.Reactivate(), _context(request, caller)
+            deps.store(request), reviewer_id, domain.Reactivate(), deps.context(request, caller)
         )
     )
     return await _reviewer_view(request, reviewer_id)
@@ -292,7 +270,7 @@ async def reactivate(reviewer_id: UUID, request: Request, caller: LAC) -> Review
 
 @router.get("/reviewers")
 async def list_reviewers(request: Request, _: LAC) -> Reviewers:
-    ids = await _store(request).pool.fetch("SELECT reviewer_id FROM reviewers ORDER BY name")
+    ids = await deps.store(request).pool.fetch("SELECT reviewer_id FROM reviewers ORDER BY name")
     return Reviewers(reviewers=[await _reviewer_view(request, r["reviewer_id"]) for r in ids])
 
 
@@ -301,8 +279,8 @@ async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> Reviewer
     """One reviewer as GET /reviewers shows them, with the cases they have now (as reviewer or as
     senior reviewer), soonest deadline first."""
     view = await _reviewer_view(request, reviewer_id)
-    today = _runtime(request).today()
-    rows = await _store(request).pool.fetch(
+    today = deps.today(request)
+    rows = await deps.store(request).pool.fetch(
         "SELECT c.case_id, o.reference, o.place_of_death, c.reviewer_id, c.allocated_on, c.notified_on,"
         " c.deadline, c.review_type, c.focused_reasons FROM allocation_cases c"
         " LEFT JOIN opened_cases o USING (case_id)"
@@ -337,7 +315,7 @@ async def people(
     ],
 ) -> People:
     """Every registered reviewer's name, for pages that would otherwise show a `sub`: names only."""
-    rows = await _store(request).pool.fetch(
+    rows = await deps.store(request).pool.fetch(
         "SELECT user_id, name, senior FROM reviewers ORDER BY name, user_id"
     )
     return People(people=[Person(sub=r["user_id"], name=r["name"], senior=r["senior"]) for r in rows])
@@ -348,7 +326,7 @@ def _violation(v: domain.Violation) -> dict[str, str]:
 
 
 async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:
-    store, today = _store(request), _runtime(request).today()
+    store, today = deps.store(request), deps.today(request)
     row = await store.pool.fetchrow(
         "SELECT r.active_caseload, r.last_allocated_on, r.last_supported_on,"
         " (SELECT count(*) FROM allocation_cases c WHERE c.status = 'allocated'"
@@ -393,8 +371,8 @@ async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:
 
 @router.get("/allocation-queue")
 async def queue(request: Request, _: LAC) -> Queue:
-    today = _runtime(request).today()
-    async with _store(request).pool.acquire() as conn:
+    today = deps.today(request)
+    async with deps.store(request).pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT c.case_id, o.reference, o.place_of_death, c.notified_on, c.deadline, c.review_type,"
             " c.focused_reasons, c.returned_at, c.returned_reason, c.waiting_since"
@@ -444,12 +422,12 @@ class ReallocationRequest(AllocationRequest):
 async def allocate(case_id: UUID, body: AllocationRequest, request: Request, caller: LAC) -> Allocated:
     events = await _checked(
         handlers.allocate(
-            _store(request),
+            deps.store(request),
             case_id,
             body.reviewer_id,
             body.senior_reviewer_id,
-            _runtime(request).today(),
-            _context(request, caller),
+            deps.today(request),
+            deps.context(request, caller),
         )
     )
     return Allocated(case_id=str(case_id), events=[e.event_type for e in events])
@@ -459,12 +437,12 @@ async def allocate(case_id: UUID, body: AllocationRequest, request: Request, cal
 async def reallocate(case_id: UUID, body: ReallocationRequest, request: Request, caller: LAC) -> Allocated:
     events = await _checked(
         handlers.allocate(
-            _store(request),
+            deps.store(request),
             case_id,
             body.reviewer_id,
             body.senior_reviewer_id,
-            _runtime(request).today(),
-            _context(request, caller),
+            deps.today(request),
+            deps.context(request, caller),
             reallocation_reason=body.reason,
         )
     )
@@ -483,16 +461,16 @@ async def declare_conflict(
     try:
         await _checked(
             handlers.declare_conflict(
-                _store(request), case_id, caller.sub, body.reason, _context(request, caller)
+                deps.store(request), case_id, caller.sub, body.reason, deps.context(request, caller)
             )
         )
     except Problem as refused:
         if refused.status != 404:
             raise
-        pool = _store(request).pool
+        pool = deps.store(request).pool
         name = await pool.fetchval("SELECT name FROM reviewers WHERE user_id = $1", caller.sub)
         error = domain.NotAllocatedToCaller(f"case {case_id} is not allocated to {name}")
-        raise Problem(error.status, error.code, error.detail) from refused
+        raise error from refused
     return ConflictDeclared(case_id=str(case_id), returned_to_queue=True)
 
 
@@ -502,8 +480,8 @@ async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> Sugges
     senior reviewers), every senior reviewer ranked to support it (supporting counts against its own
     capacity, `support_capacity`), and up to five ready pairs; whoever is excluded comes with each
     rule they break. A case the notification service has not opened is a 409 naming its state."""
-    offered = await _checked(handlers.suggestions(_store(request), case_id, _runtime(request).today()))
-    reference = await _store(request).pool.fetchval(
+    offered = await _checked(handlers.suggestions(deps.store(request), case_id, deps.today(request)))
+    reference = await deps.store(request).pool.fetchval(
         "SELECT reference FROM opened_cases WHERE case_id = $1", case_id
     )
     return Suggestions.model_validate(

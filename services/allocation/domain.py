@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from events import EventPayload
@@ -31,6 +31,7 @@ from events.allocation import (
 from events.calendar import add_months
 from events.notification import CaseFacts, CaseOpened, FocusedReason, ReviewType
 from events.sealing import Sealed
+from infra.domain import DomainError as DomainError
 
 # Reviews should be completed within six months of notification: the deadline every allocation of the
 # case carries (CaseAwaitingAllocation, ReviewerAllocated), and so the review's and every page's.
@@ -81,20 +82,19 @@ def rule_name(code: str) -> str:
     return RULE_NAMES.get(code, code)
 
 
-class DomainError(Exception):
-    code = "rule_broken"
-    status = 409
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
 class AllocationRefused(DomainError):
     def __init__(self, violations: list["Violation"]) -> None:
         super().__init__("; ".join(v.detail for v in violations))
         self.violations = violations
         self.code = violations[0].code
+
+    def problem_extras(self) -> dict[str, Any]:
+        """Each rule the choice breaks, by its code and its name in words."""
+        return {
+            "violations": [
+                {"code": v.code, "rule": rule_name(v.code), "detail": v.detail} for v in self.violations
+            ]
+        }
 
 
 NotOpenStatus = Literal["eligibility_to_confirm", "not_eligible"]
