@@ -15,13 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from events import Envelope
 from events.calendar import add_months
 from events.governance import ActionAgreed, ActionCompleted, ActionOverdue, ActionProgressUpdated
+from infra import deps
 from infra.aggregates import StreamNotFound, change
 from infra.auth import Caller, require_roles
-from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.params import MAX_REPORT_YEARS, Day, Month, Quarter
 from infra.problems import Problem
-from infra.service import Runtime
 from services.governance import case_details, domain, handlers, report_service
 from services.governance.rendering import to_csv, to_fragment, to_html
 
@@ -39,23 +38,11 @@ Text = Annotated[str, Field(min_length=1, max_length=2000)]
 QUALITY_RATINGS = domain.quality_rating_labels(os.environ.get("LEDER_QA_QUALITY_RATINGS"))
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _store(request: Request) -> EventStore:
-    return _runtime(request).store
-
-
-def _context(request: Request, caller: Caller) -> Context:
-    return Context(actor=caller.actor, correlation_id=request.state.correlation_id)
-
-
 async def _checked(
     call: Awaitable[T], request: Request | None = None, case_id: UUID | None = None, no_qa_yet: str = ""
 ) -> T:
-    """A command's refusals as problems. A case whose review has never been submitted has no QA record
+    """What a command does not find, as a problem (a rule broken answers at the edge, infra.problems,
+    from the DomainError itself). A case whose review has never been submitted has no QA record
     here: if the service has heard of the case (any event of it observed), that is a state, 409 with
     the code `no_qa_yet`; 404 only for a case (or panel, or action) that does not exist."""
     try:
@@ -65,20 +52,12 @@ async def _checked(
             request is not None
             and case_id is not None
             and missing.stream_id == str(case_id)
-            and await handlers.case_known(_store(request), case_id)
+            and await handlers.case_known(deps.store(request), case_id)
         ):
             raise Problem(
                 409, no_qa_yet, f"the review of case {case_id} has not been submitted for QA"
             ) from missing
         raise Problem(404, "not_found", f"no {missing.stream_id}") from missing
-    except domain.ImpossibleDate as impossible:
-        error = {"field": impossible.field, "type": impossible.code, "message": impossible.detail}
-        raise Problem(422, impossible.code, impossible.detail, errors=[error]) from impossible
-    except domain.Refused as refused:
-        errors = [{"field": r.field, "type": r.code, "message": r.message} for r in refused.refusals]
-        raise Problem(422, refused.code, refused.detail, errors=errors) from refused
-    except domain.DomainError as broken:
-        raise Problem(broken.status, broken.code, broken.detail) from broken
 
 
 class _Body(BaseModel):
@@ -272,7 +251,7 @@ class Panel(_Body):
 
 @router.post("/qa-panels", status_code=201)
 async def schedule_panel(body: Panel, request: Request, caller: LAC) -> PanelScheduled:
-    panel_id = await handlers.schedule_panel(_store(request), body.held_on, _context(request, caller))
+    panel_id = await handlers.schedule_panel(deps.store(request), body.held_on, deps.context(request, caller))
     return PanelScheduled(panel_id=str(panel_id), held_on=body.held_on)
 
 
@@ -280,8 +259,8 @@ async def schedule_panel(body: Panel, request: Request, caller: LAC) -> PanelSch
 async def panels(request: Request, _: READER) -> Panels:
     """Every panel with its date and agenda size: upcoming ones first (soonest first), then past ones
     (latest first)."""
-    today = _runtime(request).today()
-    rows = await _store(request).pool.fetch(
+    today = deps.today(request)
+    rows = await deps.store(request).pool.fetch(
         "SELECT p.panel_id, p.held_on, count(a.case_id) AS agenda_size, count(a.decision) AS decided"
         " FROM qa_panels p LEFT JOIN qa_agenda a USING (panel_id) GROUP BY p.panel_id, p.held_on"
         " ORDER BY p.held_on < $1, CASE WHEN p.held_on >= $1 THEN p.held_on END,"
@@ -327,7 +306,7 @@ async def qa_vocabulary(_: READER) -> QaVocabulary:
 async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> PanelPage:
     """The panel's date and its agenda, each item with the case's details and the decision if made;
     `quality_ratings`: the words of each rating a decision can give (as GET /qa/vocabulary)."""
-    pool = _store(request).pool
+    pool = deps.store(request).pool
     found = await pool.fetchrow("SELECT * FROM qa_panels WHERE panel_id = $1", panel_id)
     if found is None:
         raise Problem(404, "not_found", f"no QA panel {panel_id}")
@@ -340,8 +319,8 @@ async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> PanelPage:
         {
             "panel_id": str(panel_id),
             "held_on": found["held_on"],
-            "upcoming": found["held_on"] >= _runtime(request).today(),
-            "decisions_open": domain.panel_may_decide(found["held_on"], _runtime(request).today()),
+            "upcoming": found["held_on"] >= deps.today(request),
+            "decisions_open": domain.panel_may_decide(found["held_on"], deps.today(request)),
             "agenda": [
                 {
                     **described[i["case_id"]],
@@ -368,7 +347,7 @@ def _decision(item: Any) -> dict[str, Any] | None:
 @router.get("/qa/awaiting")
 async def awaiting(request: Request, _: READER) -> Awaiting:
     """Reviews submitted and waiting for a panel, longest waiting first."""
-    pool = _store(request).pool
+    pool = deps.store(request).pool
     rows = await pool.fetch(
         "SELECT case_id, submitted_on, times_returned FROM qa_cases WHERE status = 'awaiting_qa'"
         " ORDER BY submitted_on, case_id"
@@ -398,7 +377,7 @@ async def add_to_agenda(panel_id: UUID, body: AgendaItem, request: Request, call
     `review_not_submitted` for a review not submitted (or back with its reviewer), 409
     `review_not_awaiting_qa` for one already on an agenda or approved."""
     await _checked(
-        handlers.add_to_agenda(_store(request), body.case_id, panel_id, _context(request, caller)),
+        handlers.add_to_agenda(deps.store(request), body.case_id, panel_id, deps.context(request, caller)),
         request,
         body.case_id,
         "review_not_submitted",
@@ -427,18 +406,15 @@ async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL
     decision = domain.QADecision(
         panel_id, body.decision == "approved", body.quality_rating, tuple(body.themes), body.comments
     )
-    try:
-        domain.check_qa_decision(decision)
-    except domain.IncompleteDecision as incomplete:
-        raise Problem(incomplete.status, incomplete.code, incomplete.detail) from incomplete
-    today = _runtime(request).today()
+    domain.check_qa_decision(decision)
+    today = deps.today(request)
     events = await _checked(
         handlers.decide_qa(
-            _store(request),
+            deps.store(request),
             body.case_id,
             panel_id,
             lambda c: domain.decide_qa_decision(c, decision, today),
-            _context(request, caller),
+            deps.context(request, caller),
         ),
         request,
         body.case_id,
@@ -457,11 +433,11 @@ async def reopen(case_id: UUID, body: Reason, request: Request, caller: LAC) -> 
     reviewer. 409 `case_not_closed` for a case that is not closed; 404 for one that does not exist."""
     events = await _checked(
         change(
-            _store(request),
+            deps.store(request),
             str(case_id),
             domain.evolve_case,
             lambda c: domain.decide_reopen(c, body.reason),
-            _context(request, caller),
+            deps.context(request, caller),
             case_id=case_id,
         ),
         request,
@@ -492,7 +468,7 @@ async def agree_action(body: NewAction, request: Request, caller: GOVERNANCE) ->
     `unknown_case_reference` for a reference this service has not seen a case opened with."""
     action_id = await _checked(
         handlers.agree_action(
-            _store(request), _context(request, caller), today=_runtime(request).today(), **body.model_dump()
+            deps.store(request), deps.context(request, caller), today=deps.today(request), **body.model_dump()
         )
     )
     return await _action(request, action_id)
@@ -515,11 +491,11 @@ async def _change_action(
 ) -> ActionView:
     await _checked(
         change(
-            _store(request),
+            deps.store(request),
             handlers.action_stream(action_id),
             domain.evolve_action,
             decide,
-            _context(request, caller),
+            deps.context(request, caller),
         )
     )
     return await _action(request, action_id)
@@ -534,7 +510,7 @@ async def progress(action_id: UUID, body: Progress, request: Request, caller: GO
 async def complete(action_id: UUID, body: Completion, request: Request, caller: GOVERNANCE) -> ActionView:
     """Completed with its evidence, on `completed_on` (today if not given): 422 `date_in_future` after
     today, `completed_before_agreed` before the action was agreed; 409 `action_completed` once done."""
-    today = _runtime(request).today()
+    today = deps.today(request)
     return await _change_action(
         request,
         caller,
@@ -551,8 +527,8 @@ async def actions(
     organisation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Actions:
     """Actions by due date; `status=open` includes overdue ones (they are still open)."""
-    today = _runtime(request).today()
-    pool = _store(request).pool
+    today = deps.today(request)
+    pool = deps.store(request).pool
     rows = await pool.fetch("SELECT * FROM actions ORDER BY due_on, agreed_on, action_id")
     chosen = []
     for row in rows:
@@ -575,8 +551,8 @@ async def action(action_id: UUID, request: Request, caller: ACTION_READER) -> Ac
     reads = domain.decide_action_read(
         action_id, [UUID(c.case_id) for c in found.cases], caller.sub, caller.role
     )
-    await handlers.record_reads(_store(request), reads, _context(request, caller))
-    stream = await _store(request).read_stream(handlers.action_stream(action_id))
+    await handlers.record_reads(deps.store(request), reads, deps.context(request, caller))
+    stream = await deps.store(request).read_stream(handlers.action_stream(action_id))
     return ActionPage.model_validate(found.model_dump() | {"history": [_history(e) for e in stream]})
 
 
@@ -609,11 +585,11 @@ async def _references(pool: Any, case_ids: list[UUID]) -> dict[UUID, str | None]
 
 
 async def _action(request: Request, action_id: UUID) -> ActionView:
-    pool = _store(request).pool
+    pool = deps.store(request).pool
     row = await pool.fetchrow("SELECT * FROM actions WHERE action_id = $1", action_id)
     if row is None:
         raise Problem(404, "not_found", f"no action {action_id}")
-    return _action_json(row, _runtime(request).today(), await _references(pool, list(row["case_ids"])))
+    return _action_json(row, deps.today(request), await _references(pool, list(row["case_ids"])))
 
 
 def _action_json(row: Any, today: date, references: dict[UUID, str | None]) -> ActionView:
@@ -660,7 +636,7 @@ async def kpis(
     start, end = report_service.month_bounds(month)
     return await _render(
         f"LeDeR key performance indicators, {month}",
-        await report_service.kpi_report(_store(request), start, end),
+        await report_service.kpi_report(deps.store(request), start, end),
         format,
         "kpis",
     )
@@ -684,7 +660,7 @@ async def activity(
         raise Problem(422, "period_too_long", detail, errors=[error])
     return await _render(
         f"LeDeR activity report, {from_} to {to}",
-        await report_service.activity_report(_store(request), from_, to),
+        await report_service.activity_report(deps.store(request), from_, to),
         format,
         "activity",
     )
@@ -700,7 +676,7 @@ async def governance(
     start, end = report_service.quarter_bounds(quarter)
     return await _render(
         f"LeDeR governance report, {quarter}",
-        await report_service.governance_report(_store(request), start, end),
+        await report_service.governance_report(deps.store(request), start, end),
         format,
         "governance",
     )
@@ -712,7 +688,7 @@ async def annual(
 ) -> Response | dict[str, Any]:
     return await _render(
         f"LeDeR annual report, {year}",
-        await report_service.annual_report(_store(request), year),
+        await report_service.annual_report(deps.store(request), year),
         format,
         "annual",
     )

@@ -5,7 +5,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from events import EventPayload
@@ -23,15 +23,7 @@ from events.governance import (
     ReviewAwaitingQA,
     ReviewReturnedByQA,
 )
-
-
-class DomainError(Exception):
-    code = "rule_broken"
-    status = 409
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+from infra.domain import DomainError as DomainError
 
 
 class ImpossibleDate(DomainError):
@@ -43,6 +35,10 @@ class ImpossibleDate(DomainError):
         super().__init__(detail)
         self.code = code
         self.field = field
+
+    def problem_extras(self) -> dict[str, Any]:
+        """The one field refused, as a validation error names it."""
+        return {"errors": [{"field": self.field, "type": self.code, "message": self.detail}]}
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,10 @@ class Refused(DomainError):
         self.refusals = list(refusals)
         codes = {r.code for r in refusals}
         self.code = refusals[0].code if len(codes) == 1 else "fields_refused"
+
+    def problem_extras(self) -> dict[str, Any]:
+        """Each field refused, as validation errors name them."""
+        return {"errors": [{"field": r.field, "type": r.code, "message": r.message} for r in self.refusals]}
 
 
 class NotAwaitingQA(DomainError):
