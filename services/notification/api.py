@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events.notification import CaseFacts, FocusedReason
 from events.partner import EthnicCategory, InvalidNotification, NotifierRole, PlaceOfDeath, parse_notification
+from infra import deps
 from infra.auth import Caller, require_roles
-from infra.eventstore import Context, EventStore
+from infra.eventstore import EventStore
 from infra.params import MAX_INT, Day
 from infra.problems import Problem, documented_refusal
 from services.notification import domain, handlers
@@ -69,25 +70,16 @@ class CaseChange(BaseModel):
     case: CaseView
 
 
-def _store(request: Request) -> EventStore:
-    store: EventStore = request.app.state.runtime.store
-    return store
+def _not_found(missing: handlers.CaseNotFound) -> Problem:
+    """A case that does not exist (a rule broken answers at the edge, infra.problems, from the
+    DomainError itself)."""
+    return Problem(404, "case_not_found", f"no case {missing}")
 
 
-def _context(request: Request, caller: Caller) -> Context:
-    return Context(actor=caller.actor, correlation_id=request.state.correlation_id)
-
-
-def _problem(error: domain.DomainError | handlers.CaseNotFound) -> Problem:
-    if isinstance(error, handlers.CaseNotFound):
-        return Problem(404, "case_not_found", f"no case {error}")
-    return Problem(error.status, error.code, error.detail)
-
-
-def _not_allocated(caller: Caller, case_id: UUID) -> Problem:
+def _not_allocated(caller: Caller, case_id: UUID) -> domain.DomainError:
     """What a reviewer asking for a case that does not exist is told: the very answer (status, code,
     words) of one that exists but is not allocated to them (domain.decide_read, decide_view)."""
-    return _problem(domain.NotAllowedToSeePersonalDetails(f"{caller.sub} is not allocated to case {case_id}"))
+    return domain.NotAllowedToSeePersonalDetails(f"{caller.sub} is not allocated to case {case_id}")
 
 
 class NotificationOutcome(BaseModel):
@@ -139,7 +131,7 @@ async def notify(
             f"{len(invalid.errors)} field error(s)",
             errors=[e.as_dict() for e in invalid.errors],
         ) from invalid
-    store = _store(request)
+    store = deps.store(request)
     try:
         domain.check_notifier(notification, caller.role, caller.organisation)
     except domain.NotYourOrganisation as theirs:
@@ -149,11 +141,8 @@ async def notify(
             "1 field error(s)",
             errors=[{"field": "notifier.organisation", "type": theirs.code, "message": theirs.detail}],
         ) from theirs
-    try:
-        async with store.pool.acquire() as conn:
-            result = await handlers.take_notification(store, conn, notification, _context(request, caller))
-    except domain.NotificationIdConflict as conflict:
-        raise _problem(conflict) from conflict
+    async with store.pool.acquire() as conn:
+        result = await handlers.take_notification(store, conn, notification, deps.context(request, caller))
     if not result.created:
         response.status_code = 200
     return NotificationOutcome.model_validate(result, from_attributes=True)
@@ -168,7 +157,7 @@ async def notification_outcome(
     """What became of a notification, whichever door it came through: a partner that published on
     the topic learns its outcome and case here (404 until it has been taken). A partner reads its own
     organisation's notifications only: another's answers 404, as one never taken does."""
-    row = await _store(request).pool.fetchrow(
+    row = await deps.store(request).pool.fetchrow(
         "SELECT n.notification_id, n.outcome, n.case_id, c.review_type, c.reference, n.organisation,"
         " coalesce(c.focused_reasons, '{}') AS focused_reasons, coalesce(c.flags, '{}') AS flags"
         " FROM notifications n LEFT JOIN cases c ON c.case_id = n.case_id WHERE n.notification_id = $1",
@@ -209,11 +198,11 @@ async def decide_eligibility(
             notified_on=notified_on,
         )
 
-    store = _store(request)
+    store = deps.store(request)
     try:
-        events = await handlers.change_opening_case(store, case_id, decide, _context(request, caller))
-    except (domain.DomainError, handlers.CaseNotFound) as error:
-        raise _problem(error) from error
+        events = await handlers.change_opening_case(store, case_id, decide, deps.context(request, caller))
+    except handlers.CaseNotFound as missing:
+        raise _not_found(missing) from missing
     return {"events": [e.event_type for e in events], "case": await get_case_row(store, case_id)}
 
 
@@ -233,11 +222,11 @@ async def record_ethnicity(
 async def _change(
     request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision
 ) -> dict[str, Any]:
-    store = _store(request)
+    store = deps.store(request)
     try:
-        events = await handlers.change_case(store, case_id, decide, _context(request, caller))
-    except (domain.DomainError, handlers.CaseNotFound) as error:
-        raise _problem(error) from error
+        events = await handlers.change_case(store, case_id, decide, deps.context(request, caller))
+    except handlers.CaseNotFound as missing:
+        raise _not_found(missing) from missing
     case = await get_case_row(store, case_id)
     return {"events": [e.event_type for e in events], "case": case}
 
@@ -265,7 +254,7 @@ async def list_cases(
     """The LAC's list, oldest notification first."""
     start = datetime.combine(notified_from, time.min, UTC) if notified_from else None
     end = datetime.combine(notified_to + timedelta(days=1), time.min, UTC) if notified_to else None
-    rows = await _store(request).pool.fetch(
+    rows = await deps.store(request).pool.fetch(
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE ($1::text IS NULL OR status = $1)"
         " AND ($2::text IS NULL OR review_type = $2) AND ($3::timestamptz IS NULL OR notified_at >= $3)"
         " AND ($4::timestamptz IS NULL OR notified_at < $4) AND ($7::text IS NULL OR reference = $7)"
@@ -285,7 +274,7 @@ async def get_case(
     a case allocated to them now (403 `not_allocated_to_caller` otherwise), as for `/person`. Each read
     is recorded (notification.CaseRead: who, in which role) on the case's reads stream. To a reviewer
     or senior reviewer, a case that does not exist is not allocated to them either (the same 403)."""
-    store = _store(request)
+    store = deps.store(request)
     try:
         case = await get_case_row(store, case_id)
     except Problem as missing:
@@ -297,11 +286,8 @@ async def get_case(
         for v in (case["reviewer_user_id"], case["senior_reviewer_user_id"])
         if v is not None and case["allocation_ended"] is None
     )
-    try:
-        read = domain.decide_read(case_id, caller.sub, caller.role, allocated)
-    except domain.DomainError as error:
-        raise _problem(error) from error
-    await handlers.record_read(store, case_id, read, _context(request, caller))
+    read = domain.decide_read(case_id, caller.sub, caller.role, allocated)
+    await handlers.record_read(store, case_id, read, deps.context(request, caller))
     del case["allocation_ended"]
     return case
 
@@ -347,12 +333,10 @@ async def get_person(
 ) -> PersonView:
     try:
         details = await handlers.personal_details(
-            _store(request), case_id, caller.sub, caller.role, reason, request.state.correlation_id
+            deps.store(request), case_id, caller.sub, caller.role, reason, request.state.correlation_id
         )
     except handlers.CaseNotFound as missing:
         if caller.role in ALLOCATED_ONLY:
             raise _not_allocated(caller, case_id) from missing
-        raise _problem(missing) from missing
-    except domain.DomainError as error:
-        raise _problem(error) from error
+        raise _not_found(missing) from missing
     return PersonView(case_id=case_id, person=details)

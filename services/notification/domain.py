@@ -37,6 +37,7 @@ from events.notification import (
     SealedPersonalData,
 )
 from events.partner import EthnicCategory, PartnerNotification
+from infra.domain import DomainError as DomainError
 
 ADULT_AGE = 18
 ETHNICITY_NOT_STATED: frozenset[str] = frozenset({"Z", "99"})
@@ -46,17 +47,6 @@ Outcome = Literal[
     "case_opened", "duplicate_linked", "referred_to_cdop", "not_eligible", "eligibility_to_confirm"
 ]
 CaseStatus = Literal["eligibility_to_confirm", "open", "not_eligible", "closed"]
-
-
-class DomainError(Exception):
-    """A rule was broken; `code` names it, for the API's problem details."""
-
-    code = "rule_broken"
-    status = 409
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class NotAwaitingEligibility(DomainError):
