@@ -14,12 +14,11 @@ from pydantic import Field
 
 from events import Envelope
 from events.audit import AuditLogRead
+from infra import deps
 from infra.auth import Caller, require_roles
-from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.params import MAX_INT, Moment
 from infra.problems import Problem
-from infra.service import Runtime
 from services.audit import access as reads
 from services.audit import export as case_export
 from services.audit import keys, log, merkle, store
@@ -30,11 +29,6 @@ IG = Annotated[Caller, Depends(require_roles("ig_officer"))]
 IG_OR_LAC = Annotated[Caller, Depends(require_roles("ig_officer", "lac"))]
 
 
-def _store(request: Request) -> EventStore:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.store
-
-
 async def _read(
     request: Request,
     caller: Caller,
@@ -43,7 +37,7 @@ async def _read(
     as_of: datetime | None = None,
     reason: str | None = None,
 ) -> None:
-    s = _store(request)
+    s = deps.store(request)
     read = AuditLogRead(
         reader=caller.sub, role=caller.role, what=what, case_id=case_id, as_of=as_of, reason=reason
     )
@@ -52,7 +46,7 @@ async def _read(
             s,
             conn,
             read,
-            Context(caller.actor, request.state.correlation_id),
+            deps.context(request, caller),
             case_id=case_id,
         )
 
@@ -213,7 +207,7 @@ async def find_case(
     wanted = (q or reference or "").strip()
     if not wanted:
         raise Problem(422, "case_wanted", "give a case reference or a case id (?q=LDR-2026-00042)")
-    pool = _store(request).pool
+    pool = deps.store(request).pool
     case_id: UUID | None
     if REFERENCE.match(wanted.upper()):
         case_id = await store.find_case(pool, wanted.upper())
@@ -245,7 +239,7 @@ def _without_personal(data: Any) -> Any:
 @router.get("/audit/cases/{case_id}/history")
 async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> History:
     """Every event of the case from every service, in the order things happened."""
-    pool = _store(request).pool
+    pool = deps.store(request).pool
     logged = await store.case_entries(pool, case_id)
     await _read(request, caller, "history", case_id)
     names = await store.names(pool, _people(e for _, e in logged))
@@ -300,7 +294,7 @@ async def state(
 ) -> CaseStateView:
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # a time without a zone is UTC
-    pool = _store(request).pool
+    pool = deps.store(request).pool
     logged = await store.case_entries(pool, case_id)
     await _read(request, caller, "state", case_id, moment)
     state = state_as_of(str(case_id), [e for _, e in logged], moment)
@@ -328,7 +322,7 @@ async def export(
 ) -> Response:
     """Every event of the case as JSON Lines with an inclusion proof each, the same as CSV, and the
     signed checkpoint the proofs lead to, in one zip: what `leder audit export` writes."""
-    s = _store(request)
+    s = deps.store(request)
     if not await store.case_known(s.pool, case_id):
         raise Problem(404, "unknown_case", f"the audit log has no case {case_id}")
     why = (reason or "").strip() or None
@@ -365,7 +359,7 @@ async def access(
     every service (personal details, the case, its review, its actions, its audit history and export),
     and the reads of the audit log. In log order, a page at a time: `next_after` is the `after` of the
     next page (null on the last)."""
-    pool = _store(request).pool
+    pool = deps.store(request).pool
     rows = await pool.fetch(
         f"SELECT position, envelope FROM audit_log WHERE {reads.IS_READ}"
         " AND ($1::uuid IS NULL OR case_id = $1) AND ($2::text IS NULL OR actor_id = $2)"
@@ -415,7 +409,7 @@ async def access(
 
 @router.get("/audit/gaps")
 async def gaps(request: Request, _: IG) -> Gaps:
-    async with _store(request).pool.acquire() as conn:
+    async with deps.store(request).pool.acquire() as conn:
         return Gaps.model_validate({"gaps": await store.gaps(conn)})
 
 
@@ -455,14 +449,14 @@ async def forks(
 ) -> Forks:
     """Each fork the audit service met: a source's event whose bytes differ from the logged one at the
     same source sequence (or stream version), with both events' ids and hashes (infra.inbox)."""
-    rows = await store.forks(_store(request).pool, open_only, limit)
+    rows = await store.forks(deps.store(request).pool, open_only, limit)
     return Forks.model_validate({"forks": rows, "open": sum(1 for r in rows if r["cleared_at"] is None)})
 
 
 @router.post("/audit/checkpoints", status_code=201)
 async def sign(request: Request, _: IG) -> CheckpointView:
     try:
-        async with _store(request).pool.acquire() as conn:
+        async with deps.store(request).pool.acquire() as conn:
             return CheckpointView.model_validate((await log.sign_checkpoint(conn)).as_json())
     except keys.KeyMissing as missing:
         raise Problem(503, "no_signing_key", str(missing)) from None
@@ -470,7 +464,7 @@ async def sign(request: Request, _: IG) -> CheckpointView:
 
 @router.get("/audit/checkpoints/latest")
 async def latest(request: Request, _: IG) -> LatestCheckpoint:
-    async with _store(request).pool.acquire() as conn:
+    async with deps.store(request).pool.acquire() as conn:
         checkpoint = await log.latest_checkpoint(conn)
     if checkpoint is None:
         raise Problem(404, "no_checkpoint", "no checkpoint has been signed yet")
@@ -491,7 +485,7 @@ async def inclusion(
     """The proof that the event is in the log. Not recorded as a read: it shows hashes, none of the
     case's content, and recording it would grow the very tree it proves against (the case export,
     which carries the proofs with the events, is recorded)."""
-    async with _store(request).pool.acquire() as conn:
+    async with deps.store(request).pool.acquire() as conn:
         position = await conn.fetchval("SELECT position FROM audit_log WHERE event_id = $1", event_id)
         if position is None:
             raise Problem(404, "not_in_log", f"event {event_id} is not in the audit log")
@@ -508,7 +502,7 @@ async def consistency(
     from_: Annotated[int, Query(alias="from", ge=1, le=MAX_INT)],
     to: Annotated[int, Query(ge=1, le=MAX_INT)],
 ) -> ConsistencyProof:
-    async with _store(request).pool.acquire() as conn:
+    async with deps.store(request).pool.acquire() as conn:
         hashes = await log.leaf_hashes(conn, to)
     if to > len(hashes) or from_ > to:
         raise Problem(
@@ -539,7 +533,7 @@ async def verification(request: Request, caller: IG) -> VerificationView:
     state = request.app.state
     running: asyncio.Task[dict[str, Any]] | None = getattr(state, "audit_verification", None)
     if running is None or running.done():
-        running = asyncio.create_task(_verify(_store(request).pool))
+        running = asyncio.create_task(_verify(deps.store(request).pool))
         state.audit_verification = running
     return VerificationView.model_validate(await asyncio.shield(running))
 

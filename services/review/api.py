@@ -3,7 +3,7 @@ LAC read, and the QA panel once the review has been submitted; nobody else. Ever
 event. GET /vocabulary gives every list a form offers, with labels, so the web app copies none."""
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -20,13 +20,12 @@ from events.review import (
     PauseReason,
 )
 from events.sealing import Sealed
+from infra import deps
 from infra.auth import ROLES, Caller, require_roles
-from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.params import Day
 from infra.problems import Problem
 from infra.sealing import KeyDestroyed, seal
-from infra.service import Runtime
 from services.review import domain, handlers, texts, views
 from services.review.vocabulary import (
     GRADE_LABELS,
@@ -55,53 +54,24 @@ Long = Annotated[str, Field(min_length=1, max_length=20_000)]
 ALLOCATED_ONLY = frozenset({"reviewer", "senior_reviewer"})
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _store(request: Request) -> EventStore:
-    return _runtime(request).store
-
-
-def _problem(error: Exception) -> Exception:
-    """The problem a rule broken (or a review not found) answers; any other error as it is."""
-    if isinstance(error, handlers.ReviewNotFound):
-        return Problem(404, "review_not_found", f"no review of case {error}")
-    if isinstance(error, domain.ReviewIncomplete):
-        return Problem(422, error.code, error.detail, missing=error.missing)
-    if isinstance(error, domain.ImpossibleDate):
-        problem = {"field": error.field, "type": error.code, "message": error.detail}
-        return Problem(422, error.code, error.detail, errors=[problem])
-    if isinstance(error, domain.DomainError):
-        return Problem(error.status, error.code, error.detail)
-    return error
-
-
 async def _checked(call: Awaitable[T]) -> T:
+    """A review not found, as a problem (a rule broken answers at the edge, infra.problems, from the
+    DomainError itself)."""
     try:
         return await call
-    except (handlers.ReviewNotFound, domain.DomainError) as error:
-        raise _problem(error) from error
+    except handlers.ReviewNotFound as missing:
+        raise Problem(404, "review_not_found", f"no review of case {missing}") from missing
 
 
-def _decided(decide: Callable[[], T]) -> T:
-    try:
-        return decide()
-    except domain.DomainError as broken:
-        raise _problem(broken) from broken
-
-
-def _not_allocated(caller: Caller, case_id: UUID) -> Problem:
+def _not_allocated(caller: Caller, case_id: UUID) -> domain.DomainError:
     """The answer (status, code, words) of domain._not_allocated for a review that is not theirs."""
-    error = domain.NotTheAllocatedReviewer(f"case {case_id} is not allocated to {caller.sub}")
-    return Problem(error.status, error.code, error.detail)
+    return domain.NotTheAllocatedReviewer(f"case {case_id} is not allocated to {caller.sub}")
 
 
 async def _sealer(request: Request, case_id: UUID) -> texts.Sealer:
     """Seals the request's free text under the case's key before anything is decided: the text never
     reaches an event, the database or the broker in clear. 410 once the case's key is destroyed."""
-    runtime = _runtime(request)
+    runtime = deps.runtime(request)
     async with runtime.store.pool.acquire() as conn:
         if not await runtime.store.stream_version(str(case_id), conn=conn):
             # No review (the write will answer 404 or 409): no key is made for a case it may never have;
@@ -127,8 +97,8 @@ async def _write(request: Request, caller: Caller, case_id: UUID, decide: handle
     """A command on the case's review: 404 if the service has never heard of the case; 409
     `review_not_started` if the case is known (opened) but no review has started (not yet allocated).
     To a reviewer or senior reviewer, either is a review not allocated to them (403)."""
-    context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
-    store = _store(request)
+    context = deps.context(request, caller)
+    store = deps.store(request)
     try:
         events = await _checked(handlers.change_review(store, case_id, decide, context))
     except Problem as problem:
@@ -152,7 +122,7 @@ async def _record(
     escalation_detail: Sealed | None = None,
 ) -> Recorded:
     """Each record's date is checked against the service's today and the review's other dates."""
-    today = _runtime(request).today()
+    today = deps.today(request)
 
     def decide(review: domain.Review) -> list[EventPayload]:
         events: list[EventPayload] = []
@@ -360,7 +330,7 @@ class Contact(_Body):
 @router.post("/reviews/{case_id}/contacts", status_code=201)
 async def record_contact(case_id: UUID, body: Contact, request: Request, caller: REVIEWER) -> Recorded:
     """A contact on a date (`on`) not after today (422 `date_in_future`)."""
-    contact = _decided(lambda: domain.contact_recorded(case_id, domain.RecordContact(**body.model_dump())))
+    contact = domain.contact_recorded(case_id, domain.RecordContact(**body.model_dump()))
     return await _record(request, caller, case_id, contact)
 
 
@@ -375,7 +345,7 @@ async def record_records(case_id: UUID, body: Records, request: Request, caller:
     """Records asked for (`requested_on`), received (`received_on`), or both. Neither date may be after
     today (422 `date_in_future`), nor may records be received before they were requested from the same
     source, in this request or an earlier one (422 `received_before_requested`)."""
-    payloads = _decided(lambda: domain.records_recorded(case_id, domain.RecordRecords(**body.model_dump())))
+    payloads = domain.records_recorded(case_id, domain.RecordRecords(**body.model_dump()))
     return await _record(request, caller, case_id, *payloads)
 
 
@@ -551,7 +521,7 @@ class Pause(_Body):
 
 @router.post("/reviews/{case_id}/pause", status_code=201)
 async def pause(case_id: UUID, body: Pause, request: Request, caller: REVIEWER) -> Recorded:
-    today = _runtime(request).today()
+    today = deps.today(request)
     return await _write(
         request, caller, case_id, lambda r: domain.decide_pause(r, caller.sub, body.reason, today)
     )
@@ -559,7 +529,7 @@ async def pause(case_id: UUID, body: Pause, request: Request, caller: REVIEWER) 
 
 @router.post("/reviews/{case_id}/resumption", status_code=201)
 async def resume(case_id: UUID, request: Request, caller: REVIEWER) -> Recorded:
-    today = _runtime(request).today()
+    today = deps.today(request)
     return await _write(request, caller, case_id, lambda r: domain.decide_resume(r, caller.sub, today))
 
 
@@ -578,7 +548,7 @@ async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER
 
 @router.post("/reviews/{case_id}/submission", status_code=201)
 async def submit(case_id: UUID, request: Request, caller: REVIEWER) -> Recorded:
-    today = _runtime(request).today()
+    today = deps.today(request)
     return await _write(request, caller, case_id, lambda r: domain.decide_submission(r, caller.sub, today))
 
 
@@ -658,7 +628,7 @@ async def _opened_comments(request: Request, rows: Sequence[Record]) -> dict[tup
     wanted = [r for r in rows if r["qa_comments"] or r["reopened_reason"]]
     if not wanted:
         return out
-    runtime = _runtime(request)
+    runtime = deps.runtime(request)
     async with runtime.store.pool.acquire() as conn:
         for row in wanted:
             open_ = await texts.opener(runtime.keys, conn, row["case_id"])
@@ -679,8 +649,8 @@ async def my_reviews(
     supporting senior reviewer (matched on their sign-in, whatever their role), soonest deadline first.
     A review whose allocation has ended is not listed (a conflict declared, the case back in the
     queue), except a completed one, listed without its content and `can_open` false."""
-    today = _runtime(request).today()
-    rows = await _store(request).pool.fetch(
+    today = deps.today(request)
+    rows = await deps.store(request).pool.fetch(
         _ROWS + " WHERE (r.reviewer_user_id = $1 OR r.senior_reviewer_user_id = $1)"
         " AND (r.status <> 'completed' OR r.completed_on >= $2)"
         " AND (r.access_ended IS NULL OR r.status = 'completed') ORDER BY r.deadline, r.case_id",
@@ -690,10 +660,10 @@ async def my_reviews(
     opened = await _opened_comments(request, [r for r in rows if r["access_ended"] is None])
     # The panel's comments or why a case was reopened are the review's content: their reading is
     # recorded, case by case, as a read of the review is.
-    context = Context(actor=caller.actor, correlation_id=request.state.correlation_id)
+    context = deps.context(request, caller)
     for case_id in sorted({case for (case, _), text in opened.items() if text is not None}):
         await handlers.record_reads(
-            _store(request), case_id, domain.read_by(case_id, caller.sub, caller.role), context
+            deps.store(request), case_id, domain.read_by(case_id, caller.sub, caller.role), context
         )
     out = []
     for row in rows:
@@ -757,8 +727,8 @@ async def reviews_due(
 
 async def _deadline_rows(request: Request, due_before: date | None) -> list[dict[str, Any]]:
     """Each open review's deadline counting paused time and not counting it."""
-    today = _runtime(request).today()
-    rows = await _store(request).pool.fetch(
+    today = deps.today(request)
+    rows = await deps.store(request).pool.fetch(
         _ROWS + " WHERE r.status <> 'completed' ORDER BY r.deadline, r.case_id"
     )
     out = []
@@ -787,7 +757,7 @@ async def _deadline_rows(request: Request, due_before: date | None) -> list[dict
 async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> ReviewPage:
     """The review with its task list (`checklist`), its content as a report (`records`), its QA
     decisions (`qa`) and its whole history."""
-    store = _store(request)
+    store = deps.store(request)
     # The stream is read on a connection of its own, never while this one is held: a request holding
     # one connection while it waits for another starves the pool under load (all wait, none returns).
     try:
@@ -797,20 +767,18 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
         if caller.role in ALLOCATED_ONLY:  # none, or not theirs: the same answer
             raise _not_allocated(caller, case_id) from missing
         raise
-    reads = _decided(lambda: domain.decide_read(review, caller.sub, caller.role))
+    reads = domain.decide_read(review, caller.sub, caller.role)
     # Recorded before anything of the review is answered: no look at a case without its trace.
-    await handlers.record_reads(
-        store, case_id, reads, Context(actor=caller.actor, correlation_id=request.state.correlation_id)
-    )
+    await handlers.record_reads(store, case_id, reads, deps.context(request, caller))
     history = await store.read_stream(str(case_id))
     async with store.pool.acquire() as conn:
-        open_ = await texts.opener(_runtime(request).keys, conn, case_id)
+        open_ = await texts.opener(deps.runtime(request).keys, conn, case_id)
         reference = await handlers.reference(conn, case_id)
         names = await handlers.names(
             conn,
             [review.reviewer_user_id, review.senior_reviewer_user_id, *(e.actor.id for e in history)],
         )
-    today = _runtime(request).today()
+    today = deps.today(request)
     return ReviewPage.model_validate(
         {
             "case_id": str(case_id),

@@ -6,7 +6,7 @@ and what the rules allow, and return events or raise a DomainError naming the ru
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from events import EventPayload
@@ -55,17 +55,9 @@ from events.review import (
     SafeguardingReferralMade,
 )
 from events.sealing import Sealed
+from infra.domain import DomainError as DomainError
 
 Status = Literal["in_progress", "paused", "submitted", "completed"]
-
-
-class DomainError(Exception):
-    code = "rule_broken"
-    status = 409
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class NotTheAllocatedReviewer(DomainError):
@@ -122,6 +114,10 @@ class ImpossibleDate(DomainError):
         self.code = code
         self.field = field
 
+    def problem_extras(self) -> dict[str, Any]:
+        """The one field refused, as a validation error names it."""
+        return {"errors": [{"field": self.field, "type": self.code, "message": self.detail}]}
+
 
 class ReviewIncomplete(DomainError):
     code = "review_incomplete"
@@ -130,6 +126,10 @@ class ReviewIncomplete(DomainError):
     def __init__(self, missing: list[str]) -> None:
         super().__init__("the review cannot be submitted yet: missing " + ", ".join(missing))
         self.missing = missing
+
+    def problem_extras(self) -> dict[str, Any]:
+        """What the review still needs before it can be submitted."""
+        return {"missing": self.missing}
 
 
 @dataclass(frozen=True)
