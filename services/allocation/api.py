@@ -85,6 +85,9 @@ class ReviewerView(ResponseModel):
 
 class ReviewerPage(ReviewerView):
     cases: list[ReviewerCase] = Field(description="the cases they have now, soonest deadline first")
+    # The rule as the domain reads it now, so a page that says how long training lasts says what
+    # allocation enforces; the web app holds no rule of its own.
+    training_valid_months: int = Field(description="how many months recorded training stays valid")
 
 
 class Reviewers(ResponseModel):
@@ -303,7 +306,9 @@ async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> Reviewer
         }
         for r in rows
     ]
-    return ReviewerPage.model_validate(view.model_dump() | {"cases": cases})
+    return ReviewerPage.model_validate(
+        view.model_dump() | {"cases": cases, "training_valid_months": domain.TRAINING_VALID_MONTHS}
+    )
 
 
 @router.get("/people")

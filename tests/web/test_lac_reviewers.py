@@ -13,6 +13,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from services.allocation import domain
 from tests.support.notifications import notification
 from tests.support.web import assert_accessible, shoot, sign_in, sign_out
 from tests.web.conftest import WebStack
@@ -112,6 +113,12 @@ def test_lac_registers_a_reviewer_after_fixing_errors_and_keeps_their_record(
     # Training: a date that is not real, then one in the future (the service's refusal), then today.
     page.get_by_role("link", name=NAME, exact=True).click()
     page.get_by_role("link", name=f"Record training for {NAME}").click()
+    # How long training lasts is allocation's rule, read from the page as the service states it.
+    stated = re.search(
+        r"Training is valid for (\d+) months\.",
+        page.locator("p", has_text="Training is valid for").inner_text(),
+    )
+    assert stated is not None and int(stated[1]) == domain.TRAINING_VALID_MONTHS
     look(page, "06-training")
     fill_date(page, "completed_on", ("31", "2", "2026"))
     page.get_by_role("button", name="Record training").click()

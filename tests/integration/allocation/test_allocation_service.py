@@ -20,6 +20,7 @@ from events.notification import (
 from events.partner import PlaceOfDeath
 from events.topics import service_topic
 from infra.projections import rebuild
+from services.allocation import domain
 from services.allocation.app import definition
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually, publish_raw, read_topic
@@ -564,6 +565,8 @@ async def test_the_reviewer_page_and_the_people_directory(
 
     page = await svc.client.get(f"/reviewers/{sam}", headers=svc.headers("lac"))
     assert page.status_code == 200, page.text
+    # The rule the training page states, as the domain reads it (the web app holds none of its own).
+    assert page.json()["training_valid_months"] == domain.TRAINING_VALID_MONTHS
     [supported] = page.json()["cases"]
     assert supported | {"reference": None} == {
         "case_id": case_id,
