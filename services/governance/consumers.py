@@ -1,18 +1,22 @@
 """What the governance service consumes: every event of the notification, allocation and review
 services, kept as the facts its reports are computed from; and submitted reviews, which wait for a
-QA panel."""
+QA panel.
+
+Each consumed event type that does more than become a fact has one handler in HANDLERS (the
+dispatch table)."""
 
 import asyncio
 import json
 import os
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from events import Actor, Envelope
+from events import Actor, Envelope, EventPayload
 from events.review import ReviewSubmittedForQA
 from events.topics import service_topic
 from infra.db import Connection
-from infra.eventstore import Context
+from infra.eventstore import Context, EventStore
 from infra.inbox import Delivery, InboxConsumer, envelope_order, parse_envelope
 from infra.logging import get_logger
 from infra.service import Runtime
@@ -20,6 +24,41 @@ from services.governance import handlers
 
 SYSTEM = Actor.system("governance")
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """What a handler of a consumed event is given: the event, the store, the consumer's transaction
+    and the context of what it causes."""
+
+    event: Any
+    store: EventStore
+    conn: Connection
+    context: Context
+
+
+Handler = Callable[[Consumed], Awaitable[None]]
+
+
+async def _submitted(c: Consumed) -> None:
+    event: ReviewSubmittedForQA = c.event
+    await handlers.on_submission(c.store, c.conn, event.case_id, event.submitted_on, c.context)
+
+
+# The dispatch table: each event type that does more than become a fact, and what it does. Every
+# other event observed is kept as a fact and changes nothing else.
+HANDLERS: dict[type[EventPayload], Handler] = {
+    ReviewSubmittedForQA: _submitted,
+}
+
+
+def handler_for(event: EventPayload) -> Handler | None:
+    """The handler of `event`'s type, or of the type it is a later version of (a version's class
+    subclasses the one it replaces), nearest first."""
+    for cls in type(event).__mro__:
+        if cls in HANDLERS:
+            return HANDLERS[cls]
+    return None
 
 
 def observed(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]:
@@ -41,10 +80,9 @@ def observed(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]
             json.dumps(envelope.data),
         )
         event = envelope.payload()
-        if isinstance(event, ReviewSubmittedForQA):
-            await handlers.on_submission(
-                store, conn, event.case_id, event.submitted_on, Context.caused_by(envelope, SYSTEM)
-            )
+        handler = handler_for(event)
+        if handler is not None:
+            await handler(Consumed(event, store, conn, Context.caused_by(envelope, SYSTEM)))
 
     return InboxConsumer(
         name=name,
