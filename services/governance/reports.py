@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 from uuid import UUID
 
-from events.allocation import ReviewerAllocated
+from events.allocation import CaseAwaitingAllocation, ReviewerAllocated
 from events.calendar import add_months
 from events.governance import CaseClosed, CaseReopened
 from events.notification import CaseOpened, EligibilityToConfirm
@@ -80,6 +80,9 @@ class Case:
     case_id: UUID
     notified_on: date | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    # The review's six-month deadline: allocation's rule, read from the events that carry it (the case
+    # queued for allocation, or allocated), never computed here.
+    deadline: date | None = None
     allocated_on: date | None = None
     completed_on: date | None = None
     closed_on: date | None = None
@@ -89,10 +92,6 @@ class Case:
     good_practice: list[tuple[date, str]] = field(default_factory=list)
     recommendations: list[date] = field(default_factory=list)
     avoidable: bool | None = None
-
-    @property
-    def deadline(self) -> date | None:
-        return add_months(self.notified_on, 6) if self.notified_on else None
 
     def paused_days(self, until: date) -> int:
         return sum(
@@ -128,8 +127,13 @@ def _eligibility_to_confirm(case: Case, fact: Fact) -> None:
     case.facts = fact.case_facts
 
 
+def _awaiting_allocation(case: Case, fact: Fact) -> None:
+    case.deadline = case.deadline or fact.read(CaseAwaitingAllocation).deadline
+
+
 def _allocated(case: Case, fact: Fact) -> None:
     case.allocated_on = case.allocated_on or fact.on
+    case.deadline = case.deadline or fact.read(ReviewerAllocated).deadline
 
 
 def _paused(case: Case, fact: Fact) -> None:
@@ -168,6 +172,7 @@ def _reopened(case: Case, fact: Fact) -> None:
 APPLY: dict[str, Callable[[Case, Fact], None]] = {
     CaseOpened.event_type: _opened,
     EligibilityToConfirm.event_type: _eligibility_to_confirm,
+    CaseAwaitingAllocation.event_type: _awaiting_allocation,
     ReviewerAllocated.event_type: _allocated,
     ReviewPaused.event_type: _paused,
     ReviewResumed.event_type: _resumed,

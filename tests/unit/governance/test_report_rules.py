@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from services.allocation.domain import review_deadline
 from services.governance import reports
 from services.governance.reports import SUPPRESSED, Fact
 from tests.support.payloads import complete
@@ -24,7 +25,7 @@ def one_case_completed_in(month: date) -> list[Fact]:
             "allocation.ReviewerAllocated",
             case,
             month + timedelta(days=2),
-            complete("allocation.ReviewerAllocated"),
+            complete("allocation.ReviewerAllocated", {"deadline": review_deadline(month).isoformat()}),
         ),
         Fact("review.ReviewCompleted", case, month + timedelta(days=20), complete("review.ReviewCompleted")),
     ]

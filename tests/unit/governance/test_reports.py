@@ -4,6 +4,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID, uuid4
 
+from services.allocation.domain import review_deadline
 from services.governance import domain, reports
 from services.governance.reports import Fact
 from tests.support.payloads import complete
@@ -34,23 +35,28 @@ def fact(event_type: str, case: UUID | None, on: date, **data: Any) -> Fact:
     return Fact(event_type, case, on, complete(event_type, data, case))
 
 
+def allocated(case: UUID, on: date, notified: date) -> Fact:
+    """The allocation, with the deadline the allocation service gives it (the reports read it there)."""
+    return fact("allocation.ReviewerAllocated", case, on, deadline=review_deadline(notified).isoformat())
+
+
 A, B, C, D, E = (uuid4() for _ in range(5))
 FACTS = sorted(
     [
         # A: notified 1 Jan, allocated 11 Jan (10 days), completed 30 Jun: within six months (deadline 1 Jul).
         opened(A, date(2026, 1, 1)),
-        fact("allocation.ReviewerAllocated", A, date(2026, 1, 11)),
+        allocated(A, date(2026, 1, 11), date(2026, 1, 1)),
         fact("review.ReviewCompleted", A, date(2026, 6, 30)),
         # B: notified 31 Jan (month boundary), allocated 1 Feb (1 day), paused 40 days, completed 20 Aug:
         # late counting pauses (deadline 31 Jul), in time not counting them (31 Jul + 40 days = 9 Sep).
         opened(B, date(2026, 1, 31)),
-        fact("allocation.ReviewerAllocated", B, date(2026, 2, 1)),
+        allocated(B, date(2026, 2, 1), date(2026, 1, 31)),
         fact("review.ReviewPaused", B, date(2026, 3, 1)),
         fact("review.ReviewResumed", B, date(2026, 4, 10)),
         fact("review.ReviewCompleted", B, date(2026, 8, 20)),
         # C: notified 1 Feb, allocated 31 Mar (58 days), still in progress.
         opened(C, date(2026, 2, 1)),
-        fact("allocation.ReviewerAllocated", C, date(2026, 3, 31)),
+        allocated(C, date(2026, 3, 31), date(2026, 2, 1)),
         # D: notified 15 Jan, never allocated.
         opened(D, date(2026, 1, 15)),
         # E: a child: no case, but notified.
@@ -157,7 +163,7 @@ def test_a_case_opened_when_its_eligibility_was_confirmed_counts_from_when_the_d
             date(2026, 3, 10),
             {**opened(late, date(2026, 3, 10)).data, "notified_on": "2026-01-20"},
         ),
-        fact("allocation.ReviewerAllocated", late, date(2026, 3, 20)),
+        allocated(late, date(2026, 3, 20), date(2026, 1, 20)),
         fact("review.ReviewCompleted", late, date(2026, 7, 25)),
     ]
     [case] = reports.cases_as_of(facts, date(2026, 12, 31)).values()
