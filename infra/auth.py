@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Request
 
 from events import Actor
+from infra.ed25519 import key_id
 from infra.logging import get_logger
-from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, SYSTEM_ISSUER, key_id, read_public_key
+from infra.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, SYSTEM_ISSUER, read_public_key
 
 log = get_logger(__name__)
 

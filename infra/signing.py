@@ -16,7 +16,6 @@ own reviewer). With it, the broker can drop or delay records but not forge or mo
 """
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from events.topics import SERVICES, service_topic
+from infra.ed25519 import b64url, key_id, raw_public_key
 from infra.inbox import Delivery, Unprocessable
 
 KEY_DIR_ENV = "LEDER_EVENT_SIGNING_KEY_DIR"
@@ -53,26 +53,8 @@ def signed_message(topic: str, value: bytes) -> bytes:
     return _DOMAIN + topic.encode() + b"\n" + value
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def raw_public_key(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """The RFC 7638 thumbprint of the key's JWK: a fingerprint anyone can recompute from the key."""
-    canonical = json.dumps(
-        {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw_public_key(public_key))},
-        separators=(",", ":"),
-        sort_keys=True,
-    )
-    return _b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 def jwk(service: str, public_key: Ed25519PublicKey) -> dict[str, str]:
@@ -80,7 +62,7 @@ def jwk(service: str, public_key: Ed25519PublicKey) -> dict[str, str]:
     return {
         "kty": "OKP",
         "crv": "Ed25519",
-        "x": _b64url(raw_public_key(public_key)),
+        "x": b64url(raw_public_key(public_key)),
         "kid": key_id(public_key),
         "use": "sig",
         "leder_service": service,
@@ -104,7 +86,7 @@ class Signer:
     def headers(self, topic: str, value: bytes) -> list[tuple[str, bytes]]:
         """The record headers that carry the signature of `value` on `topic`."""
         return [
-            (SIGNATURE_HEADER, _b64url(self.sign(topic, value)).encode()),
+            (SIGNATURE_HEADER, b64url(self.sign(topic, value)).encode()),
             (KEY_ID_HEADER, self.key_id.encode()),
         ]
 

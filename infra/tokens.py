@@ -8,8 +8,6 @@ which `leder audit reconcile` uses to read the other services' event feeds. Neit
 tokens: a service refuses a `system` token signed by the people key and any other role signed by the
 system key (infra.auth)."""
 
-import base64
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +18,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from infra.ed25519 import b64url, key_id, raw_public_key
 
 DEFAULT_ISSUER = "leder"
 DEFAULT_AUDIENCE = "leder-services"
@@ -35,18 +35,8 @@ SYSTEM_TOKEN_KEY = "system-token-key.pem"
 SYSTEM_TOKEN_PUBLIC_KEY = "system-token-public-key.pem"
 
 
-def key_id(public: Ed25519PublicKey) -> str:
-    """RFC 7638's thumbprint of the public key: the same key always has the same id, and a JWKS holding
-    several keys (a rotation) tells a token's verifier which one signed it."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
-
-
 def public_jwk(public: Ed25519PublicKey) -> dict[str, str]:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    x = b64url(raw_public_key(public))
     return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": key_id(public), "alg": "EdDSA", "use": "sig"}
 
 
