@@ -12,6 +12,7 @@ the relay then recreates the topic and publishes everything again, in order.
 
 import asyncio
 import json
+from collections.abc import Callable
 from contextlib import suppress
 
 import asyncpg
@@ -43,9 +44,15 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_wait: float = 1.0,
         signer: Signer | None = None,
+        fence: Callable[[], str | None] | None = None,
     ) -> None:
         """`signer`: the service's event signing key (infra.signing); every service has one. Only the
-        relay's own tests, on topics no service consumes, publish unsigned."""
+        relay's own tests, on topics no service consumes, publish unsigned.
+
+        `fence`: asked before each batch; while it gives a reason (a database restored from a backup
+        that is behind what the rest of the system has seen), the relay publishes nothing and says why
+        in `fenced_because`, so that events the others already hold are not published a second time
+        with other contents."""
         self.store = store
         self.signer = signer
         self.bootstrap = bootstrap
@@ -53,6 +60,8 @@ class OutboxRelay:
         self.partitions = partitions
         self.batch_size = batch_size
         self.idle_wait = idle_wait
+        self.fence = fence
+        self.fenced_because: str | None = None
         self.connected = False
         self._producer: AIOKafkaProducer | None = None
         self._reader: AIOKafkaConsumer | None = None
@@ -122,6 +131,8 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """One pass: publish the next batch after the mark; returns how many were published."""
+        if self._fenced():
+            return 0
         producer = await self._connect()
         position = await self._position()
         rows = await self.store.read_after(position, self.batch_size)
@@ -164,6 +175,16 @@ class OutboxRelay:
         )
         log.debug("relay_published", topic=self.topic, count=len(rows), through=last)
         return len(rows)
+
+    def _fenced(self) -> bool:
+        reason = self.fence() if self.fence is not None else None
+        if reason != self.fenced_because:
+            if reason is None:
+                log.warning("relay_fence_lifted", topic=self.topic, was=self.fenced_because)
+            else:
+                log.warning("relay_fenced", topic=self.topic, reason=reason)
+            self.fenced_because = reason
+        return reason is not None
 
     async def _position(self) -> int:
         position: int = await self.store.pool.fetchval(

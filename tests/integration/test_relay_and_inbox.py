@@ -238,3 +238,52 @@ async def test_an_event_ahead_of_its_stream_waits_then_is_set_aside_and_the_part
     rows = await store.pool.fetch("SELECT stream_version FROM applied ORDER BY n")
     assert [r["stream_version"] for r in rows] == [1, 2]
     assert json.loads(dict(dead.headers)["dlq_reason"])[0]["type"] == "out_of_order"
+
+
+async def test_a_fenced_relay_publishes_nothing_until_the_fence_is_lifted_then_everything_in_order(
+    store: EventStore, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}leder.test.events"
+    reason: list[str | None] = ["restored"]
+    relay = OutboxRelay(
+        store, kafka_bootstrap, topic, partitions=1, batch_size=4, idle_wait=0.1, fence=lambda: reason[0]
+    )
+    for version in range(1, 11):
+        await store.append("case-1", version - 1, [CounterIncremented(by=version)], CTX)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: _true(relay.fenced_because == "restored"))
+        await asyncio.sleep(1.0)  # ten of its waits: it asked again and still published nothing
+        assert relay.fenced_because == "restored"
+        assert await store.pool.fetchval("SELECT published_through FROM relay_position") in (None, 0)
+        await kafka.ensure_topics(kafka_bootstrap, [topic], partitions=1)
+        assert not any((await _end_offsets(kafka_bootstrap, topic)).values())
+
+        reason[0] = None
+        records = await read_topic(kafka_bootstrap, topic, at_least=10)
+        assert relay.fenced_because is None
+        versions = [
+            Envelope.from_bytes(r.value).stream_version for r in sorted(records, key=lambda r: r.offset)
+        ]
+        assert versions == list(range(1, 11))
+        await eventually(
+            lambda: store.pool.fetchval(
+                "SELECT published_through = 10 FROM relay_position WHERE topic = $1", topic
+            )
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    reader = kafka.offsets_reader(bootstrap)
+    await reader.start()
+    try:
+        return await kafka.end_offsets(reader, topic)
+    finally:
+        await reader.stop()
