@@ -9,8 +9,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -60,6 +63,19 @@ class Envelope(BaseModel):
     correlation_id: str = Field(min_length=1, max_length=100)
     causation_id: str | None = Field(default=None, max_length=100)
     data: dict[str, Any]
+    # Which life of the source's store recorded the event (infra.fencing): a new epoch begins when the
+    # store's database is restored from a backup, so two events at one place of a source's history
+    # say which life each came from. Optional: events recorded before it existed have none.
+    store_epoch: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_epoch(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        # An envelope without an epoch serialises as it did before the field existed: its canonical
+        # bytes, which the audit chain hashes and the relay signed, stay the same.
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("store_epoch") is None:
+            dumped.pop("store_epoch", None)
+        return dumped
 
     @model_validator(mode="before")
     @classmethod

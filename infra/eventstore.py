@@ -22,6 +22,7 @@ import asyncpg
 from events import Actor, Envelope, EventPayload, canonical_bytes
 from infra.clock import Clock, system_clock
 from infra.db import Connection
+from infra.domain import DomainError
 from infra.logging import get_logger
 
 NOTIFY_CHANNEL = "leder_events"
@@ -88,6 +89,16 @@ class ConcurrencyError(Exception):
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+
+
+class StoreFenced(DomainError, ConnectionError):
+    """The store may record nothing: restored from a backup and not yet recovered, or not yet compared
+    with its topic (infra.fencing). A DomainError, so the HTTP edge answers 503 problem details saying
+    why; a ConnectionError too, so that a consumer takes it as transient and tries the message again
+    later instead of setting it aside."""
+
+    code = "store_fenced"
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -195,6 +206,11 @@ class EventStore:
         self.source = source
         self.projections = tuple(projections)
         self.clock = clock
+        # Which life of this store records events (infra.fencing: a restore begins another); carried
+        # in every envelope it records. None until the service has read its identity.
+        self.epoch: str | None = None
+        # Why the store may record nothing (restored from a backup, not yet recovered), or None.
+        self.fenced_because: str | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -217,6 +233,8 @@ class EventStore:
         With `conn` the append joins the caller's transaction (an inbox handler's, say)."""
         if not payloads:
             return []
+        if self.fenced_because is not None:
+            raise StoreFenced(f"the {self.source} service takes no command now: {self.fenced_because}")
         if conn is None and not self.projections:
             # One statement is atomic by itself: no BEGIN and COMMIT round trips.
             async with self.pool.acquire() as own:
@@ -263,6 +281,7 @@ class EventStore:
                 correlation_id=context.correlation_id,
                 causation_id=context.causation_id,
                 data=p.model_dump(mode="json"),
+                store_epoch=self.epoch,
             )
             for i, p in enumerate(payloads)
         ]
@@ -411,4 +430,42 @@ class EventStore:
 
     async def last_sequence(self) -> int:
         last: int = await self.pool.fetchval("SELECT coalesce(max(source_sequence), 0) FROM events")
+        return last
+
+    async def restore(self, conn: Connection, recorded: Sequence[str]) -> int:
+        """Put back events this store recorded once and lost (a restore from a backup), byte for byte
+        as they were published, at their own sequence numbers and stream versions, applying the
+        projections as an append does (leder.recovery). They must follow on from the store's last
+        sequence without a gap, in order. Bypasses the fence: this is how a fenced store is brought
+        back. Returns the store's last sequence after them."""
+        last: int = await conn.fetchval("SELECT last_value FROM event_sequence FOR UPDATE")
+        for text in recorded:
+            envelope = Envelope.from_bytes(text)
+            if envelope.source != self.source:
+                raise ValueError(
+                    f"event {envelope.event_id} is the {envelope.source} service's, not {self.source}'s"
+                )
+            if envelope.source_sequence != last + 1:
+                raise ValueError(
+                    f"event {envelope.event_id} is at sequence {envelope.source_sequence}, the store at"
+                    f" {last}: restored events follow on without a gap"
+                )
+            for projection in self.projections:
+                await projection.apply(conn, envelope)
+            await conn.execute(
+                "INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,"
+                " event_type, schema_version, recorded_at, envelope)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                envelope.source_sequence,
+                envelope.event_id,
+                envelope.stream_id,
+                envelope.stream_version,
+                envelope.case_id,
+                envelope.event_type,
+                envelope.schema_version,
+                envelope.recorded_at,
+                text,
+            )
+            last = envelope.source_sequence
+        await conn.execute("UPDATE event_sequence SET last_value = $1", last)
         return last

@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 
 from events import Envelope, EventPayload, canonical_bytes
 from infra.clock import Clock, system_clock
-from infra.eventstore import ConcurrencyError, Context, EventLog, RecordedEvent
+from infra.eventstore import ConcurrencyError, Context, EventLog, RecordedEvent, StoreFenced
 
 
 class MemoryTransaction:
@@ -39,6 +39,10 @@ class MemoryEventStore:
         self.clock = clock
         self._events: list[RecordedEvent] = []
         self._append_lock = asyncio.Lock()
+        # As the PostgreSQL store's (infra.fencing): this store's life, carried in every envelope, and
+        # why it may record nothing.
+        self.epoch: str | None = str(uuid4())
+        self.fenced_because: str | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryTransaction]:
@@ -67,6 +71,8 @@ class MemoryEventStore:
     ) -> list[Envelope]:
         if not payloads:
             return []
+        if self.fenced_because is not None:
+            raise StoreFenced(f"the {self.source} service takes no command now: {self.fenced_because}")
         if conn is None:
             async with self.transaction() as own:
                 return await self.append(
@@ -103,6 +109,7 @@ class MemoryEventStore:
                 correlation_id=context.correlation_id,
                 causation_id=context.causation_id,
                 data=p.model_dump(mode="json"),
+                store_epoch=self.epoch,
             )
             for i, p in enumerate(payloads)
         ]
@@ -161,6 +168,33 @@ class MemoryEventStore:
 
     async def last_sequence(self) -> int:
         return len(self._events)
+
+    async def restore(self, conn: MemoryTransaction, recorded: Sequence[str]) -> int:
+        """As the PostgreSQL store's: lost events put back byte for byte at their own sequence numbers."""
+        if not conn.holds_lock:
+            await self._append_lock.acquire()
+            conn.holds_lock = True
+        last = len(self._events) + len(conn.pending)
+        for text in recorded:
+            envelope = Envelope.from_bytes(text)
+            if envelope.source != self.source:
+                raise ValueError(f"event {envelope.event_id} is the {envelope.source} service's")
+            if envelope.source_sequence != last + 1:
+                raise ValueError(
+                    f"event {envelope.event_id} is at sequence {envelope.source_sequence}, the store at"
+                    f" {last}: restored events follow on without a gap"
+                )
+            conn.pending.append(
+                RecordedEvent(
+                    envelope.source_sequence,
+                    envelope.stream_id,
+                    envelope.event_type,
+                    envelope.schema_version,
+                    text,
+                )
+            )
+            last = envelope.source_sequence
+        return last
 
 
 def _implements_the_interface(store: MemoryEventStore) -> EventLog:

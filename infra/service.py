@@ -25,6 +25,7 @@ from infra import db, kafka
 from infra.auth import Caller, TokenVerifier, require_roles
 from infra.clock import clock_from_env, system_clock
 from infra.eventstore import EventStore, Projection
+from infra.fencing import StoreGuard
 from infra.http import create_app
 from infra.inbox import InboxConsumer, acknowledge_forks, open_forks
 from infra.logging import configure_logging, get_logger
@@ -49,6 +50,9 @@ class Runtime:
     relay: OutboxRelay
     consumers: list[InboxConsumer[Any]] = field(default_factory=list)
     broker_connected: bool = False
+    # Whether the store was restored from a backup and is behind the rest of the system (infra.fencing);
+    # None only where no service runs (the offline commands).
+    guard: StoreGuard | None = None
     # The service's sense of now; tests move it to cross a date (a training anniversary, a deadline),
     # `leder demo` through simulated months (infra.clock).
     clock: Callable[[], datetime] = field(default=system_clock)
@@ -112,15 +116,28 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
         if clock is not system_clock:
             log.warning("simulated_clock", file=os.environ.get("LEDER_CLOCK_FILE"), now=clock().isoformat())
         broker = kafka.broker(settings.kafka_bootstrap)
+        topic = service_topic(definition.name, settings.topic_prefix)
+        # Restored from a backup? The identity says at once; the topic's last records say whether the
+        # store is behind. Until the store is compared (and recovered if need be) its relay publishes
+        # nothing and its consumers wait; commands wait too if the identity changed (infra.fencing).
+        guard = StoreGuard(store, settings.kafka_bootstrap, topic, verifier)
+        await guard.open()
         relay = OutboxRelay(
             store,
             settings.kafka_bootstrap,
-            service_topic(definition.name, settings.topic_prefix),
+            topic,
             partitions=settings.topic_partitions,
             signer=signer,
+            fence=guard.publish_fence,
         )
         runtime = Runtime(
-            settings=settings, pool=store.pool, store=store, broker=broker, relay=relay, clock=clock
+            settings=settings,
+            pool=store.pool,
+            store=store,
+            broker=broker,
+            relay=relay,
+            clock=clock,
+            guard=guard,
         )
         runtime.consumers = list(definition.consumers(runtime))
         for consumer in runtime.consumers:
@@ -133,6 +150,7 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             )
         app.state.runtime = runtime_box["runtime"] = runtime
         tasks = [
+            asyncio.create_task(guard.run(), name="store-guard"),
             asyncio.create_task(relay.run(), name="relay"),
             asyncio.create_task(_start_broker(runtime), name="broker"),
             *(asyncio.create_task(job()) for job in definition.tasks(runtime)),
@@ -181,6 +199,9 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             "broker": {"ok": runtime.broker_connected},
             "consumers": {"ok": not stuck, "stuck": stuck},
         }
+        if runtime.guard is not None:
+            # Restored from a backup and behind the rest of the system: says why, and how to recover.
+            checks["store"] = runtime.guard.readiness()
         if database["ok"]:
             # Two events met at one place of a source's history (infra.inbox): not ready until an
             # operator has acknowledged each (`leder audit forks --ack`, POST /forks/{id}/acknowledge).
@@ -199,7 +220,10 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
 
 
 async def _start_broker(runtime: Runtime) -> None:
-    """Consumers connect when the broker answers; the HTTP API serves meanwhile."""
+    """Consumers connect when the broker answers and the store is not fenced (a consumer's effects are
+    appends, which a fenced store refuses); the HTTP API serves meanwhile."""
+    if runtime.guard is not None:
+        await runtime.guard.clear.wait()
     delay = 0.5
     while True:
         try:
