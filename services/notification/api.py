@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events.notification import CaseFacts, FocusedReason
 from events.partner import EthnicCategory, InvalidNotification, NotifierRole, PlaceOfDeath, parse_notification
-from infra import deps
 from infra.auth import Caller, require_roles
-from infra.eventstore import EventStore
+from infra.deps import CommandContext, CorrelationId, Store
+from infra.eventstore import Context, EventStore
 from infra.params import MAX_INT, Day
 from infra.problems import Problem, documented_refusal
 from services.notification import domain, handlers
@@ -121,6 +121,8 @@ async def notify(
     request: Request,
     response: Response,
     caller: Annotated[Caller, Depends(require_roles("partner_system", "lac"))],
+    store: Store,
+    context: CommandContext,
 ) -> NotificationOutcome:
     try:
         notification = parse_notification(await request.body())
@@ -131,7 +133,6 @@ async def notify(
             f"{len(invalid.errors)} field error(s)",
             errors=[e.as_dict() for e in invalid.errors],
         ) from invalid
-    store = deps.store(request)
     try:
         domain.check_notifier(notification, caller.role, caller.organisation)
     except domain.NotYourOrganisation as theirs:
@@ -142,7 +143,7 @@ async def notify(
             errors=[{"field": "notifier.organisation", "type": theirs.code, "message": theirs.detail}],
         ) from theirs
     async with store.pool.acquire() as conn:
-        result = await handlers.take_notification(store, conn, notification, deps.context(request, caller))
+        result = await handlers.take_notification(store, conn, notification, context)
     if not result.created:
         response.status_code = 200
     return NotificationOutcome.model_validate(result, from_attributes=True)
@@ -151,13 +152,13 @@ async def notify(
 @router.get("/notifications/{notification_id}", response_model=NotificationOutcome)
 async def notification_outcome(
     notification_id: UUID,
-    request: Request,
     caller: Annotated[Caller, Depends(require_roles("partner_system", "lac"))],
+    store: Store,
 ) -> NotificationOutcome:
     """What became of a notification, whichever door it came through: a partner that published on
     the topic learns its outcome and case here (404 until it has been taken). A partner reads its own
     organisation's notifications only: another's answers 404, as one never taken does."""
-    row = await deps.store(request).pool.fetchrow(
+    row = await store.pool.fetchrow(
         "SELECT n.notification_id, n.outcome, n.case_id, c.review_type, c.reference, n.organisation,"
         " coalesce(c.focused_reasons, '{}') AS focused_reasons, coalesce(c.flags, '{}') AS flags"
         " FROM notifications n LEFT JOIN cases c ON c.case_id = n.case_id WHERE n.notification_id = $1",
@@ -181,8 +182,8 @@ class EligibilityDecision(BaseModel):
 
 @router.post("/cases/{case_id}/eligibility", response_model=CaseChange)
 async def decide_eligibility(
-    case_id: UUID, body: EligibilityDecision, request: Request, caller: Annotated[Caller, LAC]
-) -> dict[str, Any]:
+    case_id: UUID, body: EligibilityDecision, _: Annotated[Caller, LAC], store: Store, context: CommandContext
+) -> CaseChange:
     """Confirming opens the case, which gets its reference (the next of the year it was notified)."""
     if body.decision == "reject" and not body.reason:
         raise Problem(422, "reason_required", "rejecting eligibility needs a reason")
@@ -198,12 +199,11 @@ async def decide_eligibility(
             notified_on=notified_on,
         )
 
-    store = deps.store(request)
     try:
-        events = await handlers.change_opening_case(store, case_id, decide, deps.context(request, caller))
+        events = await handlers.change_opening_case(store, case_id, decide, context)
     except handlers.CaseNotFound as missing:
         raise _not_found(missing) from missing
-    return {"events": [e.event_type for e in events], "case": await get_case_row(store, case_id)}
+    return await _changed(store, case_id, events)
 
 
 class EthnicityRecord(BaseModel):
@@ -214,27 +214,31 @@ class EthnicityRecord(BaseModel):
 
 @router.post("/cases/{case_id}/ethnicity", response_model=CaseChange)
 async def record_ethnicity(
-    case_id: UUID, body: EthnicityRecord, request: Request, caller: Annotated[Caller, LAC]
-) -> dict[str, Any]:
-    return await _change(request, caller, case_id, lambda case: domain.decide_ethnicity(case, body.ethnicity))
+    case_id: UUID, body: EthnicityRecord, _: Annotated[Caller, LAC], store: Store, context: CommandContext
+) -> CaseChange:
+    return await _change(store, context, case_id, lambda case: domain.decide_ethnicity(case, body.ethnicity))
 
 
 async def _change(
-    request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision
-) -> dict[str, Any]:
-    store = deps.store(request)
+    store: EventStore, context: Context, case_id: UUID, decide: handlers.Decision
+) -> CaseChange:
     try:
-        events = await handlers.change_case(store, case_id, decide, deps.context(request, caller))
+        events = await handlers.change_case(store, case_id, decide, context)
     except handlers.CaseNotFound as missing:
         raise _not_found(missing) from missing
-    case = await get_case_row(store, case_id)
-    return {"events": [e.event_type for e in events], "case": case}
+    return await _changed(store, case_id, events)
+
+
+async def _changed(store: EventStore, case_id: UUID, events: list[Any]) -> CaseChange:
+    """The event types a command recorded, and the case as it is now."""
+    case = CaseView.model_validate(await get_case_row(store, case_id))
+    return CaseChange(events=[e.event_type for e in events], case=case)
 
 
 @router.get("/cases", response_model=CaseList)
 async def list_cases(
-    request: Request,
     _: Annotated[Caller, LAC],
+    store: Store,
     status: Annotated[
         Literal["open", "eligibility_to_confirm", "not_eligible", "closed"] | None,
         Query(
@@ -250,31 +254,32 @@ async def list_cases(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
-) -> dict[str, Any]:
+) -> CaseList:
     """The LAC's list, oldest notification first."""
     start = datetime.combine(notified_from, time.min, UTC) if notified_from else None
     end = datetime.combine(notified_to + timedelta(days=1), time.min, UTC) if notified_to else None
-    rows = await deps.store(request).pool.fetch(
+    rows = await store.pool.fetch(
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE ($1::text IS NULL OR status = $1)"
         " AND ($2::text IS NULL OR review_type = $2) AND ($3::timestamptz IS NULL OR notified_at >= $3)"
         " AND ($4::timestamptz IS NULL OR notified_at < $4) AND ($7::text IS NULL OR reference = $7)"
         " ORDER BY notified_at, case_id LIMIT $5 OFFSET $6",
         status, review_type, start, end, limit, offset, reference,
     )  # fmt: skip
-    return {"cases": [_case_json(r) for r in rows], "limit": limit, "offset": offset}
+    cases = [CaseView.model_validate(_case_json(r)) for r in rows]
+    return CaseList(cases=cases, limit=limit, offset=offset)
 
 
 @router.get("/cases/{case_id}", response_model=CaseView)
 async def get_case(
     case_id: UUID,
-    request: Request,
     caller: Annotated[Caller, Depends(require_roles("lac", "reviewer", "senior_reviewer"))],
-) -> dict[str, Any]:
+    store: Store,
+    context: CommandContext,
+) -> CaseView:
     """Facts only, never personal details. The LAC sees every case; a reviewer or senior reviewer only
     a case allocated to them now (403 `not_allocated_to_caller` otherwise), as for `/person`. Each read
     is recorded (notification.CaseRead: who, in which role) on the case's reads stream. To a reviewer
     or senior reviewer, a case that does not exist is not allocated to them either (the same 403)."""
-    store = deps.store(request)
     try:
         case = await get_case_row(store, case_id)
     except Problem as missing:
@@ -287,9 +292,8 @@ async def get_case(
         if v is not None and case["allocation_ended"] is None
     )
     read = domain.decide_read(case_id, caller.sub, caller.role, allocated)
-    await handlers.record_read(store, case_id, read, deps.context(request, caller))
-    del case["allocation_ended"]
-    return case
+    await handlers.record_read(store, case_id, read, context)
+    return CaseView.model_validate(case)
 
 
 _CASE_COLUMNS = (
@@ -327,13 +331,14 @@ class PersonView(BaseModel):
 @router.get("/cases/{case_id}/person")
 async def get_person(
     case_id: UUID,
-    request: Request,
     caller: Annotated[Caller, Depends(require_roles("lac", "reviewer", "senior_reviewer"))],
+    store: Store,
+    correlation_id: CorrelationId,
     reason: Annotated[str, Query(min_length=3, max_length=500, description="why you need to see it")],
 ) -> PersonView:
     try:
         details = await handlers.personal_details(
-            deps.store(request), case_id, caller.sub, caller.role, reason, request.state.correlation_id
+            store, case_id, caller.sub, caller.role, reason, correlation_id
         )
     except handlers.CaseNotFound as missing:
         if caller.role in ALLOCATED_ONLY:
