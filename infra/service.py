@@ -83,6 +83,12 @@ class ServiceDefinition:
         return [self.migrations] if self.migrations and self.migrations.exists() else []
 
 
+def consumer_group(settings: Settings, consumer: InboxConsumer[Any]) -> str:
+    """The Kafka consumer group of one of the service's consumers (its committed offsets say what it
+    has handled: leder.recovery reads them)."""
+    return f"{settings.topic_prefix}leder.{settings.service}.{consumer.name}"
+
+
 async def open_store(definition: ServiceDefinition, settings: Settings) -> EventStore:
     """Create (if need be) and migrate the service's database; return its event store."""
     await db.ensure_database(settings.database_url)
@@ -145,9 +151,7 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             # whoever wrote the consumer (the partner topic is vouched for by the broker's principals).
             if consumer.verify is None and verifier.owner(consumer.topic) is not None:
                 consumer.verify = verifier
-            consumer.subscribe(
-                broker, group_id=f"{settings.topic_prefix}leder.{definition.name}.{consumer.name}"
-            )
+            consumer.subscribe(broker, group_id=consumer_group(settings, consumer))
         app.state.runtime = runtime_box["runtime"] = runtime
         tasks = [
             asyncio.create_task(guard.run(), name="store-guard"),

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
@@ -240,6 +241,57 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Bring a service's store, restored from a backup, back from its topic (leder.recovery)."""
+    import asyncpg
+    from aiokafka.errors import KafkaError
+
+    from events.topics import service_topic
+    from infra import kafka
+    from infra.local import env_or_local
+    from infra.relay import OutboxRelay
+    from infra.service import Runtime, consumer_group
+    from infra.signing import PUBLIC_KEYS_ENV, verifier_from_env
+    from leder.recovery import Recovered, RecoveryRefused, recover
+
+    # Without them named here: the broker, topics and keys of the system `leder up` started.
+    for name in (PUBLIC_KEYS_ENV, "LEDER_KEY_DIR"):
+        if not os.environ.get(name) and (value := env_or_local(name)):
+            os.environ[name] = value
+    bootstrap = env_or_local("LEDER_KAFKA_BOOTSTRAP") or "127.0.0.1:9092"
+    prefix = env_or_local("LEDER_TOPIC_PREFIX") or ""
+    definition = _service_definition(args.service)
+    topic = service_topic(args.service, prefix)
+
+    async def run() -> Recovered:
+        store = await _open_store(args.service)
+        try:
+            settings = replace(
+                _offline_settings(args.service), kafka_bootstrap=bootstrap, topic_prefix=prefix
+            )
+            runtime = Runtime(
+                settings=settings,
+                pool=store.pool,
+                store=store,
+                broker=kafka.broker(bootstrap),
+                relay=OutboxRelay(store, bootstrap, topic),
+            )
+            consumers = [(c, consumer_group(settings, c)) for c in definition.consumers(runtime)]
+            return await recover(store, consumers, bootstrap, topic, verifier_from_env(prefix))
+        except RecoveryRefused as refused:
+            raise Failure(f"{args.service}: not recovered: {refused}") from refused
+        except (KafkaError, OSError) as failed:
+            raise Failure(f"cannot read {topic} from the broker at {bootstrap}: {failed!r}") from failed
+        except asyncpg.PostgresError as failed:
+            raise Failure(f"{args.service}: the database refused: {failed}; nothing was put back") from failed
+        finally:
+            await store.pool.close()
+
+    for line in asyncio.run(run()).lines():
+        print(line)
+    return 0
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """Rotate every live key-encryption key of a service (or of all) and rewrap its data keys to the
     new version: no data is decrypted or sealed again, and what was sealed before still opens."""
@@ -430,6 +482,15 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "docs", help="write the AsyncAPI and OpenAPI documents of every service to docs/"
     ).set_defaults(func=cmd_docs)
+    recover = sub.add_parser(
+        "recover",
+        help="bring a service's store, restored from a backup, back from its topic",
+        description="Put back the events a service's store lost (restored from a backup) from the service's"
+        " topic, byte for byte and signature-checked, with its projections and inbox positions; then its"
+        " fence lifts. See the README's 'Recovering a restored service'.",
+    )
+    recover.add_argument("service", choices=SERVICES, help="the service whose store was restored")
+    recover.set_defaults(func=cmd_recover)
     rebuild = sub.add_parser("rebuild", help="rebuild a service's projections from its event store")
     rebuild.add_argument("service", choices=SERVICES, help="which service: %(choices)s")
     rebuild.set_defaults(func=cmd_rebuild)
