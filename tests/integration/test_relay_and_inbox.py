@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from events import Actor, Envelope
 from events.topics import dlq
@@ -287,3 +288,22 @@ async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         return await kafka.end_offsets(reader, topic)
     finally:
         await reader.stop()
+
+
+async def test_each_stream_goes_to_the_partition_the_clients_default_partitioner_gives_its_key(
+    store: EventStore, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The relay names each record's partition itself (computed once per stream): it must be the one
+    the client would choose, or a stream's events published before and after an upgrade would part."""
+    topic = f"{topic_prefix}leder.test.events"
+    cases = [f"case-{i}" for i in range(30)]
+    await append_round(store, cases, 1)
+    # Made first: the reader below could otherwise create it, with the broker's default partitions.
+    await kafka.ensure_topics(kafka_bootstrap, [topic], partitions=3)
+    async with relaying(store, kafka_bootstrap, topic):
+        records = await read_topic(kafka_bootstrap, topic, at_least=60)
+    choose = DefaultPartitioner()
+    assert {r.key: r.partition for r in records} == {
+        case.encode(): choose(case.encode(), [0, 1, 2], [0, 1, 2]) for case in cases
+    }
+    assert len({r.partition for r in records}) == 3
