@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Sequence
+from uuid import UUID
 
 from events import Envelope
 from events.governance import (
@@ -18,6 +19,7 @@ from events.governance import (
     ReviewReturnedByQA,
 )
 from infra.db import Connection
+from infra.projections import Decoded, Row, copy_rows
 
 
 class GovernanceProjection:
@@ -128,6 +130,138 @@ class GovernanceProjection:
                 await conn.execute(
                     "UPDATE actions SET flagged_overdue = true WHERE action_id = $1", event.action_id
                 )
+
+    def fold(self) -> "GovernanceFold":
+        return GovernanceFold()
+
+
+class GovernanceFold:
+    """The same rows as `GovernanceProjection.apply`, built in memory for a rebuild (infra.projections)."""
+
+    def __init__(self) -> None:
+        self.panels: dict[UUID, Row] = {}
+        self.cases: dict[UUID, Row] = {}
+        self.agenda: dict[tuple[UUID, UUID], Row] = {}
+        self.actions: dict[UUID, Row] = {}
+
+    async def add(self, conn: Connection, events: Sequence[Decoded]) -> None:
+        for envelope, event in events:
+            self._apply(envelope, event)
+
+    async def write(self, conn: Connection) -> None:
+        await copy_rows(conn, "qa_panels", self.panels.values())
+        await copy_rows(conn, "qa_cases", self.cases.values())
+        await copy_rows(conn, "qa_agenda", self.agenda.values())
+        await copy_rows(
+            conn, "actions", ({**a, "updates": json.dumps(a["updates"])} for a in self.actions.values())
+        )
+
+    def _apply(self, envelope: Envelope, event: object) -> None:
+        at = envelope.occurred_at
+        case: Row | None
+        match event:
+            case QAPanelScheduled():
+                if event.panel_id in self.panels:
+                    raise ValueError(f"qa_panels: {event.panel_id} scheduled twice")
+                self.panels[event.panel_id] = {"panel_id": event.panel_id, "held_on": event.held_on}
+            case ReviewAwaitingQA():
+                case = self.cases.setdefault(
+                    event.case_id,
+                    {
+                        "case_id": event.case_id,
+                        "status": "awaiting_qa",
+                        "panel_id": None,
+                        "submitted_on": None,
+                        "quality_rating": None,
+                        "themes": [],
+                        "closed_on": None,
+                        "times_returned": 0,
+                    },
+                )
+                case.update(status="awaiting_qa", panel_id=None, submitted_on=event.submitted_on)
+            case ReviewAddedToPanelAgenda():
+                case = self.cases.get(event.case_id)
+                if case is not None:
+                    case.update(status="on_agenda", panel_id=event.panel_id)
+                # Added again, the case's place on the agenda starts afresh.
+                self.agenda[(event.panel_id, event.case_id)] = {
+                    "panel_id": event.panel_id,
+                    "case_id": event.case_id,
+                    "added_at": at,
+                    "submitted_on": None if case is None else case["submitted_on"],
+                    "decision": None,
+                    "quality_rating": None,
+                    "themes": [],
+                    "comments": None,
+                    "decided_at": None,
+                    "decided_by": None,
+                }
+            case ReviewReturnedByQA():
+                case = self.cases.get(event.case_id)
+                if case is not None:
+                    case["status"] = "returned"
+                    case["times_returned"] += 1
+                item = self.agenda.get((event.panel_id, event.case_id))
+                if item is not None:
+                    item.update(
+                        decision="returned",
+                        comments=event.comments,
+                        decided_at=at,
+                        decided_by=envelope.actor.id,
+                    )
+            case ReviewApprovedByQA():
+                case = self.cases.get(event.case_id)
+                if case is not None:
+                    case.update(quality_rating=event.quality_rating, themes=list(event.themes))
+                item = self.agenda.get((event.panel_id, event.case_id))
+                if item is not None:
+                    item.update(
+                        decision="approved",
+                        quality_rating=event.quality_rating,
+                        themes=list(event.themes),
+                        decided_at=at,
+                        decided_by=envelope.actor.id,
+                    )
+            case CaseClosed():
+                case = self.cases.get(event.case_id)
+                if case is not None:
+                    case.update(status="closed", closed_on=event.closed_on)
+            case CaseReopened():
+                case = self.cases.get(event.case_id)
+                if case is not None:
+                    case.update(status="reopened", closed_on=None)
+            case ActionAgreed():
+                if event.action_id in self.actions:
+                    raise ValueError(f"actions: {event.action_id} agreed twice")
+                self.actions[event.action_id] = {
+                    "action_id": event.action_id,
+                    "what": event.what,
+                    "organisation": event.organisation,
+                    "lead": event.lead,
+                    "due_on": event.due_on,
+                    "case_ids": list(event.case_ids),
+                    "themes": list(event.themes),
+                    "status": "open",
+                    "flagged_overdue": False,
+                    "updates": [],
+                    "evidence": None,
+                    "completed_on": None,
+                    "agreed_on": event.agreed_on or at.date(),
+                }
+            case ActionProgressUpdated():
+                action = self.actions.get(event.action_id)
+                if action is not None:
+                    action["updates"].append({"at": at.isoformat(), "update": event.update})
+            case ActionCompleted():
+                action = self.actions.get(event.action_id)
+                if action is not None:
+                    action.update(
+                        status="completed", evidence=event.evidence, completed_on=event.completed_on
+                    )
+            case ActionOverdue():
+                action = self.actions.get(event.action_id)
+                if action is not None:
+                    action["flagged_overdue"] = True
 
 
 def projections() -> list[GovernanceProjection]:

@@ -1,7 +1,10 @@
 """Read models of the notification service, kept from its own events (see `leder rebuild`)."""
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
 
 from events import Envelope
 from events.notification import (
@@ -22,8 +25,12 @@ from events.notification import (
 )
 from events.partner import normalise_name
 from infra.db import Connection
+from infra.keys import KeyDestroyed
+from infra.projections import Decoded, Row, add_missing, copy_rows
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
-from services.notification.personal import keys, unseal_with_stored_key
+from services.notification.personal import PersonalDetails, keys, unseal, unseal_with_stored_key
+
+T = TypeVar("T")
 
 
 class CasesProjection:
@@ -163,6 +170,9 @@ class CasesProjection:
             case CaseReopeningRecorded():
                 await self._set(conn, event.case_id, at, "status = 'open'")
 
+    def fold(self) -> "CasesFold":
+        return CasesFold()
+
     @staticmethod
     async def _set(conn: Connection, case_id: object, at: object, assignment: str) -> None:
         await conn.execute(f"UPDATE cases SET {assignment}, updated_at = $2 WHERE case_id = $1", case_id, at)
@@ -187,6 +197,168 @@ class CasesProjection:
             organisation,
             content_hash,
         )
+
+
+class CasesFold:
+    """The same rows as `CasesProjection.apply`, built in memory for a rebuild (infra.projections)."""
+
+    def __init__(self) -> None:
+        self.cases: dict[UUID, Row] = {}
+        self.notifications: dict[UUID, Row] = {}
+        self.references: dict[int, int] = {}
+
+    async def add(self, conn: Connection, events: Sequence[Decoded]) -> None:
+        for envelope, event in events:
+            self._apply(envelope.occurred_at, event)
+
+    async def write(self, conn: Connection) -> None:
+        await copy_rows(
+            conn,
+            "cases",
+            (
+                {
+                    **c,
+                    "facts": c["facts"] if isinstance(c["facts"], str) else json.dumps(c["facts"]),
+                    "notifiers": json.dumps(c["notifiers"]),
+                }
+                for c in self.cases.values()
+            ),
+        )
+        await copy_rows(conn, "notifications", self.notifications.values())
+        await copy_rows(
+            conn, "case_references", ({"year": y, "last_number": n} for y, n in self.references.items())
+        )
+
+    def _first_outcome(
+        self, notification_id: UUID, outcome: str, case_id: UUID | None, at: object, organisation: str,
+        content_hash: str | None,
+    ) -> None:  # fmt: skip
+        self.notifications.setdefault(
+            notification_id,
+            {
+                "notification_id": notification_id,
+                "outcome": outcome,
+                "case_id": case_id,
+                "received_at": at,
+                "organisation": organisation,
+                "content_hash": content_hash,
+                "personal_destroyed": False,
+            },
+        )
+
+    def _apply(self, at: Any, event: object) -> None:
+        match event:
+            case CaseOpened() | EligibilityToConfirm():
+                opened = isinstance(event, CaseOpened)
+                status = "open" if opened else "eligibility_to_confirm"
+                reference = event.reference if isinstance(event, CaseOpened) else None
+                changes = {
+                    "status": status,
+                    "review_type": event.review_type if isinstance(event, CaseOpened) else None,
+                    "focused_reasons": list(event.focused_reasons),
+                    "flags": list(event.flags),
+                    "unknown_diagnoses": list(event.unknown)
+                    if isinstance(event, EligibilityToConfirm)
+                    else [],
+                    "facts": event.facts.model_dump_json(),
+                    "updated_at": at,
+                }
+                notifier = {
+                    "organisation": event.facts.notifier_organisation,
+                    "role": event.facts.notifier_role,
+                    "notification_id": str(event.notification_id),
+                }
+                case = self.cases.get(event.case_id)
+                if case is None:
+                    self.cases[event.case_id] = {
+                        "case_id": event.case_id,
+                        **changes,
+                        "notified_at": at,
+                        "notifiers": [notifier],
+                        "reviewer_user_id": None,
+                        "senior_reviewer_user_id": None,
+                        "personal_destroyed": False,
+                        "reference": reference,
+                        "allocation_ended": None,
+                    }
+                else:
+                    case.update(changes)
+                    if reference is not None:
+                        case["reference"] = reference
+                if reference is not None:
+                    year, number = reference_parts(reference)
+                    self.references[year] = max(self.references.get(year, number), number)
+                self._first_outcome(
+                    event.notification_id, status_outcome(status), event.case_id, at,
+                    event.facts.notifier_organisation, event.content_hash,
+                )  # fmt: skip
+                return
+            case DuplicateNotificationLinked():
+                case = self.cases.get(event.case_id)
+                if case is not None:
+                    case["notifiers"].append(
+                        {
+                            "organisation": event.notifier_organisation,
+                            "role": event.notifier_role,
+                            "notification_id": str(event.notification_id),
+                        }
+                    )
+                    case["updated_at"] = at
+                self._first_outcome(
+                    event.notification_id, "duplicate_linked", event.case_id, at,
+                    event.notifier_organisation, event.content_hash,
+                )  # fmt: skip
+                return
+            case ReferredToChildDeathOverviewPanel() | NotificationNotEligible():
+                cdop = isinstance(event, ReferredToChildDeathOverviewPanel)
+                self._first_outcome(
+                    event.notification_id, "referred_to_cdop" if cdop else "not_eligible", None, at,
+                    event.facts.notifier_organisation, event.content_hash,
+                )  # fmt: skip
+                return
+            case NotificationPersonalDataDestroyed():
+                notification = self.notifications.get(event.notification_id)
+                if notification is not None:
+                    notification["personal_destroyed"] = True
+                return
+        case = self.cases.get(getattr(event, "case_id", None))  # type: ignore[arg-type]
+        if case is None:
+            return  # an UPDATE of no row
+        match event:
+            case EligibilityRejected():
+                case["status"] = "not_eligible"
+            case EthnicityRecorded():
+                facts = case["facts"]
+                facts = json.loads(facts) if isinstance(facts, str) else facts
+                facts["ethnicity"] = event.ethnicity
+                flags = [f for f in case["flags"] if f != FLAG_ETHNICITY_NOT_STATED]
+                if event.ethnicity in ETHNICITY_NOT_STATED:
+                    flags.append(FLAG_ETHNICITY_NOT_STATED)
+                case.update(facts=facts, flags=flags)
+            case CaseEscalatedToFocused():
+                case["review_type"] = "focused"
+                case["focused_reasons"] = add_missing(case["focused_reasons"], event.reasons)
+            case CaseAllocationRecorded():
+                case.update(
+                    reviewer_user_id=event.reviewer_user_id,
+                    senior_reviewer_user_id=event.senior_reviewer_user_id,
+                    allocation_ended=None,
+                )
+            case CaseAllocationEnded() if event.reason in ("conflict_declared", "returned_to_queue"):
+                case.update(
+                    reviewer_user_id=None, senior_reviewer_user_id=None, allocation_ended=event.reason
+                )
+            case CaseAllocationEnded():
+                case["allocation_ended"] = event.reason
+            case PersonalDataDestroyed():
+                case["personal_destroyed"] = True
+            case CaseClosureRecorded():
+                case["status"] = "closed"
+            case CaseReopeningRecorded():
+                case["status"] = "open"
+            case _:
+                return  # no statement, no updated_at
+        case["updated_at"] = at
 
 
 def status_outcome(status: str) -> str:
@@ -231,6 +403,109 @@ class PersonIndex:
                     )
             case PersonalDataDestroyed() | EligibilityRejected():
                 await conn.execute("DELETE FROM person_index WHERE case_id = $1", event.case_id)
+
+    def fold(self) -> "PersonIndexFold":
+        return PersonIndexFold()
+
+
+class PersonIndexFold:
+    """The same rows as `PersonIndex.apply`, built in memory for a rebuild (infra.projections). A page's
+    people are unsealed together: their data keys read in one statement, unwrapped and hashed
+    concurrently (each is a call to the key manager)."""
+
+    CONCURRENCY = 32
+
+    def __init__(self) -> None:
+        self.index: dict[UUID, dict[tuple[str, str], None]] = {}  # case -> its (kind, value), in order
+        self._data_keys: dict[str, bytes | None] = {}
+        self._values: dict[tuple[str, str], str] = {}
+        self._limit = asyncio.Semaphore(self.CONCURRENCY)
+
+    async def add(self, conn: Connection, events: Sequence[Decoded]) -> None:
+        people = [
+            event
+            for _, event in events
+            if isinstance(event, CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked)
+        ]
+        await self._load_keys(conn, {e.personal.key_id for e in people})
+        details = await asyncio.gather(*(self._unseal(e) for e in people))
+        wanted = [_match_keys(e, d) if d is not None else [] for e, d in zip(people, details, strict=True)]
+        await self._hash({k for ks in wanted for k in ks})
+        unsealed = iter(wanted)
+        for _, event in events:
+            match event:
+                case CaseOpened() | EligibilityToConfirm() | DuplicateNotificationLinked():
+                    for kind_and_value in next(unsealed):
+                        self.index.setdefault(event.case_id, {})[kind_and_value] = None
+                case PersonalDataDestroyed() | EligibilityRejected():
+                    self.index.pop(event.case_id, None)
+
+    async def write(self, conn: Connection) -> None:
+        await copy_rows(
+            conn,
+            "person_index",
+            (
+                {"case_id": case_id, "match_kind": kind, "match_value": self._values[(kind, value)]}
+                for case_id, entries in self.index.items()
+                for kind, value in entries
+            ),
+        )
+
+    async def _load_keys(self, conn: Connection, key_ids: set[str]) -> None:
+        """As `unseal_with_stored_key` reads a key, for all the page's keys in one statement."""
+        rows = await conn.fetch(
+            "SELECT key_id, wrapped, destroyed_at FROM data_keys WHERE key_id = any($1::text[])",
+            sorted(key_ids - self._data_keys.keys()),
+        )
+        found = {r["key_id"]: r for r in rows}
+        data_keys = keys()
+
+        async def unwrapped(key_id: str) -> bytes | None:
+            row = found.get(key_id)
+            if row is None or row["wrapped"] is None or row["destroyed_at"] is not None:
+                return None
+            try:
+                return await self._limited(data_keys.keys.unwrap(data_keys.kek(key_id), row["wrapped"]))
+            except KeyDestroyed:
+                return None
+
+        missing = sorted(key_ids - self._data_keys.keys())
+        for key_id, key in zip(missing, await asyncio.gather(*map(unwrapped, missing)), strict=True):
+            self._data_keys[key_id] = key
+
+    async def _unseal(
+        self, event: CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked
+    ) -> PersonalDetails | None:
+        key = self._data_keys[event.personal.key_id]
+        return None if key is None else unseal(key, event.personal)
+
+    async def _hash(self, wanted: set[tuple[str, str]]) -> None:
+        new = sorted(wanted - self._values.keys())
+        hashed = await asyncio.gather(*(self._limited(match_value(kind, value)) for kind, value in new))
+        self._values.update(zip(new, hashed, strict=True))
+
+    async def _limited(self, call: Awaitable[T]) -> T:
+        async with self._limit:
+            return await call
+
+
+def _match_keys(
+    event: CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked, details: PersonalDetails
+) -> list[tuple[str, str]]:
+    """What `PersonIndex.apply` indexes a person by: (kind, normalised value) pairs, in its order."""
+    found = []
+    if details.nhs_number:
+        found.append(("nhs_number", details.nhs_number))
+    if not isinstance(event, DuplicateNotificationLinked):
+        found.append(
+            (
+                "name_and_dates",
+                name_and_dates(
+                    details.family_name, str(details.date_of_birth), str(event.facts.date_of_death)
+                ),
+            )
+        )
+    return found
 
 
 def name_and_dates(family_name: str, date_of_birth: str, date_of_death: str) -> str:
