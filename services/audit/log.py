@@ -3,10 +3,14 @@
 import asyncio
 import hashlib
 import io
+import json
+import os
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from cryptography.exceptions import InvalidSignature
@@ -15,9 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from events import Envelope
 from infra.db import Connection, connect_like
 from infra.inbox import Fork, Held
-from services.audit import keys, links, merkle, note
+from services.audit import keys, links, merkle, note, verifier
 
 _APPEND_LOCK = 27_182_818
+_ROOT = Path(__file__).resolve().parents[2]  # where `python -m services.audit.verifier` runs
+PARALLEL_FROM = 1 << 17  # entries: below, starting checker processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ async def append(
     row = await conn.fetchrow("SELECT hashes, sizes FROM log_frontier")
     frontier = list(zip(row["sizes"], map(bytes, row["hashes"]), strict=True)) if row else []
     leaf = merkle.leaf_hash(raw)
-    frontier = merkle.push(frontier, leaf)
+    frontier, completed = merkle.push_completing(frontier, leaf)
     await conn.execute(
         "INSERT INTO audit_log (position, event_id, source, source_sequence, event_type, stream_id, case_id,"
         " occurred_at, actor_id, actor_role, envelope, content_hash, leaf_hash, root_after,"
@@ -94,8 +100,27 @@ async def append(
         [h for _, h in frontier],
         [n for n, _ in frontier],
     )
+    if cells := merkle.tile_cells(position, completed):  # once in 256 entries, and rarer above
+        await _store_cells(conn, cells)
     await links.link(conn, position, envelope)
     return True
+
+
+async def _store_cells(conn: Connection, cells: list[tuple[int, int, int, bytes]]) -> None:
+    """Each hash appended to its tile (a tile's first makes it): each must land at its offset, or the
+    tiles do not describe this log (a log whose tiles were never filled: migration 008)."""
+    lengths = await conn.fetch(
+        "INSERT INTO audit_tiles (level, idx, hashes) SELECT * FROM unnest($1::smallint[], $2::bigint[],"
+        " $3::bytea[]) ON CONFLICT (level, idx) DO UPDATE SET hashes = audit_tiles.hashes || excluded.hashes"
+        " RETURNING level, octet_length(hashes) AS length",
+        [level for level, _, _, _ in cells],
+        [index for _, index, _, _ in cells],
+        [node for _, _, _, node in cells],
+    )
+    landed = {row["level"]: row["length"] for row in lengths}
+    for level, index, offset, _ in cells:
+        if landed.get(level) != 32 * (offset + 1):
+            raise RuntimeError(f"tile {index} of level {level} does not end where hash {offset} belongs")
 
 
 _LEAVES = "SELECT leaf_hash FROM audit_log WHERE $1::bigint IS NULL OR position < $1 ORDER BY position"
@@ -150,11 +175,96 @@ async def inclusion_proof(
 ) -> InclusionProof | None:
     """The proof that entry `position` is in the tree of the first `tree_size` entries (default: all
     of them), with that tree's root; None if the log has no such tree or the entry is not in it."""
-    hashes = await leaf_hashes(conn, tree_size)
-    if (tree_size is not None and tree_size > len(hashes)) or not 0 <= position < len(hashes):
+    n = await log_size(conn) if tree_size is None else tree_size
+    if not 0 <= position < n:
         return None
-    tree = await asyncio.to_thread(merkle.levels, hashes)  # a million hashes: off the event loop
-    return InclusionProof(position, len(hashes), hashes[position], merkle.path(position, tree), tree[-1][0])
+    ranges = merkle.inclusion_ranges(position, n)
+    try:
+        leaf, *path = await range_hashes(conn, [(position, position + 1), *ranges])
+    except LookupError:  # the leaf and its path cover every entry of the tree: one is not in the log
+        return None
+    return InclusionProof(position, n, leaf, path, merkle.root_from_inclusion(position, n, leaf, path))
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    path: list[bytes]
+
+
+async def consistency_proof(conn: Connection, first: int, second: int) -> ConsistencyProof | None:
+    """The proof that the tree of the first `first` entries is a prefix of the tree of the first
+    `second`, with both roots; None if the log has no tree of `second` or `first` is not in 1..second."""
+    if not 0 < first <= second:
+        return None
+    path = merkle.consistency_ranges(first, second)
+    try:
+        first_root, second_root, *hashes = await range_hashes(conn, [(0, first), (0, second), *path])
+    except LookupError:  # the second tree has entries the log does not
+        return None
+    return ConsistencyProof(first, second, first_root, second_root, hashes)
+
+
+async def log_size(conn: Connection) -> int:
+    size: int = await conn.fetchval("SELECT coalesce(max(position) + 1, 0) FROM audit_log")
+    return size
+
+
+async def range_hashes(conn: Connection, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """MTH(D[lo:hi]) of each range as RFC 9162's recursion cuts the tree, from the tiles: each range
+    is at most log n perfect subtrees, each one tile's cells (or, below height 8, up to 255 leaf
+    hashes) hashed up, so a proof reads O(log n) nodes in two queries."""
+    subtrees = {s for lo, hi in ranges for s in merkle.perfect_subtrees(lo, hi)}
+    found = await _subtree_hashes(conn, subtrees)
+    out = []
+    for lo, hi in ranges:
+        parts = [found[s] for s in merkle.perfect_subtrees(lo, hi)]
+        top = parts[-1] if parts else merkle.EMPTY_ROOT
+        for part in reversed(parts[:-1]):
+            top = merkle.node_hash(part, top)
+        out.append(top)
+    return out
+
+
+async def _subtree_hashes(conn: Connection, subtrees: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Each perfect subtree's hash (height, index), from the tiles and, below height 8, the leaf
+    hashes: LookupError if they do not hold it."""
+    spans = sorted((i << h, (i + 1) << h) for h, i in subtrees if h < merkle.TILE_HEIGHT)
+    tiles = sorted({merkle.subtree_cells(h, i)[:2] for h, i in subtrees if h >= merkle.TILE_HEIGHT})
+    rows = await conn.fetch(
+        # Each span and tile looked up by its index (LATERAL ... LIMIT: never a join the planner may
+        # turn into a scan of the log).
+        "SELECT 0::smallint AS level, l.position AS idx, l.leaf_hash AS hashes"
+        " FROM unnest($1::bigint[], $2::bigint[]) AS s (lo, hi), LATERAL (SELECT position, leaf_hash"
+        " FROM audit_log WHERE position >= s.lo AND position < s.hi ORDER BY position LIMIT 128) AS l"
+        " UNION ALL SELECT t.level, t.idx, t.hashes"
+        " FROM unnest($3::smallint[], $4::bigint[]) AS k (level, idx), LATERAL (SELECT level, idx, hashes"
+        " FROM audit_tiles WHERE (level, idx) = (k.level, k.idx) LIMIT 1) AS t",
+        [lo for lo, _ in spans],
+        [hi for _, hi in spans],
+        [level for level, _ in tiles],
+        [index for _, index in tiles],
+    )  # one round trip: the leaf hashes (level 0, by position) and the tiles
+    leaves = {row["idx"]: bytes(row["hashes"]) for row in rows if row["level"] == 0}
+    stored = {(row["level"], row["idx"]): bytes(row["hashes"]) for row in rows if row["level"]}
+
+    def subtree(height: int, index: int) -> bytes:
+        if height < merkle.TILE_HEIGHT:
+            lo = index << height
+            nodes = [leaves.get(p) for p in range(lo, lo + (1 << height))]
+            if any(node is None for node in nodes):
+                raise LookupError(f"the log has no leaf hash for some of entries {lo}..{lo + len(nodes) - 1}")
+            return merkle.perfect_root(nodes)  # type: ignore[arg-type]
+        level, tile, offset, count = merkle.subtree_cells(height, index)
+        cells = stored.get((level, tile), b"")[32 * offset : 32 * (offset + count)]
+        if len(cells) != 32 * count:
+            raise LookupError(f"tile {tile} of level {level} lacks the nodes of subtree {index} at {height}")
+        return merkle.perfect_root([cells[at : at + 32] for at in range(0, len(cells), 32)])
+
+    return {(h, i): subtree(h, i) for h, i in subtrees}
 
 
 def checkpoint_message(tree_size: int, root_hash: bytes, signed_at: datetime) -> bytes:
@@ -285,10 +395,16 @@ async def verify(
     trust: Trust,
     progress: Callable[[int, int], None] | None = None,
     batch: int = 10_000,
+    *,
+    processes: int | None = None,
+    stretch: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
 ) -> Verification:
     """Recompute every entry's hashes from its stored bytes, check positions run 0..n-1 without a hole,
     then recompute the tree and check it against every published checkpoint and the latest signed one,
-    each signature checked with the key given."""
+    each signature checked with the key given. A log of `parallel_from` entries or more is checked in
+    stretches (`stretch` entries, a power of two; by default a few per process), one process per core
+    (`processes`), in one snapshot: the same answer, sooner."""
     # The checkpoints first: one signed while the log is read covers entries the reading cannot see.
     checkpoint = await latest_checkpoint(conn)
     checkpoints = await conn.fetch(
@@ -299,10 +415,13 @@ async def verify(
     signed_sizes = {row["tree_size"] for row in checkpoints} | {size for size, _ in published}
     roots = {0: merkle.EMPTY_ROOT}  # the recomputed tree head at each signed size
     total = await conn.fetchval("SELECT count(*) FROM audit_log") if progress else 0
-    sha256 = hashlib.sha256
-    edge = merkle.RightEdge()
-    top = merkle.EMPTY_ROOT
-    expected = 0
+    workers = processes or os.cpu_count() or 1
+    connect = _connect_kwargs(conn) if workers > 1 and not conn.is_in_transaction() else None
+    if connect is not None and await log_size(conn) >= parallel_from:
+        on_every_core = _on_every_core(conn, connect, workers, stretch, signed_sizes, roots, progress, total)
+        expected, top, failure = await on_every_core
+    else:
+        expected, top, failure = await _on_one_core(conn, signed_sizes, roots, progress, total, batch)
 
     def result(
         ok: bool, first_bad: int | None = None, problem: str | None = None, read_through: bool = True
@@ -315,30 +434,8 @@ async def verify(
             ok, expected, first_bad, problem, checkpoint.tree_size, whole, checkpoint.as_json()
         )
 
-    async with conn.transaction():
-        cursor = conn.cursor(
-            "SELECT position, envelope, content_hash, leaf_hash, root_after FROM audit_log ORDER BY position",
-            prefetch=batch,
-        )
-        # Millions of entries: each row unpacked, nothing built per entry that is not needed.
-        async for position, envelope, content_hash, leaf_hash, root_after in cursor:
-            if position != expected:
-                missing = f"entry {expected} is missing (the next is {position})"
-                return result(False, expected, missing, read_through=False)
-            raw = envelope.encode()
-            leaf = sha256(b"\x00" + raw).digest()
-            if sha256(raw).digest() != content_hash or leaf != leaf_hash:
-                unmatched = f"entry {position} does not match its hash"
-                return result(False, position, unmatched, read_through=False)
-            top = edge.add(leaf)
-            if top != root_after:
-                changed = f"the history up to entry {position} is not the one that was logged"
-                return result(False, position, changed, read_through=False)
-            expected += 1
-            if expected in signed_sizes:
-                roots[expected] = top
-            if progress and expected % batch == 0:
-                progress(expected, total)
+    if failure is not None:
+        return result(False, failure[0], failure[1], read_through=False)
     if progress:
         progress(expected, total)
     first_bad, problems = _against_published(published, roots, expected)
@@ -368,6 +465,183 @@ async def verify(
     if problems:
         return result(False, first_bad, "; ".join(problems))
     return result(True)
+
+
+Outcome = tuple[int, bytes, tuple[int, str] | None]  # entries checked, tree head after them, failure
+
+
+async def _on_one_core(
+    conn: Connection,
+    signed_sizes: set[int],
+    roots: dict[int, bytes],
+    progress: Callable[[int, int], None] | None,
+    total: int,
+    batch: int,
+) -> Outcome:
+    """Every entry in turn, in this process: its hashes, then the tree head after it."""
+    sha256 = hashlib.sha256
+    edge = merkle.RightEdge()
+    top = merkle.EMPTY_ROOT
+    expected = 0
+    async with conn.transaction():
+        cursor = conn.cursor(
+            "SELECT position, envelope, content_hash, leaf_hash, root_after FROM audit_log ORDER BY position",
+            prefetch=batch,
+        )
+        # Millions of entries: each row unpacked, nothing built per entry that is not needed.
+        async for position, envelope, content_hash, leaf_hash, root_after in cursor:
+            if position != expected:
+                return expected, top, (expected, f"entry {expected} is missing (the next is {position})")
+            raw = envelope.encode()
+            leaf = sha256(b"\x00" + raw).digest()
+            if sha256(raw).digest() != content_hash or leaf != leaf_hash:
+                return expected, top, (position, f"entry {position} does not match its hash")
+            top = edge.add(leaf)
+            if top != root_after:
+                changed = f"the history up to entry {position} is not the one that was logged"
+                return expected, top, (position, changed)
+            expected += 1
+            if expected in signed_sizes:
+                roots[expected] = top
+            if progress and expected % batch == 0:
+                progress(expected, total)
+    return expected, top, None
+
+
+async def _on_every_core(
+    conn: Connection,
+    connect: dict[str, Any],
+    workers: int,
+    stretch: int | None,
+    signed_sizes: set[int],
+    roots: dict[int, bytes],
+    progress: Callable[[int, int], None] | None,
+    total: int,
+) -> Outcome:
+    """The log cut into stretches at multiples of a power of two, each checked by a process of its own
+    (services/audit/verifier.py) in this transaction's snapshot, given the tree's right edge where it
+    starts as the tiles have it. Taken in order, each stretch's own root extends the edge the next
+    needed: a stretch given another edge (tiles that lie) is checked again here with the true one, so
+    the answer is the one a single pass gives."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+        bounds = await conn.fetchrow("SELECT min(position) AS first, max(position) AS last FROM audit_log")
+        if bounds is None or bounds["first"] is None:
+            return 0, merkle.EMPTY_ROOT, None
+        if bounds["first"] != 0:
+            return 0, merkle.EMPTY_ROOT, (0, f"entry 0 is missing (the next is {bounds['first']})")
+        end: int = bounds["last"] + 1
+        size = stretch or max(1 << 12, 1 << (-(-end // (4 * workers)) - 1).bit_length())
+        if size & (size - 1):
+            raise ValueError(f"a stretch of {size} entries: not a power of two")
+        stretches = [
+            verifier.Stretch(
+                lo, min(lo + size, end), [], sorted(s for s in signed_sizes if lo < s <= lo + size)
+            )
+            for lo in range(0, end, size)
+        ]
+        stretches[-1].signed.append(end)  # the head of the whole log
+        edges = await _edges_from_tiles(conn, [s.lo for s in stretches])
+        stretches = [replace(s, left=edges.get(s.lo, [])) for s in stretches]
+        procs = [
+            await _checker(connect | {"snapshot": snapshot}, stretches[w::workers]) for w in range(workers)
+        ]
+        try:
+            edge: list[tuple[int, bytes]] = []  # the true right edge at each stretch's start
+            head = merkle.EMPTY_ROOT
+            for k, s in enumerate(stretches):
+                line = await procs[k % workers].stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise RuntimeError(f"the checker of entries {s.lo}..{s.hi - 1} stopped without an answer")
+                checked = verifier.decode_checked(line.decode())
+                if [h for _, h in edge] != s.left:
+                    checked = await verifier.check(conn, replace(s, left=[h for _, h in edge]))  # type: ignore[arg-type]
+                roots.update((n, h) for n, h in checked.heads.items() if n in signed_sizes)
+                at = s.lo + checked.checked
+                if checked.problem == "missing":
+                    after = checked.next_position
+                    if after is None:
+                        after = await conn.fetchval(
+                            "SELECT min(position) FROM audit_log WHERE position > $1", at
+                        )
+                    return at, head, (at, f"entry {at} is missing (the next is {after})")
+                if checked.problem == "unmatched":
+                    return at, head, (at, f"entry {at} does not match its hash")
+                if checked.problem == "changed":
+                    return at, head, (at, f"the history up to entry {at} is not the one that was logged")
+                if s is stretches[-1]:
+                    head = checked.heads[end]
+                elif checked.own_root is not None:
+                    edge.append((s.hi - s.lo, checked.own_root))
+                    while len(edge) > 1 and edge[-1][0] == edge[-2][0]:
+                        (n, left), (_, right) = edge[-2], edge[-1]
+                        edge[-2:] = [(n * 2, merkle.node_hash(left, right))]
+                if progress:
+                    progress(s.hi, total)
+            return end, head, None
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                await proc.wait()
+
+
+async def _checker(connect: dict[str, Any], stretches: list[verifier.Stretch]) -> asyncio.subprocess.Process:
+    """A checker process, given how to connect and its stretches (on stdin, closed after them)."""
+    root = str(_ROOT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.audit.verifier",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=root,
+        limit=1 << 20,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(
+        "".join(
+            f"{line}\n" for line in [json.dumps(connect), *map(verifier.encode_stretch, stretches)]
+        ).encode()
+    )
+    await proc.stdin.drain()
+    proc.stdin.close()
+    return proc
+
+
+async def _edges_from_tiles(conn: Connection, starts: list[int]) -> dict[int, list[bytes]]:
+    """The tree's right edge at each start, as the tiles have it (what the checkers start from: the
+    stretches before are checked meanwhile, and prove or disprove it)."""
+    wanted = {start: merkle.perfect_subtrees(0, start) for start in starts}
+    try:
+        found = await _subtree_hashes(conn, {s for subtrees in wanted.values() for s in subtrees})
+    except LookupError:
+        return {}  # no tiles (yet): each stretch after the first is checked again here
+    return {start: [found[s] for s in subtrees] for start, subtrees in wanted.items()}
+
+
+def _connect_kwargs(conn: Connection) -> dict[str, Any] | None:
+    """How another process reaches the same database as `conn`, read from asyncpg's connection; None
+    when that cannot be told (a password that is not a string, TLS that verifies certificates)."""
+    addr, params = getattr(conn, "_addr", None), getattr(conn, "_params", None)
+    if addr is None or params is None or not isinstance(params.password, str | None):
+        return None
+    mode = getattr(getattr(params, "sslmode", None), "name", "disable")
+    if mode not in ("disable", "allow", "prefer", "require"):
+        return None
+    if isinstance(addr, str):  # a Unix socket: /run/postgresql/.s.PGSQL.5432
+        folder, _, port = addr.rpartition("/.s.PGSQL.")
+        addr = (folder, int(port))
+    return {
+        "host": addr[0],
+        "port": addr[1],
+        "user": params.user,
+        "password": params.password,
+        "database": params.database,
+        "ssl": mode,
+    }
 
 
 def _against_published(

@@ -196,3 +196,137 @@ def frontier_root(frontier: list[tuple[int, bytes]]) -> bytes:
     for _, subtree in reversed(frontier[:-1]):
         top = node_hash(subtree, top)
     return top
+
+
+# The tree's inner nodes, stored as tiles (C2SP tlog-tiles): a tile of level L holds up to 256
+# consecutive hashes of the perfect subtrees of 256**L leaves, left to right; tile N of level L covers
+# nodes 256N .. 256N+255 at height 8L. Level 0 holds the leaf hashes. A full tile (256 hashes) never
+# changes; the right edge's tiles are partial and grow as entries are appended. With them, any perfect
+# subtree's hash is at most 127 hashes of one tile away, so a proof reads O(log n) nodes.
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+
+
+def push_completing(
+    frontier: list[tuple[int, bytes]], leaf: bytes
+) -> tuple[list[tuple[int, bytes]], list[bytes]]:
+    """push, and the perfect subtrees that end at the new leaf, smallest (the leaf itself) first: the
+    k-th is the subtree of 2**k leaves, which the merges compute on the way."""
+    edge, completed = [*frontier, (1, leaf)], [leaf]
+    while len(edge) > 1 and edge[-1][0] == edge[-2][0]:
+        (size, left), (_, right) = edge[-2], edge[-1]
+        edge[-2:] = [(size * 2, node_hash(left, right))]
+        completed.append(edge[-1][1])
+    return edge, completed
+
+
+def tile_cells(position: int, completed: Sequence[bytes]) -> list[tuple[int, int, int, bytes]]:
+    """The stored tile cells an appended leaf fills, as (level, tile index, offset in the tile, hash):
+    at each level L >= 1 the node of 256**L leaves it completes, if it completes one (level 0, the
+    leaf hashes, is the log's own column)."""
+    cells = []
+    for level in range(1, len(completed)):
+        height = level * TILE_HEIGHT
+        if height >= len(completed):
+            break
+        node = position >> height
+        cells.append((level, node >> TILE_HEIGHT, node & (TILE_WIDTH - 1), completed[height]))
+    return cells
+
+
+def tiles_of(leaves: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
+    """Every stored tile (level >= 1) of the tree of `leaves`, (level, index) -> its hashes
+    concatenated: what appending the leaves one by one leaves stored."""
+    out: dict[tuple[int, int], bytes] = {}
+    level, row = 0, list(leaves)
+    while True:
+        row = [perfect_root(row[i : i + TILE_WIDTH]) for i in range(0, len(row) - TILE_WIDTH + 1, TILE_WIDTH)]
+        if not row:
+            return out
+        level += 1
+        for index in range(0, len(row), TILE_WIDTH):
+            out[level, index // TILE_WIDTH] = b"".join(row[index : index + TILE_WIDTH])
+
+
+def perfect_root(hashes: Sequence[bytes]) -> bytes:
+    """The root of a perfect subtree from its 2**k lowest nodes, left to right."""
+    sha256, row = hashlib.sha256, list(hashes)
+    while len(row) > 1:  # node_hash inlined: a proof hashes hundreds of these
+        row = [sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+    return row[0]
+
+
+def perfect_subtrees(lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi) as RFC 9162's recursion splits it (lo a multiple of a power of two at least hi - lo),
+    as perfect subtrees (height, index at that height), largest first: MTH(D[lo:hi]) is their fold from
+    the right."""
+    out, at = [], lo
+    for height in range((hi - lo).bit_length() - 1, -1, -1):
+        if (hi - lo) >> height & 1:
+            out.append((height, at >> height))
+            at += 1 << height
+    return out
+
+
+def subtree_cells(height: int, index: int) -> tuple[int, int, int, int]:
+    """Where a perfect subtree's lowest stored nodes are: (level, tile index, first offset, count)."""
+    level = height // TILE_HEIGHT
+    below = height - level * TILE_HEIGHT
+    first = index << below
+    return level, first >> TILE_HEIGHT, first & (TILE_WIDTH - 1), 1 << below
+
+
+def inclusion_ranges(index: int, n: int) -> list[tuple[int, int]]:
+    """PATH(index, D[n]) as the leaf ranges whose MTH make it, in the proof's order (RFC 9162 2.1.3.1)."""
+    if not 0 <= index < n:
+        raise ValueError(f"leaf {index} is not in a tree of {n}")
+    out: list[tuple[int, int]] = []
+    lo, hi = 0, n
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            out.append((lo + k, hi))
+            hi = lo + k
+        else:
+            out.append((lo, lo + k))
+            lo += k
+    return out[::-1]
+
+
+def consistency_ranges(first: int, n: int) -> list[tuple[int, int]]:
+    """PROOF(first, D[n]) as the leaf ranges whose MTH make it, in the proof's order (RFC 9162 2.1.4.1)."""
+    if not 0 < first <= n:
+        raise ValueError(f"no consistency proof from {first} to {n}")
+    out: list[tuple[int, int]] = []
+    lo, hi, m, whole = 0, n, first, True
+    while True:
+        if m == hi - lo:
+            if not whole:
+                out.append((lo, hi))
+            break
+        k = _split(hi - lo)
+        if m <= k:
+            out.append((lo + k, hi))
+            hi = lo + k
+        else:
+            out.append((lo, lo + k))
+            lo, m, whole = lo + k, m - k, False
+    return out[::-1]
+
+
+def root_from_inclusion(index: int, tree_size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """The root an inclusion proof leads to (RFC 9162 2.1.3.2's walk up): a proof built from the tree
+    gives that tree's root in a few dozen hashes, without reading the rest of the tree."""
+    fn, sn, r = index, tree_size - 1, leaf
+    for p in proof:
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return r
