@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra import deps
 from infra.auth import Caller, require_roles
+from infra.deps import CommandContext, Store, Today
+from infra.eventstore import EventStore
 from infra.http import ResponseModel
 from infra.params import Day
 from infra.problems import Problem, RuleViolation
@@ -191,14 +192,16 @@ class NewReviewer(BaseModel):
 
 
 @router.post("/reviewers", status_code=201)
-async def register_reviewer(body: NewReviewer, request: Request, caller: LAC) -> ReviewerView:
+async def register_reviewer(
+    body: NewReviewer, _: LAC, store: Store, context: CommandContext, today: Today
+) -> ReviewerView:
     exists = Problem(409, "reviewer_exists", f"a reviewer signs in as {body.user_id} already")
-    if await deps.store(request).pool.fetchval("SELECT 1 FROM reviewers WHERE user_id = $1", body.user_id):
+    if await store.pool.fetchval("SELECT 1 FROM reviewers WHERE user_id = $1", body.user_id):
         raise exists
     try:
         reviewer_id = await handlers.register_reviewer(
-            deps.store(request),
-            deps.context(request, caller),
+            store,
+            context,
             body.user_id,
             body.name,
             body.organisations,
@@ -211,7 +214,7 @@ async def register_reviewer(body: NewReviewer, request: Request, caller: LAC) ->
         if clash.constraint_name != "reviewers_user_id_key":
             raise
         raise exists from clash
-    return await _reviewer_view(request, reviewer_id)
+    return await _reviewer_view(store, today, reviewer_id)
 
 
 class Training(BaseModel):
@@ -231,59 +234,54 @@ class Reason(BaseModel):
 
 
 @router.post("/reviewers/{reviewer_id}/training")
-async def record_training(reviewer_id: UUID, body: Training, request: Request, caller: LAC) -> ReviewerView:
+async def record_training(
+    reviewer_id: UUID, body: Training, _: LAC, store: Store, context: CommandContext, today: Today
+) -> ReviewerView:
     command = domain.RecordTraining(body.completed_on)
-    domain.check_training(command, deps.today(request))
-    await _checked(
-        handlers.command_reviewer(deps.store(request), reviewer_id, command, deps.context(request, caller))
-    )
-    return await _reviewer_view(request, reviewer_id)
+    domain.check_training(command, today)
+    await _checked(handlers.command_reviewer(store, reviewer_id, command, context))
+    return await _reviewer_view(store, today, reviewer_id)
 
 
 @router.post("/reviewers/{reviewer_id}/conflicts")
 async def record_conflict(
-    reviewer_id: UUID, body: StandingConflict, request: Request, caller: LAC
+    reviewer_id: UUID, body: StandingConflict, _: LAC, store: Store, context: CommandContext, today: Today
 ) -> ReviewerView:
     command = domain.RecordConflict(body.kind, body.name)
-    await _checked(
-        handlers.command_reviewer(deps.store(request), reviewer_id, command, deps.context(request, caller))
-    )
-    return await _reviewer_view(request, reviewer_id)
+    await _checked(handlers.command_reviewer(store, reviewer_id, command, context))
+    return await _reviewer_view(store, today, reviewer_id)
 
 
 @router.post("/reviewers/{reviewer_id}/deactivation")
-async def deactivate(reviewer_id: UUID, body: Reason, request: Request, caller: LAC) -> ReviewerView:
+async def deactivate(
+    reviewer_id: UUID, body: Reason, _: LAC, store: Store, context: CommandContext, today: Today
+) -> ReviewerView:
     """Every case the reviewer holds, as reviewer or as senior reviewer, goes back to the front of the
     queue with them (allocation.CaseReturnedToQueue, saying they were deactivated)."""
-    await _checked(
-        handlers.deactivate(deps.store(request), reviewer_id, body.reason, deps.context(request, caller))
-    )
-    return await _reviewer_view(request, reviewer_id)
+    await _checked(handlers.deactivate(store, reviewer_id, body.reason, context))
+    return await _reviewer_view(store, today, reviewer_id)
 
 
 @router.post("/reviewers/{reviewer_id}/reactivation")
-async def reactivate(reviewer_id: UUID, request: Request, caller: LAC) -> ReviewerView:
-    await _checked(
-        handlers.command_reviewer(
-            deps.store(request), reviewer_id, domain.Reactivate(), deps.context(request, caller)
-        )
-    )
-    return await _reviewer_view(request, reviewer_id)
+async def reactivate(
+    reviewer_id: UUID, _: LAC, store: Store, context: CommandContext, today: Today
+) -> ReviewerView:
+    await _checked(handlers.command_reviewer(store, reviewer_id, domain.Reactivate(), context))
+    return await _reviewer_view(store, today, reviewer_id)
 
 
 @router.get("/reviewers")
-async def list_reviewers(request: Request, _: LAC) -> Reviewers:
-    ids = await deps.store(request).pool.fetch("SELECT reviewer_id FROM reviewers ORDER BY name")
-    return Reviewers(reviewers=[await _reviewer_view(request, r["reviewer_id"]) for r in ids])
+async def list_reviewers(_: LAC, store: Store, today: Today) -> Reviewers:
+    ids = await store.pool.fetch("SELECT reviewer_id FROM reviewers ORDER BY name")
+    return Reviewers(reviewers=[await _reviewer_view(store, today, r["reviewer_id"]) for r in ids])
 
 
 @router.get("/reviewers/{reviewer_id}")
-async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> ReviewerPage:
+async def reviewer_page(reviewer_id: UUID, _: LAC, store: Store, today: Today) -> ReviewerPage:
     """One reviewer as GET /reviewers shows them, with the cases they have now (as reviewer or as
     senior reviewer), soonest deadline first."""
-    view = await _reviewer_view(request, reviewer_id)
-    today = deps.today(request)
-    rows = await deps.store(request).pool.fetch(
+    view = await _reviewer_view(store, today, reviewer_id)
+    rows = await store.pool.fetch(
         "SELECT c.case_id, o.reference, o.place_of_death, c.reviewer_id, c.allocated_on, c.notified_on,"
         " c.deadline, c.review_type, c.focused_reasons FROM allocation_cases c"
         " LEFT JOIN opened_cases o USING (case_id)"
@@ -313,16 +311,14 @@ async def reviewer_page(reviewer_id: UUID, request: Request, _: LAC) -> Reviewer
 
 @router.get("/people")
 async def people(
-    request: Request,
     _: Annotated[
         Caller,
         Depends(require_roles("lac", "qa_panel", "governance", "ig_officer", "reviewer", "senior_reviewer")),
     ],
+    store: Store,
 ) -> People:
     """Every registered reviewer's name, for pages that would otherwise show a `sub`: names only."""
-    rows = await deps.store(request).pool.fetch(
-        "SELECT user_id, name, senior FROM reviewers ORDER BY name, user_id"
-    )
+    rows = await store.pool.fetch("SELECT user_id, name, senior FROM reviewers ORDER BY name, user_id")
     return People(people=[Person(sub=r["user_id"], name=r["name"], senior=r["senior"]) for r in rows])
 
 
@@ -330,8 +326,7 @@ def _violation(v: domain.Violation) -> dict[str, str]:
     return {"code": v.code, "rule": domain.rule_name(v.code), "detail": v.detail}
 
 
-async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:
-    store, today = deps.store(request), deps.today(request)
+async def _reviewer_view(store: EventStore, today: date, reviewer_id: UUID) -> ReviewerView:
     row = await store.pool.fetchrow(
         "SELECT r.active_caseload, r.last_allocated_on, r.last_supported_on,"
         " (SELECT count(*) FROM allocation_cases c WHERE c.status = 'allocated'"
@@ -375,9 +370,8 @@ async def _reviewer_view(request: Request, reviewer_id: UUID) -> ReviewerView:
 
 
 @router.get("/allocation-queue")
-async def queue(request: Request, _: LAC) -> Queue:
-    today = deps.today(request)
-    async with deps.store(request).pool.acquire() as conn:
+async def queue(_: LAC, store: Store, today: Today) -> Queue:
+    async with store.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT c.case_id, o.reference, o.place_of_death, c.notified_on, c.deadline, c.review_type,"
             " c.focused_reasons, c.returned_at, c.returned_reason, c.waiting_since"
@@ -424,30 +418,27 @@ class ReallocationRequest(AllocationRequest):
 
 
 @router.post("/cases/{case_id}/allocation", status_code=201)
-async def allocate(case_id: UUID, body: AllocationRequest, request: Request, caller: LAC) -> Allocated:
+async def allocate(
+    case_id: UUID, body: AllocationRequest, _: LAC, store: Store, context: CommandContext, today: Today
+) -> Allocated:
     events = await _checked(
-        handlers.allocate(
-            deps.store(request),
-            case_id,
-            body.reviewer_id,
-            body.senior_reviewer_id,
-            deps.today(request),
-            deps.context(request, caller),
-        )
+        handlers.allocate(store, case_id, body.reviewer_id, body.senior_reviewer_id, today, context)
     )
     return Allocated(case_id=str(case_id), events=[e.event_type for e in events])
 
 
 @router.post("/cases/{case_id}/reallocation")
-async def reallocate(case_id: UUID, body: ReallocationRequest, request: Request, caller: LAC) -> Allocated:
+async def reallocate(
+    case_id: UUID, body: ReallocationRequest, _: LAC, store: Store, context: CommandContext, today: Today
+) -> Allocated:
     events = await _checked(
         handlers.allocate(
-            deps.store(request),
+            store,
             case_id,
             body.reviewer_id,
             body.senior_reviewer_id,
-            deps.today(request),
-            deps.context(request, caller),
+            today,
+            context,
             reallocation_reason=body.reason,
         )
     )
@@ -458,37 +449,31 @@ async def reallocate(case_id: UUID, body: ReallocationRequest, request: Request,
 async def declare_conflict(
     case_id: UUID,
     body: Reason,
-    request: Request,
     caller: Annotated[Caller, Depends(require_roles("reviewer"))],
+    store: Store,
+    context: CommandContext,
 ) -> ConflictDeclared:
     """A case that does not exist answers as one not allocated to the caller does (403
     `not_allocated_to_caller`, the same words): no answer tells a reviewer which cases exist."""
     try:
-        await _checked(
-            handlers.declare_conflict(
-                deps.store(request), case_id, caller.sub, body.reason, deps.context(request, caller)
-            )
-        )
+        await _checked(handlers.declare_conflict(store, case_id, caller.sub, body.reason, context))
     except Problem as refused:
         if refused.status != 404:
             raise
-        pool = deps.store(request).pool
-        name = await pool.fetchval("SELECT name FROM reviewers WHERE user_id = $1", caller.sub)
+        name = await store.pool.fetchval("SELECT name FROM reviewers WHERE user_id = $1", caller.sub)
         error = domain.NotAllocatedToCaller(f"case {case_id} is not allocated to {name}")
         raise error from refused
     return ConflictDeclared(case_id=str(case_id), returned_to_queue=True)
 
 
 @router.get("/cases/{case_id}/suggested-reviewers")
-async def suggested_reviewers(case_id: UUID, request: Request, _: LAC) -> Suggestions:
+async def suggested_reviewers(case_id: UUID, _: LAC, store: Store, today: Today) -> Suggestions:
     """Every reviewer ranked for the case (the eligible first, reviewers who are not senior before
     senior reviewers), every senior reviewer ranked to support it (supporting counts against its own
     capacity, `support_capacity`), and up to five ready pairs; whoever is excluded comes with each
     rule they break. A case the notification service has not opened is a 409 naming its state."""
-    offered = await _checked(handlers.suggestions(deps.store(request), case_id, deps.today(request)))
-    reference = await deps.store(request).pool.fetchval(
-        "SELECT reference FROM opened_cases WHERE case_id = $1", case_id
-    )
+    offered = await _checked(handlers.suggestions(store, case_id, today))
+    reference = await store.pool.fetchval("SELECT reference FROM opened_cases WHERE case_id = $1", case_id)
     return Suggestions.model_validate(
         {
             "case_id": str(case_id),
