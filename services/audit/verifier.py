@@ -43,35 +43,49 @@ async def check(
 ) -> Checked:
     """Each entry's content hash and leaf hash from its bytes, and the tree head after it, in order;
     stops at the first that does not check out. `conn` must be in a transaction (for its cursor)."""
-    sha256 = hashlib.sha256
+    # Copies of a state that has hashed the prefix: OpenSSL 3 makes a fresh SHA-256 cost twice what
+    # a copy does, and each entry takes a dozen.
+    empty, leaf_prefix, node_prefix = hashlib.sha256(), hashlib.sha256(b"\x00"), hashlib.sha256(b"\x01")
     left, signed = stretch.left, set(stretch.signed)
     local: list[bytes] = []  # the stretch's own perfect subtrees so far, largest first
     heads: dict[int, bytes] = {}
     expected = stretch.lo
     cursor = conn.cursor(
-        "SELECT position, envelope, content_hash, leaf_hash, root_after FROM audit_log"
+        "SELECT position, convert_to(envelope, 'UTF8'), content_hash, leaf_hash, root_after FROM audit_log"
         " WHERE position >= $1 AND position < $2 ORDER BY position",
         stretch.lo,
         stretch.hi,
         prefetch=prefetch,
     )
-    async for position, envelope, content_hash, leaf_hash, root_after in cursor:
+    async for position, raw, content_hash, leaf_hash, root_after in cursor:
         if position != expected:
             return Checked(stretch.lo, expected - stretch.lo, "missing", position, None, heads)
-        raw = envelope.encode()
-        leaf = sha256(b"\x00" + raw).digest()
-        if sha256(raw).digest() != content_hash or leaf != leaf_hash:
+        h = leaf_prefix.copy()
+        h.update(raw)
+        leaf = h.digest()
+        h = empty.copy()
+        h.update(raw)
+        if h.digest() != content_hash or leaf != leaf_hash:
             return Checked(stretch.lo, expected - stretch.lo, "unmatched", None, None, heads)
         node, n = leaf, expected - stretch.lo
         while n & 1:  # equal perfect subtrees merge: as many as the count's trailing one bits
-            node = sha256(b"\x01" + local.pop() + node).digest()
+            h = node_prefix.copy()
+            h.update(local.pop())
+            h.update(node)
+            node = h.digest()
             n >>= 1
         local.append(node)
         top = node
         for i in range(len(local) - 2, -1, -1):
-            top = sha256(b"\x01" + local[i] + top).digest()
+            h = node_prefix.copy()
+            h.update(local[i])
+            h.update(top)
+            top = h.digest()
         for i in range(len(left) - 1, -1, -1):
-            top = sha256(b"\x01" + left[i] + top).digest()
+            h = node_prefix.copy()
+            h.update(left[i])
+            h.update(top)
+            top = h.digest()
         if top != root_after:
             return Checked(stretch.lo, expected - stretch.lo, "changed", None, None, heads)
         expected += 1
@@ -81,7 +95,7 @@ async def check(
         return Checked(stretch.lo, expected - stretch.lo, "missing", None, None, heads)
     own = local[-1]
     for i in range(len(local) - 2, -1, -1):
-        own = sha256(b"\x01" + local[i] + own).digest()
+        own = hashlib.sha256(b"\x01" + local[i] + own).digest()
     return Checked(stretch.lo, expected - stretch.lo, None, None, own, heads)
 
 
