@@ -23,11 +23,12 @@ from events.notification import (
 from events.review import ReviewCompleted
 from events.topics import service_topic
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import Context, EventLog, EventStore, Transaction
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
 from infra.service import Runtime
 from services.allocation import domain, handlers
 from services.allocation.projections import record_case_not_open, record_opened_case
+from services.allocation.tables import POSTGRES, Tables
 
 SYSTEM = Actor.system("allocation")
 
@@ -35,14 +36,15 @@ SYSTEM = Actor.system("allocation")
 @dataclass(frozen=True)
 class Consumed:
     """What a handler of a consumed event is given: the event, its envelope, the store, the
-    consumer's transaction, the context of what it causes, and the service's day."""
+    consumer's transaction, the context of what it causes, the service's day, and its tables."""
 
     event: Any
     envelope: Envelope
-    store: EventStore
-    conn: Connection
+    store: EventLog
+    conn: Transaction
     context: Context
     today: Callable[[], date]
+    tables: Tables = POSTGRES
 
 
 Handler = Callable[[Consumed], Awaitable[None]]
@@ -81,7 +83,9 @@ async def _destroyed(c: Consumed) -> None:
 
 async def _reopened(c: Consumed) -> None:
     event: CaseReopened = c.event
-    await _refusing(handlers.reopen(c.store, c.conn, event.case_id, event.reason, c.today(), c.context))
+    await _refusing(
+        handlers.reopen(c.store, c.conn, event.case_id, event.reason, c.today(), c.context, c.tables)
+    )
 
 
 # The dispatch table: each event type the service consumes, and what it does with it. An event of a
@@ -132,7 +136,11 @@ def case_events(
 
 async def _on_case(c: Consumed, decide: handlers.CaseDecision) -> None:
     case_id: UUID = c.event.case_id
-    await _refusing(handlers.change_case(c.store, case_id, decide, c.context, conn=c.conn))
+    await _refusing(
+        handlers.cases(c.store, c.tables).change(
+            str(case_id), decide, c.context, case_id=case_id, conn=c.conn
+        )
+    )
 
 
 async def _refusing(call: Awaitable[Any]) -> None:

@@ -16,7 +16,7 @@ from events import Actor, Envelope, EventPayload
 from events.review import ReviewSubmittedForQA
 from events.topics import service_topic
 from infra.db import Connection
-from infra.eventstore import Context, EventStore
+from infra.eventstore import Context, EventLog, Transaction
 from infra.inbox import Delivery, InboxConsumer, envelope_order, parse_envelope
 from infra.logging import get_logger
 from infra.service import Runtime
@@ -32,8 +32,8 @@ class Consumed:
     and the context of what it causes."""
 
     event: Any
-    store: EventStore
-    conn: Connection
+    store: EventLog
+    conn: Transaction
     context: Context
 
 

@@ -4,14 +4,12 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from uuid import UUID, uuid4
 
-from asyncpg import Pool
-
 from events import EventPayload
 from events.governance import CaseRead, QAPanelScheduled
-from infra.aggregates import StreamNotFound, change, load
-from infra.db import Connection
+from infra.aggregates import Repository
 from infra.eventstore import ConcurrencyError, Context, EventLog, EventStore, Transaction
 from services.governance import domain
+from services.governance.tables import POSTGRES, Tables
 
 
 def panel_stream(panel_id: UUID) -> str:
@@ -66,19 +64,27 @@ def _panel(state: QAPanelScheduled | None, event: object) -> QAPanelScheduled | 
     return event if isinstance(event, QAPanelScheduled) else state
 
 
+# The service's aggregates; a missing one is infra.aggregates.StreamNotFound, which the API answers.
+
+
+def panels(store: EventLog) -> Repository[QAPanelScheduled]:
+    return Repository(store, _panel)
+
+
+def cases(store: EventLog) -> Repository[domain.CaseQA]:
+    """A case's QA, on the case's stream."""
+    return Repository(store, domain.evolve_case)
+
+
+def actions(store: EventLog) -> Repository[domain.Action]:
+    return Repository(store, domain.evolve_action)
+
+
 async def add_to_agenda(store: EventLog, case_id: UUID, panel_id: UUID, context: Context) -> None:
     async with store.transaction() as conn:
-        panel, _ = await load(store, panel_stream(panel_id), _panel, conn=conn)
-        if panel is None:
-            raise StreamNotFound(panel_stream(panel_id))
-        await change(
-            store,
-            str(case_id),
-            domain.evolve_case,
-            lambda c: domain.decide_add_to_agenda(c, panel),
-            context,
-            case_id=case_id,
-            conn=conn,
+        panel, _ = await panels(store).load(panel_stream(panel_id), conn=conn)
+        await cases(store).change(
+            str(case_id), lambda c: domain.decide_add_to_agenda(c, panel), context, case_id=case_id, conn=conn
         )
 
 
@@ -91,12 +97,8 @@ async def decide_qa(
 ) -> list[EventPayload]:
     """The panel's decision on the case: the panel must exist (StreamNotFound otherwise, as the case)."""
     async with store.transaction() as conn:
-        panel, _ = await load(store, panel_stream(panel_id), _panel, conn=conn)
-        if panel is None:
-            raise StreamNotFound(panel_stream(panel_id))
-        return await change(
-            store, str(case_id), domain.evolve_case, decide, context, case_id=case_id, conn=conn
-        )
+        await panels(store).load(panel_stream(panel_id), conn=conn)
+        return await cases(store).change(str(case_id), decide, context, case_id=case_id, conn=conn)
 
 
 async def case_known(store: EventStore, case_id: UUID) -> bool:
@@ -110,28 +112,13 @@ async def case_known(store: EventStore, case_id: UUID) -> bool:
 async def on_submission(
     store: EventLog, conn: Transaction, case_id: UUID, submitted_on: date, context: Context
 ) -> None:
-    state, version = await load(store, str(case_id), domain.evolve_case, conn=conn)
+    state, version = await cases(store).find(str(case_id), conn=conn)
     events = domain.decide_resubmission(state, case_id, submitted_on)
     await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
 
 
-async def cases_by_reference(db: Connection | Pool, references: Sequence[str]) -> dict[str, UUID]:
-    """The cases the service has seen opened (notification.CaseOpened) under these references, by
-    `domain.reference_key`; a reference it has not seen is not in the answer."""
-    wanted = sorted({domain.reference_key(r) for r in references})
-    if not wanted:
-        return {}
-    rows = await db.fetch(
-        "SELECT data->>'reference' AS reference, case_id FROM observed_events"
-        " WHERE event_type = 'notification.CaseOpened' AND case_id IS NOT NULL"
-        " AND data->>'reference' = ANY($1::text[]) ORDER BY occurred_at",
-        wanted,
-    )
-    return {row["reference"]: row["case_id"] for row in rows}
-
-
 async def agree_action(
-    store: EventStore,
+    store: EventLog,
     context: Context,
     *,
     today: date,
@@ -142,6 +129,7 @@ async def agree_action(
     case_ids: Sequence[UUID] = (),
     case_references: Sequence[str] = (),
     themes: Sequence[str] = (),
+    tables: Tables = POSTGRES,
 ) -> UUID:
     """An action agreed today, linked to the cases given by id or by reference (domain.Refused for a
     reference the service has not seen a case opened with, or a due date in the past: nothing written)."""
@@ -154,7 +142,7 @@ async def agree_action(
         due_on=due_on,
         case_ids=case_ids,
         case_references=case_references,
-        known_references=await cases_by_reference(store.pool, case_references),
+        known_references=await tables.cases_by_reference(store, case_references),
         themes=themes,
         today=today,
     )
@@ -162,19 +150,14 @@ async def agree_action(
     return action_id
 
 
-async def flag_overdue_actions(store: EventStore, today: date, context: Context) -> int:
+async def flag_overdue_actions(
+    store: EventLog, today: date, context: Context, tables: Tables = POSTGRES
+) -> int:
     """Once each, for actions past their due date and not completed; a restart repeats nothing."""
-    due = await store.pool.fetch(
-        "SELECT action_id FROM actions WHERE status = 'open' AND NOT flagged_overdue AND due_on < $1", today
-    )
-    flagged = 0
-    for row in due:
-        events = await change(
-            store,
-            action_stream(row["action_id"]),
-            domain.evolve_action,
-            lambda a: domain.decide_overdue(a, today),
-            context,
+    repository, flagged = actions(store), 0
+    for action_id in await tables.actions_due(store, today):
+        events = await repository.change(
+            action_stream(action_id), lambda a: domain.decide_overdue(a, today), context
         )
         flagged += len(events)
     return flagged

@@ -9,6 +9,7 @@ domain's decide function, appends. Every decision is in domain.py."""
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -25,9 +26,9 @@ from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedBy
 from events.notification import CaseEscalatedToFocused, CaseOpened, PersonalDataDestroyed
 from events.topics import service_topic
 from infra.db import Connection
-from infra.eventstore import Context
+from infra.eventstore import Context, EventLog, Transaction
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
-from infra.sealing import KeyDestroyed
+from infra.sealing import DataKeys, KeyDestroyed
 from infra.service import Runtime
 from services.review import domain, handlers, texts
 
@@ -36,13 +37,15 @@ SYSTEM = Actor.system("review")
 
 @dataclass(frozen=True)
 class Consumed:
-    """What a handler of a consumed event is given: the event, the runtime (store, keys, clock), the
-    consumer's transaction and the context of what it causes."""
+    """What a handler of a consumed event is given: the event, the store, the service's data keys,
+    the consumer's transaction, the context of what it causes, and the service's day."""
 
     event: Any
-    runtime: Runtime
-    conn: Connection
+    store: EventLog
+    keys: DataKeys
+    conn: Transaction
     context: Context
+    today: Callable[[], date]
 
 
 Handler = Callable[[Consumed], Awaitable[None]]
@@ -50,12 +53,12 @@ Handler = Callable[[Consumed], Awaitable[None]]
 
 async def _allocated(c: Consumed) -> None:
     event: ReviewerAllocated = c.event
-    await handlers.start_or_hand_over(c.runtime.store, c.conn, event, c.context)
+    await handlers.start_or_hand_over(c.store, c.conn, event, c.context)
     # The case's key is made as its review starts, in this transaction: a request the review then
     # refuses (a write by someone it is not allocated to, say) never makes it, and so writes nothing.
     # (A key destroyed already stays destroyed.)
     with suppress(KeyDestroyed):
-        await texts.sealer(c.runtime.keys, c.conn, event.case_id)
+        await texts.sealer(c.keys, c.conn, event.case_id)
 
 
 async def _allocation_ended(c: Consumed) -> None:
@@ -88,20 +91,20 @@ async def _qa_outcome(c: Consumed) -> None:
     approved = isinstance(c.event, ReviewApprovedByQA)
     comments = None
     if isinstance(c.event, ReviewReturnedByQA):  # the reviewer reads them: sealed like the review
-        comments = (await _sealer(c.runtime, c.conn, c.event.case_id))(c.event.comments)
-    today = c.runtime.today()
+        comments = (await _sealer(c, c.event.case_id))(c.event.comments)
+    today = c.today()
     await _on_review(c, lambda r: domain.decide_qa_outcome(r, approved, comments, today))
 
 
 async def _reopened(c: Consumed) -> None:
     # The completed review goes back to its reviewer.
-    why = (await _sealer(c.runtime, c.conn, c.event.case_id))(c.event.reason)
-    today = c.runtime.today()
+    why = (await _sealer(c, c.event.case_id))(c.event.reason)
+    today = c.today()
     await _on_review(c, lambda r: domain.decide_reopen(r, why, today))
 
 
 async def _destroyed(c: Consumed) -> None:
-    await handlers.destroy_personal_data(c.runtime.store, c.runtime.keys, c.conn, c.event.case_id, c.context)
+    await handlers.destroy_personal_data(c.store, c.keys, c.conn, c.event.case_id, c.context)
 
 
 # The dispatch table: each event type the service consumes, and what it does with it. An event of a
@@ -140,7 +143,8 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
         event = envelope.payload()
         handler = handler_for(event)
         if handler is not None:
-            await handler(Consumed(event, runtime, conn, Context.caused_by(envelope, SYSTEM)))
+            context = Context.caused_by(envelope, SYSTEM)
+            await handler(Consumed(event, store, runtime.keys, conn, context, runtime.today))
 
     return InboxConsumer(
         name=name,
@@ -153,9 +157,9 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
     )
 
 
-async def _sealer(runtime: Runtime, conn: Connection, case_id: UUID) -> texts.Sealer:
+async def _sealer(c: Consumed, case_id: UUID) -> texts.Sealer:
     try:
-        return await texts.sealer(runtime.keys, conn, case_id)
+        return await texts.sealer(c.keys, c.conn, case_id)
     except KeyDestroyed as gone:
         raise Unprocessable(
             [
@@ -171,7 +175,7 @@ async def _sealer(runtime: Runtime, conn: Connection, case_id: UUID) -> texts.Se
 async def _on_review(c: Consumed, decide: handlers.Decision, missing_ok: bool = False) -> None:
     case_id: UUID = c.event.case_id
     try:
-        await handlers.change_review(c.runtime.store, case_id, decide, c.context, conn=c.conn)
+        await handlers.reviews(c.store).change(str(case_id), decide, c.context, case_id=case_id, conn=c.conn)
     except handlers.ReviewNotFound as missing:
         if not missing_ok:  # an escalation before allocation: the review will start with the case's type
             raise Unprocessable(f"no review of case {missing}") from missing

@@ -8,7 +8,7 @@ from asyncpg import Pool
 
 from events import EventPayload
 from events.allocation import ReviewerAllocated
-from infra import aggregates
+from infra.aggregates import Repository
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, EventStore, Transaction
 from infra.sealing import DataKeys
@@ -19,11 +19,20 @@ class ReviewNotFound(Exception):
     pass
 
 
+def _not_found(stream_id: str, _: Transaction) -> Exception:
+    return ReviewNotFound(stream_id)
+
+
+def reviews(store: EventLog) -> Repository[domain.Review]:
+    """The case's review, on the case's stream."""
+    return Repository(store, domain.evolve, _not_found)
+
+
+# The review's load and change by case id, for callers outside the handlers (the API, the benches).
+
+
 async def load_review(store: EventLog, conn: Transaction, case_id: UUID) -> tuple[domain.Review, int]:
-    state, version = await aggregates.load(store, str(case_id), domain.evolve, conn=conn)
-    if state is None:
-        raise ReviewNotFound(str(case_id))
-    return state, version
+    return await reviews(store).load(str(case_id), conn=conn)
 
 
 Decision = Callable[[domain.Review], Sequence[EventPayload]]
@@ -32,12 +41,7 @@ Decision = Callable[[domain.Review], Sequence[EventPayload]]
 async def change_review(
     store: EventLog, case_id: UUID, decide: Decision, context: Context, conn: Transaction | None = None
 ) -> list[EventPayload]:
-    try:
-        return await aggregates.change(
-            store, str(case_id), domain.evolve, decide, context, case_id=case_id, conn=conn
-        )
-    except aggregates.StreamNotFound as missing:
-        raise ReviewNotFound(str(case_id)) from missing
+    return await reviews(store).change(str(case_id), decide, context, case_id=case_id, conn=conn)
 
 
 async def start_or_hand_over(
@@ -45,7 +49,7 @@ async def start_or_hand_over(
 ) -> None:
     """An allocation starts, hands over or gives back the review (domain.decide_start_or_hand_over).
     In the caller's transaction (the consumer's inbox)."""
-    review, version = await aggregates.load(store, str(allocated.case_id), domain.evolve, conn=conn)
+    review, version = await reviews(store).find(str(allocated.case_id), conn=conn)
     decided = domain.decide_start_or_hand_over(review, allocated)
     await store.append(
         str(allocated.case_id), version, decided, context, case_id=allocated.case_id, conn=conn
@@ -71,14 +75,14 @@ async def record_reads(
 
 
 async def destroy_personal_data(
-    store: EventStore, keys: DataKeys, conn: Connection, case_id: UUID, context: Context
+    store: EventLog, keys: DataKeys, conn: Transaction, case_id: UUID, context: Context
 ) -> None:
     """The case's retention period ended: the review service destroys its own key for the case in the
     same transaction as it records so (review.ReviewPersonalDataDestroyed), and every sealed text of
     the review opens no more. A case that never had a review has nothing sealed: only its key (if it
     had one) goes."""
     try:
-        review, version = await load_review(store, conn, case_id)
+        review, version = await reviews(store).load(str(case_id), conn=conn)
     except ReviewNotFound:
         pass
     else:
@@ -90,14 +94,16 @@ async def destroy_personal_data(
 
 async def record_deadlines(store: EventStore, today: date, context: Context) -> int:
     """The scheduler's pass: every milestone due and not yet recorded, once each."""
+    repository = reviews(store)
     due = await store.pool.fetch(
         "SELECT case_id FROM reviews WHERE status <> 'completed' AND notified_on <= $1 ORDER BY case_id",
         today,
     )
     recorded = 0
     for row in due:
-        events = await change_review(
-            store, row["case_id"], lambda r: domain.decide_deadline_events(r, today), context
+        case_id: UUID = row["case_id"]
+        events = await repository.change(
+            str(case_id), lambda r: domain.decide_deadline_events(r, today), context, case_id=case_id
         )
         recorded += len(events)
     return recorded
