@@ -2,6 +2,7 @@
 assets come from the service itself), and the OpenAPI document says how to authenticate, what each
 success returns and the problem details each refusal returns."""
 
+import importlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,9 +12,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from events.topics import SERVICES
+from events.topics import SERVICES, service_topic
 from infra.service import build_app
-from leder.docs import openapi
+from leder.docs import asyncapi, handled_by_topic, openapi
 
 BASE = "http://service"
 PAGE_REFERENCES = re.compile(
@@ -140,3 +141,22 @@ def test_refusals_are_documented_as_the_problem_details_returned(service: str) -
             documented.add(status)
     assert documented == {"401", "403", "404", "409", "422"}
     assert "HTTPValidationError" not in document["components"]["schemas"], "422 is a problem, not FastAPI's"
+
+
+@pytest.mark.parametrize("service", ["allocation", "review", "governance"])
+def test_the_asyncapi_document_lists_what_the_dispatch_table_handles(service: str) -> None:
+    """Each receive operation names the event types of its topic that the consumers' table dispatches,
+    and together they are the table's keys: an event added to or dropped from HANDLERS changes the
+    document, and none is listed that the service ignores."""
+    table = importlib.import_module(f"services.{service}.consumers").HANDLERS
+    by_topic = handled_by_topic(asyncapi(service))
+    listed = [event_type for types in by_topic.values() for event_type in types]
+    assert sorted(listed) == sorted(cls.event_type for cls in table)
+    for topic, types in by_topic.items():
+        assert all(topic == service_topic(t.split(".", 1)[0]) for t in types), (topic, types)
+
+
+@pytest.mark.parametrize("service", ["notification", "audit"])
+def test_a_service_without_a_dispatch_table_lists_no_event_types(service: str) -> None:
+    assert not hasattr(importlib.import_module(f"services.{service}.consumers"), "HANDLERS")
+    assert all(types == [] for types in handled_by_topic(asyncapi(service)).values())
