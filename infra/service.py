@@ -157,7 +157,7 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             asyncio.create_task(guard.run(), name="store-guard"),
             asyncio.create_task(relay.run(), name="relay"),
             asyncio.create_task(_start_broker(runtime), name="broker"),
-            *(asyncio.create_task(job()) for job in definition.tasks(runtime)),
+            *(asyncio.create_task(_once_clear(guard, job)) for job in definition.tasks(runtime)),
         ]
         # What start-up built (modules, schemas, routes, pools) lives as long as the service: frozen, the
         # collector's full passes no longer walk it, which was the tail of a case replay (bench.audit).
@@ -221,6 +221,13 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
     for router in definition.routers:
         app.include_router(router)
     return app
+
+
+async def _once_clear(guard: StoreGuard, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """A job of the service (a sweep that shreds keys, a scheduler) starts once the store is known not
+    to be restored and behind: acting on a restored store's old state could do what was undone."""
+    await guard.clear.wait()
+    await job()
 
 
 async def _start_broker(runtime: Runtime) -> None:
