@@ -8,16 +8,17 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import Envelope
 from events.calendar import add_months
 from events.governance import ActionAgreed, ActionCompleted, ActionOverdue, ActionProgressUpdated
-from infra import deps
 from infra.aggregates import StreamNotFound, change
 from infra.auth import Caller, require_roles
+from infra.deps import CommandContext, Store, Today
+from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.params import MAX_REPORT_YEARS, Day, Month, Quarter
 from infra.problems import Problem
@@ -39,7 +40,7 @@ QUALITY_RATINGS = domain.quality_rating_labels(os.environ.get("LEDER_QA_QUALITY_
 
 
 async def _checked(
-    call: Awaitable[T], request: Request | None = None, case_id: UUID | None = None, no_qa_yet: str = ""
+    call: Awaitable[T], store: EventStore | None = None, case_id: UUID | None = None, no_qa_yet: str = ""
 ) -> T:
     """What a command does not find, as a problem (a rule broken answers at the edge, infra.problems,
     from the DomainError itself). A case whose review has never been submitted has no QA record
@@ -49,10 +50,10 @@ async def _checked(
         return await call
     except StreamNotFound as missing:
         if (
-            request is not None
+            store is not None
             and case_id is not None
             and missing.stream_id == str(case_id)
-            and await handlers.case_known(deps.store(request), case_id)
+            and await handlers.case_known(store, case_id)
         ):
             raise Problem(
                 409, no_qa_yet, f"the review of case {case_id} has not been submitted for QA"
@@ -250,17 +251,16 @@ class Panel(_Body):
 
 
 @router.post("/qa-panels", status_code=201)
-async def schedule_panel(body: Panel, request: Request, caller: LAC) -> PanelScheduled:
-    panel_id = await handlers.schedule_panel(deps.store(request), body.held_on, deps.context(request, caller))
+async def schedule_panel(body: Panel, _: LAC, store: Store, context: CommandContext) -> PanelScheduled:
+    panel_id = await handlers.schedule_panel(store, body.held_on, context)
     return PanelScheduled(panel_id=str(panel_id), held_on=body.held_on)
 
 
 @router.get("/qa-panels")
-async def panels(request: Request, _: READER) -> Panels:
+async def panels(_: READER, store: Store, today: Today) -> Panels:
     """Every panel with its date and agenda size: upcoming ones first (soonest first), then past ones
     (latest first)."""
-    today = deps.today(request)
-    rows = await deps.store(request).pool.fetch(
+    rows = await store.pool.fetch(
         "SELECT p.panel_id, p.held_on, count(a.case_id) AS agenda_size, count(a.decision) AS decided"
         " FROM qa_panels p LEFT JOIN qa_agenda a USING (panel_id) GROUP BY p.panel_id, p.held_on"
         " ORDER BY p.held_on < $1, CASE WHEN p.held_on >= $1 THEN p.held_on END,"
@@ -303,10 +303,10 @@ async def qa_vocabulary(_: READER) -> QaVocabulary:
 
 
 @router.get("/qa-panels/{panel_id}")
-async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> PanelPage:
+async def panel(panel_id: UUID, _: LAC_OR_PANEL, store: Store, today: Today) -> PanelPage:
     """The panel's date and its agenda, each item with the case's details and the decision if made;
     `quality_ratings`: the words of each rating a decision can give (as GET /qa/vocabulary)."""
-    pool = deps.store(request).pool
+    pool = store.pool
     found = await pool.fetchrow("SELECT * FROM qa_panels WHERE panel_id = $1", panel_id)
     if found is None:
         raise Problem(404, "not_found", f"no QA panel {panel_id}")
@@ -319,8 +319,8 @@ async def panel(panel_id: UUID, request: Request, _: LAC_OR_PANEL) -> PanelPage:
         {
             "panel_id": str(panel_id),
             "held_on": found["held_on"],
-            "upcoming": found["held_on"] >= deps.today(request),
-            "decisions_open": domain.panel_may_decide(found["held_on"], deps.today(request)),
+            "upcoming": found["held_on"] >= today,
+            "decisions_open": domain.panel_may_decide(found["held_on"], today),
             "agenda": [
                 {
                     **described[i["case_id"]],
@@ -345,9 +345,9 @@ def _decision(item: Any) -> dict[str, Any] | None:
 
 
 @router.get("/qa/awaiting")
-async def awaiting(request: Request, _: READER) -> Awaiting:
+async def awaiting(_: READER, store: Store) -> Awaiting:
     """Reviews submitted and waiting for a panel, longest waiting first."""
-    pool = deps.store(request).pool
+    pool = store.pool
     rows = await pool.fetch(
         "SELECT case_id, submitted_on, times_returned FROM qa_cases WHERE status = 'awaiting_qa'"
         " ORDER BY submitted_on, case_id"
@@ -372,13 +372,15 @@ class AgendaItem(_Body):
 
 
 @router.post("/qa-panels/{panel_id}/agenda", status_code=201)
-async def add_to_agenda(panel_id: UUID, body: AgendaItem, request: Request, caller: LAC) -> AddedToAgenda:
+async def add_to_agenda(
+    panel_id: UUID, body: AgendaItem, _: LAC, store: Store, context: CommandContext
+) -> AddedToAgenda:
     """A review awaiting QA onto the panel's agenda. 404 for a panel or case that does not exist; 409
     `review_not_submitted` for a review not submitted (or back with its reviewer), 409
     `review_not_awaiting_qa` for one already on an agenda or approved."""
     await _checked(
-        handlers.add_to_agenda(deps.store(request), body.case_id, panel_id, deps.context(request, caller)),
-        request,
+        handlers.add_to_agenda(store, body.case_id, panel_id, context),
+        store,
         body.case_id,
         "review_not_submitted",
     )
@@ -399,7 +401,9 @@ class Decision(_Body):
 
 
 @router.post("/qa-panels/{panel_id}/decisions", status_code=201)
-async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL) -> Recorded:
+async def decide(
+    panel_id: UUID, body: Decision, _: PANEL, store: Store, context: CommandContext, today: Today
+) -> Recorded:
     """The panel's decision on a review on its agenda, made today: not before the panel's date (422
     `decided_before_panel`). 404 for a panel or case that does not exist; 409 `review_not_submitted`
     for a review never submitted, `review_not_on_panel_agenda` for one not on this panel's agenda."""
@@ -407,16 +411,11 @@ async def decide(panel_id: UUID, body: Decision, request: Request, caller: PANEL
         panel_id, body.decision == "approved", body.quality_rating, tuple(body.themes), body.comments
     )
     domain.check_qa_decision(decision)
-    today = deps.today(request)
     events = await _checked(
         handlers.decide_qa(
-            deps.store(request),
-            body.case_id,
-            panel_id,
-            lambda c: domain.decide_qa_decision(c, decision, today),
-            deps.context(request, caller),
+            store, body.case_id, panel_id, lambda c: domain.decide_qa_decision(c, decision, today), context
         ),
-        request,
+        store,
         body.case_id,
         "review_not_submitted",
     )
@@ -428,19 +427,19 @@ class Reason(_Body):
 
 
 @router.post("/cases/{case_id}/reopening", status_code=201)
-async def reopen(case_id: UUID, body: Reason, request: Request, caller: LAC) -> Recorded:
+async def reopen(case_id: UUID, body: Reason, _: LAC, store: Store, context: CommandContext) -> Recorded:
     """Reopen a closed case (`governance.CaseReopened`): the review service returns its review to the
     reviewer. 409 `case_not_closed` for a case that is not closed; 404 for one that does not exist."""
     events = await _checked(
         change(
-            deps.store(request),
+            store,
             str(case_id),
             domain.evolve_case,
             lambda c: domain.decide_reopen(c, body.reason),
-            deps.context(request, caller),
+            context,
             case_id=case_id,
         ),
-        request,
+        store,
         case_id,
         "case_not_closed",
     )
@@ -462,16 +461,14 @@ class NewAction(_Body):
 
 
 @router.post("/actions", status_code=201)
-async def agree_action(body: NewAction, request: Request, caller: GOVERNANCE) -> ActionView:
+async def agree_action(
+    body: NewAction, _: GOVERNANCE, store: Store, context: CommandContext, today: Today
+) -> ActionView:
     """Agreed today, linked to the cases in `case_ids` and those named in `case_references`. 422 (every
     refused field at once, nothing written): `date_in_past` for a due date before today,
     `unknown_case_reference` for a reference this service has not seen a case opened with."""
-    action_id = await _checked(
-        handlers.agree_action(
-            deps.store(request), deps.context(request, caller), today=deps.today(request), **body.model_dump()
-        )
-    )
-    return await _action(request, action_id)
+    action_id = await _checked(handlers.agree_action(store, context, today=today, **body.model_dump()))
+    return await _action(store, today, action_id)
 
 
 class Progress(_Body):
@@ -487,33 +484,35 @@ class Completion(_Body):
 
 
 async def _change_action(
-    request: Request, caller: Caller, action_id: UUID, decide: Callable[[domain.Action], list[Any]]
+    store: EventStore,
+    context: Context,
+    today: date,
+    action_id: UUID,
+    decide: Callable[[domain.Action], list[Any]],
 ) -> ActionView:
-    await _checked(
-        change(
-            deps.store(request),
-            handlers.action_stream(action_id),
-            domain.evolve_action,
-            decide,
-            deps.context(request, caller),
-        )
-    )
-    return await _action(request, action_id)
+    await _checked(change(store, handlers.action_stream(action_id), domain.evolve_action, decide, context))
+    return await _action(store, today, action_id)
 
 
 @router.post("/actions/{action_id}/progress")
-async def progress(action_id: UUID, body: Progress, request: Request, caller: GOVERNANCE) -> ActionView:
-    return await _change_action(request, caller, action_id, lambda a: domain.decide_progress(a, body.update))
+async def progress(
+    action_id: UUID, body: Progress, _: GOVERNANCE, store: Store, context: CommandContext, today: Today
+) -> ActionView:
+    return await _change_action(
+        store, context, today, action_id, lambda a: domain.decide_progress(a, body.update)
+    )
 
 
 @router.post("/actions/{action_id}/completion")
-async def complete(action_id: UUID, body: Completion, request: Request, caller: GOVERNANCE) -> ActionView:
+async def complete(
+    action_id: UUID, body: Completion, _: GOVERNANCE, store: Store, context: CommandContext, today: Today
+) -> ActionView:
     """Completed with its evidence, on `completed_on` (today if not given): 422 `date_in_future` after
     today, `completed_before_agreed` before the action was agreed; 409 `action_completed` once done."""
-    today = deps.today(request)
     return await _change_action(
-        request,
-        caller,
+        store,
+        context,
+        today,
         action_id,
         lambda a: domain.decide_completion(a, body.evidence, today, body.completed_on),
     )
@@ -521,14 +520,14 @@ async def complete(action_id: UUID, body: Completion, request: Request, caller: 
 
 @router.get("/actions")
 async def actions(
-    request: Request,
     _: ACTION_READER,
+    store: Store,
+    today: Today,
     status: Annotated[Literal["open", "overdue", "completed"] | None, Query()] = None,
     organisation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Actions:
     """Actions by due date; `status=open` includes overdue ones (they are still open)."""
-    today = deps.today(request)
-    pool = deps.store(request).pool
+    pool = store.pool
     rows = await pool.fetch("SELECT * FROM actions ORDER BY due_on, agreed_on, action_id")
     chosen = []
     for row in rows:
@@ -543,16 +542,18 @@ async def actions(
 
 
 @router.get("/actions/{action_id}")
-async def action(action_id: UUID, request: Request, caller: ACTION_READER) -> ActionPage:
+async def action(
+    action_id: UUID, caller: ACTION_READER, store: Store, context: CommandContext, today: Today
+) -> ActionPage:
     """The action and its history: agreed, each progress update, flagged overdue, completed with its
     evidence, each with who and when (from the action's own events). The read is recorded for each
     case the action was agreed for (governance.CaseRead, in the audit's access log)."""
-    found = await _action(request, action_id)
+    found = await _action(store, today, action_id)
     reads = domain.decide_action_read(
         action_id, [UUID(c.case_id) for c in found.cases], caller.sub, caller.role
     )
-    await handlers.record_reads(deps.store(request), reads, deps.context(request, caller))
-    stream = await deps.store(request).read_stream(handlers.action_stream(action_id))
+    await handlers.record_reads(store, reads, context)
+    stream = await store.read_stream(handlers.action_stream(action_id))
     return ActionPage.model_validate(found.model_dump() | {"history": [_history(e) for e in stream]})
 
 
@@ -584,12 +585,12 @@ async def _references(pool: Any, case_ids: list[UUID]) -> dict[UUID, str | None]
     return {c: d.reference for c, d in found.items()}
 
 
-async def _action(request: Request, action_id: UUID) -> ActionView:
-    pool = deps.store(request).pool
+async def _action(store: EventStore, today: date, action_id: UUID) -> ActionView:
+    pool = store.pool
     row = await pool.fetchrow("SELECT * FROM actions WHERE action_id = $1", action_id)
     if row is None:
         raise Problem(404, "not_found", f"no action {action_id}")
-    return _action_json(row, deps.today(request), await _references(pool, list(row["case_ids"])))
+    return _action_json(row, today, await _references(pool, list(row["case_ids"])))
 
 
 def _action_json(row: Any, today: date, references: dict[UUID, str | None]) -> ActionView:
@@ -628,15 +629,15 @@ def _rendered(title: str, report: dict[str, Any], fmt: str, kind: str) -> Respon
 
 @router.get("/reports/kpis", response_model=None, responses=_report_responses(KpiReport))
 async def kpis(
-    request: Request,
     _: READER,
+    store: Store,
     month: Annotated[Month, Query(description="YYYY-MM, a year from 1900 to 2100")],
     format: Format = "json",
 ) -> Response | dict[str, Any]:
     start, end = report_service.month_bounds(month)
     return await _render(
         f"LeDeR key performance indicators, {month}",
-        await report_service.kpi_report(deps.store(request), start, end),
+        await report_service.kpi_report(store, start, end),
         format,
         "kpis",
     )
@@ -644,8 +645,8 @@ async def kpis(
 
 @router.get("/reports/activity", response_model=None, responses=_report_responses(ActivityReport))
 async def activity(
-    request: Request,
     _: READER,
+    store: Store,
     from_: Annotated[Day, Query(alias="from", description="the first day (1900-01-01 to 2100-12-31)")],
     to: Annotated[Day, Query(description=f"the last day: at most {MAX_REPORT_YEARS} years after `from`")],
     format: Format = "json",
@@ -660,7 +661,7 @@ async def activity(
         raise Problem(422, "period_too_long", detail, errors=[error])
     return await _render(
         f"LeDeR activity report, {from_} to {to}",
-        await report_service.activity_report(deps.store(request), from_, to),
+        await report_service.activity_report(store, from_, to),
         format,
         "activity",
     )
@@ -668,15 +669,15 @@ async def activity(
 
 @router.get("/reports/governance", response_model=None, responses=_report_responses(GovernanceReport))
 async def governance(
-    request: Request,
     _: READER,
+    store: Store,
     quarter: Annotated[Quarter, Query(description="YYYY-Qn, a year from 1900 to 2100")],
     format: Format = "json",
 ) -> Response | dict[str, Any]:
     start, end = report_service.quarter_bounds(quarter)
     return await _render(
         f"LeDeR governance report, {quarter}",
-        await report_service.governance_report(deps.store(request), start, end),
+        await report_service.governance_report(store, start, end),
         format,
         "governance",
     )
@@ -684,11 +685,11 @@ async def governance(
 
 @router.get("/reports/annual", response_model=None, responses=_report_responses(AnnualReport))
 async def annual(
-    request: Request, _: READER, year: Annotated[int, Query(ge=2017, le=2100)], format: Format = "json"
+    _: READER, store: Store, year: Annotated[int, Query(ge=2017, le=2100)], format: Format = "json"
 ) -> Response | dict[str, Any]:
     return await _render(
         f"LeDeR annual report, {year}",
-        await report_service.annual_report(deps.store(request), year),
+        await report_service.annual_report(store, year),
         format,
         "annual",
     )
