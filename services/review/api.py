@@ -4,12 +4,13 @@ event. GET /vocabulary gives every list a form offers, with labels, so the web a
 
 import os
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from asyncpg import Record
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from events import EventPayload
@@ -20,12 +21,14 @@ from events.review import (
     PauseReason,
 )
 from events.sealing import Sealed
-from infra import deps
 from infra.auth import ROLES, Caller, require_roles
+from infra.deps import CommandContext, ServiceRuntime, Store, Today
+from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.params import Day
 from infra.problems import Problem
 from infra.sealing import KeyDestroyed, seal
+from infra.service import Runtime
 from services.review import domain, handlers, texts, views
 from services.review.vocabulary import (
     GRADE_LABELS,
@@ -68,10 +71,30 @@ def _not_allocated(caller: Caller, case_id: UUID) -> domain.DomainError:
     return domain.NotTheAllocatedReviewer(f"case {case_id} is not allocated to {caller.sub}")
 
 
-async def _sealer(request: Request, case_id: UUID) -> texts.Sealer:
+@dataclass(frozen=True)
+class Writer:
+    """What a command on a review takes from its request: the service (its store, and its keys that
+    seal the command's text), who the events are by, and the service's today."""
+
+    runtime: Runtime
+    context: Context
+    today: date
+
+    @property
+    def store(self) -> EventStore:
+        return self.runtime.store
+
+
+async def _writer(runtime: ServiceRuntime, context: CommandContext, today: Today) -> Writer:
+    return Writer(runtime, context, today)
+
+
+WRITE = Annotated[Writer, Depends(_writer)]
+
+
+async def _sealer(runtime: Runtime, case_id: UUID) -> texts.Sealer:
     """Seals the request's free text under the case's key before anything is decided: the text never
     reaches an event, the database or the broker in clear. 410 once the case's key is destroyed."""
-    runtime = deps.runtime(request)
     async with runtime.store.pool.acquire() as conn:
         if not await runtime.store.stream_version(str(case_id), conn=conn):
             # No review (the write will answer 404 or 409): no key is made for a case it may never have;
@@ -93,14 +116,13 @@ class Recorded(ResponseModel):
     events: list[str] = Field(description="the event types recorded")
 
 
-async def _write(request: Request, caller: Caller, case_id: UUID, decide: handlers.Decision) -> Recorded:
+async def _write(write: Writer, caller: Caller, case_id: UUID, decide: handlers.Decision) -> Recorded:
     """A command on the case's review: 404 if the service has never heard of the case; 409
     `review_not_started` if the case is known (opened) but no review has started (not yet allocated).
     To a reviewer or senior reviewer, either is a review not allocated to them (403)."""
-    context = deps.context(request, caller)
-    store = deps.store(request)
+    store = write.store
     try:
-        events = await _checked(handlers.change_review(store, case_id, decide, context))
+        events = await _checked(handlers.change_review(store, case_id, decide, write.context))
     except Problem as problem:
         if problem.code == "review_not_found" and caller.role in ALLOCATED_ONLY:
             raise _not_allocated(caller, case_id) from problem
@@ -115,14 +137,14 @@ async def _write(request: Request, caller: Caller, case_id: UUID, decide: handle
 
 
 async def _record(
-    request: Request,
+    write: Writer,
     caller: Caller,
     case_id: UUID,
     *payloads: EventPayload,
     escalation_detail: Sealed | None = None,
 ) -> Recorded:
     """Each record's date is checked against the service's today and the review's other dates."""
-    today = deps.today(request)
+    today = write.today
 
     def decide(review: domain.Review) -> list[EventPayload]:
         events: list[EventPayload] = []
@@ -133,7 +155,7 @@ async def _record(
             events += decided
         return events
 
-    return await _write(request, caller, case_id, decide)
+    return await _write(write, caller, case_id, decide)
 
 
 class Choice(ResponseModel):
@@ -328,10 +350,10 @@ class Contact(_Body):
 
 
 @router.post("/reviews/{case_id}/contacts", status_code=201)
-async def record_contact(case_id: UUID, body: Contact, request: Request, caller: REVIEWER) -> Recorded:
+async def record_contact(case_id: UUID, body: Contact, caller: REVIEWER, write: WRITE) -> Recorded:
     """A contact on a date (`on`) not after today (422 `date_in_future`)."""
     contact = domain.contact_recorded(case_id, domain.RecordContact(**body.model_dump()))
-    return await _record(request, caller, case_id, contact)
+    return await _record(write, caller, case_id, contact)
 
 
 class Records(_Body):
@@ -341,12 +363,12 @@ class Records(_Body):
 
 
 @router.post("/reviews/{case_id}/records", status_code=201)
-async def record_records(case_id: UUID, body: Records, request: Request, caller: REVIEWER) -> Recorded:
+async def record_records(case_id: UUID, body: Records, caller: REVIEWER, write: WRITE) -> Recorded:
     """Records asked for (`requested_on`), received (`received_on`), or both. Neither date may be after
     today (422 `date_in_future`), nor may records be received before they were requested from the same
     source, in this request or an earlier one (422 `received_before_requested`)."""
     payloads = domain.records_recorded(case_id, domain.RecordRecords(**body.model_dump()))
-    return await _record(request, caller, case_id, *payloads)
+    return await _record(write, caller, case_id, *payloads)
 
 
 class PenPortrait(_Body):
@@ -354,11 +376,9 @@ class PenPortrait(_Body):
 
 
 @router.post("/reviews/{case_id}/pen-portrait", status_code=201)
-async def write_pen_portrait(
-    case_id: UUID, body: PenPortrait, request: Request, caller: REVIEWER
-) -> Recorded:
-    sealed = await _sealer(request, case_id)
-    return await _record(request, caller, case_id, domain.pen_portrait_written(case_id, body.text, sealed))
+async def write_pen_portrait(case_id: UUID, body: PenPortrait, caller: REVIEWER, write: WRITE) -> Recorded:
+    sealed = await _sealer(write.runtime, case_id)
+    return await _record(write, caller, case_id, domain.pen_portrait_written(case_id, body.text, sealed))
 
 
 class FamilyInvolvement(_Body):
@@ -369,12 +389,12 @@ class FamilyInvolvement(_Body):
 
 @router.post("/reviews/{case_id}/family-involvement", status_code=201)
 async def record_family_involvement(
-    case_id: UUID, body: FamilyInvolvement, request: Request, caller: REVIEWER
+    case_id: UUID, body: FamilyInvolvement, caller: REVIEWER, write: WRITE
 ) -> Recorded:
-    sealed = await _sealer(request, case_id)
+    sealed = await _sealer(write.runtime, case_id)
     command = domain.RecordFamilyInvolvement(**body.model_dump())
     involvement = domain.family_involvement_recorded(case_id, command, sealed)
-    return await _record(request, caller, case_id, involvement)
+    return await _record(write, caller, case_id, involvement)
 
 
 class Judgement(_Body):
@@ -392,12 +412,12 @@ class Judgement(_Body):
 
 
 @router.post("/reviews/{case_id}/care-judgements", status_code=201)
-async def judge_care(case_id: UUID, body: Judgement, request: Request, caller: REVIEWER) -> Recorded:
+async def judge_care(case_id: UUID, body: Judgement, caller: REVIEWER, write: WRITE) -> Recorded:
     version, _ = care_scale()
-    sealed = await _sealer(request, case_id)
+    sealed = await _sealer(write.runtime, case_id)
     command = domain.JudgeCare(body.phase, body.grade, body.rationale, scale_version=version)
     judged = domain.care_judged(case_id, command, sealed)
-    return await _record(request, caller, case_id, judged)
+    return await _record(write, caller, case_id, judged)
 
 
 class Lapse(_Body):
@@ -408,11 +428,11 @@ class Lapse(_Body):
 
 
 @router.post("/reviews/{case_id}/lapses-in-care", status_code=201)
-async def record_lapse(case_id: UUID, body: Lapse, request: Request, caller: REVIEWER) -> Recorded:
-    sealed = await _sealer(request, case_id)
+async def record_lapse(case_id: UUID, body: Lapse, caller: REVIEWER, write: WRITE) -> Recorded:
+    sealed = await _sealer(write.runtime, case_id)
     # Should the lapse escalate an initial review, the escalation says why in the same sealed words.
     lapse, detail = domain.lapse_recorded(case_id, domain.RecordLapse(**body.model_dump()), sealed)
-    return await _record(request, caller, case_id, lapse, escalation_detail=detail)
+    return await _record(write, caller, case_id, lapse, escalation_detail=detail)
 
 
 class Themed(_Body):
@@ -429,29 +449,29 @@ class Themed(_Body):
 
 
 @router.post("/reviews/{case_id}/good-practice", status_code=201)
-async def record_good_practice(case_id: UUID, body: Themed, request: Request, caller: REVIEWER) -> Recorded:
+async def record_good_practice(case_id: UUID, body: Themed, caller: REVIEWER, write: WRITE) -> Recorded:
     return await _record(
-        request,
+        write,
         caller,
         case_id,
         domain.good_practice_recorded(
             case_id,
             domain.RecordThemed(body.text, body.themes, THEMES_VERSION),
-            await _sealer(request, case_id),
+            await _sealer(write.runtime, case_id),
         ),
     )
 
 
 @router.post("/reviews/{case_id}/learning", status_code=201)
-async def record_learning(case_id: UUID, body: Themed, request: Request, caller: REVIEWER) -> Recorded:
+async def record_learning(case_id: UUID, body: Themed, caller: REVIEWER, write: WRITE) -> Recorded:
     return await _record(
-        request,
+        write,
         caller,
         case_id,
         domain.learning_recorded(
             case_id,
             domain.RecordThemed(body.text, body.themes, THEMES_VERSION),
-            await _sealer(request, case_id),
+            await _sealer(write.runtime, case_id),
         ),
     )
 
@@ -463,11 +483,11 @@ class Recommendation(_Body):
 
 @router.post("/reviews/{case_id}/recommendations", status_code=201)
 async def record_recommendation(
-    case_id: UUID, body: Recommendation, request: Request, caller: REVIEWER
+    case_id: UUID, body: Recommendation, caller: REVIEWER, write: WRITE
 ) -> Recorded:
-    sealed = await _sealer(request, case_id)
+    sealed = await _sealer(write.runtime, case_id)
     recommendation = domain.recommendation_recorded(case_id, body.what, body.organisation, sealed)
-    return await _record(request, caller, case_id, recommendation)
+    return await _record(write, caller, case_id, recommendation)
 
 
 class CauseOfDeath(_Body):
@@ -478,11 +498,11 @@ class CauseOfDeath(_Body):
 
 @router.post("/reviews/{case_id}/cause-of-death", status_code=201)
 async def record_cause_of_death(
-    case_id: UUID, body: CauseOfDeath, request: Request, caller: REVIEWER
+    case_id: UUID, body: CauseOfDeath, caller: REVIEWER, write: WRITE
 ) -> Recorded:
     command = domain.RecordCauseOfDeath(**body.model_dump())
-    recorded = domain.cause_of_death_recorded(case_id, command, await _sealer(request, case_id))
-    return await _record(request, caller, case_id, recorded)
+    recorded = domain.cause_of_death_recorded(case_id, command, await _sealer(write.runtime, case_id))
+    return await _record(write, caller, case_id, recorded)
 
 
 class Referral(_Body):
@@ -492,10 +512,10 @@ class Referral(_Body):
 
 
 @router.post("/reviews/{case_id}/safeguarding-referrals", status_code=201)
-async def refer(case_id: UUID, body: Referral, request: Request, caller: REVIEWER) -> Recorded:
-    sealed = await _sealer(request, case_id)
+async def refer(case_id: UUID, body: Referral, caller: REVIEWER, write: WRITE) -> Recorded:
+    sealed = await _sealer(write.runtime, case_id)
     referral = domain.referral_made(case_id, domain.Refer(**body.model_dump()), sealed)
-    return await _record(request, caller, case_id, referral)
+    return await _record(write, caller, case_id, referral)
 
 
 class Escalation(_Body):
@@ -503,12 +523,10 @@ class Escalation(_Body):
 
 
 @router.post("/reviews/{case_id}/escalation", status_code=201)
-async def escalate_for_learning(
-    case_id: UUID, body: Escalation, request: Request, caller: READER
-) -> Recorded:
-    detail = (await _sealer(request, case_id))(body.detail)
+async def escalate_for_learning(case_id: UUID, body: Escalation, caller: READER, write: WRITE) -> Recorded:
+    detail = (await _sealer(write.runtime, case_id))(body.detail)
     return await _write(
-        request,
+        write,
         caller,
         case_id,
         lambda r: domain.decide_escalation_for_learning(r, caller.sub, caller.role, detail),
@@ -520,17 +538,15 @@ class Pause(_Body):
 
 
 @router.post("/reviews/{case_id}/pause", status_code=201)
-async def pause(case_id: UUID, body: Pause, request: Request, caller: REVIEWER) -> Recorded:
-    today = deps.today(request)
+async def pause(case_id: UUID, body: Pause, caller: REVIEWER, write: WRITE) -> Recorded:
     return await _write(
-        request, caller, case_id, lambda r: domain.decide_pause(r, caller.sub, body.reason, today)
+        write, caller, case_id, lambda r: domain.decide_pause(r, caller.sub, body.reason, write.today)
     )
 
 
 @router.post("/reviews/{case_id}/resumption", status_code=201)
-async def resume(case_id: UUID, request: Request, caller: REVIEWER) -> Recorded:
-    today = deps.today(request)
-    return await _write(request, caller, case_id, lambda r: domain.decide_resume(r, caller.sub, today))
+async def resume(case_id: UUID, caller: REVIEWER, write: WRITE) -> Recorded:
+    return await _write(write, caller, case_id, lambda r: domain.decide_resume(r, caller.sub, write.today))
 
 
 class Note(_Body):
@@ -538,18 +554,19 @@ class Note(_Body):
 
 
 @router.post("/reviews/{case_id}/notes", status_code=201)
-async def add_note(case_id: UUID, body: Note, request: Request, caller: REVIEWER) -> Recorded:
+async def add_note(case_id: UUID, body: Note, caller: REVIEWER, write: WRITE) -> Recorded:
     """A note by the allocated reviewer: the only write a paused review takes, and a submitted review
     takes notes only (what happened while it waits for the QA panel); a completed review takes nothing,
     notes included (409 `review_completed`), unless its case is reopened."""
-    sealed = await _sealer(request, case_id)
-    return await _record(request, caller, case_id, domain.note_added(case_id, body.text, sealed))
+    sealed = await _sealer(write.runtime, case_id)
+    return await _record(write, caller, case_id, domain.note_added(case_id, body.text, sealed))
 
 
 @router.post("/reviews/{case_id}/submission", status_code=201)
-async def submit(case_id: UUID, request: Request, caller: REVIEWER) -> Recorded:
-    today = deps.today(request)
-    return await _write(request, caller, case_id, lambda r: domain.decide_submission(r, caller.sub, today))
+async def submit(case_id: UUID, caller: REVIEWER, write: WRITE) -> Recorded:
+    return await _write(
+        write, caller, case_id, lambda r: domain.decide_submission(r, caller.sub, write.today)
+    )
 
 
 @router.get("/vocabulary")
@@ -621,14 +638,13 @@ def _clock(row: Record, today: date) -> dict[str, Any]:
     }
 
 
-async def _opened_comments(request: Request, rows: Sequence[Record]) -> dict[tuple[UUID, str], str | None]:
+async def _opened_comments(runtime: Runtime, rows: Sequence[Record]) -> dict[tuple[UUID, str], str | None]:
     """The panel's comments and the reason for a reopening, kept sealed in the read model, opened for
     the reviews the caller may open: (case, column) -> text (None once the case's key is destroyed)."""
     out: dict[tuple[UUID, str], str | None] = {}
     wanted = [r for r in rows if r["qa_comments"] or r["reopened_reason"]]
     if not wanted:
         return out
-    runtime = deps.runtime(request)
     async with runtime.store.pool.acquire() as conn:
         for row in wanted:
             open_ = await texts.opener(runtime.keys, conn, row["case_id"])
@@ -639,8 +655,10 @@ async def _opened_comments(request: Request, rows: Sequence[Record]) -> dict[tup
 
 @router.get("/reviews/mine")
 async def my_reviews(
-    request: Request,
     caller: REVIEWER,
+    runtime: ServiceRuntime,
+    context: CommandContext,
+    today: Today,
     completed_within_days: Annotated[
         int, Query(ge=0, le=366, description="completed reviews shown for this many days")
     ] = 30,
@@ -649,22 +667,19 @@ async def my_reviews(
     supporting senior reviewer (matched on their sign-in, whatever their role), soonest deadline first.
     A review whose allocation has ended is not listed (a conflict declared, the case back in the
     queue), except a completed one, listed without its content and `can_open` false."""
-    today = deps.today(request)
-    rows = await deps.store(request).pool.fetch(
+    store = runtime.store
+    rows = await store.pool.fetch(
         _ROWS + " WHERE (r.reviewer_user_id = $1 OR r.senior_reviewer_user_id = $1)"
         " AND (r.status <> 'completed' OR r.completed_on >= $2)"
         " AND (r.access_ended IS NULL OR r.status = 'completed') ORDER BY r.deadline, r.case_id",
         caller.sub,
         today - timedelta(days=completed_within_days),
     )
-    opened = await _opened_comments(request, [r for r in rows if r["access_ended"] is None])
+    opened = await _opened_comments(runtime, [r for r in rows if r["access_ended"] is None])
     # The panel's comments or why a case was reopened are the review's content: their reading is
     # recorded, case by case, as a read of the review is.
-    context = deps.context(request, caller)
     for case_id in sorted({case for (case, _), text in opened.items() if text is not None}):
-        await handlers.record_reads(
-            deps.store(request), case_id, domain.read_by(case_id, caller.sub, caller.role), context
-        )
+        await handlers.record_reads(store, case_id, domain.read_by(case_id, caller.sub, caller.role), context)
     out = []
     for row in rows:
         role = "reviewer" if row["reviewer_user_id"] == caller.sub else "senior_reviewer"
@@ -707,8 +722,8 @@ async def my_reviews(
 
 
 @router.get("/reviews/overdue")
-async def overdue(request: Request, _: LAC) -> DueReviews:
-    rows = await _deadline_rows(request, None)
+async def overdue(_: LAC, store: Store, today: Today) -> DueReviews:
+    rows = await _deadline_rows(store, today, None)
     return DueReviews.model_validate(
         {"reviews": [r for r in rows if r["overdue"] or r["overdue_excluding_pauses"]]}
     )
@@ -716,21 +731,19 @@ async def overdue(request: Request, _: LAC) -> DueReviews:
 
 @router.get("/reviews")
 async def reviews_due(
-    request: Request,
     _: LAC,
+    store: Store,
+    today: Today,
     due_before: Annotated[
         Day | None, Query(description="deadline before this date (1900-01-01 to 2100-12-31)")
     ] = None,
 ) -> DueReviews:
-    return DueReviews.model_validate({"reviews": await _deadline_rows(request, due_before)})
+    return DueReviews.model_validate({"reviews": await _deadline_rows(store, today, due_before)})
 
 
-async def _deadline_rows(request: Request, due_before: date | None) -> list[dict[str, Any]]:
+async def _deadline_rows(store: EventStore, today: date, due_before: date | None) -> list[dict[str, Any]]:
     """Each open review's deadline counting paused time and not counting it."""
-    today = deps.today(request)
-    rows = await deps.store(request).pool.fetch(
-        _ROWS + " WHERE r.status <> 'completed' ORDER BY r.deadline, r.case_id"
-    )
+    rows = await store.pool.fetch(_ROWS + " WHERE r.status <> 'completed' ORDER BY r.deadline, r.case_id")
     out = []
     for row in rows:
         clock = _clock(row, today)
@@ -754,10 +767,12 @@ async def _deadline_rows(request: Request, due_before: date | None) -> list[dict
 
 
 @router.get("/reviews/{case_id}")
-async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> ReviewPage:
+async def get_review(
+    case_id: UUID, caller: REVIEW_READER, runtime: ServiceRuntime, context: CommandContext, today: Today
+) -> ReviewPage:
     """The review with its task list (`checklist`), its content as a report (`records`), its QA
     decisions (`qa`) and its whole history."""
-    store = deps.store(request)
+    store = runtime.store
     # The stream is read on a connection of its own, never while this one is held: a request holding
     # one connection while it waits for another starves the pool under load (all wait, none returns).
     try:
@@ -769,16 +784,15 @@ async def get_review(case_id: UUID, request: Request, caller: REVIEW_READER) -> 
         raise
     reads = domain.decide_read(review, caller.sub, caller.role)
     # Recorded before anything of the review is answered: no look at a case without its trace.
-    await handlers.record_reads(store, case_id, reads, deps.context(request, caller))
+    await handlers.record_reads(store, case_id, reads, context)
     history = await store.read_stream(str(case_id))
     async with store.pool.acquire() as conn:
-        open_ = await texts.opener(deps.runtime(request).keys, conn, case_id)
+        open_ = await texts.opener(runtime.keys, conn, case_id)
         reference = await handlers.reference(conn, case_id)
         names = await handlers.names(
             conn,
             [review.reviewer_user_id, review.senior_reviewer_user_id, *(e.actor.id for e in history)],
         )
-    today = deps.today(request)
     return ReviewPage.model_validate(
         {
             "case_id": str(case_id),
