@@ -6,6 +6,16 @@ apply) goes to `<topic>.dlq` with the reasons and the original bytes (sealed, by
 A good message is recorded in the inbox in the same transaction as its effects; a redelivered one
 finds itself there and changes nothing. Offsets are committed only after that transaction.
 
+Messages are applied in batches: the record FastStream hands over (at once, so an idle consumer waits
+for nothing) and what the client has already fetched behind it, up to `batch_size`
+(LEDER_CONSUMER_BATCH, 100), each partition's in order, in one transaction with one offset commit
+(`handle_batch`). When any of them fails for its own sake (refused, a fork, out of order, not
+verified or not parsed), the transaction is rolled back and each message is handled alone as before,
+so that one is retried and set aside alone and its neighbours are applied; a message that failed is
+handled alone when it comes again. A failure that is not the messages' fault (`is_transient`) has the
+whole batch read again, later. A partition is rewound to its first message not done, and committed up
+to it; the others are committed past the batch.
+
 No message can stall a consumer. When applying one fails, the failure is one of two kinds
 (`is_transient`):
 - transient, not the message's fault: the database, the broker or the key manager away (connection
@@ -50,13 +60,15 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from itertools import chain
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import asyncpg
 import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -327,6 +339,7 @@ class InboxConsumer(Generic[T]):
         verify: Verify | None = None,
         max_tries: int = 3,
         stuck_seconds: float | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -351,6 +364,11 @@ class InboxConsumer(Generic[T]):
             if stuck_seconds is not None
             else float(os.environ.get("LEDER_CONSUMER_STUCK_SECONDS", "60"))
         )
+        # At most how many records one transaction applies (LEDER_CONSUMER_BATCH, 100): what the broker
+        # has ready, never a wait for more. 1: each message in a transaction of its own.
+        self.batch_size = max(
+            batch_size if batch_size is not None else int(os.environ.get("LEDER_CONSUMER_BATCH", "100")), 1
+        )
         # The messages being handled or failed and waiting to be delivered again, by position.
         self._attempts: dict[tuple[str, int, int], Attempt] = {}
 
@@ -359,17 +377,131 @@ class InboxConsumer(Generic[T]):
         self.group_id = group_id
 
         async def handle(message: KafkaMessage) -> None:
-            await self.handle(message.body, _delivery(message))
+            # FastStream hands over one record as soon as it comes (no wait for a batch to fill, so
+            # an idle consumer adds no latency); what the client has fetched behind it is taken too.
+            consumer = cast(AIOKafkaConsumer, message.consumer)
+            first = message.raw_message
+            assert not isinstance(first, tuple)
+            records = [first]
+            if self.batch_size > 1:
+                ready = await consumer.getmany(timeout_ms=0, max_records=self.batch_size - 1)
+                records += chain.from_iterable(ready.values())
+            await self._consume(consumer, records)
 
         handle.__name__ = f"handle_{self.name}"
         broker.subscriber(
             self.topic,
             group_id=group_id,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # Offsets are committed (and partitions rewound) here, after the transaction: see _consume.
+            ack_policy=AckPolicy.MANUAL,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             description=f"{self.name}: applied once each through the idempotent inbox",
         )(handle)
+
+    async def _consume(self, consumer: AIOKafkaConsumer, records: "list[ConsumerRecord[Any, Any]]") -> None:
+        """Apply the records, then commit each partition's offset past what is done and rewind each
+        partition to its first record not done (it is delivered again)."""
+        batch = [(record.value or b"", _delivery(record)) for record in records]
+        try:
+            rewind = await self.handle_batch(batch)
+        except BaseException:
+            # Unforeseen (a cancellation as the service stops): every partition of the batch is read
+            # again from its first record; what was applied is found in the inbox and changes nothing.
+            for tp, first in _first_offsets(records).items():
+                self._rewind(consumer, tp, first)
+            raise
+        offsets = {}
+        for tp, last in _last_offsets(records).items():
+            if tp.partition in rewind:
+                self._rewind(consumer, tp, rewind[tp.partition])
+                offsets[tp] = rewind[tp.partition]
+            else:
+                offsets[tp] = last + 1
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance took the partitions away: their new consumer reads from the last commit,
+            # and the inbox makes what is delivered again change nothing.
+            log.warning("offset_commit_failed", consumer=self.name, error=repr(exc))
+
+    def _rewind(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            consumer.seek(tp, offset)
+        except KafkaError as exc:
+            # No longer this consumer's (a rebalance): its new consumer reads from the last commit.
+            log.warning("rewind_failed", consumer=self.name, partition=tp.partition, error=repr(exc))
+
+    async def handle_batch(self, batch: Sequence[tuple[bytes, Delivery]]) -> dict[int, int]:
+        """Apply records (each partition's in order) in one transaction when they all apply; when one
+        does not, each is handled alone as `handle` does (so a poison message is retried and set aside
+        alone, its neighbours applied). What comes back: per partition, the offset of the first record
+        that is not done (to be delivered again); a partition not named is past all of its records."""
+        if len(batch) > 1:
+            done = await self._apply_together(batch)
+            if done is not None:
+                return done
+        rewind: dict[int, int] = {}
+        for raw, delivery in batch:
+            if delivery.partition in rewind:
+                continue  # an earlier record of its partition is still to do
+            try:
+                await self.handle(raw, delivery)
+            except Exception:
+                rewind[delivery.partition] = delivery.offset
+        return rewind
+
+    async def _apply_together(self, batch: Sequence[tuple[bytes, Delivery]]) -> dict[int, int] | None:
+        """The batch in one transaction: {} when all of it is applied (or duplicates), the partitions
+        to read again when it failed for no fault of its messages, None when a message needs to be
+        handled alone (a refusal, a fork, one out of order, one that fails verification or parsing)."""
+        if any(self._tried(delivery) for _, delivery in batch):
+            return None  # a message that failed before is tried alone, its tries counted
+        ready = []
+        for raw, delivery in batch:
+            try:
+                if self.verify is not None:
+                    self.verify(raw, delivery)
+                order = self.order(raw) if self.order else None
+                message = self.parse(raw)
+                ready.append((message, self.message_id(message), delivery, order, raw))
+            except Exception:
+                return None
+        firsts: dict[int, Attempt] = {}
+        for _, delivery in batch:
+            if delivery.partition not in firsts:
+                # What /readyz names while the batch does not return: each partition's first record.
+                firsts[delivery.partition] = self._attempt(delivery, count=False)
+        handled: list[bool] = []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for r in ready:
+                    handled.append(await self._apply_in(conn, *r))
+        except Exception as exc:
+            if not is_transient(exc):
+                # The message that failed: this was one of its tries (it is tried alone from now).
+                failed = self._attempt(ready[len(handled)][2])
+                failed.last_error, failed.running = describe_error(exc), False
+                log.info("inbox_batch_split", consumer=self.name, size=len(batch), error=repr(exc))
+                return None
+            # The database or the service itself, not the messages: the whole batch, later.
+            for attempt in firsts.values():
+                attempt.last_error = describe_error(exc)
+                self._report_if_stuck(attempt)
+            log.warning("inbox_retry", consumer=self.name, error=repr(exc), retry_in=self._retry_delay)
+            await asyncio.sleep(self._retry_delay)
+            self._retry_delay = min(self._retry_delay * 2, 5.0)
+            return {p: a.offset for p, a in firsts.items()}
+        finally:
+            for attempt in firsts.values():
+                attempt.running = False
+        for attempt in firsts.values():
+            self._past(attempt)
+        self._retry_delay = 0.2
+        for (message, message_id, delivery, _, _), applied in zip(ready, handled, strict=True):
+            self._waiting_since.pop(message_id, None)
+            self._handled(message, applied, delivery, message_id)
+        return {}
 
     async def handle(self, raw: bytes, delivery: Delivery) -> None:
         structlog.contextvars.bind_contextvars(
@@ -445,13 +577,19 @@ class InboxConsumer(Generic[T]):
             return True
         self._retry_delay = 0.2
         self._waiting_since.pop(message_id, None)
-        if handled:
-            log.info("inbox_handled", consumer=self.name)
+        self._handled(message, handled, delivery, message_id)
+        return True
+
+    def _handled(self, message: T, applied: bool, delivery: Delivery, message_id: str) -> None:
+        """After the commit: logged, and the on_handled hook told of a message applied."""
+        if applied:
+            log.info("inbox_handled", consumer=self.name, offset=delivery.offset, message_id=message_id)
             if self.on_handled is not None:
                 self.on_handled(message)
         else:
-            log.info("inbox_duplicate_ignored", consumer=self.name)
-        return True
+            log.info(
+                "inbox_duplicate_ignored", consumer=self.name, offset=delivery.offset, message_id=message_id
+            )
 
     async def _failed(
         self,
@@ -502,8 +640,10 @@ class InboxConsumer(Generic[T]):
             return False
         return True
 
-    def _attempt(self, delivery: Delivery) -> "Attempt":
-        """The message's attempt: a new one, or the one it failed in before and is redelivered for."""
+    def _attempt(self, delivery: Delivery, count: bool = True) -> "Attempt":
+        """The message's attempt: a new one, or the one it failed in before and is redelivered for.
+        `count`: whether it is a try of the message (a batch it is the first of is not: only a message
+        handled alone is tried `max_tries` times)."""
         key = (delivery.topic, delivery.partition, delivery.offset)
         for other in [k for k in self._attempts if k[:2] == key[:2] and k != key]:
             # Another message of the partition: this consumer is past that one, or no longer has
@@ -512,10 +652,14 @@ class InboxConsumer(Generic[T]):
         attempt = self._attempts.get(key)
         if attempt is None:
             attempt = self._attempts[key] = Attempt(*key)
-        attempt.tries += 1
+        attempt.tries += 1 if count else 0
         attempt.running = True
         attempt.last_try = time.monotonic()
         return attempt
+
+    def _tried(self, delivery: Delivery) -> bool:
+        attempt = self._attempts.get((delivery.topic, delivery.partition, delivery.offset))
+        return attempt is not None and attempt.tries > 0
 
     def _past(self, attempt: "Attempt") -> None:
         self._attempts.pop(attempt.key, None)
@@ -569,34 +713,67 @@ class InboxConsumer(Generic[T]):
         raw: bytes = b"",
     ) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            incoming = Held(message_id, content_hash(raw))
-            if order is not None:
-                stream, version = order
-                last = await self._last_in_stream(conn, stream)
-                held = None
-                if version <= last:
-                    held = await self._held_at(conn, stream, version, message_id)
-                decision = stream_decision(version, last, held, incoming)
-                if decision == "wait":
-                    raise OutOfOrder(f"{stream} version {version} arrived before version {last + 1}")
-                if decision == "duplicate":
-                    return False
-                if decision == "fork":
-                    why = (
-                        "another event was applied at this version"
-                        if held is not None
-                        else "this version was passed with an event this consumer does not know"
-                    )
-                    raise Fork(
-                        held=held or Held(None, None),
-                        other=incoming,
-                        source=stream.split("/", 1)[0],
-                        source_sequence=_claimed_sequence(raw),
-                        stream=stream,
-                        stream_version=version,
-                        why=why,
-                    )
-                await self._advance(conn, stream, version, incoming)
+            return await self._apply_in(conn, message, message_id, delivery, order, raw)
+
+    async def _apply_in(
+        self,
+        conn: Connection,
+        message: T,
+        message_id: str,
+        delivery: Delivery,
+        order: tuple[str, int] | None,
+        raw: bytes,
+    ) -> bool:
+        """The message recorded in the inbox and applied in `conn`'s transaction: True, or False for a
+        duplicate. Raises OutOfOrder, Fork, or what the handler raised."""
+        incoming = Held(message_id, content_hash(raw))
+        if order is not None:
+            stream, version = order
+            last = await self._last_in_stream(conn, stream)
+            held = None
+            if version <= last:
+                held = await self._held_at(conn, stream, version, message_id)
+            decision = stream_decision(version, last, held, incoming)
+            if decision == "wait":
+                raise OutOfOrder(f"{stream} version {version} arrived before version {last + 1}")
+            if decision == "duplicate":
+                return False
+            if decision == "fork":
+                why = (
+                    "another event was applied at this version"
+                    if held is not None
+                    else "this version was passed with an event this consumer does not know"
+                )
+                raise Fork(
+                    held=held or Held(None, None),
+                    other=incoming,
+                    source=stream.split("/", 1)[0],
+                    source_sequence=_claimed_sequence(raw),
+                    stream=stream,
+                    stream_version=version,
+                    why=why,
+                )
+            # The stream advanced and the message recorded in one round trip (as _advance, then the
+            # inbox): a batch makes several of these per message its main cost.
+            first_time = await conn.fetchval(
+                "WITH streams AS (INSERT INTO inbox_streams (consumer, stream, last_version)"
+                "   VALUES ($1, $6, $7) ON CONFLICT (consumer, stream)"
+                "   DO UPDATE SET last_version = EXCLUDED.last_version),"
+                " versions AS (INSERT INTO inbox_versions"
+                "   (consumer, stream, stream_version, event_id, content_hash)"
+                "   VALUES ($1, $6, $7, $2, $8) ON CONFLICT DO NOTHING)"
+                " INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+                self.name,
+                message_id,
+                delivery.topic,
+                delivery.partition,
+                delivery.offset,
+                stream,
+                version,
+                incoming.content_hash,
+            )
+        else:
             first_time = await conn.fetchval(
                 "INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
@@ -606,22 +783,22 @@ class InboxConsumer(Generic[T]):
                 delivery.partition,
                 delivery.offset,
             )
-            if not first_time:
-                if order is not None:
-                    # The next version of its stream, but an event id this consumer has applied
-                    # before, elsewhere: another event under a reused id.
-                    raise Fork(
-                        held=Held(message_id, None),
-                        other=incoming,
-                        source=order[0].split("/", 1)[0],
-                        source_sequence=_claimed_sequence(raw),
-                        stream=order[0],
-                        stream_version=order[1],
-                        why="this event id was applied before at another place",
-                    )
-                return False
-            await self.apply(conn, message, delivery)
-            return True
+        if not first_time:
+            if order is not None:
+                # The next version of its stream, but an event id this consumer has applied
+                # before, elsewhere: another event under a reused id.
+                raise Fork(
+                    held=Held(message_id, None),
+                    other=incoming,
+                    source=order[0].split("/", 1)[0],
+                    source_sequence=_claimed_sequence(raw),
+                    stream=order[0],
+                    stream_version=order[1],
+                    why="this event id was applied before at another place",
+                )
+            return False
+        await self.apply(conn, message, delivery)
+        return True
 
     async def _last_in_stream(self, conn: Connection, stream: str) -> int:
         """The last version of the stream applied or set aside (0: none), locked for the transaction."""
@@ -715,9 +892,7 @@ class InboxConsumer(Generic[T]):
             await self._skip_in_stream(order, Held(_claimed_event_id(raw), content_hash(raw)))
 
 
-def _delivery(message: KafkaMessage) -> Delivery:
-    record = message.raw_message
-    assert not isinstance(record, tuple)
+def _delivery(record: "ConsumerRecord[Any, Any]") -> Delivery:
     return Delivery(
         topic=record.topic,
         partition=record.partition,
@@ -725,6 +900,17 @@ def _delivery(message: KafkaMessage) -> Delivery:
         key=record.key,
         headers=_storable_headers(record.headers or ()),
     )
+
+
+def _first_offsets(records: "Sequence[ConsumerRecord[Any, Any]]") -> dict[TopicPartition, int]:
+    firsts: dict[TopicPartition, int] = {}
+    for record in records:
+        firsts.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+    return firsts
+
+
+def _last_offsets(records: "Sequence[ConsumerRecord[Any, Any]]") -> dict[TopicPartition, int]:
+    return {TopicPartition(record.topic, record.partition): record.offset for record in records}
 
 
 def _storable_headers(headers: Any) -> dict[str, str]:
