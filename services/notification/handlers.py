@@ -18,11 +18,13 @@ from services.notification import domain
 from services.notification.personal import PersonalDetails, data_key, destroy_key, seal, unseal
 from services.notification.projections import match_value, name_and_dates
 
-# Intake is serialised so that two notifications of one person cannot both open a case, and so that
-# two cases opened at once never get the same reference number (confirming eligibility, which also
-# opens a case, takes it too). Intake is a few thousand a year nationally: one lock costs nothing.
-_INTAKE_LOCK = 31_415_926
-# Behind the lock, the read model's unique constraint: a reference given twice fails the append,
+# Intake takes a transaction lock on each value duplicate detection matches on (find_match: the NHS
+# number, the family name with the dates of birth and death) and on the notification id, so that two
+# notifications of one person (or two sends of one id) are decided one after the other, the second
+# seeing the first's case; notifications of different people are taken at once (each partition of the
+# partner topic, and the HTTP door, in a transaction of its own). A case's reference number is given
+# under a lock of its year (`_reference_lock`), taken only by what opens a case, after the person's.
+# Behind that lock, the read model's unique constraint: a reference given twice fails the append,
 # which is then decided again with the next number.
 _REFERENCE_TAKEN = "cases_reference_key"
 RETRIES = 3
@@ -48,21 +50,25 @@ async def take_notification(
     for attempt in range(1, RETRIES + 1):
         try:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
+                values = await match_values(notification)
+                await _lock(conn, [f"notification:{notification.notification_id}", *values.values()])
                 digest = domain.content_hash(notification)
                 earlier = await result_of(conn, notification.notification_id)
                 if earlier is not None:
                     owner, earlier_digest = await _ownership(conn, notification.notification_id)
                     domain.decide_resend(notification, digest, owner, earlier_digest)
                     return earlier
-                match = await find_match(conn, notification)
+                match = await find_match(conn, notification, values)
                 new_case_id = uuid4()
                 outcome = domain.classify(notification, match)
                 stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
                 key = await data_key(conn, stream_id, create=True)
                 personal = seal(key, stream_id, PersonalDetails.of(notification))
                 now = store.clock()
-                reference = await next_reference(conn, now.year) if outcome == "case_opened" else None
+                reference = None
+                if outcome == "case_opened":
+                    await _lock(conn, [_reference_lock(now.year)])
+                    reference = await next_reference(conn, now.year)
                 intake = domain.decide_intake(
                     notification, match, new_case_id, personal,
                     reference=reference, notified_on=now.date(), digest=digest,
@@ -81,6 +87,20 @@ async def take_notification(
     raise AssertionError("unreachable")
 
 
+async def _lock(conn: Connection, keys: Sequence[str]) -> None:
+    """Transaction locks on `keys` (each hashed to a lock number), taken in one order by everyone so
+    that two intakes waiting on each other's keys cannot deadlock."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(n) FROM (SELECT DISTINCT hashtextextended(k, 0) AS n"
+        " FROM unnest($1::text[]) AS k ORDER BY n) AS sorted",
+        list(keys),
+    )
+
+
+def _reference_lock(year: int) -> str:
+    return f"reference:{year}"
+
+
 async def _ownership(conn: Connection, notification_id: UUID) -> tuple[str | None, str | None]:
     """The organisation a notification taken already belongs to, and the hash of its content."""
     row = await conn.fetchrow(
@@ -91,7 +111,7 @@ async def _ownership(conn: Connection, notification_id: UUID) -> tuple[str | Non
 
 async def next_reference(conn: Connection, year: int) -> str:
     """The next case reference of `year`: numbered 1, 2, 3... in the order cases are opened. Read under
-    the intake lock, from the read model every CaseOpened updates in its own transaction."""
+    the year's reference lock, from the read model every CaseOpened updates in its own transaction."""
     last: int | None = await conn.fetchval("SELECT last_number FROM case_references WHERE year = $1", year)
     return domain.case_reference(year, (last or 0) + 1)
 
@@ -111,15 +131,15 @@ OpeningDecision = Callable[[domain.Case, str, date], Sequence[EventPayload]]
 async def change_opening_case(
     store: EventStore, case_id: UUID, decide: OpeningDecision, context: Context
 ) -> list[EventPayload]:
-    """A change that may open the case (confirming eligibility): decided under the intake lock with the
-    next reference of the year the case was notified, which the decision uses if it opens the case,
-    and the day it was notified, where its six-month clock starts."""
+    """A change that may open the case (confirming eligibility): decided under the reference lock of the
+    year the case was notified with that year's next reference, which the decision uses if it opens
+    the case, and the day it was notified, where its six-month clock starts."""
     for attempt in range(1, RETRIES + 1):
         try:
             async with store.transaction() as conn:
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _INTAKE_LOCK)
                 case, version = await load_case(store, conn, case_id)
                 notified = await notified_on(store, conn, case_id)
+                await _lock(conn, [_reference_lock(notified.year)])
                 reference = await next_reference(conn, notified.year)
                 events = list(decide(case, reference, notified))
                 await store.append(str(case_id), version, events, context, case_id=case_id, conn=conn)
@@ -153,22 +173,37 @@ async def result_of(conn: Connection, notification_id: UUID) -> NotificationResu
     )
 
 
-async def find_match(conn: Connection, notification: PartnerNotification) -> domain.Match | None:
+async def match_values(notification: PartnerNotification) -> dict[str, str]:
+    """What the person index holds for the notification's person, by kind of match: the NHS number's
+    (where it has one), and the family name's with the dates of birth and death."""
+    person = notification.person
+    values = {}
+    if person.nhs_number:
+        values["nhs_number"] = await match_value("nhs_number", person.nhs_number)
+    key = name_and_dates(person.family_name, str(person.date_of_birth), str(notification.death.date_of_death))
+    values["name_and_dates"] = await match_value("name_and_dates", key)
+    return values
+
+
+async def find_match(
+    conn: Connection, notification: PartnerNotification, values: dict[str, str] | None = None
+) -> domain.Match | None:
     """The same person: the same NHS number; or, where the notification or the case has none, the same
     family name (case- and accent-insensitive), date of birth and date of death. Two different NHS
-    numbers are two different people, whatever their names."""
-    person = notification.person
-    if person.nhs_number:
-        case_id = await _indexed(conn, "nhs_number", person.nhs_number, skip_cases_with_nhs_number=False)
+    numbers are two different people, whatever their names. `values`: match_values, when known."""
+    values = values if values is not None else await match_values(notification)
+    if "nhs_number" in values:
+        case_id = await _indexed(conn, "nhs_number", values["nhs_number"], skip_cases_with_nhs_number=False)
         if case_id:
             return domain.Match(case_id, "nhs_number")
-    key = name_and_dates(person.family_name, str(person.date_of_birth), str(notification.death.date_of_death))
-    case_id = await _indexed(conn, "name_and_dates", key, skip_cases_with_nhs_number=bool(person.nhs_number))
+    case_id = await _indexed(
+        conn, "name_and_dates", values["name_and_dates"], skip_cases_with_nhs_number="nhs_number" in values
+    )
     return domain.Match(case_id, "name_and_dates") if case_id else None
 
 
 async def _indexed(
-    conn: Connection, kind: str, value: str, *, skip_cases_with_nhs_number: bool
+    conn: Connection, kind: str, indexed: str, *, skip_cases_with_nhs_number: bool
 ) -> UUID | None:
     found: UUID | None = await conn.fetchval(
         "SELECT p.case_id FROM person_index p JOIN cases c USING (case_id)"
@@ -176,7 +211,7 @@ async def _indexed(
         "   SELECT 1 FROM person_index q WHERE q.case_id = p.case_id AND q.match_kind = 'nhs_number'))"
         " ORDER BY c.notified_at LIMIT 1",
         kind,
-        await match_value(kind, value),
+        indexed,
         skip_cases_with_nhs_number,
     )
     return found
