@@ -187,6 +187,7 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                 )
                 assert refused.status_code == 503, refused.text
                 assert refused.json()["code"] == "store_fenced"
+                assert "behind its topic" in refused.json()["detail"]
                 lost_case = cases[lost[1]["notification_id"]]
                 assert (await case_view(n, lost_case))[0] == 404
                 await asyncio.sleep(2)  # its relay would have published by now, were it not fenced
@@ -244,6 +245,10 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                 cases[newest["notification_id"]] = (await notify(n, newest))["case_id"]
                 await eventually(all_logged_now(n, audit), timeout=60)
                 assert (await stored(n))[-1][0] > len(history)
+                # Recorded in the restored database's own epoch: not the one the lost events carry.
+                epochs = [e.store_epoch for e in await n.runtime.store.read_all()]
+                assert epochs[-1] is not None and epochs[-1] not in epochs[: len(history)]
+                assert set(epochs[: len(history)]) == {epochs[0]}
                 gaps = await audit.client.get("/audit/gaps", headers=audit.headers("ig_officer"))
                 assert gaps.json() == {"gaps": {}}
                 forks = (await audit.client.get("/audit/forks", headers=audit.headers("ig_officer"))).json()
