@@ -14,6 +14,7 @@ bench/results.md; the full run (100,000 events per service) writes its section."
 
 import argparse
 import asyncio
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -218,6 +219,7 @@ class Figures:
     seconds: float
     statements: dict[str, Statement]
     parse_seconds: float
+    load: float  # the machine's 1-minute load average when the rebuild ended (2 cores, shared)
 
     @property
     def rate(self) -> float:
@@ -264,6 +266,7 @@ async def measure(name: str, store: EventStore) -> Figures:
     started = time.perf_counter()
     replayed = await rebuild(store)
     seconds = time.perf_counter() - started
+    load = os.getloadavg()[0]
     after = await snapshot(store)
     if replayed != events:
         raise AssertionError(f"{name}: the rebuild replayed {replayed} events of {events}")
@@ -275,7 +278,7 @@ async def measure(name: str, store: EventStore) -> Figures:
     for raw in raws:
         Envelope.from_bytes(raw).payload()  # once per event, as the rebuild decodes it
     parse_seconds = time.perf_counter() - started
-    return Figures(name, events, seconds, await profile(store), parse_seconds)
+    return Figures(name, events, seconds, await profile(store), parse_seconds, load)
 
 
 async def main(quick: bool, events: int, cases: int) -> list[Figures]:
@@ -298,15 +301,16 @@ async def main(quick: bool, events: int, cases: int) -> list[Figures]:
         finally:
             await world.close()
     lines = [
-        "| service | events | rebuild (s) | events/s | target | |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| service | events | rebuild (s) | events/s | target | | load average |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f in figures:
         met = "met" if f.rate >= TARGET else "missed"
         lines.append(
-            f"| {f.service} | {f.events:,} | {f.seconds:.1f} | {f.rate:,.0f} | ≥ {TARGET:,} | {met} |"
+            f"| {f.service} | {f.events:,} | {f.seconds:.1f} | {f.rate:,.0f} | ≥ {TARGET:,} | {met}"
+            f" | {f.load:.2f} |"
         )
-    lines.append("| audit | no projections (its log is its record) | | | | n/a |")
+    lines.append("| audit | no projections (its log is its record) | | | | n/a | |")
     print("\n".join(lines))
     limits = [f"- {f.service}: {f.limit}." for f in figures]
     print("\n".join(limits))
