@@ -14,8 +14,9 @@ from pydantic import Field
 
 from events import Envelope
 from events.audit import AuditLogRead
-from infra import deps
 from infra.auth import Caller, require_roles
+from infra.deps import CommandContext, Store
+from infra.eventstore import Context, EventStore
 from infra.http import ResponseModel
 from infra.params import MAX_INT, Moment
 from infra.problems import Problem
@@ -30,25 +31,19 @@ IG_OR_LAC = Annotated[Caller, Depends(require_roles("ig_officer", "lac"))]
 
 
 async def _read(
-    request: Request,
+    event_store: EventStore,
+    context: Context,
     caller: Caller,
     what: str,
     case_id: UUID | None = None,
     as_of: datetime | None = None,
     reason: str | None = None,
 ) -> None:
-    s = deps.store(request)
     read = AuditLogRead(
         reader=caller.sub, role=caller.role, what=what, case_id=case_id, as_of=as_of, reason=reason
     )
-    async with s.transaction() as conn:
-        await store.record(
-            s,
-            conn,
-            read,
-            deps.context(request, caller),
-            case_id=case_id,
-        )
+    async with event_store.transaction() as conn:
+        await store.record(event_store, conn, read, context, case_id=case_id)
 
 
 REFERENCE = re.compile(r"^LDR-\d{4}-\d{5}$")
@@ -194,8 +189,9 @@ class VerificationView(ResponseModel):
 
 @router.get("/audit/cases")
 async def find_case(
-    request: Request,
     caller: IG_OR_LAC,
+    event_store: Store,
+    context: CommandContext,
     q: Annotated[
         str | None, Query(max_length=100, description="a case reference (LDR-2026-00042) or a case id")
     ] = None,
@@ -207,7 +203,7 @@ async def find_case(
     wanted = (q or reference or "").strip()
     if not wanted:
         raise Problem(422, "case_wanted", "give a case reference or a case id (?q=LDR-2026-00042)")
-    pool = deps.store(request).pool
+    pool = event_store.pool
     case_id: UUID | None
     if REFERENCE.match(wanted.upper()):
         case_id = await store.find_case(pool, wanted.upper())
@@ -223,7 +219,7 @@ async def find_case(
         case_id = case_id if await store.case_known(pool, case_id) else None
     if case_id is None:
         raise Problem(404, "unknown_case", f"the audit log has no case {wanted[:60]}")
-    await _read(request, caller, "find case", case_id)
+    await _read(event_store, context, caller, "find case", case_id)
     return CaseFound(case_id=str(case_id), reference=(await store.references(pool, [case_id])).get(case_id))
 
 
@@ -237,11 +233,11 @@ def _without_personal(data: Any) -> Any:
 
 
 @router.get("/audit/cases/{case_id}/history")
-async def history(case_id: UUID, request: Request, caller: IG_OR_LAC) -> History:
+async def history(case_id: UUID, caller: IG_OR_LAC, event_store: Store, context: CommandContext) -> History:
     """Every event of the case from every service, in the order things happened."""
-    pool = deps.store(request).pool
+    pool = event_store.pool
     logged = await store.case_entries(pool, case_id)
-    await _read(request, caller, "history", case_id)
+    await _read(event_store, context, caller, "history", case_id)
     names = await store.names(pool, _people(e for _, e in logged))
     signed = await store.signatures(pool, (position for position, _ in logged))
     entries = []
@@ -286,17 +282,18 @@ def _people(envelopes: Iterable[Envelope]) -> set[str]:
 @router.get("/audit/cases/{case_id}/state")
 async def state(
     case_id: UUID,
-    request: Request,
     caller: IG_OR_LAC,
+    event_store: Store,
+    context: CommandContext,
     as_of: Annotated[
         Moment | None, Query(description="ISO 8601, from 1900 to 2100 (in UTC too); default now")
     ] = None,
 ) -> CaseStateView:
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # a time without a zone is UTC
-    pool = deps.store(request).pool
+    pool = event_store.pool
     logged = await store.case_entries(pool, case_id)
-    await _read(request, caller, "state", case_id, moment)
+    await _read(event_store, context, caller, "state", case_id, moment)
     state = state_as_of(str(case_id), [e for _, e in logged], moment)
     state.reference = (await store.references(pool, [case_id])).get(case_id)  # named even before it opened
     return CaseStateView.model_validate(state.__dict__)
@@ -314,21 +311,22 @@ async def state(
 )
 async def export(
     case_id: UUID,
-    request: Request,
     caller: IG,
+    event_store: Store,
+    context: CommandContext,
     reason: Annotated[
         str | None, Query(max_length=500, description="why the case is exported: in the access log")
     ] = None,
 ) -> Response:
     """Every event of the case as JSON Lines with an inclusion proof each, the same as CSV, and the
     signed checkpoint the proofs lead to, in one zip: what `leder audit export` writes."""
-    s = deps.store(request)
-    if not await store.case_known(s.pool, case_id):
+    if not await store.case_known(event_store.pool, case_id):
         raise Problem(404, "unknown_case", f"the audit log has no case {case_id}")
     why = (reason or "").strip() or None
-    await _read(request, caller, "export", case_id, reason=why)  # first: the export shows its own making
+    # First: the export shows its own making.
+    await _read(event_store, context, caller, "export", case_id, reason=why)
     try:
-        async with s.pool.acquire() as conn:
+        async with event_store.pool.acquire() as conn:
             gathered = await case_export.gather(conn, case_id)
     except keys.KeyMissing as missing:  # a checkpoint to prove the export against cannot be signed
         raise Problem(503, "no_signing_key", str(missing)) from None
@@ -344,8 +342,9 @@ async def export(
 
 @router.get("/audit/access")
 async def access(
-    request: Request,
     caller: IG,
+    event_store: Store,
+    context: CommandContext,
     case_id: UUID | None = None,
     user: Annotated[str | None, Query(max_length=256)] = None,
     from_: Annotated[Moment | None, Query(alias="from", description="ISO 8601, from 1900 to 2100")] = None,
@@ -359,7 +358,7 @@ async def access(
     every service (personal details, the case, its review, its actions, its audit history and export),
     and the reads of the audit log. In log order, a page at a time: `next_after` is the `after` of the
     next page (null on the last)."""
-    pool = deps.store(request).pool
+    pool = event_store.pool
     rows = await pool.fetch(
         f"SELECT position, envelope FROM audit_log WHERE {reads.IS_READ}"
         " AND ($1::uuid IS NULL OR case_id = $1) AND ($2::text IS NULL OR actor_id = $2)"
@@ -374,7 +373,7 @@ async def access(
         after,
         limit + 1,
     )
-    await _read(request, caller, "access", case_id)
+    await _read(event_store, context, caller, "access", case_id)
     page = [(row["position"], Envelope.from_bytes(row["envelope"])) for row in rows[:limit]]
     references = await store.references(pool, {e.case_id for _, e in page if e.case_id})
     names = await store.names(pool, {e.actor.id for _, e in page})
@@ -408,8 +407,8 @@ async def access(
 
 
 @router.get("/audit/gaps")
-async def gaps(request: Request, _: IG) -> Gaps:
-    async with deps.store(request).pool.acquire() as conn:
+async def gaps(_: IG, event_store: Store) -> Gaps:
+    async with event_store.pool.acquire() as conn:
         return Gaps.model_validate({"gaps": await store.gaps(conn)})
 
 
@@ -442,29 +441,29 @@ class Forks(ResponseModel):
 
 @router.get("/audit/forks")
 async def forks(
-    request: Request,
     _: IG,
+    event_store: Store,
     open_only: Annotated[bool, Query(alias="open", description="only those not acknowledged")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> Forks:
     """Each fork the audit service met: a source's event whose bytes differ from the logged one at the
     same source sequence (or stream version), with both events' ids and hashes (infra.inbox)."""
-    rows = await store.forks(deps.store(request).pool, open_only, limit)
+    rows = await store.forks(event_store.pool, open_only, limit)
     return Forks.model_validate({"forks": rows, "open": sum(1 for r in rows if r["cleared_at"] is None)})
 
 
 @router.post("/audit/checkpoints", status_code=201)
-async def sign(request: Request, _: IG) -> CheckpointView:
+async def sign(_: IG, event_store: Store) -> CheckpointView:
     try:
-        async with deps.store(request).pool.acquire() as conn:
+        async with event_store.pool.acquire() as conn:
             return CheckpointView.model_validate((await log.sign_checkpoint(conn)).as_json())
     except keys.KeyMissing as missing:
         raise Problem(503, "no_signing_key", str(missing)) from None
 
 
 @router.get("/audit/checkpoints/latest")
-async def latest(request: Request, _: IG) -> LatestCheckpoint:
-    async with deps.store(request).pool.acquire() as conn:
+async def latest(_: IG, event_store: Store) -> LatestCheckpoint:
+    async with event_store.pool.acquire() as conn:
         checkpoint = await log.latest_checkpoint(conn)
     if checkpoint is None:
         raise Problem(404, "no_checkpoint", "no checkpoint has been signed yet")
@@ -477,15 +476,15 @@ async def latest(request: Request, _: IG) -> LatestCheckpoint:
 
 @router.get("/audit/proofs/inclusion")
 async def inclusion(
-    request: Request,
     _: IG,
+    event_store: Store,
     event_id: UUID,
     tree_size: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> InclusionProof:
     """The proof that the event is in the log. Not recorded as a read: it shows hashes, none of the
     case's content, and recording it would grow the very tree it proves against (the case export,
     which carries the proofs with the events, is recorded)."""
-    async with deps.store(request).pool.acquire() as conn:
+    async with event_store.pool.acquire() as conn:
         position = await conn.fetchval("SELECT position FROM audit_log WHERE event_id = $1", event_id)
         if position is None:
             raise Problem(404, "not_in_log", f"event {event_id} is not in the audit log")
@@ -497,12 +496,12 @@ async def inclusion(
 
 @router.get("/audit/proofs/consistency")
 async def consistency(
-    request: Request,
     _: IG,
+    event_store: Store,
     from_: Annotated[int, Query(alias="from", ge=1, le=MAX_INT)],
     to: Annotated[int, Query(ge=1, le=MAX_INT)],
 ) -> ConsistencyProof:
-    async with deps.store(request).pool.acquire() as conn:
+    async with event_store.pool.acquire() as conn:
         hashes = await log.leaf_hashes(conn, to)
     if to > len(hashes) or from_ > to:
         raise Problem(
@@ -522,18 +521,20 @@ async def consistency(
 
 
 @router.get("/audit/verification")
-async def verification(request: Request, caller: IG) -> VerificationView:
+async def verification(
+    request: Request, caller: IG, event_store: Store, context: CommandContext
+) -> VerificationView:
     """The whole log recomputed and checked against every checkpoint published outside the database
     (LEDER_AUDIT_CHECKPOINT_LOG) and the latest signed one, each signature with the pinned public key
     (LEDER_AUDIT_PUBLIC_KEY_FILE), never a key the log holds: ok, the number of entries, the
     recomputed root, the checkpoint, and the first bad entry if any. A verification
     already running answers every caller who asks meanwhile (one at a time is enough); `checked_at`
     is when the one that answered began."""
-    await _read(request, caller, "verification")
+    await _read(event_store, context, caller, "verification")
     state = request.app.state
     running: asyncio.Task[dict[str, Any]] | None = getattr(state, "audit_verification", None)
     if running is None or running.done():
-        running = asyncio.create_task(_verify(deps.store(request).pool))
+        running = asyncio.create_task(_verify(event_store.pool))
         state.audit_verification = running
     return VerificationView.model_validate(await asyncio.shield(running))
 
