@@ -84,8 +84,9 @@ class ServiceDefinition:
 
 
 def consumer_group(settings: Settings, consumer: InboxConsumer[Any]) -> str:
-    """The Kafka consumer group of one of the service's consumers (its committed offsets say what it
-    has handled: leder.recovery reads them)."""
+    """The Kafka consumer group of one of the service's consumers, as build_app subscribes it (its
+    committed offsets say what it has handled: leder.recovery reads them; the restore test fails if
+    the two differ)."""
     return f"{settings.topic_prefix}leder.{settings.service}.{consumer.name}"
 
 
@@ -151,7 +152,9 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             # whoever wrote the consumer (the partner topic is vouched for by the broker's principals).
             if consumer.verify is None and verifier.owner(consumer.topic) is not None:
                 consumer.verify = verifier
-            consumer.subscribe(broker, group_id=consumer_group(settings, consumer))
+            consumer.subscribe(
+                broker, group_id=f"{settings.topic_prefix}leder.{definition.name}.{consumer.name}"
+            )
         app.state.runtime = runtime_box["runtime"] = runtime
         tasks = [
             asyncio.create_task(guard.run(), name="store-guard"),
