@@ -21,13 +21,18 @@ from events.allocation import (
     ReviewerTrainingRecorded,
 )
 from infra.db import Connection
-from infra.projections import Decoded, Row, copy_rows
+from infra.projections import Decoded, Row, copy_rows, reads
 from services.allocation import texts
 
 
 class AllocationProjection:
     name = "allocation"
     tables: Sequence[str] = ("reviewers", "allocation_cases")
+    event_types = reads(
+        ReviewerRegistered, ReviewerTrainingRecorded, ReviewerConflictRecorded, ReviewerDeactivated,
+        ReviewerReactivated, CaseAwaitingAllocation, CaseReviewTypeChanged, ReviewerAllocated,
+        CaseReturnedToQueue, AllocationRestored, CaseReallocated, AllocationEnded,
+    )  # fmt: skip
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None:
         event = envelope.payload()

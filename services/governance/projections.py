@@ -19,12 +19,16 @@ from events.governance import (
     ReviewReturnedByQA,
 )
 from infra.db import Connection
-from infra.projections import Decoded, Row, copy_rows
+from infra.projections import Decoded, Row, copy_rows, reads
 
 
 class GovernanceProjection:
     name = "governance"
     tables: Sequence[str] = ("qa_panels", "qa_cases", "qa_agenda", "actions")
+    event_types = reads(
+        QAPanelScheduled, ReviewAwaitingQA, ReviewAddedToPanelAgenda, ReviewReturnedByQA, ReviewApprovedByQA,
+        CaseClosed, CaseReopened, ActionAgreed, ActionProgressUpdated, ActionCompleted, ActionOverdue,
+    )  # fmt: skip
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None:
         event = envelope.payload()

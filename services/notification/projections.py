@@ -26,7 +26,7 @@ from events.notification import (
 from events.partner import normalise_name
 from infra.db import Connection
 from infra.keys import KeyDestroyed
-from infra.projections import Decoded, Row, add_missing, copy_rows
+from infra.projections import Decoded, Row, add_missing, copy_rows, reads
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
 from services.notification.personal import PersonalDetails, keys, unseal, unseal_with_stored_key
 
@@ -39,6 +39,12 @@ class CasesProjection:
 
     name = "cases"
     tables: Sequence[str] = ("cases", "notifications", "case_references")
+    event_types = reads(
+        CaseOpened, EligibilityToConfirm, DuplicateNotificationLinked, ReferredToChildDeathOverviewPanel,
+        NotificationNotEligible, EligibilityRejected, EthnicityRecorded, CaseEscalatedToFocused,
+        CaseAllocationRecorded, CaseAllocationEnded, PersonalDataDestroyed, NotificationPersonalDataDestroyed,
+        CaseClosureRecorded, CaseReopeningRecorded,
+    )  # fmt: skip
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None:
         event = envelope.payload()
@@ -371,6 +377,13 @@ class PersonIndex:
 
     name = "person_index"
     tables: Sequence[str] = ("person_index",)
+    event_types = reads(
+        CaseOpened,
+        EligibilityToConfirm,
+        DuplicateNotificationLinked,
+        PersonalDataDestroyed,
+        EligibilityRejected,
+    )
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None:
         event = envelope.payload()

@@ -22,13 +22,18 @@ from events.review import (
     ReviewSubmittedForQA,
 )
 from infra.db import Connection
-from infra.projections import Decoded, Row, add_missing, copy_rows
+from infra.projections import Decoded, Row, add_missing, copy_rows, reads
 from services.review.texts import stored
 
 
 class ReviewsProjection:
     name = "reviews"
     tables: Sequence[str] = ("reviews",)
+    event_types = reads(
+        ReviewStarted, ReviewHandedOver, ReviewerAccessRestored, ReviewerAccessEnded,
+        ReviewEscalatedToFocused, LapseInCareRecorded, ReviewPaused, ReviewResumed, ReviewSubmittedForQA,
+        ReviewReturnedForRework, ReviewCompleted, ReviewReopened,
+    )  # fmt: skip
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None:
         event = envelope.payload()

@@ -1,5 +1,6 @@
 """Projections: updated with each append, and rebuilt from the event store to the same result."""
 
+import importlib
 import random
 from collections.abc import Sequence
 from datetime import date
@@ -8,8 +9,10 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+import pytest
 
 from events import Actor, Envelope
+from events.registry import EventPayload
 from events.sealing import Sealed
 from infra import db
 from infra.db import Connection
@@ -366,3 +369,19 @@ async def test_the_review_read_model_folded_equals_the_live_one_update_by_update
         ],
     )
     assert len(live["reviews"]) == 1
+
+
+@pytest.mark.parametrize("service", ["notification", "allocation", "review", "governance"])
+def test_a_folding_projection_names_every_event_type_its_module_handles(service: str) -> None:
+    """A rebuild decodes only the event types the projections name (`event_types`): a type one of them
+    handles but does not name would be left out of the rebuilt rows. Each module imports exactly the
+    payloads its projections handle, so the two must agree."""
+    module = importlib.import_module(f"services.{service}.projections")
+    imported = {
+        value.event_type
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, EventPayload) and value is not EventPayload
+    }
+    projections = module.projections()
+    assert all(isinstance(p, Foldable) for p in projections)
+    assert set().union(*(p.event_types for p in projections)) == imported
