@@ -8,6 +8,7 @@ a restore: a new epoch, unverified) and the comparison with the topic's last rec
 import pytest
 
 from events import Actor, Envelope
+from infra import fencing
 from infra.eventstore import Context, EventLog, EventStore, StoreFenced
 from infra.fencing import compare_with_topic, open_identity
 from infra.inbox import is_transient
@@ -118,3 +119,42 @@ async def test_a_store_behind_its_topic_or_forked_from_it_is_fenced(store: Event
     assert (
         forked is not None and "forked" in forked and f"({held_id})" in forked and f"({other_id})" in forked
     )
+
+
+async def test_a_restored_store_is_fenced_until_it_holds_what_its_topic_holds(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard a service runs (infra.service): unverified at once after a restore, compared with the
+    topic, fenced while behind, and clear once the lost events are back."""
+    lost = MemoryEventStore("test")
+    await lost.append("s-1", 0, [NoteRecorded(text="a"), NoteRecorded(text="b")], CTX)
+    texts = [r.envelope for r in await lost.read_after(0)]
+    tail = {0: texts[-1].encode()}
+
+    async def topic_tail(*_: object) -> dict[int, bytes]:
+        return tail
+
+    monkeypatch.setattr(fencing, "topic_tail", topic_tail)
+    await open_identity(store.pool)
+    await store.pool.execute("UPDATE store_identity SET database_oid = database_oid + 1")  # restored
+    guard = fencing.StoreGuard(store, "broker:9092", "t")
+    await guard.open()
+    # Before any comparison: no command (the identity changed), nothing published, no consumer.
+    assert store.fenced_because is not None and "not the one it was recorded in" in store.fenced_because
+    assert guard.publish_fence() == store.fenced_because and not guard.clear.is_set()
+    with pytest.raises(StoreFenced):
+        await store.append("s-2", 0, [NoteRecorded(text="new")], CTX)
+
+    await guard.check()
+    assert guard.compared and guard.behind is not None and "behind its topic" in guard.behind
+    assert store.fenced_because == guard.behind and not guard.clear.is_set()
+    assert guard.readiness() == {"ok": False, "compared": True, "reason": guard.behind}
+
+    async with store.transaction() as tx:
+        await store.restore(tx, texts)
+    await guard.check()
+    assert guard.readiness() == {"ok": True, "compared": True, "reason": None}
+    assert store.fenced_because is None and guard.clear.is_set() and guard.publish_fence() is None
+    assert await store.pool.fetchval("SELECT verified_at IS NOT NULL FROM store_identity")
+    [next_] = await store.append("s-2", 0, [NoteRecorded(text="new")], CTX)
+    assert next_.source_sequence == 3 and next_.store_epoch == store.epoch
