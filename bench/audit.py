@@ -263,6 +263,8 @@ class Figures:
     replay_objects: int
     proofs: list[float]
     consistency: list[float]
+    replay_cpu: list[float]  # this process's CPU time of each frozen replay: what the load does not change
+    proofs_cpu: list[float]
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         verify_rate = self.entries / self.verify_seconds
@@ -326,6 +328,12 @@ class Figures:
             f" leaf hashes, in one query, and hashes them up (at most 127 hashes a subtree). Filling the"
             f" tiles of the {self.entries:,}-entry log (migration 008's audit_fill_tiles, in PostgreSQL)"
             f" took {self.tiles_seconds:.1f} s.",
+            f"The cores are shared with other work (the load average below): this process's own CPU time"
+            f" per replay was p50 {percentile(self.replay_cpu, 50) * 1e3:.1f} ms, p99"
+            f" {percentile(self.replay_cpu, 99) * 1e3:.1f} ms; per inclusion proof p50"
+            f" {percentile(self.proofs_cpu, 50) * 1e3:.2f} ms, p99"
+            f" {percentile(self.proofs_cpu, 99) * 1e3:.2f} ms (PostgreSQL's not counted); the rest of each"
+            " wall time is waiting for a core or for the database.",
         ]
 
 
@@ -335,17 +343,20 @@ def children_cpu() -> float:
 
 
 async def timed_replays(
-    pool: asyncpg.Pool, long_case_ids: list[str], replays: int
+    pool: asyncpg.Pool, long_case_ids: list[str], replays: int, cpu: list[float] | None = None
 ) -> tuple[list[float], int]:
-    """GET /audit/cases/{id}/state's work, `replays` times: the times, and the full collections."""
+    """GET /audit/cases/{id}/state's work, `replays` times: the times (and CPU times into `cpu`), and
+    the full collections."""
     times = []
     full_collections = gc.get_stats()[2]["collections"]
     for i in range(replays):
         case_id = UUID(long_case_ids[i % len(long_case_ids)])
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         logged = await store.case_entries(pool, case_id)  # what GET /audit/cases/{id}/state runs
         state = state_as_of(str(case_id), [e for _, e in logged], datetime.now(UTC))
         times.append(time.perf_counter() - started)
+        if cpu is not None:
+            cpu.append(time.process_time() - used)
         if (len(logged), state.events_seen, state.status) != (CASE_EVENTS, CASE_EVENTS, "closed"):
             raise AssertionError(f"case {case_id}: {len(logged)} entries, state {state}")
     return times, gc.get_stats()[2]["collections"] - full_collections
@@ -379,7 +390,8 @@ async def measure(
                 pass
         read_seconds = time.perf_counter() - started
 
-    replay, full_collections = await timed_replays(pool, long_case_ids, replays)
+    replay_cpu: list[float] = []
+    replay, full_collections = await timed_replays(pool, long_case_ids, replays, replay_cpu)
     gc.unfreeze()  # the same replays with nothing frozen: what freezing removes
     replay_unfrozen, full_collections_unfrozen = await timed_replays(pool, long_case_ids, replays)
     # Where the time goes: the same steps timed apart.
@@ -403,14 +415,15 @@ async def measure(
         state_as_of(str(case_id), envelopes, datetime.now(UTC))
         replay_fold.append(time.perf_counter() - started)
 
-    times, consistency = [], []
+    times, consistency, proofs_cpu = [], [], []
     public_key = keys.pinned_public_key()
     async with pool.acquire() as conn:
         size = checkpoint.tree_size
         for position in rng.sample(range(size), proofs):
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             proof = await log.inclusion_proof(conn, position, size)  # GET /audit/proofs/inclusion
             times.append(time.perf_counter() - started)
+            proofs_cpu.append(time.process_time() - used)
             envelope = await conn.fetchval("SELECT envelope FROM audit_log WHERE position = $1", position)
             if not (
                 proof is not None
@@ -439,7 +452,7 @@ async def measure(
     return Figures(
         checkpoint.tree_size, entry_bytes, verify_seconds, verify_cpu, read_seconds, tiles_seconds, replay,
         replay_unfrozen, replay_fetch, replay_parse, replay_fold, full_collections, full_collections_unfrozen,
-        replay_objects, times, consistency,
+        replay_objects, times, consistency, replay_cpu, proofs_cpu,
     )  # fmt: skip
 
 

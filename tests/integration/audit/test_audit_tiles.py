@@ -5,14 +5,17 @@ never changes."""
 import hashlib
 import json
 import random
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import uuid4
 
 import asyncpg
 import pytest
 
 from events import Actor, Envelope
+from infra import db
 from infra.db import Connection
 from infra.eventstore import EventStore
 from infra.service import open_store
@@ -222,3 +225,33 @@ async def test_verification_on_every_core_answers_as_one_pass_does(
     }[tamper]
     assert one.first_bad_position == expected, one
     assert (one.root_hash is not None) == (tamper in ("none", "tiles_lie", "signed_then_changed")), one
+
+
+async def test_migration_008_fills_the_tiles_of_a_log_it_finds(database_url: str, tmp_path: Path) -> None:
+    """A log written before tiles existed: migrated to 008, proofs read from the tiles it filled, and
+    appends carry on from them."""
+    before = tmp_path / "audit" / "migrations"  # named as the service's own: audit/00N_....sql
+    before.mkdir(parents=True)
+    for sql in sorted(definition.migration_folders[0].glob("*.sql")):
+        if sql.name < "008":
+            shutil.copy(sql, before / sql.name)
+    pool = await db.create_pool(database_url)
+    try:
+        await db.migrate(pool, before)
+        async with pool.acquire() as conn:
+            hashes = await bulk(conn, 4 * 256 - 24)
+            assert await conn.fetchval("SELECT to_regclass('audit_tiles')") is None
+        assert await db.migrate(pool, *definition.migration_folders) == ["audit/008_merkle_tiles.sql"]
+        async with pool.acquire() as conn:
+            assert await stored_tiles(conn) == merkle.tiles_of(hashes)
+            proof = await log.inclusion_proof(conn, 700)
+            assert proof is not None and proof.path == merkle.inclusion_proof(700, hashes)
+            for sequence in range(1, 25):  # to the next full block of 256: a tile cell appended
+                e = entry(sequence)
+                async with conn.transaction():
+                    assert await log.append(conn, e.canonical(), e)
+                hashes.append(merkle.leaf_hash(e.canonical()))
+            assert await stored_tiles(conn) == merkle.tiles_of(hashes)
+            assert len((await stored_tiles(conn))[1, 0]) == 4 * 32
+    finally:
+        await pool.close()
