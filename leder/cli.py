@@ -73,6 +73,13 @@ def year(text: str) -> int:
     return int(text)
 
 
+def instances(text: str) -> int:
+    """How many processes of each service: a whole number from 1."""
+    if not re.fullmatch(r"[1-9][0-9]{0,2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: give how many instances of each service, e.g. 2")
+    return int(text)
+
+
 def day(text: str) -> date:
     """YYYY-MM-DD, e.g. 2026-10-31."""
     try:
@@ -93,10 +100,10 @@ def _service_definition(name: str) -> Any:
     return definition(name)
 
 
-def cmd_up(_: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     from leder.stack import up
 
-    return up()
+    return up(instances=args.instances)
 
 
 def cmd_down(_: argparse.Namespace) -> int:
@@ -407,11 +414,20 @@ DOWN = (
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="leder", description="The LeDeR case system")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
+    up = sub.add_parser(
         "up",
         help="run the whole system: five services, the web application, PostgreSQL and the broker",
         description=UP,
-    ).set_defaults(func=cmd_up)
+    )
+    up.add_argument(
+        "--instances",
+        type=instances,
+        default=1,
+        help="how many processes of each service (default 1): they share its database and consumer"
+        " groups, and one relay publishes at a time; the second listens 10 ports above the first"
+        " (8011-8015), the third 20 above, and so on; the web application talks to the first",
+    )
+    up.set_defaults(func=cmd_up)
     sub.add_parser(
         "down", help="stop the system `leder up` started from this LEDER_HOME", description=DOWN
     ).set_defaults(func=cmd_down)

@@ -24,6 +24,9 @@ from infra.tokens import system_key_files, token_key_files
 
 # Where people open the system; the five services sit on 8001-8005.
 WEB_PORT = 8000
+# Instance k (from 2) of a service listens this many ports times k-1 above the first: 8011-8015 for
+# the second instances, 8021-8025 for the third, and so on.
+INSTANCE_PORT_STEP = 10
 
 # Who runs the system started from a LEDER_HOME: the supervising process (`leder up`, `leder demo`)
 # and every process it started, each with its start time (a pid alone may have been reused since).
@@ -51,8 +54,15 @@ SWEEPS = {
 
 class Stack:
     """The whole system. `environ` (default: this process's) configures it and its children; `ports`
-    (service -> port) overrides LEDER_BASE_PORT and the defaults; `durable=False` trades the embedded
-    PostgreSQL's crash safety for speed (tests)."""
+    (service -> port, and instance name -> port for the extra instances) overrides LEDER_BASE_PORT
+    and the defaults; `durable=False` trades the embedded PostgreSQL's crash safety for speed (tests).
+
+    `instances` runs that many processes of each service, "allocation", "allocation-2", ...: each its
+    own HTTP port, all sharing the service's database and its consumer groups (the broker shares the
+    partitions out between them, and gives a dead one's to the others), and one relay publishing at
+    a time (infra.relay's advisory lock; another takes over when its holder dies). The web
+    application, and the URLs `leder up` prints and writes to LEDER_HOME/env, name each service's
+    first instance: nothing spreads requests between them here (a load balancer would)."""
 
     def __init__(
         self,
@@ -61,8 +71,12 @@ class Stack:
         ports: Mapping[str, int] | None = None,
         durable: bool = True,
         web: bool = False,
+        instances: int = 1,
     ) -> None:
+        if instances < 1:
+            raise ValueError(f"instances: at least 1, not {instances}")
         self.folder = folder
+        self.instances = instances
         self.environ = dict(os.environ if environ is None else environ)
         self.ports = dict(ports or {})
         self.durable = durable
@@ -83,6 +97,9 @@ class Stack:
                 self.ports[service] = (
                     base_port + offset if "LEDER_BASE_PORT" in environ else SERVICE_PORTS[service]
                 )
+        for service in SERVICES:
+            for k, name in enumerate(self.instances_of(service)[1:], start=2):
+                self.ports.setdefault(name, self.ports[service] + INSTANCE_PORT_STEP * (k - 1))
         if self.web:
             self.ports.setdefault("web", self._web_port(base_port))
         needed = {port: f"the {name} service" for name, port in self.ports.items() if name != "web"}
@@ -163,14 +180,23 @@ class Stack:
             "LEDER_EVENT_PUBLIC_KEYS_FILE": str(event_public_keys),
         }
         for service in SERVICES:
-            child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[service])}
-            for signing_key in TOKEN_SIGNING_KEYS:
-                child_env.pop(signing_key, None)
-            if service != "audit":  # only the audit service signs its log
-                child_env.pop("LEDER_AUDIT_SIGNING_KEY_FILE", None)
-            self.child_env[service] = child_env
-            self.start_service(service)
-            _say(f"starting {service} on {self.url(service)}")
+            for name in self.instances_of(service):
+                child_env = {**SWEEPS, **environ, **env, "LEDER_HTTP_PORT": str(self.ports[name])}
+                for signing_key in TOKEN_SIGNING_KEYS:
+                    child_env.pop(signing_key, None)
+                if service != "audit":  # only the audit service signs its log
+                    child_env.pop("LEDER_AUDIT_SIGNING_KEY_FILE", None)
+                self.child_env[name] = child_env
+        # The further instances once the first of each listens, having created and migrated its
+        # database: two processes creating one database at once can both see it missing.
+        for extra in (False, True):
+            for service in SERVICES:
+                for name in self.instances_of(service)[1:] if extra else [service]:
+                    self.start_service(name)
+                    _say(f"starting {name} on {self.url(name)}")
+            if not extra and self.instances > 1:
+                for service in SERVICES:
+                    self.wait_service(service)
         urls = {f"LEDER_{service.upper()}_URL": self.url(service) for service in SERVICES}
         if self.web:
             self.child_env["web"] = {
@@ -191,6 +217,10 @@ class Stack:
         for service in self.services:
             self.wait_service(service)
         return {service: self.url(service) for service in self.services}
+
+    def instances_of(self, service: str) -> list[str]:
+        """The names of the service's processes: the service's own name for the first instance."""
+        return [service] + [f"{service}-{k}" for k in range(2, self.instances + 1)]
 
     def _event_keys(self) -> tuple[Path, Path]:
         """The event keys the environment names, else a set made once in LEDER_HOME/keys/events."""
@@ -215,10 +245,11 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start_service(self, service: str) -> subprocess.Popen[bytes]:
-        """Start one service's process (again) with the environment `start` gave it; do not wait."""
+        """Start one service's process, or one instance's ("allocation-2"), (again) with the environment
+        `start` gave it; do not wait."""
         log = open_log(self.folder / "logs" / f"{service}.log")
         self.services[service] = subprocess.Popen(
-            [sys.executable, "-m", "leder.cli", "serve", service],
+            [sys.executable, "-m", "leder.cli", "serve", service.partition("-")[0]],
             env=self.child_env[service],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -237,12 +268,18 @@ class Stack:
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Until every service's /readyz answers 200 (the web application has only /healthz, which
-        `start` waited for); a process that dies meanwhile, or the timeout, raises naming who."""
+        `start` waited for); a process that dies meanwhile, or the timeout, raises naming who.
+
+        Of several instances of a service only one relay publishes; the others stand by, and their
+        /readyz says their relay is not connected. Such an instance counts as ready once another
+        instance of its service is, and nothing but its relay is amiss."""
         deadline = time.monotonic() + timeout
         waiting = {service for service in self.services if service != "web"}
         last: dict[str, str] = {}
+        publishing: set[str] = set()  # the services one of whose instances answered 200
         with httpx.Client(timeout=2) as client:
             while waiting:
+                standing_by = set()
                 for service in sorted(waiting):
                     process = self.services[service]
                     if process.poll() is not None:
@@ -251,10 +288,14 @@ class Stack:
                         response = client.get(f"{self.url(service)}/readyz")
                         if response.status_code == 200:
                             waiting.discard(service)
+                            publishing.add(service.partition("-")[0])
                         else:
                             last[service] = response.text
+                            if _only_relay_amiss(response):
+                                standing_by.add(service)
                     except httpx.HTTPError as error:
                         last[service] = repr(error)
+                waiting -= {service for service in standing_by if service.partition("-")[0] in publishing}
                 if waiting and time.monotonic() > deadline:
                     raise TimeoutError(
                         "not ready after {:.0f}s: {}".format(
@@ -440,6 +481,20 @@ async def _create_topics(bootstrap: str, prefix: str, partitions: int) -> None:
     await kafka.ensure_topics(bootstrap, all_topics(prefix), partitions)
 
 
+def _only_relay_amiss(response: httpx.Response) -> bool:
+    """Whether a /readyz answer fails on the relay alone (infra.service's checks)."""
+    try:
+        checks = response.json()["checks"]
+        amiss = [
+            name
+            for name, check in checks.items()
+            if not (bool(check.get("ok")) if isinstance(check, dict) else bool(check))
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return amiss == ["relay"]
+
+
 def _wait_healthy(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -460,7 +515,7 @@ def _say(message: str, error: bool = False) -> None:
         pass  # the terminal has gone (SIGHUP): the system stops all the same
 
 
-def up() -> int:
+def up(instances: int = 1) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -473,7 +528,7 @@ def up() -> int:
     # came inherited as ignored (a background job, a CI runner, a process manager).
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    stack = Stack(home(), web=True)
+    stack = Stack(home(), web=True, instances=instances)
     started = False
     try:
         stack.check()
@@ -486,6 +541,11 @@ def up() -> int:
         for service, url in urls.items():
             if service != "web":
                 _say(f"  {service:<13} {url}   (API docs: {url}/docs)")
+        if instances > 1:
+            _say(
+                f"  ({instances} instances of each service share its database and consumer groups; the web"
+                " application and LEDER_HOME/env name the first of each)"
+            )
         _say("\nA token for the HTTP APIs:  leder token --role lac --sub alice")
         _say(
             'Then:  curl -H "Authorization: Bearer $(leder token --role lac --sub alice)" '

@@ -20,6 +20,7 @@ from uuid import uuid4
 
 import asyncpg
 import httpx
+import psutil
 from aiokafka import AIOKafkaProducer
 
 from events.topics import SERVICES, partner_topic
@@ -599,3 +600,39 @@ async def check_streams_whole(system: System) -> None:
         finally:
             await conn.close()
         assert not broken, (service, [dict(r) for r in broken[:5]])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Several instances of a service
+
+
+async def relay_holder(system: System, service: str, timeout: float = 60) -> str:
+    """Which of the service's running instances (by its name in the stack, "allocation" or
+    "allocation-2") publishes now: the one whose connection holds the relay's advisory lock in the
+    service's database, found by the client port PostgreSQL sees for it."""
+    from infra.relay import _RELAY_LOCK
+
+    instances = [
+        name
+        for name, process in system.stack.services.items()
+        if name.partition("-")[0] == service and process.poll() is None
+    ]
+    deadline = asyncio.get_running_loop().time() + timeout
+    conn = await asyncpg.connect(system.database_url_for(service))
+    try:
+        while True:
+            port = await conn.fetchval(
+                "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $1"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                _RELAY_LOCK,
+            )
+            for name in instances:
+                process = psutil.Process(system.stack.services[name].pid)
+                if port is not None and any(c.laddr.port == port for c in process.net_connections("tcp")):
+                    return name
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no instance of {service} holds the relay's lock ({instances})")
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
