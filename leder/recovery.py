@@ -82,30 +82,35 @@ class Recovered:
         return out
 
 
-async def read_topic(bootstrap: str, topic: str, until: dict[int, int] | None = None) -> list[ConsumerRecord]:
-    """Every record of `topic` from the beginning (up to the offsets `until`, per partition, if given).
-    Reads until nothing more comes, not only to the end offsets: the embedded broker may report them low."""
+async def read_topic(
+    bootstrap: str, topic: str, until: dict[int, int] | None = None, since: dict[int, int] | None = None
+) -> list[ConsumerRecord]:
+    """The records of `topic` from each partition's offset in `since` (else its beginning) up to its
+    offset in `until` (else its end). Reads until nothing more comes and every partition is past the end
+    offset the broker reported: the embedded broker may report ends low, never high."""
     reader = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **kafka.client_options()
     )
     await reader.start()
     try:
         ends = await kafka.end_offsets(reader, topic)
-        partitions = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
         if until is not None:
-            partitions = [tp for tp in partitions if until.get(tp.partition, 0) > 0]
+            ends = {p: min(end, until.get(p, 0)) for p, end in ends.items()}
+        starts = {p: (since or {}).get(p, 0) for p in ends}
+        partitions = [TopicPartition(topic, p) for p, end in ends.items() if end > starts[p]]
         if not partitions:
             return []
         reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
+        for tp in partitions:
+            reader.seek(tp, starts[tp.partition])
         records: list[ConsumerRecord] = []
         while True:
             batch = await reader.getmany(timeout_ms=500, max_records=5000)
-            if not batch:
-                return records
             for tp, part in batch.items():
                 limit = until.get(tp.partition) if until is not None else None
                 records += [r for r in part if limit is None or r.offset < limit]
+            if not batch and all([await reader.position(tp) >= ends[tp.partition] for tp in partitions]):
+                return records
     finally:
         await reader.stop()
 
@@ -220,6 +225,19 @@ async def mark_handled(
     return marked
 
 
+async def inbox_positions(store: EventStore, consumer: InboxConsumer[Any]) -> dict[int, int]:
+    """Per partition of the consumer's topic, the offset after the last message its (restored) inbox
+    recorded: a partition's messages are handled in order, so every earlier one was handled (or set
+    aside) before the backup."""
+    rows = await store.pool.fetch(
+        "SELECT kafka_partition, max(kafka_offset) + 1 AS next FROM inbox"
+        " WHERE consumer = $1 AND topic = $2 GROUP BY kafka_partition",
+        consumer.name,
+        consumer.topic,
+    )
+    return {r["kafka_partition"]: r["next"] for r in rows}
+
+
 def sealed_key_ids(value: Any) -> Iterator[str]:
     """The key ids of every sealed value (events.sealing.Sealed: key_id, nonce, ciphertext) in an event."""
     if isinstance(value, dict):
@@ -257,7 +275,10 @@ async def recover(
     handled: list[tuple[InboxConsumer[Any], list[ConsumerRecord]]] = []
     for consumer, group_id in consumers:
         until = await committed_offsets(bootstrap, group_id, consumer.topic)
-        handled.append((consumer, await read_topic(bootstrap, consumer.topic, until) if until else []))
+        # What the restored inbox already holds was handled before the backup: read from past it.
+        since = await inbox_positions(store, consumer)
+        records = await read_topic(bootstrap, consumer.topic, until, since) if until else []
+        handled.append((consumer, records))
     async with store.transaction() as conn:
         if texts:
             last = await store.restore(conn, texts)
