@@ -1,7 +1,9 @@
 """What a route reaches through its request, the same in every service, as FastAPI dependencies: the
 runtime, its event store, the caller's context for the events a command records, the request's
 correlation id and the service's today. A route names what it needs in its signature (`store: Store`,
-`today: Today`, `context: CommandContext`) instead of taking the request to reach them."""
+`today: Today`, `context: CommandContext`) instead of taking the request to reach them.
+
+Each is async though it awaits nothing: FastAPI runs a plain function dependency in a worker thread."""
 
 from datetime import date
 from typing import Annotated
@@ -17,54 +19,34 @@ from infra.service import Runtime
 _VERIFIED = require_roles(*sorted(ROLES))
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
     found: Runtime = request.app.state.runtime
     return found
 
 
-def store(request: Request) -> EventStore:
-    return runtime(request).store
+async def store(request: Request) -> EventStore:
+    return (await runtime(request)).store
 
 
-def context(request: Request, caller: Caller) -> Context:
-    """Who the events a command records are by, and the request they answer (its correlation id)."""
+async def context(request: Request, caller: Annotated[Caller, Depends(_VERIFIED)]) -> Context:
+    """Who the events a command records are by (the verified caller), and the request they answer (its
+    correlation id)."""
     return Context(actor=caller.actor, correlation_id=request.state.correlation_id)
 
 
-def today(request: Request) -> date:
-    """The service's today, by its clock (which tests and the demo move)."""
-    return runtime(request).today()
-
-
-# The dependencies are async though they await nothing: FastAPI runs a plain function dependency in a
-# worker thread.
-
-
-async def _runtime(request: Request) -> Runtime:
-    return runtime(request)
-
-
-async def _store(request: Request) -> EventStore:
-    return store(request)
-
-
-async def _context(request: Request, caller: Annotated[Caller, Depends(_VERIFIED)]) -> Context:
-    return context(request, caller)
-
-
-async def _correlation_id(request: Request) -> str:
+async def correlation_id(request: Request) -> str:
+    """The request's correlation id (the edge's, infra.http), recorded in what the request causes."""
     found: str = request.state.correlation_id
     return found
 
 
-async def _today(request: Request) -> date:
-    return today(request)
+async def today(request: Request) -> date:
+    """The service's today, by its clock (which tests and the demo move)."""
+    return (await runtime(request)).today()
 
 
-ServiceRuntime = Annotated[Runtime, Depends(_runtime)]
-Store = Annotated[EventStore, Depends(_store)]
-# Who the events a command records are by (the verified caller), and the request they answer.
-CommandContext = Annotated[Context, Depends(_context)]
-# The request's correlation id (the edge's, infra.http), recorded in what the request causes.
-CorrelationId = Annotated[str, Depends(_correlation_id)]
-Today = Annotated[date, Depends(_today)]
+ServiceRuntime = Annotated[Runtime, Depends(runtime)]
+Store = Annotated[EventStore, Depends(store)]
+CommandContext = Annotated[Context, Depends(context)]
+CorrelationId = Annotated[str, Depends(correlation_id)]
+Today = Annotated[date, Depends(today)]
