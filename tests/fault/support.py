@@ -636,3 +636,13 @@ async def relay_holder(system: System, service: str, timeout: float = 60) -> str
             await asyncio.sleep(0.2)
     finally:
         await conn.close()
+
+
+def messages_handled(system: System, instance: str) -> int:
+    """How many messages the instance's consumers applied, as its log says (one `inbox_handled` line
+    each): whether it took its share of the partitions."""
+    try:
+        text = system.log_file(instance).read_text(errors="replace")
+    except FileNotFoundError:
+        return 0
+    return text.count('"event": "inbox_handled"')

@@ -30,6 +30,7 @@ from tests.fault.support import (
     check_projections,
     check_streams_whole,
     check_writes,
+    messages_handled,
     notifications,
     opened_cases,
     publish_paced,
@@ -107,6 +108,7 @@ async def test_kill_9_one_of_two_instances_of_each_service(two_of_each: System) 
             await asyncio.sleep(0.05)
 
     kills: list[str] = []
+    handled_before_kill: dict[str, int] = {}
 
     async def kill_one_of_each() -> None:
         await asyncio.sleep(3)
@@ -114,6 +116,9 @@ async def test_kill_9_one_of_two_instances_of_each_service(two_of_each: System) 
             await asyncio.sleep(rng.uniform(0.2, 1.5))
             holder = await relay_holder(system, service)
             await asyncio.to_thread(system.kill, holder)
+            handled_before_kill.update(
+                {n: messages_handled(system, n) for n in system.stack.instances_of(service)}
+            )
             survivor = next(n for n in system.stack.instances_of(service) if n != holder)
             system.urls[service] = system.stack.url(survivor)
             kills.append(f"{holder} at {time.monotonic() - began:.1f}s")
@@ -129,6 +134,10 @@ async def test_kill_9_one_of_two_instances_of_each_service(two_of_each: System) 
         await writer.aclose()
     watch.lap(f"published {NOTIFICATIONS} notifications; killed, each the one publishing: {'; '.join(kills)}")
 
+    # Both instances of each service took messages before one died: the consumer group shared the
+    # partitions out between them, not all to one with the other idle.
+    idle = {name: n for name, n in handled_before_kill.items() if n == 0}
+    assert not idle, f"instances that had taken no message when one of their service was killed: {idle}"
     # The survivors alone from here: each service's relay moved to the other instance, and its consumer
     # groups gave the dead one's partitions to the other.
     for service in SERVICES:
