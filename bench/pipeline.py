@@ -10,7 +10,11 @@ neither the publisher's work nor the services are slowed by the observation; the
 database is watched the same way, to split the time between the two hops.
 
 Prints a table and writes its section of bench/results.md. Exits non-zero if any notification was
-lost or doubled. `--quick` runs a few seconds per rate (CI runs it so the script cannot rot)."""
+lost or doubled. `--quick` runs a few seconds per rate (CI runs it so the script cannot rot).
+
+`--instances 1,2` measures the same workload on a fresh stack for each count of instances of every
+service (as `leder up --instances N` runs them) and says what the second instance changed, with the
+load average: on two cores a second process of each service adds no core to work on."""
 
 import argparse
 import asyncio
@@ -676,7 +680,112 @@ async def measure(
     return Results(runs, fastest, pipeline.idle, pipeline.idle_machine, wakeup, intake)
 
 
-def main(quick: bool) -> int:
+@dataclass
+class Measured:
+    """One stack's figures: the runs, and the load average before and after them."""
+
+    instances: int
+    results: Results
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+
+    @property
+    def every(self) -> list[Run]:
+        return [*self.results.runs, self.results.burst]
+
+    @property
+    def cost(self) -> float:
+        """CPU seconds per notification across the stack in the burst, above idle."""
+        return sum(per_notification(self.results.burst, self.results.idle).values())
+
+    @property
+    def cores_used(self) -> float:
+        """Cores the stack used in the burst."""
+        burst = self.results.burst
+        return sum(burst.cpu.values()) / burst.cpu_wall if burst.cpu_wall else 0.0
+
+    @property
+    def machine_busy(self) -> float:
+        """Cores the whole machine used in the burst, this stack and anything else."""
+        burst = self.results.burst
+        return burst.machine_cpu / burst.cpu_wall if burst.cpu_wall else 0.0
+
+
+def load(averages: tuple[float, float, float]) -> str:
+    return " / ".join(f"{a:.2f}" for a in averages)
+
+
+def section_title(instances: int) -> str:
+    return TITLE if instances == 1 else f"{TITLE}, {instances} instances of each service"
+
+
+def scale_out(measured: list[Measured]) -> list[str]:
+    """What more instances changed: the burst's rate and CPU per notification for each count."""
+    cores = os.cpu_count() or 1
+    first = measured[0]
+    lines = []
+    for m in measured:
+        burst = m.results.burst
+        ratio = burst.in_queue_rate / first.results.burst.in_queue_rate
+        paced = ", ".join(f"{rate(r.in_queue_rate)}/s when sent {r.label}/s" for r in m.results.runs)
+        compared = f"x{ratio:.2f} of {first.instances}; " if m is not first else ""
+        lines.append(
+            f"- {m.instances} instance{'s' if m.instances > 1 else ''} of each service: the burst of"
+            f" {burst.count:,} reached the queue at **{rate(burst.in_queue_rate)}/s**"
+            f" ({compared}{paced}), {m.cost * 1000:.1f} ms of CPU per notification, the stack using"
+            f" {m.cores_used:.2f} of {cores} cores and the whole"
+            f" machine {m.machine_busy:.2f};"
+            f" {'nothing' if burst.ok else 'something'} lost or doubled; load average"
+            f" (1/5/15 min) {load(m.load_before)} before, {load(m.load_after)} after."
+        )
+    for m in measured[1:]:
+        ratio = m.results.burst.in_queue_rate / first.results.burst.in_queue_rate
+        if ratio < 1.1:
+            lines.append(
+                f"- {m.instances} instances added no speed here (x{ratio:.2f}): with {first.instances} the"
+                f" whole machine was already using {first.machine_busy:.2f} of its {cores} cores (this stack"
+                f" {first.cores_used:.2f}), so more processes of each service only share the same cores (and"
+                " each costs its own polling and standby relay); more instances add speed on more cores or"
+                " machines, or where one process waits rather than computes."
+            )
+        else:
+            lines.append(
+                f"- {m.instances} instances added speed (x{ratio:.2f}): with {first.instances} the stack"
+                f" used {first.cores_used:.2f} of {cores} cores (the whole machine {first.machine_busy:.2f}),"
+                " so part of each notification's time was spent waiting (on the broker, the database) that"
+                " another process could fill."
+            )
+    return lines
+
+
+def main(quick: bool, counts: list[int], write: bool) -> int:
+    measured = []
+    for instances in counts:
+        m = measure_stack(quick, instances, write)
+        if m is None:
+            return 1
+        measured.append(m)
+    if len(measured) > 1:
+        lines = scale_out(measured)
+        print("\nScale-out:\n\n" + "\n".join(lines))
+        if write:
+            write_section(
+                f"{TITLE}: scale-out",
+                "\n".join(
+                    [
+                        "The same workload on a fresh stack for each count of instances of every service"
+                        " (`leder up --instances N`; the sections above and below hold each run's figures).",
+                        "",
+                        *lines,
+                    ]
+                ),
+            )
+    return 0
+
+
+def measure_stack(quick: bool, instances: int, write: bool) -> Measured | None:
+    """Start a stack with `instances` of each service, measure it, print (and write) its figures;
+    None if a notification was lost or doubled."""
     plan: list[tuple[float, int]] = (
         [(10, 30), (100, 300)] if quick else [(10, 200), (100, 2_000), (1_000, 10_000)]
     )
@@ -697,10 +806,14 @@ def main(quick: bool) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="leder-bench-") as folder:
-        stack = Stack(Path(folder) / ".leder", environ=environ)
+        # The extra instances on free ports too (the default, 10 above the first, may be taken).
+        extra = {f"{s}-{k}": free_port() for s in SERVICES for k in range(2, instances + 1)}
+        stack = Stack(Path(folder) / ".leder", environ=environ, ports=extra, instances=instances)
         try:
             stack.start()
+            print(f"\n{instances} instance{'s' if instances > 1 else ''} of each service", flush=True)
             print("\n" + "\n".join(HEADER), flush=True)
             results = asyncio.run(
                 measure(Pipeline(stack), plan, burst, 3 if quick else 10, 200 if quick else 1_000)
@@ -710,6 +823,7 @@ def main(quick: bool) -> int:
             raise
         finally:
             stack.stop()
+    load_after = os.getloadavg()
     every = [*results.runs, results.burst]
     problems = [
         f"{r.label}: {len(r.lost)} lost, {len(r.doubled)} doubled, {len(r.wrong)} wrong"
@@ -739,7 +853,9 @@ def main(quick: bool) -> int:
         idle_line(results.idle, results.idle_machine),
         *(["", "**Failed:** " + "; ".join(problems)] if problems else []),
         "",
-        f"Machine: {machine()}. Workload{' (--quick)' if quick else ''}: {workload}, then a burst of"
+        f"Machine: {machine()}, load average (1/5/15 min) {load(load_before)} before the stack started,"
+        f" {load(load_after)} after it stopped. Instances: {instances} of each service."
+        f" Workload{' (--quick)' if quick else ''}: {workload}, then a burst of"
         f" {burst:,} sent as fast as one producer sends; each notification a new eligible adult, so each"
         " opens a case; 40 warm-up notifications not counted. Latency is from the publisher's send to"
         " the commit seen by a watcher process; the other three services consume the same events on the"
@@ -747,14 +863,26 @@ def main(quick: bool) -> int:
         " else was running and the figures understate what this stack can do.",
     ]
     print("\n" + "\n".join(rest))
+    if not write:
+        print("(not written to bench/results.md: --no-write)")
+    else:
+        _write(instances, every, rest)
+    if problems:
+        print("FAILED: " + "; ".join(problems), file=sys.stderr)
+        return None
+    return Measured(instances, results, load_before, load_after)
+
+
+def _write(instances: int, every: list[Run], rest: list[str]) -> None:
     write_section(
-        TITLE,
+        section_title(instances),
         "\n".join(
             [
                 "From a partner's notification published on the partner topic to its case in the LAC's"
                 " allocation queue (the commit of `allocation.CaseAwaitingAllocation`, which writes the"
                 " queue's row), through the five services as `leder up` runs them on the embedded stack"
-                " (PostgreSQL with fsync on, the in-memory tansu broker, four partitions per topic).",
+                " (PostgreSQL with fsync on, the in-memory tansu broker, four partitions per topic)"
+                + (f", {instances} instances of each service." if instances > 1 else "."),
                 "",
                 *HEADER,
                 *(row(r) for r in every),
@@ -763,14 +891,31 @@ def main(quick: bool) -> int:
             ]
         ),
     )
-    if problems:
-        print("FAILED: " + "; ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+
+
+def counts(text: str) -> list[int]:
+    """1,2: a comma-separated list of instance counts, each from 1."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give instance counts, e.g. 1,2") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: each count at least 1")
+    return values
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few seconds per rate (what CI runs)")
+    parser.add_argument(
+        "--instances",
+        type=counts,
+        default=[1],
+        help="instances of each service, one stack per count: 2, or 1,2 to compare (default 1)",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the figures only; leave bench/results.md alone"
+    )
     configure_logging("bench", "WARNING")
-    sys.exit(main(parser.parse_args().quick))
+    args = parser.parse_args()
+    sys.exit(main(args.quick, args.instances, not args.no_write))
