@@ -538,9 +538,10 @@ def up(instances: int = 1) -> int:
         stack.wait_ready()
         _say("\nThe LeDeR system is running:")
         _say(f"  open {urls['web']} in a browser and sign in as the LAC (Alex Morgan)")
+        width = max(13, *(len(name) + 1 for name in urls))
         for service, url in urls.items():
             if service != "web":
-                _say(f"  {service:<13} {url}   (API docs: {url}/docs)")
+                _say(f"  {service:<{width}} {url}   (API docs: {url}/docs)")
         if instances > 1:
             _say(
                 f"  ({instances} instances of each service share its database and consumer groups; the web"
