@@ -1,8 +1,6 @@
 """`leder up --instances N`: the names and ports of each service's instances, before anything starts
 (tests/fault/test_two_instances.py runs them)."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +9,6 @@ from events.topics import SERVICES
 from infra.settings import SERVICE_PORTS
 from leder import cli
 from leder.stack import Stack
-
-ROOT = Path(__file__).parents[2]
 
 
 def test_one_instance_is_the_system_as_before(tmp_path: Path) -> None:
@@ -52,13 +48,9 @@ def test_up_takes_how_many_instances() -> None:
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "two", "1.5"])
-def test_a_bad_count_is_one_line_and_exit_2(count: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "leder.cli", "up", f"--instances={count}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and "--instances" in done.stderr, done.stderr
+def test_a_bad_count_is_one_line_and_exit_2(count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.parser().parse_args(["up", f"--instances={count}"])
+    assert exited.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "--instances" in said[0], said
