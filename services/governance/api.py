@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import Envelope
@@ -612,19 +613,21 @@ Format = Annotated[
 ]
 
 
-async def _render(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response | dict[str, Any]:
-    """The report as `fmt` asks; a page or CSV written off the event loop, as the report was computed."""
+async def _render(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response:
+    """The report as `fmt` asks (the routes document each, the JSON by its model); a page, CSV or JSON
+    written off the event loop, as the report was computed."""
     return await asyncio.to_thread(_rendered, title, report, fmt, kind)
 
 
-def _rendered(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response | dict[str, Any]:
+def _rendered(title: str, report: dict[str, Any], fmt: str, kind: str) -> Response:
     if fmt == "csv":
         return PlainTextResponse(to_csv(report), media_type="text/csv")
     if fmt == "html":
         return HTMLResponse(to_html(title, report))
     if fmt == "fragment":
         return HTMLResponse(to_fragment(title, report, id_prefix=f"report-{kind}"))
-    return report
+    # What FastAPI would answer for the dict itself, encoded here instead of on the event loop.
+    return JSONResponse(jsonable_encoder(report))
 
 
 @router.get("/reports/kpis", response_model=None, responses=_report_responses(KpiReport))
@@ -633,7 +636,7 @@ async def kpis(
     store: Store,
     month: Annotated[Month, Query(description="YYYY-MM, a year from 1900 to 2100")],
     format: Format = "json",
-) -> Response | dict[str, Any]:
+) -> Response:
     start, end = report_service.month_bounds(month)
     return await _render(
         f"LeDeR key performance indicators, {month}",
@@ -650,7 +653,7 @@ async def activity(
     from_: Annotated[Day, Query(alias="from", description="the first day (1900-01-01 to 2100-12-31)")],
     to: Annotated[Day, Query(description=f"the last day: at most {MAX_REPORT_YEARS} years after `from`")],
     format: Format = "json",
-) -> Response | dict[str, Any]:
+) -> Response:
     """The activity of a period of at most 10 years (infra.params.MAX_REPORT_YEARS; a longer one is
     422 `period_too_long`), as the system knew it at the period's end."""
     if to < from_:
@@ -673,7 +676,7 @@ async def governance(
     store: Store,
     quarter: Annotated[Quarter, Query(description="YYYY-Qn, a year from 1900 to 2100")],
     format: Format = "json",
-) -> Response | dict[str, Any]:
+) -> Response:
     start, end = report_service.quarter_bounds(quarter)
     return await _render(
         f"LeDeR governance report, {quarter}",
@@ -686,7 +689,7 @@ async def governance(
 @router.get("/reports/annual", response_model=None, responses=_report_responses(AnnualReport))
 async def annual(
     _: READER, store: Store, year: Annotated[int, Query(ge=2017, le=2100)], format: Format = "json"
-) -> Response | dict[str, Any]:
+) -> Response:
     return await _render(
         f"LeDeR annual report, {year}",
         await report_service.annual_report(store, year),
