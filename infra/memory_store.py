@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from events import Envelope, EventPayload, canonical_bytes
+from events import Envelope, EventPayload
 from infra.clock import Clock, system_clock
 from infra.eventstore import ConcurrencyError, Context, EventLog, RecordedEvent, StoreFenced
 
@@ -114,9 +114,7 @@ class MemoryEventStore:
             for i, p in enumerate(payloads)
         ]
         conn.pending.extend(
-            RecordedEvent(
-                e.source_sequence, stream_id, e.event_type, e.schema_version, canonical_bytes(e).decode()
-            )
+            RecordedEvent(e.source_sequence, stream_id, e.event_type, e.schema_version, e.canonical_text())
             for e in envelopes
         )
         return envelopes
