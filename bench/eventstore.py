@@ -221,7 +221,7 @@ async def fresh(server_url: str) -> str:
     return url
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, target_only: bool = False, record: bool = True) -> None:
     commands = 400 if quick else 4000
     lines = [
         "| workload | ours (events/s) | eventsourcing (events/s) | bare insert (events/s)"
@@ -233,7 +233,7 @@ async def main(quick: bool) -> None:
     target_costs: dict[str, Cost] = {}
     alone = 0.0
     with server() as server_url:
-        for writers, batch in ((1, 1), (16, 1), (1, 10), (16, 10)):
+        for writers, batch in ((16, 1),) if target_only else ((1, 1), (16, 1), (1, 10), (16, 10)):
             n = commands if batch == 1 else commands // 5
             costs: dict[str, Cost] = {}
             rates = {
@@ -257,6 +257,10 @@ async def main(quick: bool) -> None:
                 }
                 target_costs = costs
                 alone = await statement_alone(await fresh(server_url), writers, n)
+        if target_only:
+            print(f"statement alone {alone:,.0f} events/s; costs {target_costs}")
+            print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+            return
         stream_rate, replay_rate = await read_rates(await fresh(server_url), 1000 if quick else 10_000)
     print(f"stream read {stream_rate:,.0f} events/s; replay (read everything) {replay_rate:,.0f} events/s")
     lines += [
@@ -290,11 +294,19 @@ async def main(quick: bool) -> None:
         " ~450 bytes.",
     ]
     print("\n".join(lines[-10:-2]))
-    write_section("Event store", "\n".join(lines))
+    if record:
+        write_section("Event store", "\n".join(lines))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--target-only",
+        action="store_true",
+        help="only the target's workload (16 writers, one event per command), printed, not recorded",
+    )
+    parser.add_argument("--no-record", action="store_true", help="print the figures; leave bench/results.md")
     configure_logging("bench", "WARNING")
-    asyncio.run(main(parser.parse_args().quick))
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.target_only, not (args.no_record or args.target_only)))
