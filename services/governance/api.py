@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from events import Envelope
 from events.calendar import add_months
 from events.governance import ActionAgreed, ActionCompleted, ActionOverdue, ActionProgressUpdated
-from infra.aggregates import StreamNotFound, change
+from infra.aggregates import StreamNotFound
 from infra.auth import Caller, require_roles
 from infra.deps import CommandContext, Store, Today
 from infra.eventstore import Context, EventStore
@@ -432,13 +432,8 @@ async def reopen(case_id: UUID, body: Reason, _: LAC, store: Store, context: Com
     """Reopen a closed case (`governance.CaseReopened`): the review service returns its review to the
     reviewer. 409 `case_not_closed` for a case that is not closed; 404 for one that does not exist."""
     events = await _checked(
-        change(
-            store,
-            str(case_id),
-            domain.evolve_case,
-            lambda c: domain.decide_reopen(c, body.reason),
-            context,
-            case_id=case_id,
+        handlers.cases(store).change(
+            str(case_id), lambda c: domain.decide_reopen(c, body.reason), context, case_id=case_id
         ),
         store,
         case_id,
@@ -491,7 +486,7 @@ async def _change_action(
     action_id: UUID,
     decide: Callable[[domain.Action], list[Any]],
 ) -> ActionView:
-    await _checked(change(store, handlers.action_stream(action_id), domain.evolve_action, decide, context))
+    await _checked(handlers.actions(store).change(handlers.action_stream(action_id), decide, context))
     return await _action(store, today, action_id)
 
 
