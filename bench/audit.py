@@ -456,7 +456,7 @@ async def measure(
     )  # fmt: skip
 
 
-async def main(quick: bool, n: int, proofs: int, replays: int) -> Figures:
+async def main(quick: bool, n: int, proofs: int, replays: int, write: bool = True) -> Figures:
     rng = random.Random(7)
     with server() as server_url:
         started = time.perf_counter()
@@ -498,7 +498,7 @@ async def main(quick: bool, n: int, proofs: int, replays: int) -> Figures:
     lines += [f"| {' | '.join(row)} |" for row in figures.rows()]
     print("\n".join(lines))
     print("\n".join(figures.limits()))
-    if not quick:
+    if write and not quick:
         write_section(
             "Audit",
             "\n".join(
@@ -528,6 +528,11 @@ if __name__ == "__main__":
     parser.add_argument("--entries", type=int, help="entries in the log (default 1,000,000; quick 20,000)")
     parser.add_argument("--proofs", type=int, help="inclusion proofs timed (default 50; quick 20)")
     parser.add_argument("--replays", type=int, help="replays timed (default 200; quick 50)")
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="a full run that prints its figures, bench/results.md untouched",
+    )
     args = parser.parse_args()
     configure_logging("bench", "WARNING")
     asyncio.run(
@@ -536,5 +541,6 @@ if __name__ == "__main__":
             args.entries or (20_000 if args.quick else 1_000_000),
             args.proofs or (20 if args.quick else 50),
             args.replays or (50 if args.quick else 200),
+            not args.no_write,
         )
     )
