@@ -59,8 +59,11 @@ async def ensure_database(database_url: str) -> None:
         if not exists:
             try:
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # created by a concurrent starter
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                # Created by a concurrent starter (another instance of the service): PostgreSQL says
+                # so as a duplicate database, or, when both got past the catalogue check at once, as
+                # a unique violation on pg_database's name index.
+                pass
     finally:
         await conn.close()
 
