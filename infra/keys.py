@@ -16,6 +16,12 @@ Two providers:
   service, so the KEKs never leave Vault (we send a data key, it sends back its wrapping); it deletes
   one named key at a time (a case's), and rotation and rewrap (re-encrypt to the latest version without
   handing the plaintext back) are built in; HMAC under a key it holds gives matching without identifiers.
+
+The key backup (escrow): each data key's wrapping is also kept by the key manager, beside its KEK (the
+local provider's `<service>.escrow` file; a KV v2 secret in Vault), so a database restored from a backup
+gets back the data keys made after the backup (leder.recovery). Only wrappings are kept, never a clear
+key, and destroying a KEK deletes its escrowed wrapping with it: even a copy left elsewhere (a backup of
+the escrow) unwraps under nothing once the KEK is gone.
 """
 
 import asyncio
@@ -76,6 +82,14 @@ class KeyManager(Protocol):
     async def names(self) -> list[str]:
         """The live wrapping keys (not the HMAC keys), for rotation."""
 
+    async def escrow(self, name: str, wrapped: bytes) -> None:
+        """Keep `wrapped` (the wrapping of `name`'s data key, never the key) as `name`'s key backup,
+        replacing any kept before; durable when this returns."""
+
+    async def escrowed(self, name: str) -> bytes | None:
+        """The wrapping kept by `escrow`, or None if none was; raises KeyDestroyed once `name` is
+        destroyed (its wrapping went with it)."""
+
 
 # --- the local key file -------------------------------------------------------------------------------
 
@@ -98,12 +112,18 @@ class LocalKeyFile:
     One JSON object a line, `{"name", "version", "key"}`: creating or rotating appends a line (fsync),
     destroying rewrites the file without the name's lines (temporary file, fsync, rename), so the
     destroyed key's bytes are in no file. Several processes of one service may share the file: writes
-    hold an exclusive lock, and each operation re-reads the file when it has changed."""
+    hold an exclusive lock, and each operation re-reads the file when it has changed.
+
+    The escrowed wrappings are in a file beside it (`<service>.escrow`, 0600), one `{"name", "wrapped"}`
+    a line, the last line of a name the one that counts: escrowing appends (fsync), destroying a key
+    rewrites both files without the name, under the one lock."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.escrow_path = path.with_suffix(".escrow")
         self._lock_path = path.with_name(path.name + ".lock")
         self._loaded = _Loaded((0, 0, 0), {})
+        self._escrow_loaded: tuple[tuple[int, int, int], dict[str, bytes]] = ((0, 0, 0), {})
 
     # The file is small and local: its I/O runs in a worker thread so the event loop never waits on fsync.
 
@@ -148,6 +168,12 @@ class LocalKeyFile:
         keys = await asyncio.to_thread(self._current)
         return sorted(n for n in keys if not n.startswith(_HMAC_PREFIX))
 
+    async def escrow(self, name: str, wrapped: bytes) -> None:
+        await asyncio.to_thread(self._escrow, name, wrapped)
+
+    async def escrowed(self, name: str) -> bytes | None:
+        return await asyncio.to_thread(self._escrowed, name)
+
     # --- the file ---
 
     def _versions(self, name: str) -> list[bytes]:
@@ -171,24 +197,59 @@ class LocalKeyFile:
             self._append(name, len(versions) + 1)
 
     def _destroy(self, name: str) -> None:
-        if name not in self._current():
+        if name not in self._current() and name not in self._escrows():
             return
         with self._locked():
             keys = self._current()
-            if name not in keys:
-                return
-            remaining = {n: v for n, v in keys.items() if n != name}
-            lines = "".join(
-                _line(n, i, key) for n, versions in remaining.items() for i, key in enumerate(versions, 1)
-            )
-            temporary = self.path.with_name(self.path.name + ".new")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(lines)
+            if name in keys:
+                remaining = {n: v for n, v in keys.items() if n != name}
+                lines = "".join(
+                    _line(n, i, key) for n, versions in remaining.items() for i, key in enumerate(versions, 1)
+                )
+                _replace(self.path, lines)
+            # The KEK first: were this process to stop here, the escrowed wrapping left behind unwraps
+            # under nothing, and the next destroy of the name removes it.
+            escrows = self._escrows()
+            if name in escrows:
+                _replace(
+                    self.escrow_path,
+                    "".join(_escrow_line(n, w) for n, w in escrows.items() if n != name),
+                )
+
+    def _escrow(self, name: str, wrapped: bytes) -> None:
+        with self._locked():
+            # Under the lock a destroy takes too: a wrapping is never kept for a key already destroyed.
+            if not self._current().get(name):
+                raise KeyDestroyed(name)
+            fd = os.open(self.escrow_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as f:
+                f.write(_escrow_line(name, wrapped))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(temporary, self.path)
-            _fsync_directory(self.path.parent)
+
+    def _escrowed(self, name: str) -> bytes | None:
+        if not self._current().get(name):
+            raise KeyDestroyed(name)
+        return self._escrows().get(name)
+
+    def _escrows(self) -> dict[str, bytes]:
+        """name -> its last escrowed wrapping, re-read whenever the file changed (it is read only to
+        recover, and when destroying)."""
+        try:
+            st = self.escrow_path.stat()
+        except FileNotFoundError:
+            return {}
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if stamp == self._escrow_loaded[0]:
+            return self._escrow_loaded[1]
+        escrows: dict[str, bytes] = {}
+        text = self.escrow_path.read_bytes()
+        for line in text[: text.rfind(b"\n") + 1].decode().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                escrows[entry["name"]] = base64.b64decode(entry["wrapped"])
+        self._escrow_loaded = (stamp, escrows)
+        return escrows
 
     def _append(self, name: str, version: int) -> None:
         """Under the lock: one new key version, durable before it wraps anything."""
@@ -247,6 +308,22 @@ def _line(name: str, version: int, key: bytes) -> str:
     return json.dumps({"name": name, "version": version, "key": base64.b64encode(key).decode()}) + "\n"
 
 
+def _escrow_line(name: str, wrapped: bytes) -> str:
+    return json.dumps({"name": name, "wrapped": base64.b64encode(wrapped).decode()}) + "\n"
+
+
+def _replace(path: Path, text: str) -> None:
+    """`path` holds `text` and nothing else, durably: a temporary file, fsync, rename, the folder fsync."""
+    temporary = path.with_name(path.name + ".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)
+
+
 def _fsync_directory(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -266,14 +343,30 @@ class VaultTransit:
     The API, as Vault documents it: POST keys/<n> creates, encrypt/<n> and decrypt/<n> take and give
     base64 plaintext, keys/<n>/rotate, rewrap/<n>, hmac/<n>; deleting takes keys/<n>/config
     deletion_allowed=true then DELETE keys/<n>. A missing key is a 400 "encryption key not found" on
-    decrypt (or a 404 on reads)."""
+    decrypt (or a 404 on reads).
 
-    def __init__(self, address: str, token: str, mount: str = "transit", *, timeout: float = 10.0) -> None:
+    The escrowed wrappings are secrets of a KV version 2 mount (`kv_mount`), at
+    `leder/data-keys/<transit key name>` ({"wrapped": the transit ciphertext}): written by POST
+    <kv>/data/<path>, read by GET (404 when there is none), and on destroying the key deleted with every
+    version and its metadata (DELETE <kv>/metadata/<path>: a DELETE of <kv>/data/<path> would only hide
+    the latest version, which can be undeleted)."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        mount: str = "transit",
+        *,
+        kv_mount: str = "secret",
+        timeout: float = 10.0,
+    ) -> None:
         self._client = httpx.AsyncClient(
-            base_url=f"{address.rstrip('/')}/v1/{mount.strip('/')}/",
+            base_url=f"{address.rstrip('/')}/v1/",
             headers={"X-Vault-Token": token},
             timeout=timeout,
         )
+        self._mount = mount.strip("/")
+        self._kv = kv_mount.strip("/")
         self._hmac_ready: set[str] = set()
 
     async def aclose(self) -> None:
@@ -302,8 +395,12 @@ class VaultTransit:
         try:
             await self._call("POST", f"keys/{key}/config", {"deletion_allowed": True}, name=name)
         except KeyDestroyed:
-            return
-        await self._call("DELETE", f"keys/{key}", None, name=name)
+            pass  # destroyed before; its escrowed wrapping may still be there if that destroy stopped
+        else:
+            await self._call("DELETE", f"keys/{key}", None, name=name)
+        # The KEK first: an escrowed wrapping left behind by a failure here unwraps under nothing.
+        with contextlib.suppress(KeyDestroyed):
+            await self._request("DELETE", f"{self._kv}/metadata/{_escrow_path(name)}", None, name=name)
 
     async def rotate(self, name: str) -> None:
         await self._exists(name)
@@ -338,10 +435,38 @@ class VaultTransit:
                 found.append(f"{service}/{key_id}")
         return sorted(found)
 
+    async def escrow(self, name: str, wrapped: bytes) -> None:
+        # No check that the KEK still exists (a round trip per new case): a wrapping written just after
+        # its KEK was destroyed unwraps under nothing, and `escrowed` answers KeyDestroyed for it.
+        try:
+            await self._request(
+                "POST",
+                f"{self._kv}/data/{_escrow_path(name)}",
+                {"data": {"wrapped": wrapped.decode()}},
+                name=name,
+            )
+        except KeyDestroyed as missing:  # a 404 on a write: no KV version 2 mount there
+            raise KeyManagerError(f"Vault has no KV version 2 mount {self._kv!r} to escrow into") from missing
+
+    async def escrowed(self, name: str) -> bytes | None:
+        await self._exists(name)
+        try:
+            data = await self._request("GET", f"{self._kv}/data/{_escrow_path(name)}", None, name=name)
+        except KeyDestroyed:
+            return None
+        secret = data.get("data") or {}
+        return str(secret["wrapped"]).encode() if "wrapped" in secret else None
+
     async def _exists(self, name: str) -> None:
         await self._call("GET", f"keys/{_vault_key(name)}", None, name=name)
 
     async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, *, name: str
+    ) -> dict[str, Any]:
+        """A request to the transit mount."""
+        return await self._request(method, f"{self._mount}/{path}", body, name=name)
+
+    async def _request(
         self, method: str, path: str, body: dict[str, Any] | None, *, name: str
     ) -> dict[str, Any]:
         try:
@@ -373,6 +498,10 @@ def _vault_key(name: str) -> str:
     return f"leder-{service}-{_VAULT_NAME.sub('-', key_id)}"
 
 
+def _escrow_path(name: str) -> str:
+    return f"leder/data-keys/{_vault_key(name)}"
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -386,7 +515,8 @@ def leder_home() -> Path:
 
 def key_manager_from_env(service: str) -> KeyManager:
     """LEDER_KEY_MANAGER=local (the default: LEDER_KEY_DIR, else $LEDER_HOME/keys) or vault
-    (LEDER_VAULT_ADDR, LEDER_VAULT_TOKEN or LEDER_VAULT_TOKEN_FILE, LEDER_VAULT_TRANSIT_MOUNT)."""
+    (LEDER_VAULT_ADDR, LEDER_VAULT_TOKEN or LEDER_VAULT_TOKEN_FILE, LEDER_VAULT_TRANSIT_MOUNT, and
+    LEDER_VAULT_KV_MOUNT, the KV version 2 mount holding the data keys' backup, "secret" by default)."""
     kind = os.environ.get("LEDER_KEY_MANAGER", "local")
     if kind == "local":
         folder = Path(os.environ.get("LEDER_KEY_DIR") or leder_home() / "keys")
@@ -398,5 +528,10 @@ def key_manager_from_env(service: str) -> KeyManager:
             token = Path(os.environ["LEDER_VAULT_TOKEN_FILE"]).read_text().strip()
         if not address or not token:
             raise RuntimeError("LEDER_KEY_MANAGER=vault needs LEDER_VAULT_ADDR and LEDER_VAULT_TOKEN(_FILE)")
-        return VaultTransit(address, token, os.environ.get("LEDER_VAULT_TRANSIT_MOUNT", "transit"))
+        return VaultTransit(
+            address,
+            token,
+            os.environ.get("LEDER_VAULT_TRANSIT_MOUNT", "transit"),
+            kv_mount=os.environ.get("LEDER_VAULT_KV_MOUNT", "secret"),
+        )
     raise RuntimeError(f"LEDER_KEY_MANAGER must be local or vault, not {kind!r}")

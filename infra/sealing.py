@@ -6,6 +6,10 @@ Key hierarchy: each service that holds personal data keeps, per case, a 256-bit 
 case (crypto-shredding) marks the row destroyed, forgets its wrapping, and destroys the KEK: the
 wrapping still lying in old data-file pages or WAL then unwraps under nothing.
 
+The key manager also keeps each data key's wrapping (its key backup, `KeyManager.escrow`), so a database
+restored from a backup gets back the keys made after it (leder.recovery.restore_keys); a shredding
+deletes that copy with the KEK, and a rotation replaces it with the new wrapping.
+
 Every call that reads or writes `data_keys` takes the caller's connection, so it is part of the
 caller's transaction (a case opened and its key, a shredding and its event, commit together).
 """
@@ -87,12 +91,26 @@ class DataKeys:
         await self.keys.create(name)
         key = AESGCM.generate_key(bit_length=256)
         wrapped = await self.keys.wrap(name, key)
+        # The backup before the row: once the row commits, its wrapping is kept outside the database too.
+        # Should the transaction roll back, the key manager keeps the wrapping of a key nothing was
+        # sealed under: harmless, and replaced when the case's key is made again.
+        await self.keys.escrow(name, wrapped)
         # A concurrent creator may win: then its key is the case's, and ours is never used.
-        await conn.execute(
-            "INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING",
+        won = await conn.fetchval(
+            "INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING"
+            " RETURNING true",
             key_id,
             wrapped,
         )
+        if not won:
+            # Our escrow may have replaced the winner's (written before its row): keep its wrapping
+            # again. The insert waited for the winner's commit, so this comes after the winner's escrow.
+            winner = await conn.fetchval(
+                "SELECT wrapped FROM data_keys WHERE key_id = $1 AND destroyed_at IS NULL", key_id
+            )
+            if winner is not None:
+                await self.keys.escrow(name, winner)
+            return
         self._remember(key_id, wrapped, key)
 
     async def destroy(self, conn: Connection, key_id: str) -> None:
@@ -151,6 +169,8 @@ class DataKeys:
                 name = self.kek(row["key_id"])
                 await self.keys.rotate(name)
                 new = await self.keys.rewrap(name, row["wrapped"])
+                # The same data key, wrapped under the new version: the backup can take it before the row.
+                await self.keys.escrow(name, new)
                 await conn.execute(
                     "UPDATE data_keys SET wrapped = $2 WHERE key_id = $1 AND wrapped = $3",
                     row["key_id"],

@@ -2,6 +2,7 @@
 documented HTTP API, served by tests/support/vault_transit.py)."""
 
 import base64
+import contextlib
 import os
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,7 +46,8 @@ async def provider(
         local = LocalKeyFile(path)
 
         def file_bytes() -> bytes:
-            return path.read_bytes() if path.exists() else b""
+            escrow = path.with_suffix(".escrow")
+            return b"".join(f.read_bytes() for f in (path, escrow) if f.exists())
 
         def local_material(name: str) -> list[bytes]:
             return list(local._current().get(name, []))
@@ -54,10 +56,13 @@ async def provider(
     else:
         fake, address = vault
         fake.keys.clear()
+        fake.secrets.clear()
         transit = VaultTransit(address, fake.token)
 
         def stored() -> bytes:
-            return b"".join(v for key in fake.keys.values() for v in key.versions)
+            kept = [v for key in fake.keys.values() for v in key.versions]
+            escrowed = [repr(v).encode() for secret in fake.secrets.values() for v in secret.versions]
+            return b"".join(kept + escrowed)
 
         def vault_material(name: str) -> list[bytes]:
             service, _, key_id = name.partition("/")
@@ -141,6 +146,108 @@ async def test_hmac_is_stable_and_depends_on_the_key(provider: Provider) -> None
     assert first != await provider.keys.hmac("notification/other-index", b"nhs_number:9434765919")
     assert len(first) == 32
     assert "notification/person-index" not in await provider.keys.names()  # never rotated
+
+
+async def test_a_data_keys_wrapping_is_kept_outside_the_database_and_replaced_by_the_latest(
+    provider: Provider,
+) -> None:
+    data_key = os.urandom(32)
+    await provider.keys.create(NAME)
+    assert await provider.keys.escrowed(NAME) is None
+    wrapped = await provider.keys.wrap(NAME, data_key)
+    await provider.keys.escrow(NAME, wrapped)
+    kept = await provider.keys.escrowed(NAME)
+    assert kept == wrapped
+    assert data_key not in provider.at_rest() and base64.b64encode(data_key) not in provider.at_rest()
+    assert await provider.keys.unwrap(NAME, kept) == data_key
+    # A rotation's rewrap replaces it.
+    await provider.keys.rotate(NAME)
+    rewrapped = await provider.keys.rewrap(NAME, wrapped)
+    await provider.keys.escrow(NAME, rewrapped)
+    assert await provider.keys.escrowed(NAME) == rewrapped
+    # Each name its own.
+    other = "notification/another-case"
+    await provider.keys.create(other)
+    assert await provider.keys.escrowed(other) is None
+    assert await provider.keys.escrowed(NAME) == rewrapped
+
+
+async def test_destroying_a_key_deletes_its_escrowed_wrapping(provider: Provider) -> None:
+    data_key = os.urandom(32)
+    await provider.keys.create(NAME)
+    wrapped = await provider.keys.wrap(NAME, data_key)
+    await provider.keys.escrow(NAME, wrapped)
+    keep = "notification/still-open"
+    await provider.keys.create(keep)
+    kept = await provider.keys.wrap(keep, data_key)
+    await provider.keys.escrow(keep, kept)
+
+    await provider.keys.destroy(NAME)
+
+    with pytest.raises(KeyDestroyed):
+        await provider.keys.escrowed(NAME)
+    assert wrapped not in provider.at_rest()
+    # A wrapping escrowed after the destroy (a creator racing a shredding) is no way back either.
+    with contextlib.suppress(KeyDestroyed):
+        await provider.keys.escrow(NAME, wrapped)
+    with pytest.raises(KeyDestroyed):
+        await provider.keys.escrowed(NAME)
+    with pytest.raises(KeyDestroyed):
+        await provider.keys.unwrap(NAME, wrapped)
+    assert await provider.keys.escrowed(keep) == kept
+
+
+async def test_an_escrow_survives_the_process_and_a_stale_copy_opens_nothing_once_destroyed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys" / "notification.keys"
+    keys = LocalKeyFile(path)
+    await keys.create(NAME)
+    wrapped = await keys.wrap(NAME, b"k" * 32)
+    await keys.escrow(NAME, wrapped)
+    assert stat.S_IMODE(keys.escrow_path.stat().st_mode) == 0o600
+    assert keys.escrow_path.parent == path.parent
+    again = LocalKeyFile(path)  # another process, or the service started again
+    assert await again.escrowed(NAME) == wrapped
+    stale = keys.escrow_path.read_bytes()  # a backup of the escrow taken before the shredding
+    await again.destroy(NAME)
+    assert stat.S_IMODE(keys.escrow_path.stat().st_mode) == 0o600
+    with pytest.raises(KeyDestroyed):
+        await keys.escrowed(NAME)
+    keys.escrow_path.write_bytes(stale)
+    with pytest.raises(KeyDestroyed):
+        await keys.escrowed(NAME)
+    with pytest.raises(KeyDestroyed):
+        await keys.unwrap(NAME, wrapped)
+
+
+async def test_vault_keeps_the_escrow_in_kv_and_destroys_every_version(vault: tuple[FakeVault, str]) -> None:
+    fake, address = vault
+    fake.keys.clear()
+    fake.secrets.clear()
+    transit = VaultTransit(address, fake.token)
+    try:
+        await transit.create(NAME)
+        first = await transit.wrap(NAME, b"k" * 32)
+        await transit.escrow(NAME, first)
+        await transit.rotate(NAME)
+        await transit.escrow(NAME, await transit.rewrap(NAME, first))
+        path = "leder/data-keys/leder-notification-" + NAME.partition("/")[2]
+        assert len(fake.secrets[path].versions) == 2  # KV keeps the earlier version too
+        fake.requests.clear()
+        await transit.destroy(NAME)
+        assert path not in fake.secrets
+        assert ("DELETE", f"/v1/{fake.kv_mount}/metadata/{path}") in fake.requests
+        assert ("DELETE", f"/v1/{fake.kv_mount}/data/{path}") not in fake.requests  # undeletable
+    finally:
+        await transit.aclose()
+    nowhere = VaultTransit(address, fake.token, kv_mount="not-mounted")
+    try:
+        await nowhere.create(NAME)
+        with pytest.raises(KeyManagerError):
+            await nowhere.escrow(NAME, b"vault:v1:AAAA")
+    finally:
+        await nowhere.aclose()
 
 
 async def test_the_local_key_file_is_its_owners_alone(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 """Per-case data keys (infra.sealing) in a service's own `data_keys`, wrapped by the key manager."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from infra.eventstore import EventStore
 from infra.keys import KeyDestroyed, LocalKeyFile
-from infra.sealing import DataKeys
+from infra.sealing import DataKeys, Sealed, unseal
 
 
 def data_keys(tmp_path: Path) -> DataKeys:
@@ -87,3 +88,52 @@ async def test_hmac_is_per_service_and_purpose(store: EventStore, tmp_path: Path
         "person-index", "nhs_number:9434765919"
     )
     assert await keys.hmac("person-index", "a") != await keys.hmac("other", "a")
+
+
+async def test_the_key_manager_keeps_each_data_keys_wrapping_through_rotation_until_shredding(
+    store: EventStore, tmp_path: Path
+) -> None:
+    keys = data_keys(tmp_path)
+    async with store.transaction() as conn:
+        sealed = await keys.seal_text(conn, "case-4", "lived with his sister")
+    wrapped = await store.pool.fetchval("SELECT wrapped FROM data_keys WHERE key_id = 'case-4'")
+    assert await keys.keys.escrowed("review/case-4") == wrapped
+
+    async with store.transaction() as conn:
+        assert await keys.rotate(conn) == 1
+    rewrapped = await store.pool.fetchval("SELECT wrapped FROM data_keys WHERE key_id = 'case-4'")
+    assert rewrapped != wrapped
+    assert await keys.keys.escrowed("review/case-4") == rewrapped
+
+    # The backup alone opens the case's values (as after a restore that lost the row).
+    backup = await keys.keys.escrowed("review/case-4")
+    assert backup is not None
+    assert unseal(await keys.keys.unwrap("review/case-4", backup), sealed) == b"lived with his sister"
+
+    async with store.transaction() as conn:
+        await keys.destroy(conn, "case-4")
+    with pytest.raises(KeyDestroyed):
+        await keys.keys.escrowed("review/case-4")
+
+
+async def test_the_backup_is_of_the_key_that_won_when_two_make_a_case_key_at_once(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Each creator escrows its wrapping before its row; the one whose row loses must not leave its own
+    (a key nothing was sealed under) as the case's backup."""
+    first, second = data_keys(tmp_path), data_keys(tmp_path)
+    async with store.transaction() as conn:
+        winner = await first.seal_text(conn, "case-5", "first")
+        racing = asyncio.create_task(_seal_in_own_transaction(store, second, "case-5"))
+        await asyncio.sleep(0.5)  # the second has escrowed its key and waits on the first's row
+        assert not racing.done()
+    loser = await racing
+    row = await store.pool.fetchval("SELECT wrapped FROM data_keys WHERE key_id = 'case-5'")
+    assert await first.keys.escrowed("review/case-5") == row
+    key = await first.keys.unwrap("review/case-5", row)
+    assert unseal(key, winner) == b"first" and unseal(key, loser) == b"second"
+
+
+async def _seal_in_own_transaction(store: EventStore, keys: DataKeys, key_id: str) -> Sealed:
+    async with store.transaction() as conn:
+        return await keys.seal_text(conn, key_id, "second")

@@ -14,6 +14,13 @@ does not exist, 204 where Vault answers no content).
     POST   /v1/<mount>/decrypt/<name>               {"ciphertext"} -> {"plaintext": b64}
     POST   /v1/<mount>/rewrap/<name>                {"ciphertext"} -> the latest version's
     POST   /v1/<mount>/hmac/<name>[/<algorithm>]    {"input": b64, "key_version"?} -> {"hmac": "vault:v1:.."}
+
+and a KV version 2 mount (`kv_mount`, "secret" as Vault's dev server mounts it), as the key backup uses it:
+
+    POST|PUT /v1/<kv>/data/<path>                   {"data": {...}} -> a new version's metadata
+    GET      /v1/<kv>/data/<path>                   {"data": {"data", "metadata"}} (404 if none, or deleted)
+    DELETE   /v1/<kv>/data/<path>                   soft delete of the latest version (undeletable; 204)
+    DELETE   /v1/<kv>/metadata/<path>               every version and the metadata, for good (204)
 """
 
 import base64
@@ -58,10 +65,29 @@ class TransitKey:
 
 
 @dataclass
+class Secret:
+    """A KV version 2 secret: its versions' data, oldest first (None: that version soft-deleted)."""
+
+    versions: list[dict[str, Any] | None] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "created_time": self.created[-1],
+            "custom_metadata": None,
+            "deletion_time": "" if self.versions[-1] is not None else self.created[-1],
+            "destroyed": False,
+            "version": len(self.versions),
+        }
+
+
+@dataclass
 class FakeVault:
     token: str
     mount: str = "transit"
     keys: dict[str, TransitKey] = field(default_factory=dict)
+    kv_mount: str = "secret"
+    secrets: dict[str, Secret] = field(default_factory=dict)
     # Every request's method and path, for tests that check what reached Vault.
     requests: list[tuple[str, str]] = field(default_factory=list)
 
@@ -219,6 +245,37 @@ def vault_app(vault: FakeVault) -> FastAPI:
             return _errors(400, "unable to decode input as base64")
         digest = hmac.new(key.versions[version - 1], data, digests[algorithm]).digest()
         return _data({"hmac": f"vault:v{version}:" + base64.b64encode(digest).decode()})
+
+    kv = f"/v1/{vault.kv_mount}"
+
+    @app.api_route(kv + "/data/{path:path}", methods=["POST", "PUT"])
+    async def write_secret(path: str, request: Request) -> Response:
+        data = (await body(request)).get("data")
+        if not isinstance(data, dict):
+            return _errors(400, "no data provided")
+        secret = vault.secrets.setdefault(path, Secret())
+        secret.versions.append(data)
+        secret.created.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        return _data(secret.metadata())
+
+    @app.get(kv + "/data/{path:path}")
+    async def read_secret(path: str) -> Response:
+        secret = vault.secrets.get(path)
+        if secret is None or secret.versions[-1] is None:
+            return _errors(404)
+        return _data({"data": secret.versions[-1], "metadata": secret.metadata()})
+
+    @app.delete(kv + "/data/{path:path}")
+    async def delete_latest(path: str) -> Response:
+        secret = vault.secrets.get(path)
+        if secret is not None:
+            secret.versions[-1] = None
+        return Response(status_code=204)
+
+    @app.delete(kv + "/metadata/{path:path}")
+    async def delete_secret(path: str) -> Response:
+        vault.secrets.pop(path, None)
+        return Response(status_code=204)
 
     return app
 
