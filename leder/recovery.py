@@ -13,10 +13,14 @@ projections as an append does. In the same transaction:
 - the relay's mark moves to the last event put back (the topic has them already);
 - the store is marked verified: the fence lifts (a running service notices within seconds).
 
-What cannot come back from the log: a case's data key. The database held it, wrapped by the case's
-key-encryption key in the key manager; the wrapping of a key made after the backup went with the
-database, and nothing else holds it. Recovery names each such key: the personal details sealed under it
-no longer open anywhere (as if shredded), although the case itself, its status and every event are back.
+- the data keys: a case's data key is not in the log. The database held it, wrapped by the case's
+  key-encryption key (KEK), and the key manager keeps that wrapping too (its key backup, infra.keys
+  `escrow`): every key the events put back seal values under that the restored `data_keys` lacks is
+  taken from there, and checked by opening one of those values with it. A key whose KEK was destroyed
+  was shredded on purpose: it stays so (its row says destroyed, so it is never made again). A key the
+  key manager kept no wrapping of (made by a version before the backup existed) is named as lost: the
+  personal details sealed under it open nowhere, as if shredded, though its case and events are back.
+
 Events recorded but not yet published when the database was lost are not on the topic either: they are
 lost, and the consumed messages that caused them count as handled.
 """
@@ -28,13 +32,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from cryptography.exceptions import InvalidTag
 
 from infra import kafka
 from infra.db import Connection
 from infra.eventstore import EventStore
 from infra.fencing import mark_verified
 from infra.inbox import InboxConsumer, Unprocessable, content_hash
+from infra.keys import KeyDestroyed, KeyManagerError
 from infra.logging import get_logger
+from infra.sealing import DataKeys, Sealed, for_service, unseal
 from infra.signing import EventVerifier
 
 log = get_logger(__name__)
@@ -52,7 +59,9 @@ class Recovered:
     restored: list[int] = field(default_factory=list)  # the sequence numbers put back
     not_genuine: int = 0  # records on the topic not signed by the service, passed over
     handled: dict[str, int] = field(default_factory=dict)  # consumer -> messages marked handled
-    lost_keys: list[str] = field(default_factory=list)  # data keys no longer anywhere
+    restored_keys: list[str] = field(default_factory=list)  # data keys back from the key backup
+    shredded_keys: list[str] = field(default_factory=list)  # their KEK destroyed: stay shredded
+    lost_keys: dict[str, str] = field(default_factory=dict)  # data key -> why it could not come back
 
     def lines(self) -> list[str]:
         s = self.service
@@ -70,16 +79,30 @@ class Recovered:
             out.append(f"{s}: passed over {self.not_genuine} records of {self.topic} not signed by {s}")
         for consumer, count in sorted(self.handled.items()):
             out.append(f"{s}: consumer {consumer}: {count} handled messages recorded in its inbox again")
+        if self.restored_keys:
+            out.append(
+                f"{s}: restored {_keys(len(self.restored_keys))} made after the backup from the key"
+                " manager's key backup (each checked by opening a value the events sealed under it):"
+                f" {', '.join(self.restored_keys)}"
+            )
+        if self.shredded_keys:
+            out.append(
+                f"{s}: kept shredded: {_keys(len(self.shredded_keys))} whose key-encryption keys were"
+                f" destroyed: {', '.join(self.shredded_keys)}"
+            )
         if self.lost_keys:
             out.append(
-                f"{s}: NOT RECOVERED: {len(self.lost_keys)} data keys were made after the backup and lived"
-                " only in the lost database (wrapped by their key-encryption keys, which the key manager"
-                " still holds, but the wrapped keys themselves are gone): the personal details sealed under"
-                " them cannot be opened anywhere, as if shredded. Their cases, statuses and events are back."
-                f" Keys: {', '.join(self.lost_keys)}"
+                f"{s}: NOT RECOVERED: {_keys(len(self.lost_keys))} made after the backup, of which the"
+                " key manager holds no usable backup: the personal details sealed under them cannot"
+                " be opened anywhere, as if shredded. Their cases, statuses and events are back. Keys: "
+                + "; ".join(f"{k} ({why})" for k, why in sorted(self.lost_keys.items()))
             )
         out.append(f"{s}: store verified: the fence is lifted (a running service notices within seconds)")
         return out
+
+
+def _keys(count: int) -> str:
+    return f"{count} data key" if count == 1 else f"{count} data keys"
 
 
 async def read_topic(
@@ -238,28 +261,110 @@ async def inbox_positions(store: EventStore, consumer: InboxConsumer[Any]) -> di
     return {r["kafka_partition"]: r["next"] for r in rows}
 
 
-def sealed_key_ids(value: Any) -> Iterator[str]:
-    """The key ids of every sealed value (events.sealing.Sealed: key_id, nonce, ciphertext) in an event."""
+def sealed_values(value: Any) -> Iterator[Sealed]:
+    """Every sealed value (events.sealing.Sealed: key_id, nonce, ciphertext) in an event's data."""
     if isinstance(value, dict):
         if {"key_id", "nonce", "ciphertext"} <= value.keys() and isinstance(value["key_id"], str):
-            yield value["key_id"]
+            yield Sealed(key_id=value["key_id"], nonce=value["nonce"], ciphertext=value["ciphertext"])
         for item in value.values():
-            yield from sealed_key_ids(item)
+            yield from sealed_values(item)
     elif isinstance(value, list):
         for item in value:
-            yield from sealed_key_ids(item)
+            yield from sealed_values(item)
 
 
-async def missing_keys(conn: Connection, texts: Sequence[str]) -> list[str]:
+def sealed_key_ids(value: Any) -> Iterator[str]:
+    """The key ids of every sealed value in an event's data."""
+    for sealed in sealed_values(value):
+        yield sealed.key_id
+
+
+async def missing_keys(conn: Connection, texts: Sequence[str]) -> dict[str, Sealed]:
     """The data keys the events put back seal values under that the database no longer has (a key
-    destroyed since is not missing: its row says so)."""
-    wanted = sorted({k for text in texts for k in sealed_key_ids(json.loads(text)["data"])})
+    destroyed since is not missing: its row says so), each with a value sealed under it."""
+    wanted: dict[str, Sealed] = {}
+    for text in texts:
+        for sealed in sealed_values(json.loads(text)["data"]):
+            wanted.setdefault(sealed.key_id, sealed)
     if not wanted:
-        return []
+        return {}
     present = {
-        r["key_id"] for r in await conn.fetch("SELECT key_id FROM data_keys WHERE key_id = ANY($1)", wanted)
+        r["key_id"]
+        for r in await conn.fetch("SELECT key_id FROM data_keys WHERE key_id = ANY($1)", sorted(wanted))
     }
-    return [k for k in wanted if k not in present]
+    return {k: wanted[k] for k in sorted(wanted) if k not in present}
+
+
+async def restore_keys(
+    conn: Connection, keys: DataKeys, missing: dict[str, Sealed], recovered: Recovered
+) -> None:
+    """Each missing data key's row again, from the key manager's backup of its wrapping; a key whose KEK
+    was destroyed gets the row a shredding leaves (destroyed, no wrapping), so it is never made again.
+    RecoveryRefused if the key manager does not answer (nothing is written: run it again)."""
+    if missing:
+        await _same_key_manager(conn, keys)
+    for key_id, sample in missing.items():
+        name = keys.kek(key_id)
+        try:
+            wrapped = await keys.keys.escrowed(name)
+        except KeyDestroyed:
+            await conn.execute(
+                "INSERT INTO data_keys (key_id, wrapped, destroyed_at) VALUES ($1, NULL, now())"
+                " ON CONFLICT (key_id) DO NOTHING",
+                key_id,
+            )
+            recovered.shredded_keys.append(key_id)
+            continue
+        except KeyManagerError as failed:
+            raise RecoveryRefused(f"the key manager did not give the backup of {name}: {failed}") from failed
+        if wrapped is None:
+            recovered.lost_keys[key_id] = "no backup of its wrapping"
+            continue
+        try:
+            # The wrapping must be of the key the events sealed under (AES-GCM checks it), not only
+            # open under the KEK: an older backup of another key of the case would open too.
+            unseal(await keys.keys.unwrap(name, wrapped), sample)
+        except KeyDestroyed:  # destroyed since escrowed() answered
+            await conn.execute(
+                "INSERT INTO data_keys (key_id, wrapped, destroyed_at) VALUES ($1, NULL, now())"
+                " ON CONFLICT (key_id) DO NOTHING",
+                key_id,
+            )
+            recovered.shredded_keys.append(key_id)
+            continue
+        except (KeyManagerError, InvalidTag, ValueError) as wrong:
+            recovered.lost_keys[key_id] = f"its backup does not open its values: {type(wrong).__name__}"
+            continue
+        await conn.execute(
+            "INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING",
+            key_id,
+            wrapped,
+        )
+        recovered.restored_keys.append(key_id)
+
+
+async def _same_key_manager(conn: Connection, keys: DataKeys, sample: int = 50) -> None:
+    """Refuse a key manager that is not the one the restored database's keys were made with (another
+    LEDER_KEY_DIR, another Vault): to it every KEK looks destroyed, and recovery would record every
+    missing key as shredded, for good. Some live row of the backup must unwrap (a few may not: shredded
+    since the backup)."""
+    rows = await conn.fetch(
+        "SELECT key_id, wrapped FROM data_keys WHERE wrapped IS NOT NULL ORDER BY key_id LIMIT $1", sample
+    )
+    for row in rows:
+        try:
+            await keys.keys.unwrap(keys.kek(row["key_id"]), row["wrapped"])
+            return
+        except KeyDestroyed:
+            continue
+        except KeyManagerError as failed:
+            raise RecoveryRefused(f"the key manager did not answer: {failed}") from failed
+    if rows:
+        raise RecoveryRefused(
+            f"the key manager holds none of the key-encryption keys of the {len(rows)} live data keys"
+            f" looked at in the restored database: is it the {keys.service} service's (LEDER_KEY_MANAGER,"
+            " LEDER_KEY_DIR, LEDER_VAULT_ADDR)? Nothing was put back"
+        )
 
 
 async def recover(
@@ -268,8 +373,10 @@ async def recover(
     bootstrap: str,
     topic: str,
     verifier: EventVerifier,
+    keys: DataKeys | None = None,
 ) -> Recovered:
-    """Put back what `store` lost from `topic`; `consumers`: the service's consumers with their groups."""
+    """Put back what `store` lost from `topic`; `consumers`: the service's consumers with their groups;
+    `keys`: the service's data keys (by default over the key manager of the environment)."""
     recovered = Recovered(store.source, topic, await store.last_sequence())
     texts = await lost_events(store, await read_topic(bootstrap, topic), verifier, recovered)
     handled: list[tuple[InboxConsumer[Any], list[ConsumerRecord]]] = []
@@ -291,13 +398,16 @@ async def recover(
             )
         for consumer, records in handled:
             recovered.handled[consumer.name] = await mark_handled(conn, consumer, records, verifier)
-        recovered.lost_keys = await missing_keys(conn, texts)
+        missing = await missing_keys(conn, texts)
+        await restore_keys(conn, keys or for_service(store.source), missing, recovered)
         await mark_verified(conn)
     log.warning(
         "store_recovered",
         service=store.source,
         restored=len(recovered.restored),
         handled=recovered.handled,
+        restored_keys=len(recovered.restored_keys),
+        shredded_keys=len(recovered.shredded_keys),
         lost_keys=len(recovered.lost_keys),
     )
     return recovered

@@ -2,15 +2,16 @@
 
 The notification service, with the allocation and audit services that consume it, on one broker. A
 backup of its database is taken (a copy of the database made by the server, as pg_dump and pg_restore
-would give it: another database, another OID) after some notifications; then more notifications and the
-LAC's actions on old and new cases; then the database is restored from the backup and the service
-started again. It fences itself: /readyz says why, a command answers 503 store_fenced, its relay
-publishes nothing (the audit log receives nothing new, and no fork), the lost cases answer 404.
-`leder recover notification` puts the lost events back from the service's topic and says that the data
-keys made after the backup are lost; the fence lifts; the lost cases answer again with what they had,
-the partner's lost notifications answer with their original outcome (sending one again opens no second
-case), every service agrees on every case, the next event continues the sequence, and the audit log
-holds every notification event once, verifies, and shows no fork."""
+would give it: another database, another OID) after some notifications; then more notifications, the
+LAC's actions on old and new cases, and one new case shredded; then the database is restored from the
+backup and the service started again. It fences itself: /readyz says why, a command answers 503
+store_fenced, its relay publishes nothing (the audit log receives nothing new, and no fork), the lost
+cases answer 404. `leder recover notification` puts the lost events back from the service's topic and
+the data keys made after the backup from the key manager's backup of them, but not the shredded case's;
+the fence lifts; the lost cases answer again with what they had, their personal details open again (the
+shredded one's do not), the partner's lost notifications answer with their original outcome (sending
+one again opens no second case), every service agrees on every case, the next event continues the
+sequence, and the audit log holds every notification event once, verifies, and shows no fork."""
 
 import asyncio
 import io
@@ -19,20 +20,23 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
+from events import Actor
 from events.topics import service_topic
 from infra import db
-from infra.keys import LocalKeyFile
+from infra.eventstore import Context
+from infra.keys import KeyDestroyed, LocalKeyFile
 from infra.sealing import DataKeys
 from infra.settings import database_url_for
 from leder import cli
 from leder.people import NewPeople
 from services.allocation.app import definition as allocation_service
 from services.audit.app import definition as audit_service
+from services.notification import handlers as notification_handlers
 from services.notification.app import definition as notification_service
 from tests.support.service import RunningService, running_service
 from tests.support.waiting import eventually
@@ -63,6 +67,14 @@ async def outcome_of(n: RunningService, body: dict[str, Any]) -> tuple[int, dict
     answer = await n.client.get(
         f"/notifications/{body['notification_id']}",
         headers=n.headers("partner_system", PARTNER, organisation=organisation),
+    )
+    return answer.status_code, answer.json()
+
+
+async def person(n: RunningService, case_id: str) -> tuple[int, dict[str, Any]]:
+    """The case's personal details as the LAC opens them (which is recorded: an event)."""
+    answer = await n.client.get(
+        f"/cases/{case_id}/person", params={"reason": "checking the referral"}, headers=n.headers("lac")
     )
     return answer.status_code, answer.json()
 
@@ -156,6 +168,18 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                         json={"ethnicity": "B"},
                     )
                     assert recorded.status_code == 200, recorded.text
+                # The personal details of the cases of after the backup, as the LAC sees them.
+                details = {}
+                for body in lost:
+                    status_code, seen = await person(n, cases[body["notification_id"]])
+                    assert status_code == 200, seen
+                    details[body["notification_id"]] = seen
+                # One of them shredded (its retention ended): its key-encryption key destroyed.
+                shredded = cases[lost[0]["notification_id"]]
+                assert await notification_handlers.destroy_personal_data(
+                    n.runtime.store, UUID(shredded), 0, Context(Actor.system("retention"))
+                )
+                assert (await person(n, shredded))[0] == 410
                 before = {case_id: (await case_view(n, case_id))[1] for case_id in cases.values()}
                 outcomes = {b["notification_id"]: (await outcome_of(n, b))[1] for b in kept + lost}
                 await eventually(all_logged, timeout=60)
@@ -199,6 +223,7 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                 monkeypatch.setenv("LEDER_NOTIFICATION_DATABASE_URL", urls["notification"])
                 monkeypatch.setenv("LEDER_KAFKA_BOOTSTRAP", kafka_bootstrap)
                 monkeypatch.setenv("LEDER_TOPIC_PREFIX", topic_prefix)
+                monkeypatch.setenv("LEDER_KEY_DIR", str(key_file.parent))  # the key manager's backup too
                 printed = io.StringIO()
                 with redirect_stdout(printed):
                     status = await asyncio.to_thread(cli.main, ["recover", "notification"])
@@ -209,11 +234,16 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                     f"put back {len(history) - at_backup} events (sequences {at_backup + 1}-{len(history)})"
                     f" from {service_topic('notification', topic_prefix)}"
                 ) in restored_line
-                # The data keys of the cases notified after the backup are named as lost.
-                lost_keys = next(line for line in said.splitlines() if "NOT RECOVERED" in line)
-                assert f"{len(lost)} data keys" in lost_keys
-                for body in lost:
-                    assert cases[body["notification_id"]] in lost_keys
+                # The data keys of the cases notified after the backup are back from the key manager's
+                # backup, but the shredded case's, which stays shredded; none is lost.
+                assert "NOT RECOVERED" not in said
+                restored_keys = next(line for line in said.splitlines() if "made after the backup" in line)
+                assert f"restored {len(lost) - 1} data keys made after the backup" in restored_keys
+                for body in lost[1:]:
+                    assert cases[body["notification_id"]] in restored_keys
+                assert shredded not in restored_keys
+                stays = next(line for line in said.splitlines() if "kept shredded" in line)
+                assert "kept shredded: 1 data key whose" in stays and shredded in stays
                 # What its consumers had handled since the backup is in their inbox again.
                 handled_since = allocations_after - allocations_at_backup
                 assert handled_since > 0
@@ -235,6 +265,23 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                     assert status_code == 200 and now == view
                 for body in kept + lost:
                     assert await outcome_of(n, body) == (200, outcomes[body["notification_id"]])
+                # The lost cases' personal details open again; the shredded case's do not, and its key
+                # is not made again.
+                for body in lost[1:]:
+                    assert await person(n, cases[body["notification_id"]]) == (
+                        200,
+                        details[body["notification_id"]],
+                    )
+                assert (await person(n, shredded))[0] == 410
+                row = await n.runtime.pool.fetchrow(
+                    "SELECT key_id, wrapped, destroyed_at FROM data_keys WHERE strpos(key_id, $1) > 0",
+                    shredded,
+                )
+                assert row is not None and row["wrapped"] is None and row["destroyed_at"] is not None
+                kek = f"notification/{row['key_id']}"
+                assert kek not in await LocalKeyFile(key_file).names()
+                with pytest.raises(KeyDestroyed):
+                    await LocalKeyFile(key_file).escrowed(kek)
                 # A lost notification sent again is the same notification: no second case.
                 again = await notify(n, lost[2])
                 assert again["case_id"] == cases[lost[2]["notification_id"]]
