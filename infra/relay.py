@@ -69,6 +69,9 @@ class OutboxRelay:
         self.fence = fence
         self.fenced_because: str | None = None
         self.connected = False
+        # Another instance of the service holds the relay's lock and publishes: this one is not
+        # broken, it waits its turn (its /readyz says so and stays ready).
+        self.standing_by = False
         self._producer: AIOKafkaProducer | None = None
         self._reader: AIOKafkaConsumer | None = None
         self._wake = asyncio.Event()
@@ -92,8 +95,10 @@ class OutboxRelay:
                     lock_conn = await db.connect_like(self.store.pool)
                     lock_conn.add_termination_listener(self._on_lock_lost)
                 if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+                    self.standing_by = True
                     await asyncio.sleep(2)  # another instance publishes; stand by
                     continue
+                self.standing_by = False
                 await lock_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 try:
                     await self._publish_forever(lock_conn)
@@ -102,11 +107,13 @@ class OutboxRelay:
                         await lock_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
                         await lock_conn.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK)
             except asyncio.CancelledError:
+                self.standing_by = False
                 await self._disconnect()
                 if lock_conn is not None:
                     lock_conn.terminate()
                 raise
             except Exception as exc:
+                self.standing_by = False
                 # Whatever went wrong (a broker or database outage, or anything a restart throws up),
                 # the relay tries again: if its task ended, the service would never publish again.
                 expected = (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, _LockLost)

@@ -202,7 +202,12 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
         stuck = [message for consumer in runtime.consumers for message in consumer.stuck()]
         checks: dict[str, Any] = {
             "database": database,
-            "relay": {"ok": runtime.relay.connected},
+            # An instance whose relay stands by (another instance of the service publishes) is
+            # ready: it takes requests and consumes; only the lock holder publishes.
+            "relay": {
+                "ok": runtime.relay.connected or runtime.relay.standing_by,
+                "standby": runtime.relay.standing_by,
+            },
             "broker": {"ok": runtime.broker_connected},
             "consumers": {"ok": not stuck, "stuck": stuck},
         }

@@ -269,17 +269,13 @@ class Stack:
     def wait_ready(self, timeout: float = 120) -> None:
         """Until every service's /readyz answers 200 (the web application has only /healthz, which
         `start` waited for); a process that dies meanwhile, or the timeout, raises naming who.
-
-        Of several instances of a service only one relay publishes; the others stand by, and their
-        /readyz says their relay is not connected. Such an instance counts as ready once another
-        instance of its service is, and nothing but its relay is amiss."""
+        Of several instances of a service only one relay publishes; the others' /readyz says their
+        relay stands by, which is ready."""
         deadline = time.monotonic() + timeout
         waiting = {service for service in self.services if service != "web"}
         last: dict[str, str] = {}
-        publishing: set[str] = set()  # the services one of whose instances answered 200
         with httpx.Client(timeout=2) as client:
             while waiting:
-                standing_by = set()
                 for service in sorted(waiting):
                     process = self.services[service]
                     if process.poll() is not None:
@@ -288,14 +284,10 @@ class Stack:
                         response = client.get(f"{self.url(service)}/readyz")
                         if response.status_code == 200:
                             waiting.discard(service)
-                            publishing.add(service.partition("-")[0])
                         else:
                             last[service] = response.text
-                            if _only_relay_amiss(response):
-                                standing_by.add(service)
                     except httpx.HTTPError as error:
                         last[service] = repr(error)
-                waiting -= {service for service in standing_by if service.partition("-")[0] in publishing}
                 if waiting and time.monotonic() > deadline:
                     raise TimeoutError(
                         "not ready after {:.0f}s: {}".format(
@@ -479,20 +471,6 @@ def _taken(port: int, what: str, folder: Path, running: Running | None) -> str:
 async def _create_topics(bootstrap: str, prefix: str, partitions: int) -> None:
     await kafka.wait_for_broker(bootstrap)
     await kafka.ensure_topics(bootstrap, all_topics(prefix), partitions)
-
-
-def _only_relay_amiss(response: httpx.Response) -> bool:
-    """Whether a /readyz answer fails on the relay alone (infra.service's checks)."""
-    try:
-        checks = response.json()["checks"]
-        amiss = [
-            name
-            for name, check in checks.items()
-            if not (bool(check.get("ok")) if isinstance(check, dict) else bool(check))
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return False
-    return amiss == ["relay"]
 
 
 def _wait_healthy(url: str, timeout: float = 60) -> None:

@@ -42,6 +42,8 @@ async def test_one_relay_publishes_and_a_lost_lock_connection_hands_publishing_o
         await eventually(one_connected)
         await asyncio.sleep(2.5)  # longer than a standing-by relay waits between tries
         assert sum(r.connected for r in relays) == 1
+        # The other stands by, which its service's /readyz reports as ready (infra.service).
+        assert [r.standing_by for r in relays] == [not r.connected for r in relays]
         holders = await store.pool.fetch(_HOLDERS, _RELAY_LOCK)
         assert len(holders) == 1
 
