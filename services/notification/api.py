@@ -15,6 +15,7 @@ from infra.deps import CommandContext, CorrelationId, Store
 from infra.eventstore import Context, EventStore
 from infra.params import MAX_INT, Day
 from infra.problems import Problem, documented_refusal
+from infra.sealing import KeyDestroyed
 from services.notification import domain, handlers
 from services.notification.personal import PersonalDetails
 
@@ -344,4 +345,13 @@ async def get_person(
         if caller.role in ALLOCATED_ONLY:
             raise _not_allocated(caller, case_id) from missing
         raise _not_found(missing) from missing
+    except KeyDestroyed as lost:
+        # A shredded case is refused by the domain before its key is asked for; a key missing here was
+        # lost (a database restored from a backup older than the case, its key not recovered).
+        raise Problem(
+            410,
+            "personal_data_unavailable",
+            "the case's data key is not in this service's database (lost with a restore and not"
+            " recovered): its personal details cannot be opened",
+        ) from lost
     return PersonView(case_id=case_id, person=details)
