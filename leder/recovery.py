@@ -17,7 +17,8 @@ projections as an append does. In the same transaction:
   key-encryption key (KEK), and the key manager keeps that wrapping too (its key backup, infra.keys
   `escrow`): every key the events put back seal values under that the restored `data_keys` lacks is
   taken from there, and checked by opening one of those values with it. A key whose KEK was destroyed
-  was shredded on purpose: it stays so (its row says destroyed, so it is never made again). A key the
+  was shredded on purpose: it stays so (its row says destroyed, so it is never made again; a row the
+  backup holds as live, of a case shredded since, is marked destroyed too). A key the
   key manager kept no wrapping of (made by a version before the backup existed) is named as lost: the
   personal details sealed under it open nowhere, as if shredded, though its case and events are back.
 
@@ -343,6 +344,39 @@ async def restore_keys(
         recovered.restored_keys.append(key_id)
 
 
+async def mark_shredded_since(
+    conn: Connection, keys: DataKeys, texts: Sequence[str], recovered: Recovered
+) -> None:
+    """A case shredded after the backup: the restored row still holds a wrapping, which its destroyed
+    KEK opens no more. The row is marked as the shredding had left it (destroyed, no wrapping), so no
+    sweep or projection takes it for live. Looked at: the keys the events put back seal under, and
+    their streams' (a case's key id is its stream's, and a shredding event seals nothing)."""
+    candidates: set[str] = set()
+    for text in texts:
+        event = json.loads(text)
+        candidates.add(str(event["stream_id"]))
+        if event.get("case_id"):
+            candidates.add(str(event["case_id"]))
+        candidates.update(sealed_key_ids(event["data"]))
+    rows = await conn.fetch(
+        "SELECT key_id, wrapped FROM data_keys WHERE key_id = ANY($1) AND wrapped IS NOT NULL"
+        " AND destroyed_at IS NULL ORDER BY key_id",
+        sorted(candidates),
+    )
+    if rows:
+        await _same_key_manager(conn, keys)
+    for row in rows:
+        try:
+            await keys.keys.unwrap(keys.kek(row["key_id"]), row["wrapped"])
+        except KeyDestroyed:
+            await conn.execute(
+                "UPDATE data_keys SET wrapped = NULL, destroyed_at = now() WHERE key_id = $1", row["key_id"]
+            )
+            recovered.shredded_keys.append(row["key_id"])
+        except KeyManagerError as failed:
+            raise RecoveryRefused(f"the key manager did not answer: {failed}") from failed
+
+
 async def _same_key_manager(conn: Connection, keys: DataKeys, sample: int = 50) -> None:
     """Refuse a key manager that is not the one the restored database's keys were made with (another
     LEDER_KEY_DIR, another Vault): to it every KEK looks destroyed, and recovery would record every
@@ -398,8 +432,9 @@ async def recover(
             )
         for consumer, records in handled:
             recovered.handled[consumer.name] = await mark_handled(conn, consumer, records, verifier)
-        missing = await missing_keys(conn, texts)
-        await restore_keys(conn, keys or for_service(store.source), missing, recovered)
+        data_keys = keys or for_service(store.source)
+        await mark_shredded_since(conn, data_keys, texts, recovered)
+        await restore_keys(conn, data_keys, await missing_keys(conn, texts), recovered)
         await mark_verified(conn)
     log.warning(
         "store_recovered",

@@ -3,15 +3,16 @@
 The notification service, with the allocation and audit services that consume it, on one broker. A
 backup of its database is taken (a copy of the database made by the server, as pg_dump and pg_restore
 would give it: another database, another OID) after some notifications; then more notifications, the
-LAC's actions on old and new cases, and one new case shredded; then the database is restored from the
-backup and the service started again. It fences itself: /readyz says why, a command answers 503
+LAC's actions on old and new cases, an old and a new case shredded; then the database is restored from
+the backup and the service started again. It fences itself: /readyz says why, a command answers 503
 store_fenced, its relay publishes nothing (the audit log receives nothing new, and no fork), the lost
 cases answer 404. `leder recover notification` puts the lost events back from the service's topic and
-the data keys made after the backup from the key manager's backup of them, but not the shredded case's;
-the fence lifts; the lost cases answer again with what they had, their personal details open again (the
-shredded one's do not), the partner's lost notifications answer with their original outcome (sending
-one again opens no second case), every service agrees on every case, the next event continues the
-sequence, and the audit log holds every notification event once, verifies, and shows no fork."""
+the data keys made after the backup from the key manager's backup of them, but not the shredded cases'
+(the old one's, live in the backup, marked destroyed); the fence lifts; the lost cases answer again with
+what they had, their personal details open again (the shredded ones' do not), the partner's lost
+notifications answer with their original outcome (sending one again opens no second case), every service
+agrees on every case, the next event continues the sequence, and the audit log holds every notification
+event once, verifies, and shows no fork."""
 
 import asyncio
 import io
@@ -174,12 +175,15 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                     status_code, seen = await person(n, cases[body["notification_id"]])
                     assert status_code == 200, seen
                     details[body["notification_id"]] = seen
-                # One of them shredded (its retention ended): its key-encryption key destroyed.
+                # One of them shredded (its retention ended): its key-encryption key destroyed; and a
+                # case of before the backup too, whose key the backup holds as live.
                 shredded = cases[lost[0]["notification_id"]]
-                assert await notification_handlers.destroy_personal_data(
-                    n.runtime.store, UUID(shredded), 0, Context(Actor.system("retention"))
-                )
-                assert (await person(n, shredded))[0] == 410
+                shredded_before = cases[kept[1]["notification_id"]]
+                for case_id in (shredded, shredded_before):
+                    assert await notification_handlers.destroy_personal_data(
+                        n.runtime.store, UUID(case_id), 0, Context(Actor.system("retention"))
+                    )
+                    assert (await person(n, case_id))[0] == 410
                 before = {case_id: (await case_view(n, case_id))[1] for case_id in cases.values()}
                 outcomes = {b["notification_id"]: (await outcome_of(n, b))[1] for b in kept + lost}
                 await eventually(all_logged, timeout=60)
@@ -243,7 +247,8 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                     assert cases[body["notification_id"]] in restored_keys
                 assert shredded not in restored_keys
                 stays = next(line for line in said.splitlines() if "kept shredded" in line)
-                assert "kept shredded: 1 data key whose" in stays and shredded in stays
+                assert "kept shredded: 2 data keys whose" in stays
+                assert shredded in stays and shredded_before in stays
                 # What its consumers had handled since the backup is in their inbox again.
                 handled_since = allocations_after - allocations_at_backup
                 assert handled_since > 0
@@ -272,16 +277,17 @@ async def test_a_restored_service_is_fenced_and_recovered_from_the_log(
                         200,
                         details[body["notification_id"]],
                     )
-                assert (await person(n, shredded))[0] == 410
-                row = await n.runtime.pool.fetchrow(
-                    "SELECT key_id, wrapped, destroyed_at FROM data_keys WHERE strpos(key_id, $1) > 0",
-                    shredded,
-                )
-                assert row is not None and row["wrapped"] is None and row["destroyed_at"] is not None
-                kek = f"notification/{row['key_id']}"
-                assert kek not in await LocalKeyFile(key_file).names()
-                with pytest.raises(KeyDestroyed):
-                    await LocalKeyFile(key_file).escrowed(kek)
+                for case_id in (shredded, shredded_before):
+                    assert (await person(n, case_id))[0] == 410
+                    row = await n.runtime.pool.fetchrow(
+                        "SELECT key_id, wrapped, destroyed_at FROM data_keys WHERE strpos(key_id, $1) > 0",
+                        case_id,
+                    )
+                    assert row is not None and row["wrapped"] is None and row["destroyed_at"] is not None
+                    kek = f"notification/{row['key_id']}"
+                    assert kek not in await LocalKeyFile(key_file).names()
+                    with pytest.raises(KeyDestroyed):
+                        await LocalKeyFile(key_file).escrowed(kek)
                 # A lost notification sent again is the same notification: no second case.
                 again = await notify(n, lost[2])
                 assert again["case_id"] == cases[lost[2]["notification_id"]]
