@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -221,7 +222,23 @@ async def fresh(server_url: str) -> str:
     return url
 
 
-async def main(quick: bool, target_only: bool = False, record: bool = True) -> None:
+async def paired_ratios(server_url: str, pairs: int, commands: int) -> list[float]:
+    """Ours over the eventsourcing library at 16 writers x 1 event, `pairs` times, each pair run back
+    to back: on a machine others share, one run's ratio swings with their load, the median less."""
+    ratios = []
+    for _ in range(pairs):
+        rate = await ours(await fresh(server_url), 16, commands, 1)
+        theirs = await asyncio.to_thread(eventsourcing_library, await fresh(server_url), 16, commands, 1)
+        ratios.append(rate / theirs)
+        print(
+            f"pair: ours {rate:,.0f}, eventsourcing {theirs:,.0f} events/s, {rate / theirs:.2f}x"
+            f" (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    return ratios
+
+
+async def main(quick: bool, target_only: bool = False, record: bool = True, pairs: int = 0) -> None:
     commands = 400 if quick else 4000
     lines = [
         "| workload | ours (events/s) | eventsourcing (events/s) | bare insert (events/s)"
@@ -257,6 +274,9 @@ async def main(quick: bool, target_only: bool = False, record: bool = True) -> N
                 }
                 target_costs = costs
                 alone = await statement_alone(await fresh(server_url), writers, n)
+        ratios = await paired_ratios(server_url, pairs, commands) if pairs else []
+        if ratios:
+            print(f"median of {len(ratios)} pairs: {statistics.median(ratios):.2f}x", flush=True)
         if target_only:
             print(f"statement alone {alone:,.0f} events/s; costs {target_costs}")
             print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
@@ -285,6 +305,15 @@ async def main(quick: bool, target_only: bool = False, record: bool = True) -> N
             else "CPU time per command: not measured in a --quick run."
         ),
         "",
+        *(
+            [
+                f"The same, {len(ratios)} more times, ours and the library's back to back each time:"
+                f" {', '.join(f'{r:.2f}x' for r in ratios)}; median **{statistics.median(ratios):.2f}x**.",
+                "",
+            ]
+            if ratios
+            else []
+        ),
         f"Our append statement alone there, its parameters made in advance (no envelopes built in"
         f" Python): {alone:,.0f} events/s.",
         "",
@@ -307,6 +336,13 @@ if __name__ == "__main__":
         help="only the target's workload (16 writers, one event per command), printed, not recorded",
     )
     parser.add_argument("--no-record", action="store_true", help="print the figures; leave bench/results.md")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="run ours and the library's at 16 writers x 1 event this many more times, back to back,"
+        " and give the median ratio",
+    )
     configure_logging("bench", "WARNING")
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.target_only, not (args.no_record or args.target_only)))
+    asyncio.run(main(args.quick, args.target_only, not (args.no_record or args.target_only), args.pairs))
