@@ -48,7 +48,10 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
         # The header is unsigned, the sender's word: cut to what an envelope holds, never a refusal.
         correlation = delivery.headers.get("correlation_id", "")[:100] or str(notification.notification_id)
         try:
-            await handlers.take_notification(store, conn, notification, Context(actor, correlation))
+            # The inbox applies a batch of them in one transaction: the reference lock first.
+            await handlers.take_notification(
+                store, conn, notification, Context(actor, correlation), reference_first=True
+            )
         except domain.NotificationIdConflict as conflict:
             # Never dropped in silence: the partner's new notification waits in the DLQ, saying why.
             raise Unprocessable(

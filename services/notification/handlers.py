@@ -23,9 +23,12 @@ from services.notification.projections import match_value, name_and_dates
 # notifications of one person (or two sends of one id) are decided one after the other, the second
 # seeing the first's case; notifications of different people are taken at once (each partition of the
 # partner topic, and the HTTP door, in a transaction of its own). A case's reference number is given
-# under a lock of its year (`_reference_lock`), taken only by what opens a case, after the person's.
-# Behind that lock, the read model's unique constraint: a reference given twice fails the append,
-# which is then decided again with the next number.
+# under a lock of its year (`_reference_lock`), taken only by what opens a case, after the person's;
+# except in a transaction that takes many notifications (the partner consumer's batch), which takes it
+# with the first one's person locks: it holds the event store's sequence from its first append to its
+# commit, so a lock it took later could be held by a transaction waiting for that sequence (a
+# deadlock). Behind the reference lock, the read model's unique constraint: a reference given twice
+# fails the append, which is then decided again with the next number.
 _REFERENCE_TAKEN = "cases_reference_key"
 RETRIES = 3
 
@@ -43,15 +46,23 @@ class NotificationResult:
 
 
 async def take_notification(
-    store: EventStore, conn: Connection, notification: PartnerNotification, context: Context
+    store: EventStore,
+    conn: Connection,
+    notification: PartnerNotification,
+    context: Context,
+    *,
+    reference_first: bool = False,
 ) -> NotificationResult:
     """Decide what a notification is and record it, once per notification_id, in `conn`'s transaction.
-    A case it opens gets the next reference of the year it was notified (today)."""
+    A case it opens gets the next reference of the year it was notified (today). `reference_first`:
+    the year's reference lock is taken before anything is appended, whatever the outcome (for a
+    transaction that takes several notifications)."""
     for attempt in range(1, RETRIES + 1):
         try:
             async with conn.transaction():
                 values = await match_values(notification)
-                await _lock(conn, [f"notification:{notification.notification_id}", *values.values()])
+                first = [_reference_lock(store.clock().year)] if reference_first else []
+                await _lock(conn, [*first, f"notification:{notification.notification_id}", *values.values()])
                 digest = domain.content_hash(notification)
                 earlier = await result_of(conn, notification.notification_id)
                 if earlier is not None:
@@ -83,6 +94,11 @@ async def take_notification(
                 return replace(result, created=True)
         except asyncpg.UniqueViolationError as taken:
             if taken.constraint_name != _REFERENCE_TAKEN or attempt == RETRIES:
+                raise
+        except asyncpg.DeadlockDetectedError:
+            # The same person taken at once through the other door, by a transaction holding the
+            # event store's sequence: this intake's locks are let go (its savepoint) and taken again.
+            if attempt == RETRIES:
                 raise
     raise AssertionError("unreachable")
 

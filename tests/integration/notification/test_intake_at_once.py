@@ -132,3 +132,41 @@ async def test_one_person_sent_on_two_partitions_at_once_opens_one_case_and_is_l
     found = await eventually(both, timeout=60)
     assert sorted(outcome for outcome, _ in found.values()) == ["case_opened", "duplicate_linked"]
     assert len({case_id for _, case_id in found.values()}) == 1
+
+
+async def test_a_batch_takes_the_reference_lock_before_it_appends_so_an_intake_opening_a_case_meanwhile_waits(
+    svc: RunningService,
+) -> None:
+    """A batch of intakes (the partner consumer's) holds the event store's sequence from its first
+    append to its commit. Were the reference lock taken after that, an intake opening a case through
+    the other door could hold it while waiting for the sequence: a deadlock."""
+    store, pool = svc.runtime.store, svc.runtime.pool
+    child = parse_notification(json.dumps(born_and_died(date(2016, 1, 1), date(2024, 6, 1))).encode())
+    over_http = parse_notification(json.dumps(same_person(3)).encode())
+    later_in_batch = parse_notification(json.dumps(same_person(4)).encode())
+    pid: list[int] = []
+
+    async def http_intake() -> handlers.NotificationResult:
+        async with store.transaction() as conn:
+            pid.append(conn.get_server_pid())
+            return await handlers.take_notification(store, conn, over_http, PARTNER)
+
+    async def waiting() -> list[str]:
+        if not pid:
+            return []
+        rows = await pool.fetch("SELECT locktype FROM pg_locks WHERE pid = $1 AND NOT granted", pid[0])
+        return [r["locktype"] for r in rows]
+
+    async with store.transaction() as batch:
+        first = await handlers.take_notification(store, batch, child, PARTNER, reference_first=True)
+        assert first.outcome == "referred_to_cdop"  # appended: the batch holds the store's sequence
+        opening = asyncio.create_task(http_intake())
+        # It waits on the reference lock, holding nothing the batch needs.
+        assert await eventually(waiting) == ["advisory"]
+        opened_in_batch = await asyncio.wait_for(
+            handlers.take_notification(store, batch, later_in_batch, PARTNER, reference_first=True), 30
+        )
+    opened_over_http = await asyncio.wait_for(opening, 30)
+    assert opened_in_batch.outcome == opened_over_http.outcome == "case_opened"
+    numbers = sorted(int(str(r.reference).rsplit("-", 1)[1]) for r in (opened_in_batch, opened_over_http))
+    assert numbers[1] == numbers[0] + 1
