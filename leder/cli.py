@@ -259,7 +259,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from infra.relay import OutboxRelay
     from infra.service import Runtime, consumer_group
     from infra.signing import PUBLIC_KEYS_ENV, verifier_from_env
-    from leder.recovery import Recovered, RecoveryRefused, recover
+    from leder.recovery import Recovered, RecoveryRefused, audit_log_rebuild, recover
 
     # Without them named here: the broker, topics and keys of the system `leder up` started.
     for name in (PUBLIC_KEYS_ENV, "LEDER_KEY_DIR"):
@@ -284,7 +284,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
                 relay=OutboxRelay(store, bootstrap, topic),
             )
             consumers = [(c, consumer_group(settings, c)) for c in definition.consumers(runtime)]
-            return await recover(store, consumers, bootstrap, topic, verifier_from_env(prefix))
+            verifier = verifier_from_env(prefix)
+            # The audit log's own step: rebuilt in its recorded order, checked against its checkpoints.
+            rebuild = audit_log_rebuild(bootstrap, prefix, verifier) if args.service == "audit" else None
+            return await recover(store, consumers, bootstrap, topic, verifier, rebuild=rebuild)
         except RecoveryRefused as refused:
             raise Failure(f"{args.service}: not recovered: {refused}") from refused
         except (KafkaError, OSError) as failed:

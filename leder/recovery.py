@@ -27,14 +27,16 @@ lost, and the consumed messages that caused them count as handled.
 """
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from cryptography.exceptions import InvalidTag
 
+from events.topics import service_topic
 from infra import kafka
 from infra.db import Connection
 from infra.eventstore import EventStore
@@ -43,7 +45,11 @@ from infra.inbox import InboxConsumer, Unprocessable, content_hash
 from infra.keys import KeyDestroyed, KeyManagerError
 from infra.logging import get_logger
 from infra.sealing import DataKeys, Sealed, for_service, unseal
-from infra.signing import EventVerifier
+from infra.signing import KEY_ID_HEADER, SIGNATURE_HEADER, EventVerifier
+from services.audit import keys as audit_keys
+from services.audit import log as audit_log
+from services.audit import order as audit_order
+from services.audit import rebuild as rebuild_log
 
 log = get_logger(__name__)
 
@@ -63,6 +69,7 @@ class Recovered:
     restored_keys: list[str] = field(default_factory=list)  # data keys back from the key backup
     shredded_keys: list[str] = field(default_factory=list)  # their KEK destroyed: stay shredded
     lost_keys: dict[str, str] = field(default_factory=dict)  # data key -> why it could not come back
+    notes: list[str] = field(default_factory=list)  # what a service's own recovery step did
 
     def lines(self) -> list[str]:
         s = self.service
@@ -98,6 +105,7 @@ class Recovered:
                 " be opened anywhere, as if shredded. Their cases, statuses and events are back. Keys: "
                 + "; ".join(f"{k} ({why})" for k, why in sorted(self.lost_keys.items()))
             )
+        out += [f"{s}: {note}" for note in self.notes]
         out.append(f"{s}: store verified: the fence is lifted (a running service notices within seconds)")
         return out
 
@@ -401,6 +409,77 @@ async def _same_key_manager(conn: Connection, keys: DataKeys, sample: int = 50) 
         )
 
 
+# The service's own recovery step: given the events put back and the report, in the same transaction.
+Rebuild = Callable[[Connection, list[str], Recovered], Awaitable[None]]
+
+
+def audit_log_rebuild(bootstrap: str, prefix: str, verifier: EventVerifier) -> Rebuild:
+    """The audit service's step: its log's entries after the restored log's last position up to the last
+    published checkpoint logged again in the order the order log records (services.audit.order), each
+    event's bytes from its source's topic (checked against its publisher's pinned key and the recorded
+    hash), the tree checked against the published checkpoints, then the audit service's own lost events
+    (services.audit.rebuild). RecoveryRefused if it cannot be: nothing is written."""
+
+    async def step(conn: Connection, texts: list[str], recovered: Recovered) -> None:
+        try:
+            try:
+                trust: audit_log.Trust | None = audit_log.configured_trust()
+            except audit_keys.KeyMissing:
+                trust = None
+            published_to = audit_keys.checkpoint_log()
+            ordered = audit_order.read(published_to) if published_to is not None else {}
+            held = await audit_log.log_size(conn)
+            entries = rebuild_log.wanted(ordered, held, rebuild_log.last_signed(trust))
+            found: dict[UUID, rebuild_log.Found] = {}
+            for text in texts:  # the audit service's own events, logged as it recorded them
+                found[UUID(json.loads(text)["event_id"])] = rebuild_log.Found(text.encode())
+            for source in sorted({entry.source for entry in entries} - {"audit"}):
+                for record in await read_topic(bootstrap, service_topic(source, prefix)):
+                    if record.value is None or not _genuine(verifier, record):
+                        continue
+                    headers = _headers(record)
+                    signature, key_id = headers.get(SIGNATURE_HEADER), headers.get(KEY_ID_HEADER)
+                    signed = (
+                        audit_log.EventSignature(signature, key_id, record.topic)
+                        if signature and key_id
+                        else None
+                    )
+                    event_id = UUID(json.loads(record.value)["event_id"])
+                    found[event_id] = rebuild_log.Found(record.value, signed)
+            rebuilt = await rebuild_log.rebuild(conn, entries, found, texts, trust)
+        except (rebuild_log.RebuildRefused, audit_order.OrderUnreadable) as refused:
+            raise RecoveryRefused(f"the audit log: {refused}") from refused
+        if rebuilt.entries:
+            sources = ", ".join(f"{n} of {source}" for source, n in sorted(rebuilt.by_source.items()))
+            recovered.notes.append(
+                f"the audit log held {rebuilt.held_before} entries; logged {rebuilt.entries} again at"
+                f" positions {rebuilt.held_before}-{rebuilt.held_before + rebuilt.entries - 1}, in the"
+                f" order the order log records, each the bytes its source's topic holds ({sources})"
+            )
+        else:
+            recovered.notes.append(f"the audit log held {rebuilt.held_before} entries; none to log again")
+        if rebuilt.checked is None:
+            recovered.notes.append(
+                "NOT CHECKED against a signed checkpoint: none is published (LEDER_AUDIT_CHECKPOINT_LOG,"
+                " LEDER_AUDIT_PUBLIC_KEY_FILE)"
+            )
+        else:
+            recovered.notes.append(
+                f"the rebuilt log matches every published checkpoint, the last of tree size {rebuilt.checked}"
+            )
+        if rebuilt.own_after:
+            recovered.notes.append(
+                f"logged after them {rebuilt.own_after} event{'s' if rebuilt.own_after > 1 else ''} of the"
+                " audit service's own, recorded after the last checkpoint"
+            )
+        recovered.notes.append(
+            "the other services' events logged after the last checkpoint are not in the log (their order"
+            " was signed by no checkpoint): run `leder audit reconcile` to log them, as for any gap"
+        )
+
+    return step
+
+
 async def recover(
     store: EventStore,
     consumers: Sequence[tuple[InboxConsumer[Any], str]],
@@ -408,9 +487,11 @@ async def recover(
     topic: str,
     verifier: EventVerifier,
     keys: DataKeys | None = None,
+    rebuild: Rebuild | None = None,
 ) -> Recovered:
     """Put back what `store` lost from `topic`; `consumers`: the service's consumers with their groups;
-    `keys`: the service's data keys (by default over the key manager of the environment)."""
+    `keys`: the service's data keys (by default over the key manager of the environment); `rebuild`:
+    the service's own step, given the events put back, in the same transaction (the audit log's)."""
     recovered = Recovered(store.source, topic, await store.last_sequence())
     texts = await lost_events(store, await read_topic(bootstrap, topic), verifier, recovered)
     handled: list[tuple[InboxConsumer[Any], list[ConsumerRecord]]] = []
@@ -430,6 +511,8 @@ async def recover(
                 topic,
                 last,
             )
+        if rebuild is not None:
+            await rebuild(conn, texts, recovered)
         for consumer, records in handled:
             recovered.handled[consumer.name] = await mark_handled(conn, consumer, records, verifier)
         data_keys = keys or for_service(store.source)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from events import Envelope
 from infra.db import Connection, connect_like
 from infra.inbox import Fork, Held
-from services.audit import keys, links, merkle, note, verifier
+from services.audit import keys, links, merkle, note, order, verifier
 
 _APPEND_LOCK = 27_182_818
 _ROOT = Path(__file__).resolve().parents[2]  # where `python -m services.audit.verifier` runs
@@ -317,8 +317,9 @@ def fingerprint(public_key: bytes) -> str:
 
 
 async def sign_checkpoint(conn: Connection) -> Checkpoint:
-    """Sign the tree head with the key from the file, publish it as a signed note to the checkpoint
-    log outside the database, then record it: KeyMissing if either is not configured."""
+    """Sign the tree head with the key from the file, publish the entries' order since the previous
+    checkpoint (services.audit.order) and the tree head as a signed note to the checkpoint log outside
+    the database, then record it: KeyMissing if either is not configured."""
     key = keys.signing_key()
     published_to = keys.checkpoint_log()
     if published_to is None:
@@ -331,6 +332,8 @@ async def sign_checkpoint(conn: Connection) -> Checkpoint:
         signature = key.sign(checkpoint_message(len(hashes), top, signed_at))
         checkpoint = Checkpoint(len(hashes), top, signed_at, signature, public_bytes(key))
         signed_note = note.signed(keys.origin(), len(hashes), top, key, checkpoint.public_key)
+        # The order the checkpoint commits to, outside the database too: what rebuilds a restored log.
+        await order.publish(conn, published_to, len(hashes))
         await asyncio.to_thread(keys.publish, published_to, signed_note)
         await conn.execute(
             "INSERT INTO checkpoints VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",

@@ -36,6 +36,7 @@ from infra.settings import database_url_for
 from leder import cli
 from leder.people import NewPeople
 from services.allocation.app import definition as allocation_service
+from services.audit import log as audit_log_module
 from services.audit.app import definition as audit_service
 from services.notification import handlers as notification_handlers
 from services.notification.app import definition as notification_service
@@ -335,3 +336,137 @@ def all_logged_now(n: RunningService, audit: RunningService) -> Any:
         return await logged(audit) == await stored(n)
 
     return check
+
+
+async def audit_log(audit: RunningService) -> list[tuple[int, str, str, bytes]]:
+    rows = await audit.runtime.pool.fetch(
+        "SELECT position, source, event_id::text, leaf_hash FROM audit_log ORDER BY position"
+    )
+    return [(r["position"], r["source"], r["event_id"], bytes(r["leaf_hash"])) for r in rows]
+
+
+async def audit_published(audit: RunningService) -> bool:
+    """The audit service's relay published every event its store holds."""
+    last = await audit.runtime.store.last_sequence()
+    through = await audit.runtime.pool.fetchval("SELECT max(published_through) FROM relay_position")
+    return bool(last) and through == last
+
+
+async def read_history(audit: RunningService, case_id: str) -> None:
+    """The IG officer reads a case's history: an AuditLogRead of the audit service's own, logged too."""
+    answer = await audit.client.get(
+        f"/audit/cases/{case_id}/history", headers=audit.headers("ig_officer", "iris")
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_a_restored_audit_log_is_rebuilt_in_its_order_and_checked_against_its_checkpoint(
+    pg_server_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    key_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The audit service's database restored from a backup: its log lost the entries logged since, in
+    the order they arrived, which the checkpoint signed since commits to. It fences itself; `leder
+    recover audit` puts its own lost events back from its topic, logs the lost entries again in the
+    order the checkpoint published beside it (the order log), each the bytes of its source's topic,
+    and checks the tree against the last published checkpoint: the log is the one that was, and
+    verifies."""
+    names = {s: f"leder_test_{uuid4().hex[:12]}" for s in ("notification", "audit", "backup")}
+    urls = {s: database_url_for(pg_server_url, name) for s, name in names.items()}
+    for service in ("notification", "audit"):
+        await db.ensure_database(urls[service])
+
+    def audit_running() -> Any:
+        return running_service(audit_service, urls["audit"], kafka_bootstrap, topic_prefix)
+
+    try:
+        keys = DataKeys(LocalKeyFile(key_file), "notification")
+        async with running_service(
+            notification_service, urls["notification"], kafka_bootstrap, topic_prefix, keys
+        ) as n:
+            people = NewPeople()
+            cases = [(await notify(n, people.notification()))["case_id"] for _ in range(2)]
+            async with audit_running() as audit:
+                await eventually(all_logged_now(n, audit), timeout=60)
+                await read_history(audit, cases[0])
+                async with audit.runtime.pool.acquire() as conn:
+                    await audit_log_module.sign_checkpoint(conn)
+                await eventually(lambda: audit_published(audit), timeout=30)
+                at_backup = await audit_log(audit)
+            # The backup.
+            await copy_database(pg_server_url, names["audit"], names["backup"])
+
+            async with audit_running() as audit:
+                for _ in range(3):
+                    cases.append((await notify(n, people.notification()))["case_id"])
+                await eventually(all_logged_now(n, audit), timeout=60)
+                await read_history(audit, cases[-1])
+                async with audit.runtime.pool.acquire() as conn:
+                    signed = await audit_log_module.sign_checkpoint(conn)
+                # A read after the checkpoint: an event of the audit service's own, its order signed by
+                # nothing, logged after the signed entries.
+                await read_history(audit, cases[0])
+                await eventually(lambda: audit_published(audit), timeout=30)
+                history = await audit_log(audit)
+                assert signed.tree_size == len(history) - 1 > len(at_backup)
+                assert history[-1][1] == "audit"
+                assert {source for _, source, _, _ in history[len(at_backup) :]} == {"notification", "audit"}
+
+            # The restore.
+            await db.drop_database(urls["audit"])
+            await copy_database(pg_server_url, names["backup"], names["audit"])
+
+            async with audit_running() as audit:
+
+                async def fenced() -> dict[str, Any] | None:
+                    store = (await audit.client.get("/readyz")).json()["checks"]["store"]
+                    return store if store["compared"] and not store["ok"] else None
+
+                check = await eventually(fenced, timeout=30)
+                assert check is not None and "leder recover audit" in check["reason"]
+                assert await audit_log(audit) == at_backup
+
+                monkeypatch.setenv("LEDER_AUDIT_DATABASE_URL", urls["audit"])
+                monkeypatch.setenv("LEDER_KAFKA_BOOTSTRAP", kafka_bootstrap)
+                monkeypatch.setenv("LEDER_TOPIC_PREFIX", topic_prefix)
+                printed = io.StringIO()
+                with redirect_stdout(printed):
+                    status = await asyncio.to_thread(cli.main, ["recover", "audit"])
+                said = printed.getvalue()
+                assert status == 0, said
+                lost = signed.tree_size - len(at_backup)
+                assert (
+                    f"the audit log held {len(at_backup)} entries; logged {lost} again at positions"
+                    f" {len(at_backup)}-{signed.tree_size - 1}"
+                ) in said
+                assert "logged after them 1 event of the audit service's own" in said
+                assert f"matches every published checkpoint, the last of tree size {signed.tree_size}" in said
+                assert "leder audit reconcile" in said
+
+                async def clear() -> bool:
+                    return bool((await audit.client.get("/readyz")).json()["checks"]["store"]["ok"])
+
+                await eventually(clear, timeout=30)
+                # Every entry once, in its original order, with its bytes: the same tree.
+                assert await audit_log(audit) == history
+                signatures = await audit.runtime.pool.fetchval(
+                    "SELECT count(*) FROM audit_log WHERE source = 'notification' AND event_signature IS NULL"
+                )
+                assert signatures == 0
+                ig = audit.headers("ig_officer")
+                verification = await audit.client.get("/audit/verification", headers=ig)
+                assert verification.json()["ok"] is True, verification.text
+                assert (await audit.client.get("/audit/gaps", headers=ig)).json() == {"gaps": {}}
+                forks = (await audit.client.get("/audit/forks", headers=ig)).json()
+                assert forks["open"] == 0 and forks["forks"] == []
+                # The consumers carry on from where the lost database had got to: the next event is
+                # logged after the rebuilt entries, once.
+                cases.append((await notify(n, people.notification()))["case_id"])
+                await eventually(all_logged_now(n, audit), timeout=60)
+                assert (await audit_log(audit))[: len(history)] == history
+                assert (await audit.client.get("/audit/gaps", headers=ig)).json() == {"gaps": {}}
+    finally:
+        for url in urls.values():
+            await db.drop_database(url)
