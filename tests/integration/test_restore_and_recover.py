@@ -16,9 +16,10 @@ event once, verifies, and shows no fork."""
 
 import asyncio
 import io
+import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, redirect_stdout
+from contextlib import AsyncExitStack, asynccontextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -38,6 +39,7 @@ from leder.people import NewPeople
 from services.allocation.app import definition as allocation_service
 from services.audit import log as audit_log_module
 from services.audit.app import definition as audit_service
+from services.audit.order import order_log
 from services.notification import handlers as notification_handlers
 from services.notification.app import definition as notification_service
 from tests.support.service import RunningService, running_service
@@ -365,6 +367,7 @@ async def test_a_restored_audit_log_is_rebuilt_in_its_order_and_checked_against_
     kafka_bootstrap: str,
     topic_prefix: str,
     key_file: Path,
+    audit_checkpoint_log: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The audit service's database restored from a backup: its log lost the entries logged since, in
@@ -431,6 +434,28 @@ async def test_a_restored_audit_log_is_rebuilt_in_its_order_and_checked_against_
                 monkeypatch.setenv("LEDER_AUDIT_DATABASE_URL", urls["audit"])
                 monkeypatch.setenv("LEDER_KAFKA_BOOTSTRAP", kafka_bootstrap)
                 monkeypatch.setenv("LEDER_TOPIC_PREFIX", topic_prefix)
+                # An order log with two lost entries swapped (each line still true of its event): the
+                # rebuilt tree is not the signed one, and recovery refuses, writing nothing.
+                order_file = order_log(audit_checkpoint_log)
+                kept_order = order_file.read_text()
+                lines = kept_order.splitlines()
+                lost_lines = [
+                    i for i, line in enumerate(lines) if json.loads(line)["position"] >= len(at_backup)
+                ]
+                first, second = lost_lines[:2]
+                one, other = json.loads(lines[first]), json.loads(lines[second])
+                one["position"], other["position"] = other["position"], one["position"]
+                lines[first], lines[second] = json.dumps(one), json.dumps(other)
+                order_file.write_text("\n".join(lines) + "\n")
+                errors = io.StringIO()
+                with redirect_stderr(errors):
+                    refused = await asyncio.to_thread(cli.main, ["recover", "audit"])
+                assert refused == 1
+                assert "does not match the published checkpoint" in errors.getvalue(), errors.getvalue()
+                assert await audit_log(audit) == at_backup
+                assert (await audit.client.get("/readyz")).json()["checks"]["store"]["ok"] is False
+                order_file.write_text(kept_order)
+
                 printed = io.StringIO()
                 with redirect_stdout(printed):
                     status = await asyncio.to_thread(cli.main, ["recover", "audit"])
