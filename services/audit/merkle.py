@@ -103,21 +103,7 @@ def verify_inclusion(
     """RFC 9162, 2.1.3.2."""
     if index >= tree_size:
         return False
-    fn, sn, r = index, tree_size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn & 1 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == expected_root
+    return _walk_up(index, tree_size, leaf, proof) == expected_root
 
 
 def verify_consistency(
@@ -324,8 +310,19 @@ def consistency_ranges(first: int, n: int) -> list[tuple[int, int]]:
 def root_from_inclusion(index: int, tree_size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root an inclusion proof leads to (RFC 9162 2.1.3.2's walk up): a proof built from the tree
     gives that tree's root in a few dozen hashes, without reading the rest of the tree."""
+    walked = _walk_up(index, tree_size, leaf, proof)
+    if walked is None:
+        raise ValueError(f"not an inclusion proof of entry {index} in a tree of {tree_size}")
+    return walked
+
+
+def _walk_up(index: int, tree_size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes | None:
+    """RFC 9162 2.1.3.2's walk from a leaf up its proof: the root it reaches, or None for a proof of
+    the wrong length for the entry and the tree."""
     fn, sn, r = index, tree_size - 1, leaf
     for p in proof:
+        if sn == 0:
+            return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
@@ -336,4 +333,4 @@ def root_from_inclusion(index: int, tree_size: int, leaf: bytes, proof: Sequence
             r = node_hash(r, p)
         fn >>= 1
         sn >>= 1
-    return r
+    return r if sn == 0 else None
