@@ -35,7 +35,7 @@ from events.review import (
     SafeguardingReferralMade,
 )
 from events.topics import service_topic
-from infra import aggregates, db, kafka
+from infra import db, kafka
 from infra.eventstore import ConcurrencyError, Context, EventStore
 from infra.inbox import Delivery, InboxConsumer
 from infra.relay import OutboxRelay
@@ -553,9 +553,7 @@ async def _qa(world: World, rng: random.Random, case_id: UUID, approve: bool) ->
         return governance_domain.decide_qa(c, panel_id, approve, rating, themes, comments, today)
 
     await _retrying(
-        lambda: aggregates.change(
-            store, str(case_id), governance_domain.evolve_case, decide, Context(PANEL), case_id=case_id
-        )
+        lambda: governance.cases(store).change(str(case_id), decide, Context(PANEL), case_id=case_id)
     )
     await world.settle()
 
@@ -573,20 +571,12 @@ async def _action(world: World, rng: random.Random, case_id: UUID) -> None:
     )  # fmt: skip
     stream = governance.action_stream(action_id)
     for _ in range(rng.randint(0, 2)):
-        await aggregates.change(
-            store,
-            stream,
-            governance_domain.evolve_action,
-            lambda a: governance_domain.decide_progress(a, "half the ward trained"),
-            context,
+        await governance.actions(store).change(
+            stream, lambda a: governance_domain.decide_progress(a, "half the ward trained"), context
         )
     if rng.random() < 0.6:
-        await aggregates.change(
-            store,
-            stream,
-            governance_domain.evolve_action,
-            lambda a: governance_domain.decide_completion(a, "training register", today),
-            context,
+        await governance.actions(store).change(
+            stream, lambda a: governance_domain.decide_completion(a, "training register", today), context
         )
 
 
@@ -601,10 +591,8 @@ async def _view_personal_details(world: World, case_id: UUID, reason: str) -> No
 
 
 async def _reopen(world: World, case_id: UUID) -> None:
-    await aggregates.change(
-        world.store("governance"),
+    await governance.cases(world.store("governance")).change(
         str(case_id),
-        governance_domain.evolve_case,
         lambda c: governance_domain.decide_reopen(c, "new information from the coroner"),
         Context(LAC),
         case_id=case_id,

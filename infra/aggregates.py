@@ -90,32 +90,3 @@ class Repository(Generic[S]):
     async def _missing(self, stream_id: str, conn: Transaction) -> Exception:
         made = self.not_found(stream_id, conn)
         return await made if inspect.isawaitable(made) else made
-
-
-# The repository's operations as free functions, for callers that have a store and an evolve at hand
-# and want StreamNotFound for a missing stream.
-
-
-async def load(
-    store: EventLog,
-    stream_id: str,
-    evolve: Callable[[S | None, EventPayload], S | None],
-    *,
-    conn: Transaction | None = None,
-) -> tuple[S | None, int]:
-    """The stream's state and version, read in `conn`'s transaction if given."""
-    return await Repository(store, evolve).find(stream_id, conn=conn)
-
-
-async def change(
-    store: EventLog,
-    stream_id: str,
-    evolve: Callable[[S | None, EventPayload], S | None],
-    decide: Callable[[S], Sequence[EventPayload]],
-    context: Context,
-    *,
-    case_id: UUID | None = None,
-    conn: Transaction | None = None,
-) -> list[EventPayload]:
-    """Repository.change, raising StreamNotFound for a stream with no state."""
-    return await Repository(store, evolve).change(stream_id, decide, context, case_id=case_id, conn=conn)

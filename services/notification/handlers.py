@@ -10,7 +10,7 @@ import asyncpg
 
 from events import Actor, EventPayload
 from events.partner import PartnerNotification
-from infra import aggregates
+from infra.aggregates import Repository
 from infra.db import Connection
 from infra.eventstore import ConcurrencyError, Context, EventLog, EventStore, Transaction
 from infra.sealing import seal as seal_bytes
@@ -237,11 +237,26 @@ class CaseNotFound(Exception):
     pass
 
 
+def _case_not_found(stream_id: str, _: Transaction) -> Exception:
+    return CaseNotFound(stream_id)
+
+
+def cases(store: EventLog) -> Repository[domain.Case]:
+    """A case, on its own stream."""
+    return Repository(store, domain.evolve, _case_not_found)
+
+
+def non_cases(store: EventLog) -> Repository[domain.NonCaseNotification]:
+    """A notification that opened no case, on a stream of its own (domain.non_case_stream)."""
+    return Repository(store, domain.evolve_non_case)
+
+
+# The case's load and change by id, for callers outside the handlers (the API, the consumers, the
+# benches).
+
+
 async def load_case(store: EventLog, conn: Transaction, case_id: UUID) -> tuple[domain.Case, int]:
-    state, version = await aggregates.load(store, str(case_id), domain.evolve, conn=conn)
-    if state is None:
-        raise CaseNotFound(str(case_id))
-    return state, version
+    return await cases(store).load(str(case_id), conn=conn)
 
 
 Decision = Callable[[domain.Case], Sequence[EventPayload]]
@@ -251,12 +266,7 @@ async def change_case(
     store: EventStore, case_id: UUID, decide: Decision, context: Context, conn: Connection | None = None
 ) -> list[EventPayload]:
     """Load the case, decide, append with the version read (a concurrent change is a 409)."""
-    try:
-        return await aggregates.change(
-            store, str(case_id), domain.evolve, decide, context, case_id=case_id, conn=conn
-        )
-    except aggregates.StreamNotFound as missing:
-        raise CaseNotFound(str(case_id)) from missing
+    return await cases(store).change(str(case_id), decide, context, case_id=case_id, conn=conn)
 
 
 READ_RETRIES = 5
@@ -385,7 +395,7 @@ async def destroy_non_case_notification(
     stream, then its key destroyed, in one transaction."""
     stream_id = domain.non_case_stream(notification_id)
     async with store.transaction() as conn:
-        state, version = await aggregates.load(store, stream_id, domain.evolve_non_case, conn=conn)
+        state, version = await non_cases(store).find(stream_id, conn=conn)
         if state is None:
             return False
         events = domain.decide_non_case_destruction(state, retention_days)

@@ -176,9 +176,9 @@ async def test_read_all_pages_by_sequence(log: EventLog) -> None:
 
 
 async def test_a_command_that_loses_a_race_is_decided_again_on_the_new_state(log: EventLog) -> None:
-    """infra.aggregates.change: when another writer (a scheduler's milestone, say) lands between the
-    command's read and its append, the command is decided again on the new state and lands after it;
-    a rule that the new state breaks refuses it, writing nothing."""
+    """infra.aggregates.Repository.change: when another writer (a scheduler's milestone, say) lands
+    between the command's read and its append, the command is decided again on the new state and
+    lands after it; a rule that the new state breaks refuses it, writing nothing."""
     from infra import aggregates
 
     def evolve(count: int | None, event: object) -> int:
@@ -201,7 +201,7 @@ async def test_a_command_that_loses_a_race_is_decided_again_on_the_new_state(log
 
     await log.append("race", 0, [NoteRecorded(text="opened")], CTX)
     racing: Any = twin(log)(SchedulerGetsThereFirst)
-    await aggregates.change(racing, "race", evolve, note, CTX)
+    await aggregates.Repository(racing, evolve).change("race", note, CTX)
     assert seen == [1, 2]  # decided on one event, then again on two
     assert [e.data["text"] for e in await log.read_stream("race")] == ["opened", "milestone", "after 2"]
 
@@ -212,7 +212,7 @@ async def test_a_command_that_loses_a_race_is_decided_again_on_the_new_state(log
 
     racing.interruptions = 1
     with pytest.raises(ValueError):
-        await aggregates.change(racing, "race", evolve, at_most_three, CTX)
+        await aggregates.Repository(racing, evolve).change("race", at_most_three, CTX)
     assert [e.data["text"] for e in await log.read_stream("race")][-1] == "milestone"
     assert len(await log.read_stream("race")) == 4
 

@@ -116,7 +116,7 @@ async def test_a_decision_refused_writes_nothing_and_an_unknown_review_is_not_fo
 
 async def test_deadline_milestones_are_recorded_once_each_even_by_two_schedulers_at_once() -> None:
     """Two scheduler passes at once: the loser of the race is decided again on the new state
-    (infra.aggregates.change) and finds nothing left to record."""
+    (infra.aggregates.Repository.change) and finds nothing left to record."""
     store = MemoryEventStore("review")
     case_id = uuid4()
     await _allocate(store, allocated(case_id, "reviewer-1"))
