@@ -18,7 +18,7 @@ test: $(BIN)/leder  ## lint, type-check and run every test on a real PostgreSQL 
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations=25
 
 test-fast: $(BIN)/leder  ## unit tests, and the event store contract and handler tests on the in-memory store: no database, no broker, under a minute
 	$(BIN)/python -m pytest tests/unit tests/integration/test_event_store.py -m "fast or not eventstore" -q
