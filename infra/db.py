@@ -15,6 +15,19 @@ else:
 
 PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
 
+# The database cannot be reached, or dropped the connection mid-command (a restart, a failover): the
+# command's transaction did not commit, or its outcome is unknown to the client (a COMMIT the server
+# carried out but could not answer). EventStore.transaction finds out which for its appends.
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    # A pooled connection the restart left mid-operation ("cannot switch to state 15; another operation
+    # is in progress", seen under the PostgreSQL restart fault test).
+    asyncpg.exceptions._base.InternalClientError,
+)
+
 # Migrations of concurrent starters (several instances of a service) must not interleave.
 _MIGRATION_LOCK = 73_011_974
 

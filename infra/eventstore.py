@@ -10,6 +10,7 @@ infra.memory_store.MemoryEventStore its in-memory one (tests/integration/test_ev
 contract against both).
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from events import Actor, Envelope, EventPayload
 from events.text import TEXT_CHECKED
 from infra.clock import Clock, system_clock
-from infra.db import Connection
+from infra.db import CONNECTION_LOST, Connection
 from infra.domain import DomainError
 from infra.logging import get_logger
 
@@ -56,7 +57,7 @@ WITH current AS (
 )
 SELECT (SELECT base + 1 FROM allocated) AS first, (SELECT version FROM current) AS version,
        (SELECT count(*) FROM inserted) AS inserted,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified, txid_current() AS txid
 """
 
 # The same for one event.
@@ -79,7 +80,7 @@ WITH current AS (
 )
 SELECT (SELECT sequence FROM allocated) AS first, (SELECT version FROM current) AS version,
        (SELECT count(*) FROM inserted) AS inserted,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified, txid_current() AS txid
 """
 
 
@@ -243,11 +244,44 @@ class EventStore:
         self.epoch: str | None = None
         # Why the store may record nothing (restored from a backup, not yet recovered), or None.
         self.fenced_because: str | None = None
+        # The ids of the database transactions that appended in each open transaction(), by connection.
+        self._txids: dict[int, list[int]] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        """A transaction whose appends are never reported lost when they were not: should the
+        connection drop after COMMIT was sent (a database restart, a failover), the store asks the
+        database whether the transaction committed before it lets the error go to the caller."""
+        async with self.pool.acquire() as conn:
+            txids: list[int] = []
+            self._txids[id(conn)] = txids
+            try:
+                async with conn.transaction():
+                    yield conn
+            except CONNECTION_LOST as exc:
+                if not txids or not await self._committed(txids[-1]):
+                    raise
+                log.warning("commit_confirmed_after_connection_lost", txid=txids[-1], error=repr(exc))
+            finally:
+                del self._txids[id(conn)]
+
+    async def _committed(self, txid: int, *, wait: float = 5.0) -> bool:
+        """Whether transaction `txid` committed, asked on a new connection once the database answers
+        again (txid_status is PostgreSQL's answer to exactly this question). False if it did not, or if
+        the database cannot say within `wait` seconds: then the caller hears the outcome is unknown."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    status = await conn.fetchval("SELECT txid_status($1)", txid)
+                if status != "in progress":  # its backend may not have noticed the lost client yet
+                    return bool(status == "committed")
+            except CONNECTION_LOST:
+                pass
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
 
     async def append(
         self,
@@ -368,6 +402,8 @@ class EventStore:
         if row["first"] is None:
             raise ConcurrencyError(stream_id, expected_version, row["version"])
         first = row["first"]
+        if (txids := self._txids.get(id(conn))) is not None:
+            txids.append(row["txid"])
         envelopes = [d.model_copy(update={"source_sequence": first + i}) for i, d in enumerate(drafts)]
         last = first + len(envelopes) - 1
         log.info(

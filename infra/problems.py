@@ -11,24 +11,12 @@ from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.auth import Forbidden, Unauthenticated
+from infra.db import CONNECTION_LOST
 from infra.domain import DomainError
 from infra.eventstore import ConcurrencyError
 from infra.logging import get_logger
 
 log = get_logger(__name__)
-
-# The database cannot be reached, or dropped the connection mid-command (a restart, a failover): the
-# command's transaction did not commit, or its outcome is unknown; either way the caller should try
-# again shortly, which a 503 with Retry-After says (a 500 would say the request itself is at fault).
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    ConnectionError,
-    # A pooled connection the restart left mid-operation ("cannot switch to state 15; another operation
-    # is in progress", seen under the PostgreSQL restart fault test): its command did not commit.
-    asyncpg.exceptions._base.InternalClientError,
-)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -198,7 +186,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = "1"
         return response
 
-    for error in DATABASE_UNAVAILABLE:
+    # Whatever a lost database left unknown, the caller should try again shortly, which a 503 with
+    # Retry-After says (a 500 would say the request itself is at fault).
+    for error in CONNECTION_LOST:
         app.add_exception_handler(error, database_unavailable)
 
     @app.exception_handler(StarletteHTTPException)

@@ -143,7 +143,9 @@ async def notify(
             "1 field error(s)",
             errors=[{"field": "notifier.organisation", "type": theirs.code, "message": theirs.detail}],
         ) from theirs
-    async with store.pool.acquire() as conn:
+    # The store's transaction, not a bare connection: should its COMMIT go unanswered, the store finds
+    # out whether it happened rather than tell the partner to send again what is recorded.
+    async with store.transaction() as conn:
         result = await handlers.take_notification(store, conn, notification, context)
     if not result.created:
         response.status_code = 200
