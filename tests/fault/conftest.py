@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,9 +124,10 @@ class System:
         return self.stack.postgres
 
 
-@pytest.fixture(scope="package")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    folder = tmp_path_factory.mktemp("fault-system")
+@contextmanager
+def running_system(folder: Path, *, instances: int = 1) -> Iterator[System]:
+    """The system on the embedded stack in `folder`, `instances` of each service (`leder up
+    --instances`); the System's urls are the first instance's of each, as the web application uses."""
     # The embedded stack, whatever servers the rest of the test run uses: these tests kill and pause them.
     environ = {
         k: v
@@ -138,15 +140,17 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         "LEDER_EMBEDDED_PG_PORT": str(free_port()),
         "LEDER_EMBEDDED_KAFKA_PORT": str(free_port()),
     }
+    names = [service if k == 1 else f"{service}-{k}" for service in SERVICES for k in range(1, instances + 1)]
     ports: dict[str, int] = {}
-    while len(set(ports.values())) < len(SERVICES):
-        ports = {service: free_port() for service in SERVICES}
-    stack = Stack(folder, environ=environ, ports=ports, durable=False)
+    while len(set(ports.values())) < len(names):
+        ports = {name: free_port() for name in names}
+    stack = Stack(folder, environ=environ, ports=ports, durable=False, instances=instances)
     try:
-        urls = stack.start()
+        started = stack.start()
+        assert sorted(started) == sorted(names), started
         assert stack.postgres is not None and stack.broker is not None
         yield System(
-            urls=urls,
+            urls={service: started[service] for service in SERVICES},
             issuer=issuer_of(folder),
             bootstrap=stack.broker.bootstrap,
             database_url=stack.postgres.url,
@@ -159,3 +163,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             # A test that failed between pause and resume must not leave a stopped broker behind.
             stack.broker.process.send_signal(signal.SIGCONT)
         stack.stop()
+
+
+@pytest.fixture(scope="package")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with running_system(tmp_path_factory.mktemp("fault-system")) as running:
+        yield running

@@ -8,18 +8,14 @@ Its own system (not the package's one-instance system): two instances of each of
 the embedded stack."""
 
 import asyncio
-import os
 import random
-import signal
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from events.topics import SERVICES
-from infra.embedded import free_port
-from leder.stack import Stack
-from tests.fault.conftest import FAULT_ENV, System
+from tests.fault.conftest import System, running_system
 from tests.fault.support import (
     Allocations,
     Stopwatch,
@@ -39,7 +35,6 @@ from tests.fault.support import (
     wait_for_outcomes,
     wait_until_allocation_has,
 )
-from tests.support.tokens import issuer_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 SEED = 18_005
@@ -52,42 +47,10 @@ INSTANCES = 2
 
 @pytest.fixture(scope="module")
 def two_of_each(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    folder = tmp_path_factory.mktemp("two-instances")
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("LEDER_DATABASE_URL", "LEDER_KAFKA_BOOTSTRAP") and not k.endswith("_DATABASE_URL")
-    }
-    environ |= FAULT_ENV | {
-        "LEDER_HOME": str(folder),
-        "LEDER_TOPIC_PREFIX": "",
-        "LEDER_EMBEDDED_PG_PORT": str(free_port()),
-        "LEDER_EMBEDDED_KAFKA_PORT": str(free_port()),
-    }
-    names = [service if k == 1 else f"{service}-{k}" for service in SERVICES for k in range(1, INSTANCES + 1)]
-    ports: dict[str, int] = {}
-    while len(set(ports.values())) < len(names):
-        ports = {name: free_port() for name in names}
-    stack = Stack(folder, environ=environ, ports=ports, durable=False, instances=INSTANCES)
-    try:
-        started = stack.start()
-        assert sorted(started) == sorted(names), started
-        assert stack.postgres is not None and stack.broker is not None
-        yield System(
-            # The first instance of each: what the web application would use. A test that kills one
-            # points its service at the survivor, as a load balancer would take the dead one out.
-            urls={service: started[service] for service in SERVICES},
-            issuer=issuer_of(folder),
-            bootstrap=stack.broker.bootstrap,
-            database_url=stack.postgres.url,
-            prefix="",
-            folder=folder,
-            stack=stack,
-        )
-    finally:
-        if stack.broker and stack.broker.process and stack.broker.process.poll() is None:
-            stack.broker.process.send_signal(signal.SIGCONT)
-        stack.stop()
+    """A test that kills an instance points its service at the survivor, as a load balancer would take
+    the dead one out."""
+    with running_system(tmp_path_factory.mktemp("two-instances"), instances=INSTANCES) as running:
+        yield running
 
 
 async def test_kill_9_one_of_two_instances_of_each_service(two_of_each: System) -> None:
