@@ -288,10 +288,27 @@ class OutOfOrder(Exception):
     consumer's group is then reset and the earlier event comes, so the message is retried."""
 
 
+# The last record's envelope and the bytes it was read from: a consumer asks a record's order and then
+# parses it, and the second read of the same bytes is then not made again. The bytes are held, so an
+# identical object is the same record (an envelope is frozen).
+_last_read: tuple[bytes, Envelope] | None = None
+
+
+def read_envelope(raw: bytes) -> Envelope:
+    """`Envelope.from_bytes(raw)`, read once however often a record is asked for."""
+    global _last_read
+    last = _last_read
+    if last is not None and last[0] is raw:
+        return last[1]
+    envelope = Envelope.from_bytes(raw)
+    _last_read = (raw, envelope)
+    return envelope
+
+
 def envelope_order(raw: bytes) -> tuple[str, int] | None:
     """The stream and version an envelope has, even when its payload is not valid."""
     try:
-        envelope = Envelope.from_bytes(raw)
+        envelope = read_envelope(raw)
     except ValidationError:
         return None
     return f"{envelope.source}/{envelope.stream_id}", envelope.stream_version
@@ -300,7 +317,7 @@ def envelope_order(raw: bytes) -> tuple[str, int] | None:
 def parse_envelope(raw: bytes) -> Envelope:
     """The default parser: an event envelope whose payload is a known, valid event."""
     try:
-        envelope = Envelope.from_bytes(raw)
+        envelope = read_envelope(raw)
         envelope.payload()
     except ValidationError as exc:
         raise Unprocessable(validation_reasons(exc)) from exc
@@ -310,6 +327,13 @@ def parse_envelope(raw: bytes) -> Envelope:
         ) from exc
     return envelope
 
+
+class _HandleAlone(Exception):
+    """A batch that is not applied together: rolled back, and each of its messages handled alone."""
+
+
+# A message ready to apply: the message, its id, where it came from, its stream and version, its bytes.
+_Ready = tuple[T, str, Delivery, tuple[str, int] | None, bytes]
 
 Apply = Callable[[Connection, T, Delivery], Awaitable[None]]
 # What goes to the DLQ in place of a message's bytes: a service whose messages carry personal data
@@ -457,7 +481,7 @@ class InboxConsumer(Generic[T]):
         handled alone (a refusal, a fork, one out of order, one that fails verification or parsing)."""
         if any(self._tried(delivery) for _, delivery in batch):
             return None  # a message that failed before is tried alone, its tries counted
-        ready = []
+        ready: list[_Ready[T]] = []
         for raw, delivery in batch:
             try:
                 if self.verify is not None:
@@ -473,15 +497,22 @@ class InboxConsumer(Generic[T]):
                 # What /readyz names while the batch does not return: each partition's first record.
                 firsts[delivery.partition] = self._attempt(delivery, count=False)
         handled: list[bool] = []
+        applying: list[int] = []  # the index of the message being applied, once the inbox is written
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                for r in ready:
-                    handled.append(await self._apply_in(conn, *r))
+                handled = await self._record_together(conn, ready)
+                for i, (r, first_time) in enumerate(zip(ready, handled, strict=True)):
+                    if first_time:
+                        applying[:] = [i]
+                        await self.apply(conn, r[0], r[2])
+        except _HandleAlone:
+            return None  # rolled back: a duplicate id, a fork, an event out of order, handled alone
         except Exception as exc:
             if not is_transient(exc):
-                # The message that failed: this was one of its tries (it is tried alone from now).
-                failed = self._attempt(ready[len(handled)][2])
-                failed.last_error, failed.running = describe_error(exc), False
+                if applying:
+                    # The message that failed: this was one of its tries (it is tried alone from now).
+                    failed = self._attempt(ready[applying[0]][2])
+                    failed.last_error, failed.running = describe_error(exc), False
                 log.info("inbox_batch_split", consumer=self.name, size=len(batch), error=repr(exc))
                 return None
             # The database or the service itself, not the messages: the whole batch, later.
@@ -703,6 +734,83 @@ class InboxConsumer(Generic[T]):
             other_hash=fork.other.content_hash,
         )
         await self.dead_letter(raw, delivery, fork, order)
+
+    async def _record_together(self, conn: Connection, ready: Sequence[_Ready[T]]) -> list[bool]:
+        """The batch recorded in the inbox in `conn`'s transaction, as `_apply_in` records each message
+        before applying it, in three statements whatever its size: the streams' last versions read
+        (and locked) at once, what each message is decided in Python, and every row written at once.
+        Which messages to apply (False: a duplicate). Raises _HandleAlone (the caller rolls back and
+        hands each message to `handle`) for anything but a message to apply or a plain redelivery: an
+        id twice in the batch, a stream version met again, a fork, an event out of order."""
+        if len({message_id for _, message_id, _, _, _ in ready}) != len(ready):
+            raise _HandleAlone
+        streams = sorted({order[0] for _, _, _, order, _ in ready if order is not None})
+        last: dict[str, int] = {}
+        if streams:
+            # Locked in one order by every transaction, so two consumers of one name cannot deadlock.
+            rows = await conn.fetch(
+                "SELECT stream, last_version FROM inbox_streams WHERE consumer = $1"
+                " AND stream = any($2::text[]) ORDER BY stream FOR UPDATE",
+                self.name,
+                streams,
+            )
+            last = {row["stream"]: row["last_version"] for row in rows}
+        advanced: dict[str, int] = {}  # stream -> the version this batch takes it to
+        versions: list[tuple[str, int, str, str]] = []
+        apply: list[bool] = []
+        for _, message_id, _, order, raw in ready:
+            if order is None:
+                apply.append(True)
+                continue
+            stream, version = order
+            at = advanced.get(stream, last.get(stream, 0))
+            if version <= at and stream in advanced:
+                raise _HandleAlone  # a version this batch has just passed: decided alone
+            incoming = Held(message_id, content_hash(raw))
+            held = await self._held_at(conn, stream, version, message_id) if version <= at else None
+            decision = stream_decision(version, at, held, incoming)
+            if decision != "apply" and decision != "duplicate":
+                raise _HandleAlone  # a fork or an event out of order: recorded or waited for alone
+            apply.append(decision == "apply")
+            if decision == "apply":
+                advanced[stream] = version
+                versions.append((stream, version, message_id, incoming.content_hash or ""))
+        recorded = [r for r, a in zip(ready, apply, strict=True) if a]
+        if not recorded:
+            return apply
+        # The streams advanced, their versions and the messages recorded, in one round trip.
+        inserted = await conn.fetch(
+            "WITH streams AS (INSERT INTO inbox_streams (consumer, stream, last_version)"
+            "   SELECT $1, s, v FROM unnest($6::text[], $7::int[]) AS t(s, v)"
+            "   ON CONFLICT (consumer, stream) DO UPDATE SET last_version = EXCLUDED.last_version),"
+            " versions AS (INSERT INTO inbox_versions"
+            "   (consumer, stream, stream_version, event_id, content_hash)"
+            "   SELECT $1, s, v, e, h FROM unnest($8::text[], $9::int[], $10::text[], $11::text[])"
+            "     AS t(s, v, e, h) ON CONFLICT DO NOTHING)"
+            " INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
+            " SELECT $1, m, t, p, o FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[])"
+            "   AS u(m, t, p, o) ON CONFLICT DO NOTHING RETURNING message_id",
+            self.name,
+            [message_id for _, message_id, _, _, _ in recorded],
+            [delivery.topic for _, _, delivery, _, _ in recorded],
+            [delivery.partition for _, _, delivery, _, _ in recorded],
+            [delivery.offset for _, _, delivery, _, _ in recorded],
+            list(advanced),
+            list(advanced.values()),
+            [stream for stream, _, _, _ in versions],
+            [version for _, version, _, _ in versions],
+            [event_id for _, _, event_id, _ in versions],
+            [digest for _, _, _, digest in versions],
+        )
+        first_time = {row["message_id"] for row in inserted}
+        for i, (_, message_id, _, order, _) in enumerate(ready):
+            if apply[i] and message_id not in first_time:
+                if order is not None:
+                    # The next version of its stream, but an event id applied before elsewhere: a
+                    # fork, recorded when the message is handled alone.
+                    raise _HandleAlone
+                apply[i] = False  # applied before: a duplicate
+        return apply
 
     async def _apply_once(
         self,

@@ -16,7 +16,14 @@ from events.audit import RejectedNotificationRecorded
 from events.topics import dlq, partner_topic, service_topic
 from infra.db import Connection
 from infra.eventstore import Context
-from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, validation_reasons
+from infra.inbox import (
+    Delivery,
+    InboxConsumer,
+    Unprocessable,
+    envelope_order,
+    read_envelope,
+    validation_reasons,
+)
 from infra.logging import get_logger
 from infra.service import Runtime
 from infra.signing import KEY_ID_HEADER, SIGNATURE_HEADER
@@ -36,7 +43,7 @@ class Logged:
 def parse_any_envelope(raw: bytes) -> Logged:
     """Any well-formed envelope is logged, whatever its type: the log must not depend on knowing it."""
     try:
-        return Logged(raw, Envelope.from_bytes(raw))
+        return Logged(raw, read_envelope(raw))
     except ValidationError as exc:
         raise Unprocessable(validation_reasons(exc)) from exc
 
