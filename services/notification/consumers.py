@@ -42,15 +42,29 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
         async with store.transaction() as conn:
             return await handlers.seal_dead_letter(conn, raw)
 
+    # Each notification's content hash, made once for its message id and its intake (by the object's
+    # identity, the object held so the identity is not another's; a batch's worth at most).
+    digests: dict[int, tuple[PartnerNotification, str]] = {}
+
+    def message_id(notification: PartnerNotification) -> str:
+        known = digests.get(id(notification))
+        if known is None or known[0] is not notification:
+            if len(digests) >= 1000:
+                digests.clear()
+            known = digests[id(notification)] = (notification, domain.content_hash(notification))
+        return f"{notification.notification_id}:{known[1]}"
+
     async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
         # The partner's own system is the actor; its Kafka key says which notification it sent.
         actor = Actor(kind="partner", id=notification.notifier.organisation[:200], role="partner_system")
         # The header is unsigned, the sender's word: cut to what an envelope holds, never a refusal.
         correlation = delivery.headers.get("correlation_id", "")[:100] or str(notification.notification_id)
+        known = digests.pop(id(notification), None)
+        digest = known[1] if known is not None and known[0] is notification else None
         try:
             # The inbox applies a batch of them in one transaction: the reference lock first.
-            await handlers.take_notification(
-                store, conn, notification, Context(actor, correlation), reference_first=True
+            await handlers.take_partner_notification(
+                store, conn, notification, Context(actor, correlation), digest=digest
             )
         except domain.NotificationIdConflict as conflict:
             # Never dropped in silence: the partner's new notification waits in the DLQ, saying why.
@@ -62,7 +76,7 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
         name="partner-notifications", topic=topic, pool=store.pool, apply=apply, parse=parse_partner,
         # The same notification delivered again is applied once; the same id with other content is
         # another message, which the intake refuses (to the DLQ).
-        message_id=lambda n: f"{n.notification_id}:{domain.content_hash(n)}", seal_dead_letter=seal,
+        message_id=message_id, seal_dead_letter=seal,
     )  # fmt: skip
 
 

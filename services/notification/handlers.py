@@ -57,19 +57,49 @@ async def take_notification(
     A case it opens gets the next reference of the year it was notified (today). `reference_first`:
     the year's reference lock is taken before anything is appended, whatever the outcome (for a
     transaction that takes several notifications)."""
+    result = await _take(store, conn, notification, context, reference_first=reference_first, read_back=True)
+    assert result is not None
+    return result
+
+
+async def take_partner_notification(
+    store: EventStore,
+    conn: Connection,
+    notification: PartnerNotification,
+    context: Context,
+    *,
+    digest: str | None = None,
+) -> None:
+    """`take_notification` for the partner consumer, which applies a batch of them in one transaction
+    (so the year's reference lock comes first) and answers nobody: what was recorded is not read back.
+    `digest`: the notification's domain.content_hash, when the caller has it."""
+    await _take(store, conn, notification, context, reference_first=True, read_back=False, digest=digest)
+
+
+async def _take(
+    store: EventStore,
+    conn: Connection,
+    notification: PartnerNotification,
+    context: Context,
+    *,
+    reference_first: bool,
+    read_back: bool,
+    digest: str | None = None,
+) -> NotificationResult | None:
+    digest = digest or domain.content_hash(notification)
     for attempt in range(1, RETRIES + 1):
         try:
             async with conn.transaction():
                 values = await match_values(notification)
-                first = [_reference_lock(store.clock().year)] if reference_first else []
+                locked_year = store.clock().year if reference_first else None
+                first = [_reference_lock(locked_year)] if locked_year is not None else []
                 await _lock(conn, [*first, f"notification:{notification.notification_id}", *values.values()])
-                digest = domain.content_hash(notification)
-                earlier = await result_of(conn, notification.notification_id)
+                # Under the locks: the notification taken already, or the same person's case.
+                earlier, match = await _earlier_and_match(conn, notification.notification_id, values)
                 if earlier is not None:
                     owner, earlier_digest = await _ownership(conn, notification.notification_id)
                     domain.decide_resend(notification, digest, owner, earlier_digest)
                     return earlier
-                match = await find_match(conn, notification, values)
                 new_case_id = uuid4()
                 outcome = domain.classify(notification, match)
                 stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
@@ -78,17 +108,26 @@ async def take_notification(
                 now = store.clock()
                 reference = None
                 if outcome == "case_opened":
-                    await _lock(conn, [_reference_lock(now.year)])
+                    if now.year != locked_year:
+                        await _lock(conn, [_reference_lock(now.year)])
                     reference = await next_reference(conn, now.year)
                 intake = domain.decide_intake(
                     notification, match, new_case_id, personal,
                     reference=reference, notified_on=now.date(), digest=digest,
                 )  # fmt: skip
-                version = await store.stream_version(intake.stream_id, conn=conn)
+                # A stream named by the case id just drawn is new; any other is read (and the append
+                # checks the version either way).
+                version = (
+                    0
+                    if intake.stream_id == str(new_case_id)
+                    else await store.stream_version(intake.stream_id, conn=conn)
+                )
                 await store.append(
                     intake.stream_id, version, intake.events, context,
                     case_id=intake.case_id, occurred_at=now, conn=conn,
                 )  # fmt: skip
+                if not read_back:
+                    return None
                 result = await result_of(conn, notification.notification_id)
                 assert result is not None
                 return replace(result, created=True)
@@ -175,6 +214,53 @@ async def result_of(conn: Connection, notification_id: UUID) -> NotificationResu
         " FROM notifications n LEFT JOIN cases c USING (case_id) WHERE n.notification_id = $1",
         notification_id,
     )
+    return _result(notification_id, row)
+
+
+# What `_indexed` finds, as a scalar subquery: the case matched by a kind of value (whether to skip the
+# cases that have an NHS number: `skip`).
+_INDEXED = (
+    "(SELECT p.case_id FROM person_index p JOIN cases c USING (case_id)"
+    " WHERE p.match_kind = {kind} AND p.match_value = {value} AND NOT ({skip} AND EXISTS ("
+    "   SELECT 1 FROM person_index q WHERE q.case_id = p.case_id AND q.match_kind = 'nhs_number'))"
+    " ORDER BY c.notified_at LIMIT 1)"
+)
+
+# result_of and find_match in one round trip: the notification's earlier result (outcome NULL when it
+# is new), the case of the same NHS number ($2, NULL without one) and of the same name and dates ($3,
+# skipping cases with an NHS number when the notification has one, $4).
+_EARLIER_AND_MATCH = (
+    "SELECT n.outcome, n.case_id, c.review_type, c.focused_reasons, c.flags, c.reference, "
+    + _INDEXED.format(kind="'nhs_number'", value="$2", skip="false")
+    + " AS by_nhs_number, "
+    + _INDEXED.format(kind="'name_and_dates'", value="$3", skip="$4")
+    + " AS by_name_and_dates"
+    " FROM (SELECT $1::uuid AS notification_id) AS asked"
+    " LEFT JOIN notifications n USING (notification_id) LEFT JOIN cases c ON c.case_id = n.case_id"
+)
+
+
+async def _earlier_and_match(
+    conn: Connection, notification_id: UUID, values: dict[str, str]
+) -> tuple[NotificationResult | None, domain.Match | None]:
+    """`result_of` the notification, and `find_match` for it (`values`: its match_values), at once."""
+    row = await conn.fetchrow(
+        _EARLIER_AND_MATCH,
+        notification_id,
+        values.get("nhs_number"),
+        values["name_and_dates"],
+        "nhs_number" in values,
+    )
+    assert row is not None
+    earlier = _result(notification_id, row) if row["outcome"] is not None else None
+    if row["by_nhs_number"] is not None:
+        return earlier, domain.Match(row["by_nhs_number"], "nhs_number")
+    if row["by_name_and_dates"] is not None:
+        return earlier, domain.Match(row["by_name_and_dates"], "name_and_dates")
+    return earlier, None
+
+
+def _result(notification_id: UUID, row: asyncpg.Record | None) -> NotificationResult | None:
     if row is None:
         return None
     return NotificationResult(
