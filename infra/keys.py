@@ -33,14 +33,17 @@ import hmac as hmac_
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+T = TypeVar("T")
 
 
 class KeyDestroyed(Exception):
@@ -78,6 +81,13 @@ class KeyManager(Protocol):
     async def hmac(self, name: str, data: bytes) -> bytes:
         """A keyed hash of `data` under `name` (made on first use, never rotated or destroyed): equal
         inputs give equal outputs, so identifiers can be matched without being stored."""
+
+    async def unwrap_many(self, wrappings: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        """Each (name, wrapped) as `unwrap` opens it, in order, with None where `unwrap` raises
+        KeyDestroyed: for a rebuild, which opens every case's data key at once."""
+
+    async def hmac_many(self, name: str, data: Sequence[bytes]) -> list[bytes]:
+        """`hmac(name, d)` for each of `data`, in order."""
 
     async def names(self) -> list[str]:
         """The live wrapping keys (not the HMAC keys), for rotation."""
@@ -139,15 +149,25 @@ class LocalKeyFile:
 
     async def unwrap(self, name: str, wrapped: bytes) -> bytes:
         versions = await asyncio.to_thread(self._versions, name)
-        if wrapped[:1] != _WRAP_FORMAT or len(wrapped) < 17:
-            raise KeyManagerError(f"not a wrapping of the local key file: {name}")
-        version = int.from_bytes(wrapped[1:5], "big")
-        if not 1 <= version <= len(versions):
-            raise KeyDestroyed(name)
-        try:
-            return AESGCM(versions[version - 1]).decrypt(wrapped[5:17], wrapped[17:], name.encode())
-        except InvalidTag as wrong:
-            raise KeyManagerError(f"the wrapping does not open under {name}") from wrong
+        return _open(versions, name, wrapped)
+
+    async def unwrap_many(self, wrappings: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        # One trip to the worker thread for all of them (the file read once if it changed), not one
+        # each: a rebuild opens thousands.
+        return await asyncio.to_thread(self._unwrap_many, list(wrappings))
+
+    def _unwrap_many(self, wrappings: list[tuple[str, bytes]]) -> list[bytes | None]:
+        keys = self._current()
+        opened: list[bytes | None] = []
+        for name, wrapped in wrappings:
+            try:
+                versions = keys.get(name)
+                if not versions:
+                    raise KeyDestroyed(name)
+                opened.append(_open(versions, name, wrapped))
+            except KeyDestroyed:
+                opened.append(None)
+        return opened
 
     async def destroy(self, name: str) -> None:
         await asyncio.to_thread(self._destroy, name)
@@ -163,6 +183,12 @@ class LocalKeyFile:
         await asyncio.to_thread(self._create, entry)
         key = (await asyncio.to_thread(self._versions, entry))[0]
         return hmac_.new(key, data, hashlib.sha256).digest()
+
+    async def hmac_many(self, name: str, data: Sequence[bytes]) -> list[bytes]:
+        entry = _HMAC_PREFIX + name
+        await asyncio.to_thread(self._create, entry)
+        key = (await asyncio.to_thread(self._versions, entry))[0]
+        return [hmac_.digest(key, d, "sha256") for d in data]
 
     async def names(self) -> list[str]:
         keys = await asyncio.to_thread(self._current)
@@ -304,6 +330,19 @@ class LocalKeyFile:
             os.close(fd)
 
 
+def _open(versions: list[bytes], name: str, wrapped: bytes) -> bytes:
+    """A local wrapping opened under `name`'s versions."""
+    if wrapped[:1] != _WRAP_FORMAT or len(wrapped) < 17:
+        raise KeyManagerError(f"not a wrapping of the local key file: {name}")
+    version = int.from_bytes(wrapped[1:5], "big")
+    if not 1 <= version <= len(versions):
+        raise KeyDestroyed(name)
+    try:
+        return AESGCM(versions[version - 1]).decrypt(wrapped[5:17], wrapped[17:], name.encode())
+    except InvalidTag as wrong:
+        raise KeyManagerError(f"the wrapping does not open under {name}") from wrong
+
+
 def _line(name: str, version: int, key: bytes) -> str:
     return json.dumps({"name": name, "version": version, "key": base64.b64encode(key).decode()}) + "\n"
 
@@ -423,6 +462,20 @@ class VaultTransit:
         )
         return base64.b64decode(str(answer["hmac"]).rsplit(":", 1)[-1])
 
+    async def unwrap_many(self, wrappings: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        # Transit decrypts a batch under one key only, and each case has its own: one request each,
+        # a few at a time.
+        async def opened(name: str, wrapped: bytes) -> bytes | None:
+            try:
+                return await self.unwrap(name, wrapped)
+            except KeyDestroyed:
+                return None
+
+        return await _bounded([partial(opened, name, wrapped) for name, wrapped in wrappings])
+
+    async def hmac_many(self, name: str, data: Sequence[bytes]) -> list[bytes]:
+        return await _bounded([partial(self.hmac, name, d) for d in data])
+
     async def names(self) -> list[str]:
         try:
             data = await self._call("LIST", "keys", None, name="")
@@ -483,6 +536,17 @@ class VaultTransit:
             )
         data: dict[str, Any] = response.json().get("data") or {}
         return data
+
+
+async def _bounded(calls: Sequence[Callable[[], Awaitable[T]]], limit: int = 32) -> list[T]:
+    """Every call's answer, in order, at most `limit` of them waiting on Vault at once."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await call()
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def _missing_key(response: httpx.Response) -> bool:

@@ -19,7 +19,7 @@ from events.governance import (
     ReviewReturnedByQA,
 )
 from infra.db import Connection
-from infra.projections import Decoded, Row, copy_rows, reads
+from infra.projections import Decoded, Recorded, Row, copy_rows, reads
 
 
 class GovernanceProjection:
@@ -160,7 +160,7 @@ class GovernanceFold:
             conn, "actions", ({**a, "updates": json.dumps(a["updates"])} for a in self.actions.values())
         )
 
-    def _apply(self, envelope: Envelope, event: object) -> None:
+    def _apply(self, envelope: Recorded, event: object) -> None:
         at = envelope.occurred_at
         case: Row | None
         match event:

@@ -1,9 +1,8 @@
 """Read models of the notification service, kept from its own events (see `leder rebuild`)."""
 
-import asyncio
 import json
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from events import Envelope
@@ -25,12 +24,11 @@ from events.notification import (
 )
 from events.partner import normalise_name
 from infra.db import Connection
-from infra.keys import KeyDestroyed
 from infra.projections import Decoded, Row, add_missing, copy_rows, reads
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
 from services.notification.personal import PersonalDetails, keys, unseal, unseal_with_stored_key
 
-T = TypeVar("T")
+PERSON_INDEX = "person-index"  # the purpose of the key the index's values are hashed under
 
 
 class CasesProjection:
@@ -423,16 +421,13 @@ class PersonIndex:
 
 class PersonIndexFold:
     """The same rows as `PersonIndex.apply`, built in memory for a rebuild (infra.projections). A page's
-    people are unsealed together: their data keys read in one statement, unwrapped and hashed
-    concurrently (each is a call to the key manager)."""
-
-    CONCURRENCY = 32
+    people are unsealed together: their data keys read in one statement and unwrapped in one call to
+    the key manager (`unwrap_many`), their values hashed in another (`hmac_many`)."""
 
     def __init__(self) -> None:
         self.index: dict[UUID, dict[tuple[str, str], None]] = {}  # case -> its (kind, value), in order
         self._data_keys: dict[str, bytes | None] = {}
         self._values: dict[tuple[str, str], str] = {}
-        self._limit = asyncio.Semaphore(self.CONCURRENCY)
 
     async def add(self, conn: Connection, events: Sequence[Decoded]) -> None:
         people = [
@@ -441,7 +436,7 @@ class PersonIndexFold:
             if isinstance(event, CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked)
         ]
         await self._load_keys(conn, {e.personal.key_id for e in people})
-        details = await asyncio.gather(*(self._unseal(e) for e in people))
+        details = [self._unseal(e) for e in people]
         wanted = [_match_keys(e, d) if d is not None else [] for e, d in zip(people, details, strict=True)]
         await self._hash({k for ks in wanted for k in ks})
         unsealed = iter(wanted)
@@ -466,27 +461,26 @@ class PersonIndexFold:
 
     async def _load_keys(self, conn: Connection, key_ids: set[str]) -> None:
         """As `unseal_with_stored_key` reads a key, for all the page's keys in one statement."""
+        missing = sorted(key_ids - self._data_keys.keys())
+        if not missing:
+            return
         rows = await conn.fetch(
-            "SELECT key_id, wrapped, destroyed_at FROM data_keys WHERE key_id = any($1::text[])",
-            sorted(key_ids - self._data_keys.keys()),
+            "SELECT key_id, wrapped, destroyed_at FROM data_keys WHERE key_id = any($1::text[])", missing
         )
         found = {r["key_id"]: r for r in rows}
         data_keys = keys()
+        live = [
+            key_id
+            for key_id in missing
+            if (row := found.get(key_id)) is not None
+            and row["wrapped"] is not None
+            and row["destroyed_at"] is None
+        ]
+        opened = await data_keys.keys.unwrap_many([(data_keys.kek(k), found[k]["wrapped"]) for k in live])
+        self._data_keys.update(dict.fromkeys(missing))  # no row, no wrapping, or destroyed: None
+        self._data_keys.update(zip(live, opened, strict=True))
 
-        async def unwrapped(key_id: str) -> bytes | None:
-            row = found.get(key_id)
-            if row is None or row["wrapped"] is None or row["destroyed_at"] is not None:
-                return None
-            try:
-                return await self._limited(data_keys.keys.unwrap(data_keys.kek(key_id), row["wrapped"]))
-            except KeyDestroyed:
-                return None
-
-        missing = sorted(key_ids - self._data_keys.keys())
-        for key_id, key in zip(missing, await asyncio.gather(*map(unwrapped, missing)), strict=True):
-            self._data_keys[key_id] = key
-
-    async def _unseal(
+    def _unseal(
         self, event: CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked
     ) -> PersonalDetails | None:
         key = self._data_keys[event.personal.key_id]
@@ -494,12 +488,8 @@ class PersonIndexFold:
 
     async def _hash(self, wanted: set[tuple[str, str]]) -> None:
         new = sorted(wanted - self._values.keys())
-        hashed = await asyncio.gather(*(self._limited(match_value(kind, value)) for kind, value in new))
-        self._values.update(zip(new, hashed, strict=True))
-
-    async def _limited(self, call: Awaitable[T]) -> T:
-        async with self._limit:
-            return await call
+        if new:
+            self._values.update(zip(new, await match_values(new), strict=True))
 
 
 def _match_keys(
@@ -529,7 +519,17 @@ async def match_value(kind: str, value: str) -> str:
     """What person_index holds for a normalised identifying value: its HMAC under the service's
     person-index key, which lives in the key manager (never in the database) and is never destroyed,
     so the same person gives the same value for as long as the index is kept."""
-    return await keys().hmac("person-index", f"{kind}:{value}")
+    return await keys().hmac(PERSON_INDEX, f"{kind}:{value}")
+
+
+async def match_values(kinds_and_values: Sequence[tuple[str, str]]) -> list[str]:
+    """`match_value` of each, in one call to the key manager."""
+    data_keys = keys()
+    digests = await data_keys.keys.hmac_many(
+        f"{data_keys.service}/{PERSON_INDEX}",
+        [f"{kind}:{value}".encode() for kind, value in kinds_and_values],
+    )
+    return [d.hex() for d in digests]
 
 
 def projections() -> list[CasesProjection | PersonIndex]:
