@@ -32,3 +32,15 @@ class RejectedNotificationRecorded(EventPayload):
     offset: int
     sha256: str
     reasons: str
+
+
+@event("audit.LogHighWaterMarked")
+class LogHighWaterMarked(EventPayload):
+    """How far the audit log has logged each service's events, published whenever it moves (and daily):
+    a service whose store was restored from a backup finds here that it lost events the rest of the
+    system saw, even when its own topic no longer holds them (infra.fencing)."""
+
+    highest: dict[str, int] = Field(
+        description="per service (the envelope's source), the highest source_sequence the log holds"
+    )
+    log_size: int = Field(ge=0, description="entries in the log when the marks were read")

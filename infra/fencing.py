@@ -13,6 +13,9 @@ history forks. So each store knows:
 - its high-water mark against its topic's: the last record of each partition of the service's topic
   (each carries its source_sequence and event id). A store whose highest sequence is below the topic's,
   or whose event at the sequence of a partition's last record is not that record, is fenced.
+- its high-water mark against the audit log's, which the audit service publishes on its own topic
+  (events.audit.LogHighWaterMarked): the service's topic may have forgotten (a broker rebuilt empty,
+  records past their retention) what the audit log still holds.
 
 A fenced store takes no command (an append raises StoreFenced: 503 problem details at the HTTP edge, a
 transient failure to a consumer, which tries again later), its relay publishes nothing and its consumers
@@ -32,9 +35,10 @@ from typing import Any
 from uuid import uuid4
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from events.audit import LogHighWaterMarked
 from infra import kafka
 from infra.eventstore import EventStore, StoreFenced
 from infra.inbox import Unprocessable
@@ -43,7 +47,16 @@ from infra.signing import EventVerifier
 
 log = get_logger(__name__)
 
-__all__ = ["Identity", "StoreFenced", "StoreGuard", "compare_with_topic", "open_identity", "topic_tail"]
+__all__ = [
+    "Identity",
+    "StoreFenced",
+    "StoreGuard",
+    "audit_high_water",
+    "compare_with_audit",
+    "compare_with_topic",
+    "open_identity",
+    "topic_tail",
+]
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,92 @@ async def topic_tail(
             await reader.stop()
 
 
+async def audit_high_water(
+    bootstrap: str, topic: str, verifier: EventVerifier | None = None, *, timeout: float = 15.0
+) -> dict[str, int]:
+    """The latest high-water marks the audit log published on its topic `topic`
+    (events.audit.LogHighWaterMarked): per source service, the highest sequence the log holds. {} if
+    it published none. Each partition is read backwards from its end, in widening windows, until such a
+    record turns up; one not signed by the audit service is passed over, as in `topic_tail`."""
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **kafka.client_options()
+    )
+    await reader.start()
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        latest: tuple[int, dict[str, int]] | None = None
+        for partition, end in (await kafka.end_offsets(reader, topic)).items():
+            found = await _last_marks(reader, TopicPartition(topic, partition), end, verifier, deadline)
+            if found is not None and (latest is None or found[0] > latest[0]):
+                latest = found
+        return latest[1] if latest is not None else {}
+    finally:
+        with suppress(Exception):
+            await reader.stop()
+
+
+async def _last_marks(
+    reader: AIOKafkaConsumer,
+    tp: TopicPartition,
+    end: int,
+    verifier: EventVerifier | None,
+    deadline: float,
+    window: int = 256,
+) -> tuple[int, dict[str, int]] | None:
+    """The audit's sequence and marks of the last LogHighWaterMarked in one partition, or None."""
+    if end <= 0:
+        return None
+    reader.assign([tp])
+    low, upto = max(0, end - window), None  # the first window: to whatever comes after the reported end
+    while True:
+        found: tuple[int, dict[str, int]] | None = None
+        for record in await _records(reader, tp, low, upto, deadline):
+            headers = {k: (v or b"").decode(errors="replace") for k, v in record.headers or ()}
+            if (
+                record.value is not None
+                and headers.get("event_type") == LogHighWaterMarked.event_type
+                and _genuine(verifier, tp.topic, record.value, record.headers)
+            ):
+                document = json.loads(record.value)
+                found = (int(document["source_sequence"]), dict(document["data"]["highest"]))
+        if found is not None or low == 0:
+            return found
+        window *= 4
+        low, upto = max(0, low - window), low
+
+
+async def _records(
+    reader: AIOKafkaConsumer, tp: TopicPartition, low: int, upto: int | None, deadline: float
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The partition's records from offset `low` to `upto` (exclusive), or to the last there is."""
+    reader.seek(tp, low)
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    while True:
+        batch = (await reader.getmany(tp, timeout_ms=300)).get(tp, [])
+        records += [r for r in batch if upto is None or r.offset < upto]
+        if upto is None and not batch and records:
+            return records
+        if upto is not None and batch and batch[-1].offset >= upto - 1:
+            return records
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{tp.topic}: the audit log's high-water marks not read")
+
+
+async def compare_with_audit(store: EventStore, marks: dict[str, int]) -> str | None:
+    """Why the store is fenced, given the audit log's high-water marks; None when it holds what the
+    audit log has seen of it."""
+    highest = marks.get(store.source)
+    if highest is None:
+        return None
+    own = await store.last_sequence()
+    if own >= highest:
+        return None
+    return (
+        f"the {store.source} store is behind the audit log: it holds events to sequence {own}, the audit"
+        f" log to {highest} (restored from a backup?); run `leder recover {store.source}`"
+    )
+
+
 def _genuine(verifier: EventVerifier | None, topic: str, value: bytes, headers: Any) -> bool:
     if verifier is None:
         return True
@@ -220,9 +319,13 @@ class StoreGuard:
         topic: str,
         verifier: EventVerifier | None = None,
         *,
+        audit_topic: str | None = None,
         recheck_seconds: float = 3.0,
     ) -> None:
         self.store = store
+        # Where the audit log publishes how far it has logged each service (none for the audit service
+        # itself, whose own log that is).
+        self.audit_topic = audit_topic if audit_topic != topic else None
         self.verifier = verifier
         self.bootstrap = bootstrap
         self.topic = topic
@@ -270,6 +373,9 @@ class StoreGuard:
         """Compare the store with its topic once; raises if the broker or the database cannot say."""
         tail = await topic_tail(self.bootstrap, self.topic, self.verifier)
         behind = await compare_with_topic(self.store, tail, self.topic)
+        if behind is None and self.audit_topic is not None:
+            marks = await audit_high_water(self.bootstrap, self.audit_topic, self.verifier)
+            behind = await compare_with_audit(self.store, marks)
         if behind is None and self.unverified is not None:
             async with self.store.pool.acquire() as conn:
                 await mark_verified(conn)

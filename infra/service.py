@@ -124,10 +124,19 @@ def build_app(definition: ServiceDefinition, settings: Settings, keys: DataKeys 
             log.warning("simulated_clock", file=os.environ.get("LEDER_CLOCK_FILE"), now=clock().isoformat())
         broker = kafka.broker(settings.kafka_bootstrap)
         topic = service_topic(definition.name, settings.topic_prefix)
-        # Restored from a backup? The identity says at once; the topic's last records say whether the
-        # store is behind. Until the store is compared (and recovered if need be) its relay publishes
-        # nothing and its consumers wait; commands wait too if the identity changed (infra.fencing).
-        guard = StoreGuard(store, settings.kafka_bootstrap, topic, verifier)
+        # Restored from a backup? The identity says at once; the topic's last records and the audit log's
+        # high-water marks say whether the store is behind. Until the store is compared (and recovered
+        # if need be) its relay publishes nothing and its consumers wait; commands wait too if the
+        # identity changed (infra.fencing).
+        guard = StoreGuard(
+            store,
+            settings.kafka_bootstrap,
+            topic,
+            verifier,
+            # Where the audit log says how far it has logged each service: a store behind it lost
+            # events even when its own topic no longer holds them (services.audit.highwater).
+            audit_topic=service_topic("audit", settings.topic_prefix),
+        )
         await guard.open()
         relay = OutboxRelay(
             store,

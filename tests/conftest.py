@@ -88,6 +88,14 @@ def audit_checkpoint_log(audit_keys: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return path
 
 
+@pytest.fixture(autouse=True)
+def audit_high_water_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit service a test runs in process publishes its high-water marks (services.audit.highwater)
+    only where the test asks (test_audit_high_water.py): many tests count the audit log's own entries.
+    The whole systems of the fault tests publish them, as production does."""
+    monkeypatch.setenv("LEDER_AUDIT_HIGH_WATER_SECONDS", "3600")
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     with postgres_server() as url:

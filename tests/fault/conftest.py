@@ -27,11 +27,13 @@ from tests.support.tokens import issuer_of
 
 # What the fault tests need sooner than the production defaults: the review deadline sweep runs every
 # few seconds so it takes part in the run, and a gap in the audit log fails /readyz soon enough to be
-# seen by a test (a real gap stays open; a gap from events still in flight closes well within this).
+# seen by a test (a real gap stays open; a gap from events still in flight closes well within this);
+# the audit log's high-water marks are published during the run.
 FAULT_ENV = {
     "LEDER_DEADLINE_SWEEP_SECONDS": "5",
     "LEDER_ACTION_SWEEP_SECONDS": "5",
     "LEDER_AUDIT_GAP_GRACE_SECONDS": "60",
+    "LEDER_AUDIT_HIGH_WATER_SECONDS": "5",
 }
 
 
