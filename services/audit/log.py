@@ -481,34 +481,28 @@ async def _on_one_core(
     total: int,
     batch: int,
 ) -> Outcome:
-    """Every entry in turn, in this process: its hashes, then the tree head after it."""
-    sha256 = hashlib.sha256
-    edge = merkle.RightEdge()
-    top = merkle.EMPTY_ROOT
-    expected = 0
-    async with conn.transaction():
-        cursor = conn.cursor(
-            "SELECT position, envelope, content_hash, leaf_hash, root_after FROM audit_log ORDER BY position",
-            prefetch=batch,
-        )
-        # Millions of entries: each row unpacked, nothing built per entry that is not needed.
-        async for position, envelope, content_hash, leaf_hash, root_after in cursor:
-            if position != expected:
-                return expected, top, (expected, f"entry {expected} is missing (the next is {position})")
-            raw = envelope.encode()
-            leaf = sha256(b"\x00" + raw).digest()
-            if sha256(raw).digest() != content_hash or leaf != leaf_hash:
-                return expected, top, (position, f"entry {position} does not match its hash")
-            top = edge.add(leaf)
-            if top != root_after:
-                changed = f"the history up to entry {position} is not the one that was logged"
-                return expected, top, (position, changed)
-            expected += 1
-            if expected in signed_sizes:
-                roots[expected] = top
-            if progress and expected % batch == 0:
-                progress(expected, total)
-    return expected, top, None
+    """Every entry in turn, in this process, as one stretch (verifier.check): its hashes, then the tree
+    head after it, read `batch` entries at a time in one snapshot (the caller's, if it has begun one)."""
+    own = {} if conn.is_in_transaction() else {"isolation": "repeatable_read", "readonly": True}
+    async with conn.transaction(**own):  # type: ignore[arg-type]
+        bounds = await conn.fetchrow("SELECT min(position) AS first, max(position) AS last FROM audit_log")
+        if bounds is None or bounds["first"] is None:
+            return 0, merkle.EMPTY_ROOT, None
+        if bounds["first"] != 0:
+            return 0, merkle.EMPTY_ROOT, (0, f"entry 0 is missing (the next is {bounds['first']})")
+        end: int = bounds["last"] + 1
+        whole = verifier.Stretch(0, end, [], sorted({s for s in signed_sizes if s <= end} | {end}))
+        told = (lambda done: progress(done, total)) if progress else None
+        checked = await verifier.check(conn, whole, batch, told)  # type: ignore[arg-type]
+        roots.update((n, h) for n, h in checked.heads.items() if n in signed_sizes)
+        at = checked.checked
+        if checked.problem == "missing":
+            return at, merkle.EMPTY_ROOT, (at, f"entry {at} is missing (the next is {checked.next_position})")
+        if checked.problem == "unmatched":
+            return at, merkle.EMPTY_ROOT, (at, f"entry {at} does not match its hash")
+        if checked.problem == "changed":
+            return at, merkle.EMPTY_ROOT, (at, f"the history up to entry {at} is not the one that was logged")
+        return end, checked.heads[end], None
 
 
 async def _on_every_core(
