@@ -22,8 +22,9 @@ type the registry does not know, takes the checked path (`Envelope.from_bytes`, 
 so a fold always sees the current version.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Annotated, Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -78,52 +79,135 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)  # as Envelope gives them
 
 
-class _Stored(BaseModel):
-    """An envelope read back from the service's own store, its fields as `Envelope` gives them, with
-    none of its checks: each subclass (`_stored_model`) adds `data` as one payload class."""
+class _Head(BaseModel):
+    """What folds read of a stored envelope, parsed with its payload in one pass (each subclass,
+    `_head_model`, adds `data` as one payload class); the other fields are parsed when asked for."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    event_id: UUID
-    event_type: str
-    schema_version: int
     stream_id: str
-    case_id: UUID | None
     stream_version: int
-    source: str
-    source_sequence: int
     occurred_at: Annotated[datetime, AfterValidator(_utc)]
-    recorded_at: Annotated[datetime, AfterValidator(_utc)]
     actor: Actor
-    correlation_id: str
-    causation_id: str | None = None
-    store_epoch: str | None = None
 
 
-_stored_models: dict[type[EventPayload], type[_Stored]] = {}
+class StoredEvent:
+    """An event read back from the service's own store on the trusted path: a `Recorded` whose
+    stream, version, time and actor were parsed with its payload, and whose other fields are the
+    checked envelope's, parsed the first time one is asked for (no fold of this project asks)."""
+
+    __slots__ = ("_envelope", "_head", "_raw")
+
+    def __init__(self, head: _Head, raw: str) -> None:
+        self._head = head
+        self._raw = raw
+        self._envelope: Envelope | None = None
+
+    @property
+    def stream_id(self) -> str:
+        return self._head.stream_id
+
+    @property
+    def stream_version(self) -> int:
+        return self._head.stream_version
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self._head.occurred_at
+
+    @property
+    def actor(self) -> Actor:
+        return self._head.actor
+
+    @property
+    def event_id(self) -> UUID:
+        return self.envelope.event_id
+
+    @property
+    def event_type(self) -> str:
+        return self.envelope.event_type
+
+    @property
+    def schema_version(self) -> int:
+        return self.envelope.schema_version
+
+    @property
+    def case_id(self) -> UUID | None:
+        return self.envelope.case_id
+
+    @property
+    def source(self) -> str:
+        return self.envelope.source
+
+    @property
+    def source_sequence(self) -> int:
+        return self.envelope.source_sequence
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.envelope.recorded_at
+
+    @property
+    def correlation_id(self) -> str:
+        return self.envelope.correlation_id
+
+    @property
+    def causation_id(self) -> str | None:
+        return self.envelope.causation_id
+
+    @property
+    def store_epoch(self) -> str | None:
+        return self.envelope.store_epoch
+
+    @property
+    def envelope(self) -> Envelope:
+        """The whole envelope, checked."""
+        if self._envelope is None:
+            self._envelope = Envelope.from_bytes(self._raw)
+        return self._envelope
 
 
-def _stored_model(payload: type[EventPayload]) -> type[_Stored]:
-    model = _stored_models.get(payload)
-    if model is None:
-        model = _stored_models[payload] = create_model(
-            f"Stored{payload.__name__}", __base__=_Stored, data=(payload, ...)
-        )
-    return model
+def _head_model(event_type: str, schema_version: int) -> type[_Head] | None:
+    """The trusted path's model for events of `event_type` stored in `schema_version`: None for a type
+    the registry does not know, or an older version (to upcast)."""
+    try:
+        payload = payload_class(event_type)
+    except UnknownEventType:
+        return None
+    if payload.schema_version != schema_version:
+        return None
+    return create_model(f"Stored{payload.__name__}", __base__=_Head, data=(payload, ...))
+
+
+class Decoder:
+    """Decodes the events of the service's own store for its folds, each with its payload in the
+    current version: on the trusted path an event stored in the current version of a registered type,
+    else on the checked one (`Envelope.from_bytes`, upcast by `payload`). One per rebuild: it keeps
+    each type's model."""
+
+    def __init__(self) -> None:
+        self._validators: dict[tuple[str, int], Callable[..., Any] | None] = {}
+
+    def __call__(self, event_type: str, schema_version: int, raw: str) -> Decoded:
+        key = (event_type, schema_version)
+        try:
+            validator = self._validators[key]
+        except KeyError:
+            model = _head_model(event_type, schema_version)
+            validator = self._validators[key] = (
+                None if model is None else model.__pydantic_validator__.validate_json
+            )
+        if validator is None:
+            envelope = Envelope.from_bytes(raw)
+            return envelope, envelope.payload()
+        # The model's own validator, as `model_validate_json` calls it, without its wrapper's cost.
+        head = validator(raw, context=TEXT_CHECKED)
+        return StoredEvent(head, raw), head.data
 
 
 def decode_stored(row: RecordedEvent) -> Decoded:
-    """An event of the service's own store, and its payload in the current version: the trusted path
-    for an event stored in the current version of a registered type, else the checked one (upcast)."""
-    try:
-        payload = payload_class(row.event_type)
-    except UnknownEventType:
-        payload = None
-    if payload is not None and payload.schema_version == row.schema_version:
-        stored = _stored_model(payload).model_validate_json(row.envelope, context=TEXT_CHECKED)
-        return stored, stored.data  # type: ignore[attr-defined]
-    envelope = Envelope.from_bytes(row.envelope)
-    return envelope, envelope.payload()
+    """One stored event as a rebuild's folds get it (see `Decoder`)."""
+    return Decoder()(row.event_type, row.schema_version, row.envelope)
 
 
 class Fold(Protocol):
@@ -169,24 +253,24 @@ async def rebuild(
 
 
 async def _replay(store: EventStore, conn: Connection, projections: Sequence[Projection], batch: int) -> int:
-    replayed = 0
     tables = [t for p in projections for t in p.tables]
     await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
     folds = [p.fold() if isinstance(p, Foldable) else None for p in projections]
     declared: list[frozenset[str] | None] = [getattr(p, "event_types", None) for p in projections]
-    wanted: frozenset[str] | None = None
+    decode = Decoder()
     if all(folds) and None not in declared:
-        wanted = frozenset(t for types in declared if types is not None for t in types)
+        wanted = sorted({t for types in declared if types is not None for t in types})
+        return await _fold_wanted(conn, [f for f in folds if f is not None], wanted, decode, batch)
+    replayed = 0
     position = 0
     while True:
         rows = await store.read_after(position, batch, conn=conn)
         if not rows:
             break
-        needed = rows if wanted is None else [row for row in rows if row.event_type in wanted]
         # Decoded once for every projection that folds; one that does not gets the checked envelopes,
         # as its `apply` gets them when the events are appended (and decodes its own payloads).
-        decoded = [decode_stored(row) for row in needed] if any(folds) else []
-        envelopes = [Envelope.from_bytes(row.envelope) for row in needed] if not all(folds) else []
+        decoded = [decode(r.event_type, r.schema_version, r.envelope) for r in rows] if any(folds) else []
+        envelopes = [Envelope.from_bytes(row.envelope) for row in rows] if not all(folds) else []
         for projection, fold in zip(projections, folds, strict=True):
             if fold is not None:
                 await fold.add(conn, decoded)
@@ -201,6 +285,37 @@ async def _replay(store: EventStore, conn: Connection, projections: Sequence[Pro
     return replayed
 
 
+async def _fold_wanted(
+    conn: Connection, folds: Sequence[Fold], wanted: list[str], decode: Decoder, batch: int
+) -> int:
+    """Every projection folds and names the types it reads: only events of those types are read, in
+    pages, up to the last event stored when the rebuild began (a later one that changes a projection
+    waits for the rebuild's commit, its tables being locked by the TRUNCATE). Returns how many events
+    the store holds up to there, all replayed: those of other types change nothing."""
+    stored = await conn.fetchrow("SELECT coalesce(max(source_sequence), 0), count(*) FROM events")
+    last, total = stored if stored is not None else (0, 0)
+    position = 0
+    while position < last:
+        rows = await conn.fetch(
+            "SELECT source_sequence, event_type, schema_version, envelope FROM events"
+            " WHERE source_sequence > $1 AND source_sequence <= $2 AND event_type = any($3::text[])"
+            " ORDER BY source_sequence LIMIT $4",
+            position,
+            last,
+            wanted,
+            batch,
+        )
+        if not rows:
+            break
+        decoded = [decode(r[1], r[2], r[3]) for r in rows]
+        for fold in folds:
+            await fold.add(conn, decoded)
+        position = rows[-1][0]
+    for fold in folds:
+        await fold.write(conn)
+    return int(total)
+
+
 async def copy_rows(conn: Connection, table: str, rows: Iterable[Row]) -> None:
     """Rows (dicts with the same columns, in the same order) into `table`, in one COPY."""
     records = iter(rows)
@@ -208,10 +323,9 @@ async def copy_rows(conn: Connection, table: str, rows: Iterable[Row]) -> None:
     if first is None:
         return
     columns = list(first)
+    values = itemgetter(*columns) if len(columns) > 1 else lambda r: (r[columns[0]],)
     await conn.copy_records_to_table(
-        table,
-        records=[tuple(first.values()), *(tuple(r[c] for c in columns) for r in records)],
-        columns=columns,
+        table, records=[tuple(first.values()), *map(values, records)], columns=columns
     )
 
 
