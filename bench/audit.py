@@ -393,7 +393,7 @@ async def measure(
         started = time.perf_counter()
         # The same read as the checkers' (binary COPY), without the hashing: what reading costs.
         await conn.copy_from_query(
-            verifier._ROWS.format(lo=0, hi=checkpoint.tree_size), output=discard, format="binary"
+            verifier.rows_query(conn, 0, checkpoint.tree_size), output=discard, format="binary"
         )
         read_seconds = time.perf_counter() - started
 

@@ -493,7 +493,7 @@ async def _on_one_core(
         end: int = bounds["last"] + 1
         whole = verifier.Stretch(0, end, [], sorted({s for s in signed_sizes if s <= end} | {end}))
         told = (lambda done: progress(done, total)) if progress else None
-        checked = await verifier.check(conn, whole, batch, told)  # type: ignore[arg-type]
+        checked = await verifier.check(conn, whole, batch, told)
         roots.update((n, h) for n, h in checked.heads.items() if n in signed_sizes)
         at = checked.checked
         if checked.problem == "missing":
@@ -552,7 +552,7 @@ async def _on_every_core(
                     raise RuntimeError(f"the checker of entries {s.lo}..{s.hi - 1} stopped without an answer")
                 checked = verifier.decode_checked(line.decode())
                 if [h for _, h in edge] != s.left:
-                    checked = await verifier.check(conn, replace(s, left=[h for _, h in edge]))  # type: ignore[arg-type]
+                    checked = await verifier.check(conn, replace(s, left=[h for _, h in edge]))
                 roots.update((n, h) for n, h in checked.heads.items() if n in signed_sizes)
                 at = s.lo + checked.checked
                 if checked.problem == "missing":

@@ -129,7 +129,7 @@ async def test_a_stretch_is_checked_the_same_wherever_the_stream_is_cut(audit_lo
     async with audit_log.pool.acquire() as conn:
         hashes = await bulk(conn, 1_500)
         copied = io.BytesIO()
-        await conn.copy_from_query(verifier._ROWS.format(lo=0, hi=1_500), output=copied, format="binary")
+        await conn.copy_from_query(verifier.rows_query(conn, 0, 1_500), output=copied, format="binary")
     data = copied.getvalue()
     rng = random.Random(5)
     stretch = verifier.Stretch(0, 1_500, [], [1, 1_000, 1_500])
