@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 from bench.world import SERVICES, World, hire_staff, open_world, run_cases
-from events import Actor, Envelope
+from events import Actor, Envelope, registered_events
 from infra import db, projections
 from infra.db import Connection
 from infra.eventstore import Context, EventStore, RecordedEvent
@@ -80,12 +80,19 @@ async def test_every_services_rebuild_on_the_trusted_path_equals_the_checked_pat
         assert await rebuild(store, batch=50) == await store.last_sequence()
         assert await _tables(store) == live, name
     # Every event on the checked path, as before the trusted one existed: the same tables.
-    monkeypatch.setattr(projections, "_head_model", lambda event_type, schema_version: None)
+    monkeypatch.setattr(projections, "_head_validator", lambda event_type, schema_version: None)
     for name in SERVICES:
         store = world.store(name)
         live = await _tables(store)
         assert await rebuild(store, batch=50) == await store.last_sequence()
         assert await _tables(store) == live, name
+
+
+def test_every_registered_event_type_has_a_trusted_parser_for_its_current_version_only() -> None:
+    for event_type, payload in registered_events().items():
+        assert projections._head_validator(event_type, payload.schema_version) is not None, event_type
+        assert projections._head_validator(event_type, payload.schema_version - 1) is None, event_type
+    assert projections._head_validator("nobody.Knows", 1) is None
 
 
 class Notes:
