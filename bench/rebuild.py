@@ -285,7 +285,7 @@ async def measure(name: str, store: EventStore) -> Figures:
     return Figures(name, events, seconds, await profile(store), parse_seconds, len(rows), load)
 
 
-async def main(quick: bool, events: int, cases: int) -> list[Figures]:
+async def main(quick: bool, events: int, cases: int, write: bool = True) -> list[Figures]:
     figures = []
     with server() as server_url:
         world = await open_world(server_url)
@@ -318,7 +318,7 @@ async def main(quick: bool, events: int, cases: int) -> list[Figures]:
     print("\n".join(lines))
     limits = [f"- {f.service}: {f.limit}." for f in figures]
     print("\n".join(limits))
-    if not quick:
+    if write and not quick:
         write_section(
             "Projection rebuild",
             "\n".join(
@@ -345,6 +345,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a few thousand events; writes no results")
     parser.add_argument("--events", type=int, help="events per service (default 100,000; quick 2,000)")
     parser.add_argument("--cases", type=int, help="cases run through the services (default 300; quick 20)")
+    parser.add_argument("--no-write", action="store_true", help="the full workload, without writing results")
     args = parser.parse_args()
     configure_logging("bench", "WARNING")
     asyncio.run(
@@ -352,5 +353,6 @@ if __name__ == "__main__":
             args.quick,
             args.events or (2_000 if args.quick else 100_000),
             args.cases or (20 if args.quick else 300),
+            write=not args.no_write,
         )
     )
