@@ -8,6 +8,9 @@ several instances of a service can run.
 A broker that forgot what it held (the in-memory embedded broker after a restart) is noticed before
 each batch, from an empty topic, and after it, from offsets acknowledged lower than before;
 the relay then recreates the topic and publishes everything again, in order.
+
+The relay remembers how far it has published while it holds its lock (nobody else moves the mark
+then): it reads the mark again whenever it takes the lock, is fenced, fails, or starts the topic again.
 """
 
 import asyncio
@@ -82,6 +85,8 @@ class OutboxRelay:
         self._partitioner = DefaultPartitioner()
         self._partition_of: dict[str, int] = {}
         self._partitions: list[int] = []
+        # The mark, as this relay last read or moved it (None: read it from the database).
+        self._published_through: int | None = None
 
     async def run(self) -> None:
         """Publish until cancelled, riding out broker and database outages."""
@@ -99,6 +104,7 @@ class OutboxRelay:
                     await asyncio.sleep(2)  # another instance publishes; stand by
                     continue
                 self.standing_by = False
+                self._published_through = None  # another instance may have moved it meanwhile
                 await lock_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 try:
                     await self._publish_forever(lock_conn)
@@ -150,6 +156,8 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """One pass: publish the next batch after the mark; returns how many were published."""
         if self._fenced():
+            # A recovery may move the mark meanwhile (leder.recovery): read again once lifted.
+            self._published_through = None
             return 0
         producer = await self._connect()
         position = await self._position()
@@ -194,6 +202,7 @@ class OutboxRelay:
             self.topic,
             last,
         )
+        self._published_through = last
         log.debug("relay_published", topic=self.topic, count=len(rows), through=last)
         return len(rows)
 
@@ -220,9 +229,12 @@ class OutboxRelay:
         return partition
 
     async def _position(self) -> int:
+        if self._published_through is not None:
+            return self._published_through
         position: int = await self.store.pool.fetchval(
             "SELECT published_through FROM relay_position WHERE topic = $1", self.topic
         )
+        self._published_through = position
         return position
 
     async def _topic_lost_records(self, position: int) -> bool:
@@ -257,6 +269,7 @@ class OutboxRelay:
             # What the topic holds arrived out of order, or it has the wrong partitions: start it
             # again, so that it holds every event in sequence.
             await kafka.recreate_topic(self.bootstrap, self.topic, self.partitions)
+        self._published_through = None
         await self.store.pool.execute(
             "UPDATE relay_position SET published_through = 0, updated_at = now() WHERE topic = $1", self.topic
         )
@@ -293,6 +306,7 @@ class OutboxRelay:
     async def _disconnect(self) -> None:
         self.connected = False
         self._partition_of, self._partitions = {}, []  # the topic may have other partitions next time
+        self._published_through = None
         producer, self._producer = self._producer, None
         reader, self._reader = self._reader, None
         for client in (producer, reader):
