@@ -57,9 +57,7 @@ async def take_notification(
     A case it opens gets the next reference of the year it was notified (today). `reference_first`:
     the year's reference lock is taken before anything is appended, whatever the outcome (for a
     transaction that takes several notifications)."""
-    result = await _take(store, conn, notification, context, reference_first=reference_first, read_back=True)
-    assert result is not None
-    return result
+    return await _take(store, conn, notification, context, reference_first=reference_first)
 
 
 async def take_partner_notification(
@@ -72,8 +70,14 @@ async def take_partner_notification(
 ) -> None:
     """`take_notification` for the partner consumer, which applies a batch of them in one transaction
     (so the year's reference lock comes first) and answers nobody: what was recorded is not read back.
+    Nor is it tried again at a savepoint of its own: a deadlock fails the consumer's transaction, which
+    is tried again whole (a transient failure), and a reference taken twice cannot happen under the
+    year's lock taken first (should it, the message is tried again alone, in a transaction of its own).
     `digest`: the notification's domain.content_hash, when the caller has it."""
-    await _take(store, conn, notification, context, reference_first=True, read_back=False, digest=digest)
+    await _take_once(
+        store, conn, notification, context, digest or domain.content_hash(notification),
+        reference_first=True, read_back=False,
+    )  # fmt: skip
 
 
 async def _take(
@@ -83,54 +87,17 @@ async def _take(
     context: Context,
     *,
     reference_first: bool,
-    read_back: bool,
-    digest: str | None = None,
-) -> NotificationResult | None:
-    digest = digest or domain.content_hash(notification)
+) -> NotificationResult:
+    digest = domain.content_hash(notification)
     for attempt in range(1, RETRIES + 1):
         try:
             async with conn.transaction():
-                values = await match_values(notification)
-                locked_year = store.clock().year if reference_first else None
-                first = [_reference_lock(locked_year)] if locked_year is not None else []
-                await _lock(conn, [*first, f"notification:{notification.notification_id}", *values.values()])
-                # Under the locks: the notification taken already, or the same person's case.
-                earlier, match = await _earlier_and_match(conn, notification.notification_id, values)
-                if earlier is not None:
-                    owner, earlier_digest = await _ownership(conn, notification.notification_id)
-                    domain.decide_resend(notification, digest, owner, earlier_digest)
-                    return earlier
-                new_case_id = uuid4()
-                outcome = domain.classify(notification, match)
-                stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
-                key = await data_key(conn, stream_id, create=True)
-                personal = seal(key, stream_id, PersonalDetails.of(notification))
-                now = store.clock()
-                reference = None
-                if outcome == "case_opened":
-                    if now.year != locked_year:
-                        await _lock(conn, [_reference_lock(now.year)])
-                    reference = await next_reference(conn, now.year)
-                intake = domain.decide_intake(
-                    notification, match, new_case_id, personal,
-                    reference=reference, notified_on=now.date(), digest=digest,
+                result = await _take_once(
+                    store, conn, notification, context, digest,
+                    reference_first=reference_first, read_back=True,
                 )  # fmt: skip
-                # A stream named by the case id just drawn is new; any other is read (and the append
-                # checks the version either way).
-                version = (
-                    0
-                    if intake.stream_id == str(new_case_id)
-                    else await store.stream_version(intake.stream_id, conn=conn)
-                )
-                await store.append(
-                    intake.stream_id, version, intake.events, context,
-                    case_id=intake.case_id, occurred_at=now, conn=conn,
-                )  # fmt: skip
-                if not read_back:
-                    return None
-                result = await result_of(conn, notification.notification_id)
                 assert result is not None
-                return replace(result, created=True)
+                return result
         except asyncpg.UniqueViolationError as taken:
             if taken.constraint_name != _REFERENCE_TAKEN or attempt == RETRIES:
                 raise
@@ -140,6 +107,57 @@ async def _take(
             if attempt == RETRIES:
                 raise
     raise AssertionError("unreachable")
+
+
+async def _take_once(
+    store: EventStore,
+    conn: Connection,
+    notification: PartnerNotification,
+    context: Context,
+    digest: str,
+    *,
+    reference_first: bool,
+    read_back: bool,
+) -> NotificationResult | None:
+    values = await match_values(notification)
+    locked_year = store.clock().year if reference_first else None
+    first = [_reference_lock(locked_year)] if locked_year is not None else []
+    await _lock(conn, [*first, f"notification:{notification.notification_id}", *values.values()])
+    # Under the locks: the notification taken already, or the same person's case.
+    earlier, match = await _earlier_and_match(conn, notification.notification_id, values)
+    if earlier is not None:
+        owner, earlier_digest = await _ownership(conn, notification.notification_id)
+        domain.decide_resend(notification, digest, owner, earlier_digest)
+        return earlier
+    new_case_id = uuid4()
+    outcome = domain.classify(notification, match)
+    stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
+    key = await data_key(conn, stream_id, create=True)
+    personal = seal(key, stream_id, PersonalDetails.of(notification))
+    now = store.clock()
+    reference = None
+    if outcome == "case_opened":
+        if now.year != locked_year:
+            await _lock(conn, [_reference_lock(now.year)])
+        reference = await next_reference(conn, now.year)
+    intake = domain.decide_intake(
+        notification, match, new_case_id, personal,
+        reference=reference, notified_on=now.date(), digest=digest,
+    )  # fmt: skip
+    # A stream named by the case id just drawn is new; any other is read (and the append
+    # checks the version either way).
+    version = (
+        0 if intake.stream_id == str(new_case_id) else await store.stream_version(intake.stream_id, conn=conn)
+    )
+    await store.append(
+        intake.stream_id, version, intake.events, context,
+        case_id=intake.case_id, occurred_at=now, conn=conn,
+    )  # fmt: skip
+    if not read_back:
+        return None
+    result = await result_of(conn, notification.notification_id)
+    assert result is not None
+    return replace(result, created=True)
 
 
 async def _lock(conn: Connection, keys: Sequence[str]) -> None:
