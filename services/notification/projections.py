@@ -23,10 +23,11 @@ from events.notification import (
     ReferredToChildDeathOverviewPanel,
 )
 from events.partner import normalise_name
+from infra import sealing
 from infra.db import Connection
 from infra.projections import Decoded, Row, add_missing, copy_rows, reads
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
-from services.notification.personal import PersonalDetails, keys, unseal, unseal_with_stored_key
+from services.notification.personal import PersonalDetails, keys, unseal_with_stored_key
 
 PERSON_INDEX = "person-index"  # the purpose of the key the index's values are hashed under
 
@@ -484,7 +485,10 @@ class PersonIndexFold:
         self, event: CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked
     ) -> PersonalDetails | None:
         key = self._data_keys[event.personal.key_id]
-        return None if key is None else unseal(key, event.personal)
+        # As `unseal`, the JSON parsed by pydantic itself (the same details, in a third of the time).
+        return (
+            None if key is None else PersonalDetails.model_validate_json(sealing.unseal(key, event.personal))
+        )
 
     async def _hash(self, wanted: set[tuple[str, str]]) -> None:
         new = sorted(wanted - self._values.keys())
@@ -512,7 +516,11 @@ def _match_keys(
 
 
 def name_and_dates(family_name: str, date_of_birth: str, date_of_death: str) -> str:
-    return f"{normalise_name(family_name)}|{date_of_birth}|{date_of_death}"
+    # An ASCII name has nothing for NFKD to decompose and no combining marks to drop: normalise_name
+    # gives its case-folded words, made here without walking it letter by letter (a rebuild makes one
+    # for every person).
+    name = " ".join(family_name.casefold().split()) if family_name.isascii() else normalise_name(family_name)
+    return f"{name}|{date_of_birth}|{date_of_death}"
 
 
 async def match_value(kind: str, value: str) -> str:
