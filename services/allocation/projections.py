@@ -185,39 +185,9 @@ class AllocationFold:
             reviewer["active_caseload"] -= 1
 
     def _apply(self, at: Any, event: object) -> None:
+        # The queue's events first, the reviewers' (a few) last: an event is matched against the
+        # cases in order, each miss a check of its class (a rebuild's time, for every event).
         match event:
-            case ReviewerRegistered():
-                if event.reviewer_id in self.reviewers:
-                    raise ValueError(f"reviewers: {event.reviewer_id} registered twice")
-                self.reviewers[event.reviewer_id] = {
-                    "reviewer_id": event.reviewer_id,
-                    "user_id": event.user_id,
-                    "name": event.name,
-                    "organisations": list(event.organisations),
-                    "senior": event.senior,
-                    "capacity": event.capacity,
-                    "active": True,
-                    "trained_on": None,
-                    "conflicts": [],
-                    "active_caseload": 0,
-                    "last_allocated_on": None,
-                    "last_supported_on": None,
-                }
-            case ReviewerTrainingRecorded():
-                reviewer = self._reviewer(event.reviewer_id)
-                if reviewer:  # greatest() passes over a NULL
-                    trained = reviewer["trained_on"]
-                    reviewer["trained_on"] = (
-                        event.completed_on if trained is None else max(trained, event.completed_on)
-                    )
-            case ReviewerConflictRecorded():
-                reviewer = self._reviewer(event.reviewer_id)
-                if reviewer:
-                    reviewer["conflicts"].append({"kind": event.kind, "name": event.name})
-            case ReviewerDeactivated() | ReviewerReactivated():
-                reviewer = self._reviewer(event.reviewer_id)
-                if reviewer:
-                    reviewer["active"] = isinstance(event, ReviewerReactivated)
             case CaseAwaitingAllocation():
                 if event.case_id in self.cases:
                     raise ValueError(f"allocation_cases: {event.case_id} queued twice")
@@ -292,6 +262,38 @@ class AllocationFold:
                     case["status"] = "ended"
                 if event.reviewer_id is not None:
                     self._drop_caseload(event.reviewer_id)
+            case ReviewerRegistered():
+                if event.reviewer_id in self.reviewers:
+                    raise ValueError(f"reviewers: {event.reviewer_id} registered twice")
+                self.reviewers[event.reviewer_id] = {
+                    "reviewer_id": event.reviewer_id,
+                    "user_id": event.user_id,
+                    "name": event.name,
+                    "organisations": list(event.organisations),
+                    "senior": event.senior,
+                    "capacity": event.capacity,
+                    "active": True,
+                    "trained_on": None,
+                    "conflicts": [],
+                    "active_caseload": 0,
+                    "last_allocated_on": None,
+                    "last_supported_on": None,
+                }
+            case ReviewerTrainingRecorded():
+                reviewer = self._reviewer(event.reviewer_id)
+                if reviewer:  # greatest() passes over a NULL
+                    trained = reviewer["trained_on"]
+                    reviewer["trained_on"] = (
+                        event.completed_on if trained is None else max(trained, event.completed_on)
+                    )
+            case ReviewerConflictRecorded():
+                reviewer = self._reviewer(event.reviewer_id)
+                if reviewer:
+                    reviewer["conflicts"].append({"kind": event.kind, "name": event.name})
+            case ReviewerDeactivated() | ReviewerReactivated():
+                reviewer = self._reviewer(event.reviewer_id)
+                if reviewer:
+                    reviewer["active"] = isinstance(event, ReviewerReactivated)
 
 
 async def _drop_caseload(conn: Connection, reviewer_id: object) -> None:
