@@ -15,11 +15,12 @@ not decoded at all: decoding (pydantic) is most of what is left of a rebuild's t
 
 The events a fold reads come from the service's own store, which checked each of them whole when it
 was appended (`Envelope`, its payload class) and never changes them (append-only): a rebuild decodes
-them on a trusted path (`decode_stored`), one pass of pydantic's JSON parser straight into the
-payload's class, without the envelope's checks of its text and limits, and without the envelope's
-`data` as a dict, which no fold reads. An event stored in an older version of its payload, or of a
-type the registry does not know, takes the checked path (`Envelope.from_bytes`, upcast on `payload`),
-so a fold always sees the current version.
+them on a trusted path (`Decoder`), one pass of pydantic's JSON parser straight into the payload's
+class and the few envelope fields folds read (`StoredEvent`; the others are parsed if asked for),
+without the envelope's checks of its text and limits, and without its `data` as a dict, which no fold
+reads. An event stored in an older version of its payload, or of a type the registry does not know,
+takes the checked path (`Envelope.from_bytes`, upcast by `payload`), so a fold always sees the
+current version. While it runs, the cycle collector is paused (`_no_cycle_collection`).
 """
 
 import gc
@@ -192,7 +193,7 @@ class Decoder:
     """Decodes the events of the service's own store for its folds, each with its payload in the
     current version: on the trusted path an event stored in the current version of a registered type,
     else on the checked one (`Envelope.from_bytes`, upcast by `payload`). One per rebuild: it keeps
-    each type's model."""
+    each type's parser."""
 
     def __init__(self) -> None:
         self._validators: dict[tuple[str, int], Callable[..., dict[str, Any]] | None] = {}
