@@ -405,9 +405,10 @@ async def verify(
 ) -> Verification:
     """Recompute every entry's hashes from its stored bytes, check positions run 0..n-1 without a hole,
     then recompute the tree and check it against every published checkpoint and the latest signed one,
-    each signature checked with the key given. A log of `parallel_from` entries or more is checked in
-    stretches (`stretch` entries, a power of two; by default a few per process), one process per core
-    (`processes`), in one snapshot: the same answer, sooner."""
+    each signature checked with the key given, and against the tiles the proofs are read from. A log of
+    `parallel_from` entries or more is checked in stretches (`stretch` entries, a power of two; by
+    default a few per process), one process per core (`processes`), in one snapshot: the same answer,
+    sooner."""
     # The checkpoints first: one signed while the log is read covers entries the reading cannot see.
     checkpoint = await latest_checkpoint(conn)
     checkpoints = await conn.fetch(
@@ -422,9 +423,9 @@ async def verify(
     connect = _connect_kwargs(conn) if workers > 1 and not conn.is_in_transaction() else None
     if connect is not None and await log_size(conn) >= parallel_from:
         on_every_core = _on_every_core(conn, connect, workers, stretch, signed_sizes, roots, progress, total)
-        expected, top, failure = await on_every_core
+        expected, top, failure, tiles = await on_every_core
     else:
-        expected, top, failure = await _on_one_core(conn, signed_sizes, roots, progress, total, batch)
+        expected, top, failure, tiles = await _on_one_core(conn, signed_sizes, roots, progress, total, batch)
 
     def result(
         ok: bool, first_bad: int | None = None, problem: str | None = None, read_through: bool = True
@@ -442,6 +443,7 @@ async def verify(
     if progress:
         progress(expected, total)
     first_bad, problems = _against_published(published, roots, expected)
+    problems += tiles
     problems += trust.published_problems
     if checkpoint is None:
         if published:
@@ -470,7 +472,8 @@ async def verify(
     return result(True)
 
 
-Outcome = tuple[int, bytes, tuple[int, str] | None]  # entries checked, tree head after them, failure
+# Entries checked, the tree head after them, the failure, what the tiles get wrong (when none failed).
+Outcome = tuple[int, bytes, tuple[int, str] | None, list[str]]
 
 
 async def _on_one_core(
@@ -483,13 +486,14 @@ async def _on_one_core(
 ) -> Outcome:
     """Every entry in turn, in this process, as one stretch (verifier.check): its hashes, then the tree
     head after it, read `batch` entries at a time in one snapshot (the caller's, if it has begun one)."""
-    own = {} if conn.is_in_transaction() else {"isolation": "repeatable_read", "readonly": True}
+    ours = not conn.is_in_transaction()
+    own = {"isolation": "repeatable_read", "readonly": True} if ours else {}
     async with conn.transaction(**own):  # type: ignore[arg-type]
         bounds = await conn.fetchrow("SELECT min(position) AS first, max(position) AS last FROM audit_log")
         if bounds is None or bounds["first"] is None:
-            return 0, merkle.EMPTY_ROOT, None
+            return 0, merkle.EMPTY_ROOT, None, await _tiles_against(conn, [], ours)
         if bounds["first"] != 0:
-            return 0, merkle.EMPTY_ROOT, (0, f"entry 0 is missing (the next is {bounds['first']})")
+            return 0, merkle.EMPTY_ROOT, (0, f"entry 0 is missing (the next is {bounds['first']})"), []
         end: int = bounds["last"] + 1
         whole = verifier.Stretch(0, end, [], sorted({s for s in signed_sizes if s <= end} | {end}))
         told = (lambda done: progress(done, total)) if progress else None
@@ -497,12 +501,14 @@ async def _on_one_core(
         roots.update((n, h) for n, h in checked.heads.items() if n in signed_sizes)
         at = checked.checked
         if checked.problem == "missing":
-            return at, merkle.EMPTY_ROOT, (at, f"entry {at} is missing (the next is {checked.next_position})")
+            missing = f"entry {at} is missing (the next is {checked.next_position})"
+            return at, merkle.EMPTY_ROOT, (at, missing), []
         if checked.problem == "unmatched":
-            return at, merkle.EMPTY_ROOT, (at, f"entry {at} does not match its hash")
+            return at, merkle.EMPTY_ROOT, (at, f"entry {at} does not match its hash"), []
         if checked.problem == "changed":
-            return at, merkle.EMPTY_ROOT, (at, f"the history up to entry {at} is not the one that was logged")
-        return end, checked.heads[end], None
+            changed = f"the history up to entry {at} is not the one that was logged"
+            return at, merkle.EMPTY_ROOT, (at, changed), []
+        return end, checked.heads[end], None, await _tiles_against(conn, checked.cells, ours)
 
 
 async def _on_every_core(
@@ -524,9 +530,9 @@ async def _on_every_core(
         snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
         bounds = await conn.fetchrow("SELECT min(position) AS first, max(position) AS last FROM audit_log")
         if bounds is None or bounds["first"] is None:
-            return 0, merkle.EMPTY_ROOT, None
+            return 0, merkle.EMPTY_ROOT, None, await _tiles_against(conn, [], True)
         if bounds["first"] != 0:
-            return 0, merkle.EMPTY_ROOT, (0, f"entry 0 is missing (the next is {bounds['first']})")
+            return 0, merkle.EMPTY_ROOT, (0, f"entry 0 is missing (the next is {bounds['first']})"), []
         end: int = bounds["last"] + 1
         size = stretch or max(1 << 12, 1 << (-(-end // (4 * workers)) - 1).bit_length())
         if size & (size - 1):
@@ -546,6 +552,7 @@ async def _on_every_core(
         try:
             edge: list[tuple[int, bytes]] = []  # the true right edge at each stretch's start
             head = merkle.EMPTY_ROOT
+            cells: list[tuple[int, int, bytes]] = []  # the nodes the tiles must hold
             for k, s in enumerate(stretches):
                 line = await procs[k % workers].stdout.readline()  # type: ignore[union-attr]
                 if not line:
@@ -561,26 +568,58 @@ async def _on_every_core(
                         after = await conn.fetchval(
                             "SELECT min(position) FROM audit_log WHERE position > $1", at
                         )
-                    return at, head, (at, f"entry {at} is missing (the next is {after})")
+                    return at, head, (at, f"entry {at} is missing (the next is {after})"), []
                 if checked.problem == "unmatched":
-                    return at, head, (at, f"entry {at} does not match its hash")
+                    return at, head, (at, f"entry {at} does not match its hash"), []
                 if checked.problem == "changed":
-                    return at, head, (at, f"the history up to entry {at} is not the one that was logged")
+                    changed = f"the history up to entry {at} is not the one that was logged"
+                    return at, head, (at, changed), []
+                cells += checked.cells
                 if s is stretches[-1]:
                     head = checked.heads[end]
-                elif checked.own_root is not None:
+                if checked.own_root is not None:
                     edge.append((s.hi - s.lo, checked.own_root))
                     while len(edge) > 1 and edge[-1][0] == edge[-2][0]:
                         (n, left), (_, right) = edge[-2], edge[-1]
                         edge[-2:] = [(n * 2, merkle.node_hash(left, right))]
+                        height = n.bit_length()  # of the merged node, of 2n entries ending at s.hi - 1
+                        if height % merkle.TILE_HEIGHT == 0:
+                            cells.append((height // merkle.TILE_HEIGHT, (s.hi - 1) >> height, edge[-1][1]))
                 if progress:
                     progress(s.hi, total)
-            return end, head, None
+            return end, head, None, await _tiles_against(conn, cells, True)
         finally:
             for proc in procs:
                 if proc.returncode is None:
                     proc.kill()
                 await proc.wait()
+
+
+async def _tiles_against(conn: Connection, cells: list[tuple[int, int, bytes]], exact: bool) -> list[str]:
+    """The stored tiles against the nodes recomputed from the entries (`cells`: every node of a tile
+    level the log completes): each tile must hold its nodes, in order, and, read in the snapshot the
+    entries were (`exact`), nothing more; otherwise a tile may have grown since with entries not read."""
+    want: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
+    for level, index, node in cells:
+        tile = (level, index >> merkle.TILE_HEIGHT)
+        want.setdefault(tile, []).append((index & (merkle.TILE_WIDTH - 1), node))
+    stored = {
+        (r["level"], r["idx"]): bytes(r["hashes"]) for r in await conn.fetch("SELECT * FROM audit_tiles")
+    }
+    wrong = []
+    for tile in sorted(want.keys() | stored.keys()):
+        nodes = b"".join(node for _, node in sorted(want.get(tile, [])))
+        held = stored.get(tile, b"")
+        if (held if exact else held[: len(nodes)]) != nodes:
+            wrong.append(tile)
+    if not wrong:
+        return []
+    (level, index), more = wrong[0], len(wrong) - 1
+    return [
+        f"tile {index} of level {level}"
+        + (f" and {more} more tiles do not hold" if more else " does not hold")
+        + " the tree's nodes recomputed from the entries (the proofs are read from them)"
+    ]
 
 
 async def _checker(connect: dict[str, Any], stretches: list[verifier.Stretch]) -> asyncio.subprocess.Process:

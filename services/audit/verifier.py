@@ -15,10 +15,12 @@ import re
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+
+from services.audit import merkle  # the standard library only
 
 if TYPE_CHECKING:
     from infra.db import Connection  # a type only: a checker imports little
@@ -42,6 +44,9 @@ class Checked:
     next_position: int | None  # for "missing": the next position in the stretch, if any
     own_root: bytes | None  # the root of the stretch's own subtree, when every entry checked out
     heads: dict[int, bytes]  # the tree head at each signed size asked for
+    # The tree's nodes the tiles hold that the stretch completes, as (tile level, index at that level's
+    # height, hash): what the tiles must hold (merkle.tile_cells), for a stretch that checked out.
+    cells: list[tuple[int, int, bytes]] = field(default_factory=list)
 
 
 _EMPTY, _LEAF, _NODE = hashlib.sha256(), hashlib.sha256(b"\x00"), hashlib.sha256(b"\x01")
@@ -96,7 +101,8 @@ async def check(
             progress(checker.expected)
     if checker.expected != stretch.hi:
         return Checked(stretch.lo, checker.expected - stretch.lo, "missing", None, None, checker.heads)
-    return Checked(stretch.lo, stretch.hi - stretch.lo, None, None, checker.own_root(), checker.heads)
+    own = checker.own_root()
+    return Checked(stretch.lo, stretch.hi - stretch.lo, None, None, own, checker.heads, checker.cells)
 
 
 def _leaf(raw: bytes) -> bytes:
@@ -127,6 +133,7 @@ class _Checker:
         self.states = [_state(node) for node in stretch.left]
         self.own_from = len(self.states)
         self.last = b""  # the smallest subtree of the edge, whose state is the last
+        self.cells: list[tuple[int, int, bytes]] = []
         self.pending = b""
         self.header = True
 
@@ -208,11 +215,14 @@ class _Checker:
                     self.problem = "unmatched"
                     return end
                 node, n = leaf, expected - lo
-                while n & 1:  # equal perfect subtrees merge: as many as the count's trailing one bits
-                    h = states.pop()  # the state is not kept: no copy
-                    h.update(node)
-                    node = h.digest()
-                    n >>= 1
+                if n & 0xFF == 0xFF:  # once in 256 entries: a node the tiles hold is completed
+                    node = self._merge_into_cells(node, n, expected)
+                else:
+                    while n & 1:  # equal perfect subtrees merge: as many as the count's trailing one bits
+                        h = states.pop()  # the state is not kept: no copy
+                        h.update(node)
+                        node = h.digest()
+                        n >>= 1
                 top = node
                 for h in reversed(states):
                     h = h.copy()
@@ -231,6 +241,20 @@ class _Checker:
             return at
         finally:
             self.expected, self.last = expected, last
+
+    def _merge_into_cells(self, node: bytes, n: int, position: int) -> bytes:
+        """The merges an entry makes (its count's trailing one bits), as the loop makes them, each node
+        of a height the tiles hold kept as the cell the tiles must hold (merkle.tile_cells)."""
+        height = 0
+        while n & 1:
+            h = self.states.pop()
+            h.update(node)
+            node = h.digest()
+            n >>= 1
+            height += 1
+            if height % merkle.TILE_HEIGHT == 0:
+                self.cells.append((height // merkle.TILE_HEIGHT, position >> height, node))
+        return node
 
     def _irregular(
         self,
@@ -293,6 +317,7 @@ def decode_stretch(line: str) -> Stretch:
 
 def encode_checked(checked: Checked) -> str:
     out: dict[str, Any] = asdict(checked)
+    out["cells"] = [[level, index, node.hex()] for level, index, node in checked.cells]
     out["own_root"] = checked.own_root.hex() if checked.own_root else None
     out["heads"] = {str(size): head.hex() for size, head in checked.heads.items()}
     return json.dumps(out)
@@ -307,6 +332,7 @@ def decode_checked(line: str) -> Checked:
         got["next_position"],
         bytes.fromhex(got["own_root"]) if got["own_root"] else None,
         {int(size): bytes.fromhex(head) for size, head in got["heads"].items()},
+        [(level, index, bytes.fromhex(node)) for level, index, node in got["cells"]],
     )
 
 

@@ -147,3 +147,68 @@ async def test_a_stretch_is_checked_the_same_wherever_the_stream_is_cut(audit_lo
         assert checker.problem is None and checker.expected == 1_500
         assert checker.heads == {n: merkle.root(hashes[:n]) for n in (1, 1_000, 1_500)}
         assert checker.own_root() == merkle.root(hashes)
+
+
+TILES_WRONG = "does not hold the tree's nodes recomputed from the entries"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        ("none", None),
+        ("a_cell_changed", f"tile 0 of level 1 {TILES_WRONG}"),
+        ("a_cell_cut_off", f"tile 0 of level 1 {TILES_WRONG}"),
+        ("a_cell_added", f"tile 0 of level 1 {TILES_WRONG}"),
+        ("a_tile_removed", f"tile 0 of level 1 {TILES_WRONG}"),
+        ("a_tile_made_up", f"tile 7 of level 1 {TILES_WRONG}"),
+        ("every_tile_wrong", "tile 0 of level 1 and 1 more tiles do not hold"),
+    ],
+)
+async def test_the_tiles_must_hold_the_nodes_recomputed_from_the_entries(
+    audit_log: EventStore, tamper: str, problem: str | None
+) -> None:
+    """The proofs are read from the tiles: a tile that does not hold the tree's nodes fails the
+    verification, the entries themselves checking out (no first bad entry, the root recomputed)."""
+    async with audit_log.pool.acquire() as conn:
+        hashes = await bulk(conn, N)  # level 1, tile 0: the 11 nodes of 256 entries
+        await conn.execute("SELECT audit_fill_tiles()")
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            one = "UPDATE audit_tiles SET hashes = {} WHERE level = 1 AND idx = 0"
+            if tamper == "a_cell_changed":
+                await conn.execute(one.format("overlay(hashes PLACING $1 FROM 32 * 5 + 1)"), bytes(32))
+            elif tamper == "a_cell_cut_off":
+                await conn.execute(one.format("substring(hashes FROM 1 FOR 32 * 10)"))
+            elif tamper == "a_cell_added":
+                await conn.execute(one.format("hashes || $1"), bytes(32))
+            elif tamper == "a_tile_removed":
+                await conn.execute("DELETE FROM audit_tiles")
+            elif tamper == "a_tile_made_up":
+                await conn.execute("INSERT INTO audit_tiles VALUES (1, 7, $1)", bytes(32))
+            elif tamper == "every_tile_wrong":
+                await conn.execute("INSERT INTO audit_tiles VALUES (2, 0, $1)", bytes(32))
+                await conn.execute(one.format("$1 || substring(hashes FROM 33)"), bytes(32))
+        found = await both(conn)
+    assert found.first_bad_position is None and found.entries == N
+    assert found.root_hash == merkle.root(hashes).hex()
+    if problem is None:
+        assert found.ok and found.problem == "no signed checkpoint yet", found
+    else:
+        assert not found.ok and found.problem is not None and found.problem.startswith(problem), found
+
+
+async def test_a_tile_above_the_stretches_is_checked_against_the_nodes_merged_from_them(
+    audit_log: EventStore,
+) -> None:
+    """Level 2 (nodes of 65,536 entries): on every core, made by merging the stretches' own roots."""
+    async with audit_log.pool.acquire() as conn:
+        hashes = await bulk(conn, (1 << 16) + 300)
+        await conn.execute("SELECT audit_fill_tiles()")
+        assert await conn.fetchval("SELECT count(*) FROM audit_tiles WHERE level = 2") == 1
+        assert (await both(conn)).ok
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute("UPDATE audit_tiles SET hashes = $1 WHERE level = 2", merkle.leaf_hash(b"x"))
+        found = await both(conn)
+    assert not found.ok and found.root_hash == merkle.root(hashes).hex()
+    assert found.problem is not None and found.problem.startswith(f"tile 0 of level 2 {TILES_WRONG}"), found
