@@ -124,7 +124,9 @@ async def _take_once(
     first = [_reference_lock(locked_year)] if locked_year is not None else []
     await _lock(conn, [*first, f"notification:{notification.notification_id}", *values.values()])
     # Under the locks: the notification taken already, or the same person's case.
-    earlier, match = await _earlier_and_match(conn, notification.notification_id, values)
+    earlier, match, last_number = await _earlier_and_match(
+        conn, notification.notification_id, values, locked_year
+    )
     if earlier is not None:
         owner, earlier_digest = await _ownership(conn, notification.notification_id)
         domain.decide_resend(notification, digest, owner, earlier_digest)
@@ -137,9 +139,12 @@ async def _take_once(
     now = store.clock()
     reference = None
     if outcome == "case_opened":
-        if now.year != locked_year:
+        if now.year == locked_year:
+            # Read with the match, under the year's lock taken first.
+            reference = domain.case_reference(now.year, (last_number or 0) + 1)
+        else:
             await _lock(conn, [_reference_lock(now.year)])
-        reference = await next_reference(conn, now.year)
+            reference = await next_reference(conn, now.year)
     intake = domain.decide_intake(
         notification, match, new_case_id, personal,
         reference=reference, notified_on=now.date(), digest=digest,
@@ -246,36 +251,41 @@ _INDEXED = (
 
 # result_of and find_match in one round trip: the notification's earlier result (outcome NULL when it
 # is new), the case of the same NHS number ($2, NULL without one) and of the same name and dates ($3,
-# skipping cases with an NHS number when the notification has one, $4).
+# skipping cases with an NHS number when the notification has one, $4); and the last reference number
+# given in the year $5 (next_reference's read, for a caller holding that year's lock).
 _EARLIER_AND_MATCH = (
     "SELECT n.outcome, n.case_id, c.review_type, c.focused_reasons, c.flags, c.reference, "
     + _INDEXED.format(kind="'nhs_number'", value="$2", skip="false")
     + " AS by_nhs_number, "
     + _INDEXED.format(kind="'name_and_dates'", value="$3", skip="$4")
-    + " AS by_name_and_dates"
+    + " AS by_name_and_dates,"
+    " (SELECT last_number FROM case_references WHERE year = $5::int) AS last_number"
     " FROM (SELECT $1::uuid AS notification_id) AS asked"
     " LEFT JOIN notifications n USING (notification_id) LEFT JOIN cases c ON c.case_id = n.case_id"
 )
 
 
 async def _earlier_and_match(
-    conn: Connection, notification_id: UUID, values: dict[str, str]
-) -> tuple[NotificationResult | None, domain.Match | None]:
-    """`result_of` the notification, and `find_match` for it (`values`: its match_values), at once."""
+    conn: Connection, notification_id: UUID, values: dict[str, str], year: int | None
+) -> tuple[NotificationResult | None, domain.Match | None, int | None]:
+    """`result_of` the notification, and `find_match` for it (`values`: its match_values), at once;
+    with the last reference number given in `year` (None: none given, or no year asked)."""
     row = await conn.fetchrow(
         _EARLIER_AND_MATCH,
         notification_id,
         values.get("nhs_number"),
         values["name_and_dates"],
         "nhs_number" in values,
+        year,
     )
     assert row is not None
     earlier = _result(notification_id, row) if row["outcome"] is not None else None
+    last_number: int | None = row["last_number"]
     if row["by_nhs_number"] is not None:
-        return earlier, domain.Match(row["by_nhs_number"], "nhs_number")
+        return earlier, domain.Match(row["by_nhs_number"], "nhs_number"), last_number
     if row["by_name_and_dates"] is not None:
-        return earlier, domain.Match(row["by_name_and_dates"], "name_and_dates")
-    return earlier, None
+        return earlier, domain.Match(row["by_name_and_dates"], "name_and_dates"), last_number
+    return earlier, None, last_number
 
 
 def _result(notification_id: UUID, row: asyncpg.Record | None) -> NotificationResult | None:
