@@ -71,6 +71,7 @@ class OutboxRelay:
         self.idle_wait = idle_wait
         self.fence = fence
         self.fenced_because: str | None = None
+        self._cleared = False  # whether the fence has lifted since the relay started
         self.connected = False
         # Another instance of the service holds the relay's lock and publishes: this one is not
         # broken, it waits its turn (its /readyz says so and stays ready).
@@ -209,10 +210,15 @@ class OutboxRelay:
     def _fenced(self) -> bool:
         reason = self.fence() if self.fence is not None else None
         if reason != self.fenced_because:
+            # Every start waits for the store's first comparison with its topic (infra.fencing), which
+            # is no alarm: until the fence first lifts, the relay says so at info level (a store found
+            # behind is reported at error level by its guard); a fence met after that is a warning.
+            level = log.warning if self._cleared else log.info
             if reason is None:
-                log.warning("relay_fence_lifted", topic=self.topic, was=self.fenced_because)
+                level("relay_fence_lifted", topic=self.topic, was=self.fenced_because)
+                self._cleared = True
             else:
-                log.warning("relay_fenced", topic=self.topic, reason=reason)
+                level("relay_fenced", topic=self.topic, reason=reason)
             self.fenced_because = reason
         return reason is not None
 
