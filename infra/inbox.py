@@ -426,7 +426,7 @@ class InboxConsumer(Generic[T]):
     async def _consume(self, consumer: AIOKafkaConsumer, records: "list[ConsumerRecord[Any, Any]]") -> None:
         """Apply the records, then commit each partition's offset past what is done and rewind each
         partition to its first record not done (it is delivered again)."""
-        batch = [(record.value or b"", _delivery(record)) for record in records]
+        batch = [(record.value or b"", delivery_of(record)) for record in records]
         try:
             rewind = await self.handle_batch(batch)
         except BaseException:
@@ -908,6 +908,46 @@ class InboxConsumer(Generic[T]):
         await self.apply(conn, message, delivery)
         return True
 
+    async def record_handled(self, conn: Connection, raw: bytes, delivery: Delivery) -> bool:
+        """Record `raw` as handled, as applying it would, without applying it: what recovery does for
+        the messages a restored database had handled before it was lost (leder.recovery). By message
+        id, with its stream's place and the event's hash. False for a message the consumer refuses to
+        parse (it dead-lettered it: nothing to record) or has recorded already."""
+        try:
+            message = self.parse(raw)
+        except Exception:
+            return False
+        message_id = self.message_id(message)
+        if self.order is not None and (order := self.order(raw)) is not None:
+            stream, version = order
+            await conn.execute(
+                "INSERT INTO inbox_streams (consumer, stream, last_version) VALUES ($1, $2, $3)"
+                " ON CONFLICT (consumer, stream) DO UPDATE"
+                " SET last_version = greatest(inbox_streams.last_version, EXCLUDED.last_version)",
+                self.name,
+                stream,
+                version,
+            )
+            await conn.execute(
+                "INSERT INTO inbox_versions (consumer, stream, stream_version, event_id, content_hash)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                self.name,
+                stream,
+                version,
+                message_id,
+                content_hash(raw),
+            )
+        added = await conn.fetchval(
+            "INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+            self.name,
+            message_id,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+        )
+        return bool(added)
+
     async def _last_in_stream(self, conn: Connection, stream: str) -> int:
         """The last version of the stream applied or set aside (0: none), locked for the transaction."""
         last: int | None = await conn.fetchval(
@@ -1000,7 +1040,8 @@ class InboxConsumer(Generic[T]):
             await self._skip_in_stream(order, Held(_claimed_event_id(raw), content_hash(raw)))
 
 
-def _delivery(record: "ConsumerRecord[Any, Any]") -> Delivery:
+def delivery_of(record: "ConsumerRecord[Any, Any]") -> Delivery:
+    """What a handler is told of where a record came from."""
     return Delivery(
         topic=record.topic,
         partition=record.partition,

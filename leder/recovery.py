@@ -41,7 +41,7 @@ from infra import kafka
 from infra.db import Connection
 from infra.eventstore import EventStore
 from infra.fencing import mark_verified
-from infra.inbox import InboxConsumer, Unprocessable, content_hash
+from infra.inbox import InboxConsumer, Unprocessable, delivery_of
 from infra.keys import KeyDestroyed, KeyManagerError
 from infra.logging import get_logger
 from infra.sealing import DataKeys, Sealed, for_service, unseal
@@ -212,48 +212,14 @@ async def mark_handled(
     conn: Connection, consumer: InboxConsumer[Any], records: Sequence[ConsumerRecord], verifier: EventVerifier
 ) -> int:
     """Record each of `records` (all handled by `consumer` before the database was lost) in the
-    consumer's inbox as infra.inbox records a handled message: by message id, with its stream's position
-    and the event's hash. A record the consumer refused (not genuine, not parseable) takes no place."""
+    consumer's inbox as handled (InboxConsumer.record_handled). A record the consumer refused (not
+    genuine, not parseable) takes no place."""
     marked = 0
     checks = verifier.owner(consumer.topic) is not None
     for record in records:
-        raw = record.value or b""
         if checks and not _genuine(verifier, record):
             continue
-        try:
-            message = consumer.parse(raw)
-        except Exception:  # the consumer dead-lettered it: nothing to record
-            continue
-        message_id = consumer.message_id(message)
-        if consumer.order is not None and (order := consumer.order(raw)) is not None:
-            stream, version = order
-            await conn.execute(
-                "INSERT INTO inbox_streams (consumer, stream, last_version) VALUES ($1, $2, $3)"
-                " ON CONFLICT (consumer, stream) DO UPDATE"
-                " SET last_version = greatest(inbox_streams.last_version, EXCLUDED.last_version)",
-                consumer.name,
-                stream,
-                version,
-            )
-            await conn.execute(
-                "INSERT INTO inbox_versions (consumer, stream, stream_version, event_id, content_hash)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                consumer.name,
-                stream,
-                version,
-                message_id,
-                content_hash(raw),
-            )
-        added = await conn.fetchval(
-            "INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
-            consumer.name,
-            message_id,
-            record.topic,
-            record.partition,
-            record.offset,
-        )
-        marked += bool(added)
+        marked += await consumer.record_handled(conn, record.value or b"", delivery_of(record))
     return marked
 
 
