@@ -279,6 +279,7 @@ SUMMARIES = {
     "governance.CaseRead": "{what} read by {reader}",
     "audit.AuditLogRead": "audit log: {what}",
     "audit.RejectedNotificationRecorded": "rejected notification recorded",
+    "audit.LogHighWaterMarked": "audit log's high-water marks published ({log_size} entries)",
 }
 # Fields naming a person by the `sub` of their token: shown by name where the log knows it.
 PERSON_FIELDS = frozenset(
