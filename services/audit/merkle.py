@@ -150,31 +150,6 @@ def push(frontier: list[tuple[int, bytes]], leaf: bytes) -> list[tuple[int, byte
     return edge
 
 
-class RightEdge:
-    """push and frontier_root in one pass over a whole log: add each leaf in turn and get the tree
-    head after it. Kept as bare hashes (the sizes are the bits of the count), to verify a log of
-    millions of entries without building a list per entry."""
-
-    __slots__ = ("_edge", "size")
-
-    def __init__(self) -> None:
-        self._edge: list[bytes] = []
-        self.size = 0
-
-    def add(self, leaf: bytes) -> bytes:
-        sha256, edge = hashlib.sha256, self._edge
-        node, n = leaf, self.size
-        while n & 1:  # equal perfect subtrees merge: as many as the count's trailing one bits
-            node = sha256(b"\x01" + edge.pop() + node).digest()
-            n >>= 1
-        edge.append(node)
-        self.size += 1
-        top = node
-        for i in range(len(edge) - 2, -1, -1):
-            top = sha256(b"\x01" + edge[i] + top).digest()
-        return top
-
-
 def frontier_root(frontier: list[tuple[int, bytes]]) -> bytes:
     """MTH of the whole tree from its right edge (the same as RFC 9162's recursive split)."""
     if not frontier:

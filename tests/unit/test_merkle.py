@@ -74,14 +74,6 @@ def test_the_right_edge_gives_the_same_root_at_every_size(n: int) -> None:
         assert merkle.frontier_root(frontier) == mth(tree[: i + 1])
 
 
-def test_the_right_edge_in_one_pass_gives_the_rfc_root_after_every_leaf() -> None:
-    tree = leaves(300)
-    edge = merkle.RightEdge()
-    for i, leaf in enumerate(tree):
-        assert edge.add(leaf) == mth(tree[: i + 1])
-    assert edge.size == 300
-
-
 @given(st.integers(1, 80).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))))
 def test_the_proof_from_the_levels_is_the_rfc_inclusion_proof(case: tuple[int, int]) -> None:
     n, i = case
