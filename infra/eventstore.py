@@ -498,9 +498,26 @@ class EventStore:
         )
         return [RecordedEvent(*r) for r in rows]
 
-    async def last_sequence(self) -> int:
-        last: int = await self.pool.fetchval("SELECT coalesce(max(source_sequence), 0) FROM events")
+    async def last_sequence(self, *, conn: Connection | None = None) -> int:
+        last: int = await (conn or self.pool).fetchval("SELECT coalesce(max(source_sequence), 0) FROM events")
         return last
+
+    async def read_types_after(
+        self, conn: Connection, position: int, through: int, types: Sequence[str], limit: int
+    ) -> list[RecordedEvent]:
+        """The events of `types` after sequence `position` and up to `through`, in sequence order (the
+        first `limit`): for a rebuild whose projections read only those types (infra.projections),
+        the others never leave the database."""
+        rows = await conn.fetch(
+            "SELECT source_sequence, stream_id, event_type, schema_version, envelope FROM events"
+            " WHERE source_sequence > $1 AND source_sequence <= $2 AND event_type = any($3::text[])"
+            " ORDER BY source_sequence LIMIT $4",
+            position,
+            through,
+            list(types),
+            limit,
+        )
+        return [RecordedEvent(*r) for r in rows]
 
     async def restore(self, conn: Connection, recorded: Sequence[str]) -> int:
         """Put back events this store recorded once and lost (a restore from a backup), byte for byte

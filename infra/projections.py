@@ -290,7 +290,7 @@ async def _replay(store: EventStore, conn: Connection, projections: Sequence[Pro
     decode = Decoder()
     if all(folds) and None not in declared:
         wanted = sorted({t for types in declared if types is not None for t in types})
-        return await _fold_wanted(conn, [f for f in folds if f is not None], wanted, decode, batch)
+        return await _fold_wanted(store, conn, [f for f in folds if f is not None], wanted, decode, batch)
     replayed = 0
     position = 0
     while True:
@@ -316,34 +316,26 @@ async def _replay(store: EventStore, conn: Connection, projections: Sequence[Pro
 
 
 async def _fold_wanted(
-    conn: Connection, folds: Sequence[Fold], wanted: list[str], decode: Decoder, batch: int
+    store: EventStore, conn: Connection, folds: Sequence[Fold], wanted: list[str], decode: Decoder, batch: int
 ) -> int:
     """Every projection folds and names the types it reads: only events of those types are read, in
     pages, up to the last event stored when the rebuild began (a later one that changes a projection
     waits for the rebuild's commit, its tables being locked by the TRUNCATE). Returns how many events
-    the store holds up to there, all replayed: those of other types change nothing."""
-    stored = await conn.fetchrow("SELECT coalesce(max(source_sequence), 0), count(*) FROM events")
-    last, total = stored if stored is not None else (0, 0)
+    the store holds up to there (its sequence is gapless from 1), all replayed: those of other types
+    change nothing."""
+    last = await store.last_sequence(conn=conn)
     position = 0
     while position < last:
-        rows = await conn.fetch(
-            "SELECT source_sequence, event_type, schema_version, envelope FROM events"
-            " WHERE source_sequence > $1 AND source_sequence <= $2 AND event_type = any($3::text[])"
-            " ORDER BY source_sequence LIMIT $4",
-            position,
-            last,
-            wanted,
-            batch,
-        )
+        rows = await store.read_types_after(conn, position, last, wanted, batch)
         if not rows:
             break
-        decoded = [decode(r[1], r[2], r[3]) for r in rows]
+        decoded = [decode(r.event_type, r.schema_version, r.envelope) for r in rows]
         for fold in folds:
             await fold.add(conn, decoded)
-        position = rows[-1][0]
+        position = rows[-1].source_sequence
     for fold in folds:
         await fold.write(conn)
-    return int(total)
+    return last
 
 
 async def copy_rows(conn: Connection, table: str, rows: Iterable[Row]) -> None:
