@@ -235,7 +235,7 @@ class Figures:
         per_event, mean = count / self.events, seconds / max(count, 1)
         decoding = self.decoded / self.parse_seconds
         said = (
-            f"{count:,} round trips to PostgreSQL ({per_event:.3f} per event: reading the events in"
+            f"{count:,} round trips to PostgreSQL ({_rate(per_event)}: reading the events in"
             f" pages, COPY of the folded rows, and any statement of a projection that does not fold),"
             f" {mean * 1e3:.1f} ms on average with the server's work, are"
             f" {min(seconds / self.seconds, 1):.0%} of the time; the rest is Python. The rebuild reads and"
@@ -336,6 +336,13 @@ async def main(quick: bool, events: int, cases: int, write: bool = True) -> list
             ),
         )
     return figures
+
+
+def _rate(per_event: float) -> str:
+    """Round trips per event in words a reader can take in: "1.60 per event", "one per 2,632 events"."""
+    if per_event >= 0.1 or per_event == 0:
+        return f"{per_event:.2f} per event"
+    return f"one per {1 / per_event:,.0f} events"
 
 
 if __name__ == "__main__":
