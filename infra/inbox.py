@@ -920,23 +920,7 @@ class InboxConsumer(Generic[T]):
         message_id = self.message_id(message)
         if self.order is not None and (order := self.order(raw)) is not None:
             stream, version = order
-            await conn.execute(
-                "INSERT INTO inbox_streams (consumer, stream, last_version) VALUES ($1, $2, $3)"
-                " ON CONFLICT (consumer, stream) DO UPDATE"
-                " SET last_version = greatest(inbox_streams.last_version, EXCLUDED.last_version)",
-                self.name,
-                stream,
-                version,
-            )
-            await conn.execute(
-                "INSERT INTO inbox_versions (consumer, stream, stream_version, event_id, content_hash)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                self.name,
-                stream,
-                version,
-                message_id,
-                content_hash(raw),
-            )
+            await self._advance(conn, stream, version, Held(message_id, content_hash(raw)))
         added = await conn.fetchval(
             "INSERT INTO inbox (consumer, message_id, topic, kafka_partition, kafka_offset)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
@@ -975,10 +959,12 @@ class InboxConsumer(Generic[T]):
         return Held(message_id, None) if known else None
 
     async def _advance(self, conn: Connection, stream: str, version: int, held: Held) -> None:
-        """The stream is at `version` now, with the event that took it."""
+        """The stream is at `version` now, with the event that took it (never moved back: recovery
+        records handled messages whose stream the restored inbox may know further on)."""
         await conn.execute(
             "INSERT INTO inbox_streams (consumer, stream, last_version) VALUES ($1, $2, $3)"
-            " ON CONFLICT (consumer, stream) DO UPDATE SET last_version = EXCLUDED.last_version",
+            " ON CONFLICT (consumer, stream) DO UPDATE"
+            " SET last_version = greatest(inbox_streams.last_version, EXCLUDED.last_version)",
             self.name,
             stream,
             version,
