@@ -314,3 +314,25 @@ async def test_processes_sharing_a_key_file_see_each_others_new_keys_and_rotatio
     await other.create("notification/third")
     assert await one.names() == ["notification/first", "notification/third"]
     assert await one.unwrap("notification/first", wrapped) == b"k" * 32
+
+
+async def test_make_creates_the_key_wraps_under_it_and_keeps_the_wrapping(provider: Provider) -> None:
+    data_key = os.urandom(32)
+    wrapped = await provider.keys.make(NAME, data_key)
+    assert await provider.keys.unwrap(NAME, wrapped) == data_key
+    assert await provider.keys.escrowed(NAME) == wrapped
+    assert NAME in await provider.keys.names()
+    assert data_key not in provider.at_rest()
+
+
+async def test_an_hmac_key_read_once_is_the_same_key_after_the_file_is_rewritten(tmp_path: Path) -> None:
+    """The local file's HMAC keys are held in memory after the first use (never rotated or destroyed),
+    so matching stays the same whatever a destroy of a case's key does to the file."""
+    path = tmp_path / "keys" / "notification.keys"
+    local = LocalKeyFile(path)
+    first = await local.hmac("notification/person-index", b"nhs_number:9434765919")
+    await local.make(NAME, os.urandom(32))
+    await local.destroy(NAME)  # rewrites the file
+    assert await local.hmac("notification/person-index", b"nhs_number:9434765919") == first
+    # Another process reading the file gets the same key.
+    assert await LocalKeyFile(path).hmac("notification/person-index", b"nhs_number:9434765919") == first
