@@ -68,12 +68,20 @@ class DataKeys:
         """The name of the case's key-encryption key in the key manager."""
         return f"{self.service}/{key_id}"
 
-    async def key(self, conn: Connection, key_id: str, *, create: bool = False) -> bytes:
+    async def key(self, conn: Connection, key_id: str, *, create: bool = False, new: bool = False) -> bytes:
         """The data key of `key_id`, made on first use when `create`. Raises KeyDestroyed once the case
-        was shredded (or, without `create`, if it never had a key)."""
+        was shredded (or, without `create`, if it never had a key). `new`: the caller expects no key
+        yet (a case id it has just drawn), so it is made without a look first (should one exist after
+        all, that one is the key)."""
+        if new:
+            made = await self._create(conn, key_id)
+            if made is not None:
+                return made
         row = await conn.fetchrow("SELECT wrapped, destroyed_at FROM data_keys WHERE key_id = $1", key_id)
         if row is None and create:
-            await self._create(conn, key_id)
+            made = await self._create(conn, key_id)
+            if made is not None:
+                return made
             row = await conn.fetchrow("SELECT wrapped, destroyed_at FROM data_keys WHERE key_id = $1", key_id)
         if row is None or row["wrapped"] is None or row["destroyed_at"] is not None:
             raise KeyDestroyed(key_id)
@@ -86,15 +94,14 @@ class DataKeys:
         self._remember(key_id, wrapped, key)
         return key
 
-    async def _create(self, conn: Connection, key_id: str) -> None:
+    async def _create(self, conn: Connection, key_id: str) -> bytes | None:
+        """A new data key for `key_id`, or None if another's (or a destroyed one's) row was there first."""
         name = self.kek(key_id)
-        await self.keys.create(name)
         key = AESGCM.generate_key(bit_length=256)
-        wrapped = await self.keys.wrap(name, key)
-        # The backup before the row: once the row commits, its wrapping is kept outside the database too.
-        # Should the transaction roll back, the key manager keeps the wrapping of a key nothing was
-        # sealed under: harmless, and replaced when the case's key is made again.
-        await self.keys.escrow(name, wrapped)
+        # The backup (escrow) before the row: once the row commits, its wrapping is kept outside the
+        # database too. Should the transaction roll back, the key manager keeps the wrapping of a key
+        # nothing was sealed under: harmless, and replaced when the case's key is made again.
+        wrapped = await self.keys.make(name, key)
         # A concurrent creator may win: then its key is the case's, and ours is never used.
         won = await conn.fetchval(
             "INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING"
@@ -110,8 +117,18 @@ class DataKeys:
             )
             if winner is not None:
                 await self.keys.escrow(name, winner)
-            return
+            else:
+                # The case was shredded: the key-encryption key just made goes the way of the first.
+                await self.keys.destroy(name)
+            return None
         self._remember(key_id, wrapped, key)
+        return key
+
+    def cached(self, key_id: str) -> tuple[bytes, bytes] | None:
+        """The wrapping and the data key of `key_id` as this process last made or read them, unchecked:
+        whoever relies on it must check, in the statement that does, that the row still holds that
+        wrapping and is not destroyed (as `key` does on every call)."""
+        return self._cache.get(key_id)
 
     async def destroy(self, conn: Connection, key_id: str) -> None:
         """Shred `key_id`: the row marked destroyed without its wrapping, then the KEK destroyed, last.

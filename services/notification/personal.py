@@ -66,9 +66,10 @@ def unseal(key: bytes, sealed: SealedPersonalData) -> PersonalDetails:
     return PersonalDetails.model_validate(json.loads(sealing.unseal(key, sealed)))
 
 
-async def data_key(conn: Connection, key_id: str, *, create: bool = False) -> bytes:
-    """The key for `key_id`; made on first use when `create`. Raises KeyDestroyed once destroyed."""
-    return await keys().key(conn, key_id, create=create)
+async def data_key(conn: Connection, key_id: str, *, create: bool = False, new: bool = False) -> bytes:
+    """The key for `key_id`; made on first use when `create` (without a look first when `new`: a case
+    id just drawn). Raises KeyDestroyed once destroyed."""
+    return await keys().key(conn, key_id, create=create, new=new)
 
 
 async def destroy_key(conn: Connection, key_id: str) -> None:

@@ -137,3 +137,21 @@ async def test_the_backup_is_of_the_key_that_won_when_two_make_a_case_key_at_onc
 async def _seal_in_own_transaction(store: EventStore, keys: DataKeys, key_id: str) -> Sealed:
     async with store.transaction() as conn:
         return await keys.seal_text(conn, key_id, "second")
+
+
+async def test_a_key_made_as_new_where_one_exists_is_the_existing_one(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """`new` only spares the look first: the key already there is the case's, and one destroyed stays
+    destroyed (its key-encryption key is not made again)."""
+    keys = data_keys(tmp_path)
+    async with store.transaction() as conn:
+        first = await keys.key(conn, "case-new", create=True)
+        assert await keys.key(conn, "case-new", create=True, new=True) == first
+        assert await keys.key(conn, "case-fresh", create=True, new=True) == await keys.key(conn, "case-fresh")
+        await keys.destroy(conn, "case-new")
+    async with store.transaction() as conn:
+        with pytest.raises(KeyDestroyed):
+            await keys.key(conn, "case-new", create=True, new=True)
+    assert "review/case-new" not in await keys.keys.names()
+    assert "review/case-fresh" in await keys.keys.names()
