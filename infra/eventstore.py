@@ -197,6 +197,7 @@ class EventLog(Protocol):
         case_id: UUID | None = None,
         occurred_at: datetime | None = None,
         conn: Transaction | None = None,
+        savepoint: bool = True,
     ) -> list[Envelope]: ...
 
     async def read_stream(
@@ -293,10 +294,15 @@ class EventStore:
         case_id: UUID | None = None,
         occurred_at: datetime | None = None,
         conn: Connection | None = None,
+        savepoint: bool = True,
     ) -> list[Envelope]:
         """Append `payloads` to `stream_id` if it is at `expected_version` (0: a new stream).
 
-        With `conn` the append joins the caller's transaction (an inbox handler's, say)."""
+        With `conn` the append joins the caller's transaction (an inbox handler's, say), at a savepoint
+        of its own: should it fail, what it wrote is undone and the caller's transaction goes on.
+        `savepoint=False` spares the savepoint's two round trips where the caller's transaction is all
+        or nothing (an inbox batch): a failed append may leave the projections' writes in it, so the
+        caller must roll it back, as it does on any error."""
         if not payloads:
             return []
         if self.fenced_because is not None:
@@ -312,6 +318,10 @@ class EventStore:
                 return await self._append(
                     own, stream_id, expected_version, payloads, context, case_id, occurred_at
                 )
+        if not savepoint and conn.is_in_transaction():
+            return await self._append(
+                conn, stream_id, expected_version, payloads, context, case_id, occurred_at
+            )
         async with conn.transaction():
             return await self._append(
                 conn, stream_id, expected_version, payloads, context, case_id, occurred_at

@@ -68,6 +68,7 @@ class MemoryEventStore:
         case_id: UUID | None = None,
         occurred_at: datetime | None = None,
         conn: MemoryTransaction | None = None,
+        savepoint: bool = True,  # an append here is all or nothing either way
     ) -> list[Envelope]:
         if not payloads:
             return []

@@ -134,7 +134,7 @@ async def _take_once(
     new_case_id = uuid4()
     outcome = domain.classify(notification, match)
     stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
-    key = await data_key(conn, stream_id, create=True)
+    key = await data_key(conn, stream_id, create=True, new=stream_id == str(new_case_id))
     personal = seal(key, stream_id, PersonalDetails.of(notification))
     now = store.clock()
     reference = None
@@ -154,9 +154,11 @@ async def _take_once(
     version = (
         0 if intake.stream_id == str(new_case_id) else await store.stream_version(intake.stream_id, conn=conn)
     )
+    # No savepoint of the append's own: every caller undoes the whole intake on an error (`_take` at
+    # its savepoint, the partner consumer's batch by its rollback).
     await store.append(
         intake.stream_id, version, intake.events, context,
-        case_id=intake.case_id, occurred_at=now, conn=conn,
+        case_id=intake.case_id, occurred_at=now, conn=conn, savepoint=False,
     )  # fmt: skip
     if not read_back:
         return None
