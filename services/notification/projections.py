@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from cryptography.exceptions import InvalidTag
+
 from events import Envelope
 from events.notification import (
     CaseAllocationEnded,
@@ -27,7 +29,7 @@ from infra import sealing
 from infra.db import Connection
 from infra.projections import Decoded, Row, add_missing, copy_rows, reads
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
-from services.notification.personal import PersonalDetails, keys, unseal_with_stored_key
+from services.notification.personal import PersonalDetails, keys, unseal, unseal_with_stored_key
 
 PERSON_INDEX = "person-index"  # the purpose of the key the index's values are hashed under
 
@@ -59,15 +61,27 @@ class CasesProjection:
                     "role": event.facts.notifier_role,
                     "notification_id": str(event.notification_id),
                 }
+                year, number = reference_parts(reference) if reference is not None else (None, None)
+                # One statement for the three tables (each its own part), one round trip: intake's cost.
                 await conn.execute(
                     """
-                    INSERT INTO cases (case_id, status, review_type, focused_reasons, flags,
-                                       unknown_diagnoses, notified_at, facts, notifiers, updated_at,
-                                       reference)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10)
-                    ON CONFLICT (case_id) DO UPDATE SET status = $2, review_type = $3, focused_reasons = $4,
-                        flags = $5, unknown_diagnoses = $6, facts = $8, updated_at = $7,
-                        reference = coalesce($10, cases.reference)
+                    WITH opened AS (
+                        INSERT INTO cases (case_id, status, review_type, focused_reasons, flags,
+                                           unknown_diagnoses, notified_at, facts, notifiers, updated_at,
+                                           reference)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10)
+                        ON CONFLICT (case_id) DO UPDATE SET status = $2, review_type = $3,
+                            focused_reasons = $4, flags = $5, unknown_diagnoses = $6, facts = $8,
+                            updated_at = $7, reference = coalesce($10, cases.reference)
+                    ), numbered AS (
+                        INSERT INTO case_references (year, last_number)
+                        SELECT $11::int, $12::int WHERE $11::int IS NOT NULL
+                        ON CONFLICT (year) DO UPDATE
+                            SET last_number = greatest(case_references.last_number, excluded.last_number)
+                    )
+                    INSERT INTO notifications (notification_id, outcome, case_id, received_at,
+                                               organisation, content_hash)
+                    VALUES ($13, $14, $1, $7, $15, $16) ON CONFLICT (notification_id) DO NOTHING
                     """,
                     event.case_id,
                     status,
@@ -79,19 +93,13 @@ class CasesProjection:
                     event.facts.model_dump_json(),
                     json.dumps([notifier]),
                     reference,
+                    year,
+                    number,
+                    event.notification_id,
+                    status_outcome(status),
+                    event.facts.notifier_organisation,
+                    event.content_hash,
                 )
-                if reference is not None:
-                    year, number = reference_parts(reference)
-                    await conn.execute(
-                        "INSERT INTO case_references (year, last_number) VALUES ($1, $2) ON CONFLICT (year)"
-                        " DO UPDATE SET last_number = greatest(case_references.last_number, $2)",
-                        year,
-                        number,
-                    )
-                await self._first_outcome(
-                    conn, event.notification_id, status_outcome(status), event.case_id, at,
-                    event.facts.notifier_organisation, event.content_hash,
-                )  # fmt: skip
             case DuplicateNotificationLinked():
                 notifier = {
                     "organisation": event.notifier_organisation,
@@ -388,36 +396,58 @@ class PersonIndex:
         event = envelope.payload()
         match event:
             case CaseOpened() | EligibilityToConfirm() | DuplicateNotificationLinked():
+                if await _index_under_cached_key(conn, event):
+                    return
                 details = await unseal_with_stored_key(conn, event.personal)
                 if details is None:
                     return  # destroyed: nothing to match on any more
-                keys = []
-                if details.nhs_number:
-                    keys.append(("nhs_number", details.nhs_number))
-                if not isinstance(event, DuplicateNotificationLinked):
-                    keys.append(
-                        (
-                            "name_and_dates",
-                            name_and_dates(
-                                details.family_name,
-                                str(details.date_of_birth),
-                                str(event.facts.date_of_death),
-                            ),
-                        )
-                    )
-                for kind, value in keys:
-                    await conn.execute(
-                        "INSERT INTO person_index (case_id, match_kind, match_value) VALUES ($1, $2, $3)"
-                        " ON CONFLICT DO NOTHING",
-                        event.case_id,
-                        kind,
-                        await match_value(kind, value),
-                    )
+                found = _match_keys(event, details)
+                await conn.execute(_INDEX, event.case_id, [k for k, _ in found], await match_values(found))
             case PersonalDataDestroyed() | EligibilityRejected():
                 await conn.execute("DELETE FROM person_index WHERE case_id = $1", event.case_id)
 
     def fold(self) -> "PersonIndexFold":
         return PersonIndexFold()
+
+
+_INDEX = """
+    INSERT INTO person_index (case_id, match_kind, match_value)
+    SELECT $1, kind, value FROM unnest($2::text[], $3::text[]) AS t(kind, value)
+    ON CONFLICT DO NOTHING
+"""
+# As _INDEX, if the case's data key is still the one given ($4, $5): true when it was.
+_INDEX_IF_KEY_LIVE = """
+    WITH live AS (
+        SELECT 1 FROM data_keys WHERE key_id = $4 AND wrapped = $5 AND destroyed_at IS NULL
+    ), indexed AS (
+        INSERT INTO person_index (case_id, match_kind, match_value)
+        SELECT $1, kind, value FROM unnest($2::text[], $3::text[]) AS t(kind, value)
+        WHERE EXISTS (SELECT 1 FROM live)
+        ON CONFLICT DO NOTHING
+    )
+    SELECT EXISTS (SELECT 1 FROM live)
+"""
+
+
+async def _index_under_cached_key(
+    conn: Connection, event: CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked
+) -> bool:
+    """Index the person with the data key this process holds for the case (intake has just made it),
+    in one statement that checks the key is still the case's: False (nothing written) when no key is
+    held, or the one held is not the case's any more (destroyed, rewrapped), for the caller to read it."""
+    key_id = event.personal.key_id
+    cached = keys().cached(key_id)
+    if cached is None:
+        return False
+    wrapped, key = cached
+    try:
+        found = _match_keys(event, unseal(key, event.personal))
+    except InvalidTag:
+        return False  # sealed under another key than the one held: the stored key will say
+    live: bool = await conn.fetchval(
+        _INDEX_IF_KEY_LIVE, event.case_id, [k for k, _ in found], await match_values(found), key_id, wrapped
+    )
+    return live
 
 
 class PersonIndexFold:
