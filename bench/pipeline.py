@@ -60,7 +60,8 @@ TITLE = "Pipeline: partner notification to allocation queue"
 WATCHED = ("notification", "allocation")
 P99_TARGET_MS = 100.0
 P99_TARGET_RATE = 100
-SUSTAINED_TARGET = 1000
+SUSTAINED_TARGET = 300  # issue 18's table; the rate its text hopes for is the fastest paced run
+FASTEST_PACED = 1000
 # A run is abandoned when no case reaches the queue for this long: what has not arrived by then is lost.
 STALL_SECONDS = 30.0
 
@@ -524,10 +525,10 @@ def verdicts(runs: list[Run], burst: Run) -> list[str]:
         f" the last case in the queue): **{rate(sustained)}/s**; target {SUSTAINED_TARGET:,}/s:"
         f" **{'met' if sustained >= SUSTAINED_TARGET else 'missed'}**."
     )
-    paced = next((r for r in runs if r.asked == SUSTAINED_TARGET), None)
+    paced = next((r for r in runs if r.asked == FASTEST_PACED), None)
     if paced is not None and paced.latencies:
         lines.append(
-            f"- Paced at {SUSTAINED_TARGET:,}/s for {paced.count:,}: {rate(paced.in_queue_rate)}/s reached"
+            f"- Paced at {FASTEST_PACED:,}/s for {paced.count:,}: {rate(paced.in_queue_rate)}/s reached"
             f" the queue ({'kept up' if paced.kept_up else 'fell behind for the whole run'})."
         )
     return lines
@@ -800,7 +801,7 @@ def measure_stack(quick: bool, instances: int, write: bool) -> Measured | None:
     """Start a stack with `instances` of each service, measure it, print (and write) its figures;
     None if a notification was lost or doubled."""
     plan: list[tuple[float, int]] = (
-        [(10, 30), (100, 300)] if quick else [(10, 200), (100, 2_000), (1_000, 10_000)]
+        [(10, 30), (100, 300)] if quick else [(10, 200), (100, 2_000), (FASTEST_PACED, 10_000)]
     )
     burst = 500 if quick else 10_000
     # The embedded stack, always (that is what is measured), on free ports.
