@@ -7,9 +7,10 @@ event, PostgreSQL's CPU per event (its backends serving this database, when the 
 machine) and round trips to PostgreSQL per event. Then it checks what was logged: every event once,
 and the log verifies (each entry's hashes and tree head, and the tiles, recomputed from the entries).
 
-Two cases' events a notification, interleaved as the notification service publishes them (each case
-a stream of two events); envelopes of the size the notification service's are. Writes nothing to
-bench/results.md: `python -m bench.audit_intake [--events 2000 --batch 100 --single 400]`."""
+Each notification is two events on its case's stream, one after the other (the audit service logs
+2.0 events a notification in bench.pipeline), each envelope about 1 KB. Writes nothing to
+bench/results.md: `python -m bench.audit_intake [--events 2000 --batch 100 --single 400 --repeats 3]`
+(`--quick`: a few batches, to check that it runs)."""
 
 import argparse
 import asyncio
@@ -233,7 +234,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--single", type=int, default=400, help="then this many one at a time (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a few batches: the script runs and checks")
     args = parser.parse_args()
+    if args.quick:
+        args.events, args.batch, args.single, args.repeats = 200, 50, 20, 1
     # At the level the service logs (a line for each message handled), rendered as it renders them,
     # written where they cost nothing more.
     configure_logging("audit")
