@@ -9,10 +9,11 @@ finds itself there and changes nothing. Offsets are committed only after that tr
 Messages are applied in batches: the record FastStream hands over (at once, so an idle consumer waits
 for nothing) and what the client has already fetched behind it, up to `batch_size`
 (LEDER_CONSUMER_BATCH, 100), each partition's in order, in one transaction with one offset commit
-(`handle_batch`). When any of them fails for its own sake (refused, a fork, out of order, not
-verified or not parsed), the transaction is rolled back and each message is handled alone as before,
-so that one is retried and set aside alone and its neighbours are applied; a message that failed is
-handled alone when it comes again. A failure that is not the messages' fault (`is_transient`) has the
+(`handle_batch`); a consumer given `apply_batch` applies them in one call, not one `apply` each.
+When any of them fails for its own sake (refused, a fork, out of order, not verified or not parsed),
+the transaction is rolled back and each message is handled alone as before, so that one is retried
+and set aside alone and its neighbours are applied; a message that failed is handled alone when it
+comes again. A failure that is not the messages' fault (`is_transient`) has the
 whole batch read again, later. A partition is rewound to its first message not done, and committed up
 to it; the others are committed past the batch.
 
@@ -336,6 +337,11 @@ class _HandleAlone(Exception):
 _Ready = tuple[T, str, Delivery, tuple[str, int] | None, bytes]
 
 Apply = Callable[[Connection, T, Delivery], Awaitable[None]]
+# Applies a batch's messages (those not applied before, in the batch's order) in the batch's transaction
+# as `apply` would one after another, with the same effects: for a handler that does the batch's work
+# in a few statements, not a few per message. A message handled alone (a retry, a split batch) still
+# goes to `apply`.
+ApplyBatch = Callable[[Connection, Sequence[tuple[T, Delivery]]], Awaitable[None]]
 # What goes to the DLQ in place of a message's bytes: a service whose messages carry personal data
 # (the partner topic's notifications) seals them, so that the DLQ keeps the reason in clear and the
 # message only as long as its key lives.
@@ -364,11 +370,13 @@ class InboxConsumer(Generic[T]):
         max_tries: int = 3,
         stuck_seconds: float | None = None,
         batch_size: int | None = None,
+        apply_batch: ApplyBatch[T] | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
         self.pool = pool
         self.apply = apply
+        self.apply_batch = apply_batch
         self.parse = parse
         self.message_id = message_id
         self.order = order
@@ -501,10 +509,17 @@ class InboxConsumer(Generic[T]):
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 handled = await self._record_together(conn, ready)
-                for i, (r, first_time) in enumerate(zip(ready, handled, strict=True)):
-                    if first_time:
-                        applying[:] = [i]
-                        await self.apply(conn, r[0], r[2])
+                if self.apply_batch is not None:
+                    # Which message failed is not known here: none of them has a try counted, and each
+                    # is handled alone, where `apply` tells.
+                    fresh = [(r[0], r[2]) for r, first_time in zip(ready, handled, strict=True) if first_time]
+                    if fresh:
+                        await self.apply_batch(conn, fresh)
+                else:
+                    for i, (r, first_time) in enumerate(zip(ready, handled, strict=True)):
+                        if first_time:
+                            applying[:] = [i]
+                            await self.apply(conn, r[0], r[2])
         except _HandleAlone:
             return None  # rolled back: a duplicate id, a fork, an event out of order, handled alone
         except Exception as exc:

@@ -48,19 +48,30 @@ def parse_any_envelope(raw: bytes) -> Logged:
         raise Unprocessable(validation_reasons(exc)) from exc
 
 
+def arrival(logged: Logged, delivery: Delivery) -> log.Arrival:
+    """The event to log. Its signature was checked before the record was parsed (infra.signing,
+    through the inbox's verify hook): it is kept with the entry, so whoever reads the log can check
+    it again."""
+    signature, key_id = delivery.headers.get(SIGNATURE_HEADER), delivery.headers.get(KEY_ID_HEADER)
+    signed = log.EventSignature(signature, key_id, delivery.topic) if signature and key_id else None
+    return log.Arrival(logged.raw, logged.envelope, signed)
+
+
 def events_of(runtime: Runtime, source: str) -> InboxConsumer[Logged]:
     async def apply(conn: Connection, logged: Logged, delivery: Delivery) -> None:
-        # The signature was checked before the record was parsed (infra.signing, through the inbox's
-        # verify hook): it is kept with the entry, so whoever reads the log can check it again.
-        signature, key_id = delivery.headers.get(SIGNATURE_HEADER), delivery.headers.get(KEY_ID_HEADER)
-        signed = log.EventSignature(signature, key_id, delivery.topic) if signature and key_id else None
-        await log.append(conn, logged.raw, logged.envelope, signed)
+        await log.append_many(conn, [arrival(logged, delivery)])
+
+    async def apply_batch(conn: Connection, batch: Sequence[tuple[Logged, Delivery]]) -> None:
+        # A batch in three statements, not several an event: one that forks fails the batch, and
+        # each event is then logged alone (the fork set aside alone).
+        await log.append_many(conn, [arrival(logged, delivery) for logged, delivery in batch])
 
     return InboxConsumer(
         name=f"{source}-events",
         topic=service_topic(source, runtime.settings.topic_prefix),
         pool=runtime.pool,
         apply=apply,
+        apply_batch=apply_batch,
         parse=parse_any_envelope,
         message_id=lambda m: str(m.envelope.event_id),
         order=envelope_order,

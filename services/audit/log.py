@@ -6,7 +6,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,91 +36,161 @@ class EventSignature:
     topic: str
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """An event to log: its bytes as they arrived, read, and the signature it came with (if any)."""
+
+    raw: bytes
+    envelope: Envelope
+    signed: EventSignature | None = None
+
+
 async def append(
     conn: Connection, raw: bytes, envelope: Envelope, signed: EventSignature | None = None
 ) -> bool:
     """Log an event once, at the next position; False if it is already in the log (the same event id
     at the same source sequence, byte for byte). Fork if the log holds another event at its source
     sequence, or its id with other bytes: never logged, never taken for a duplicate (issue 20)."""
+    [logged] = await append_many(conn, [Arrival(raw, envelope, signed)])
+    return logged
+
+
+# What the log holds of each event a batch names, by event id or by place, and the tree's right edge
+# and next position: read in one statement (the append lock taken), each row carrying the edge.
+_HELD = (
+    "SELECT n.next, f.hashes, f.sizes, h.event_id, h.content_hash, h.source, h.source_sequence"
+    " FROM (SELECT coalesce(max(position) + 1, 0) AS next FROM audit_log) n"
+    " LEFT JOIN log_frontier f ON true"
+    " LEFT JOIN ("
+    "   SELECT event_id, content_hash, source, source_sequence FROM audit_log"
+    "   WHERE event_id = any($1::uuid[])"
+    "   UNION ALL SELECT l.event_id, l.content_hash, l.source, l.source_sequence"
+    "   FROM unnest($2::text[], $3::bigint[]) AS k(source, source_sequence)"
+    "   JOIN audit_log l USING (source, source_sequence)"
+    " ) h ON true"
+)
+# The entries, the right edge after them and the tile cells they complete, in one statement: each
+# cell appended to its tile (a tile's first makes it), the tiles' lengths returned to check.
+_WRITE = (
+    "WITH entries AS (INSERT INTO audit_log (position, event_id, source, source_sequence, event_type,"
+    "   stream_id, case_id, occurred_at, actor_id, actor_role, envelope, content_hash, leaf_hash, root_after,"
+    "   event_signature, event_key_id, event_topic)"
+    "   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[],"
+    "     $7::uuid[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::bytea[],"
+    "     $14::bytea[], $15::text[], $16::text[], $17::text[])),"
+    " edge AS (INSERT INTO log_frontier (hashes, sizes) VALUES ($18, $19)"
+    "   ON CONFLICT (only_row) DO UPDATE SET hashes = $18, sizes = $19)"
+    " INSERT INTO audit_tiles (level, idx, hashes)"
+    " SELECT * FROM unnest($20::smallint[], $21::bigint[], $22::bytea[])"
+    " ON CONFLICT (level, idx) DO UPDATE SET hashes = audit_tiles.hashes || excluded.hashes"
+    " RETURNING level, idx, octet_length(hashes) AS length"
+)
+_Held = tuple[Any, bytes, str, int]  # event id, content hash, source, source sequence
+
+
+async def append_many(conn: Connection, arrivals: Sequence[Arrival]) -> list[bool]:
+    """`append` for each event in turn, with the same outcome for each (False for one already logged,
+    Fork for one that forks, the log's or an earlier one of these), in three round trips whatever
+    their number: the append lock, what the log holds of them, and the entries written. Every entry
+    still keeps its own tree head (root_after), as logging them one at a time leaves it."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
-    digest = hashlib.sha256(raw).digest()
-    held = await conn.fetchrow(
-        "SELECT event_id, content_hash, source, source_sequence FROM audit_log"
-        " WHERE event_id = $1 OR (source = $2 AND source_sequence = $3)"
-        " ORDER BY (event_id = $1) DESC LIMIT 1",
-        envelope.event_id,
-        envelope.source,
-        envelope.source_sequence,
+    rows = await conn.fetch(
+        _HELD,
+        [a.envelope.event_id for a in arrivals],
+        [a.envelope.source for a in arrivals],
+        [a.envelope.source_sequence for a in arrivals],
     )
-    if held is not None:
-        same_place = (held["source"], held["source_sequence"]) == (envelope.source, envelope.source_sequence)
-        if held["event_id"] == envelope.event_id and bytes(held["content_hash"]) == digest and same_place:
-            return False
-        raise Fork(
-            held=Held(str(held["event_id"]), bytes(held["content_hash"]).hex()),
-            other=Held(str(envelope.event_id), digest.hex()),
-            source=envelope.source,
-            source_sequence=envelope.source_sequence,
-            why="the log holds another event at this source sequence"
-            if held["event_id"] != envelope.event_id
-            else "the log holds this event id with other bytes"
-            + ("" if same_place else f" at {held['source']} sequence {held['source_sequence']}"),
-        )
-    position = await conn.fetchval("SELECT coalesce(max(position) + 1, 0) FROM audit_log")
-    row = await conn.fetchrow("SELECT hashes, sizes FROM log_frontier")
-    frontier = list(zip(row["sizes"], map(bytes, row["hashes"]), strict=True)) if row else []
-    leaf = merkle.leaf_hash(raw)
-    frontier, completed = merkle.push_completing(frontier, leaf)
-    await conn.execute(
-        "INSERT INTO audit_log (position, event_id, source, source_sequence, event_type, stream_id, case_id,"
-        " occurred_at, actor_id, actor_role, envelope, content_hash, leaf_hash, root_after,"
-        " event_signature, event_key_id, event_topic)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        position,
-        envelope.event_id,
-        envelope.source,
-        envelope.source_sequence,
-        envelope.event_type,
-        envelope.stream_id,
-        envelope.case_id,
-        envelope.occurred_at,
-        envelope.actor.id,
-        envelope.actor.role,
-        raw.decode(),
-        digest,
-        leaf,
-        merkle.frontier_root(frontier),
-        signed.signature if signed else None,
-        signed.key_id if signed else None,
-        signed.topic if signed else None,
-    )
-    await conn.execute(
-        "INSERT INTO log_frontier (hashes, sizes) VALUES ($1, $2)"
-        " ON CONFLICT (only_row) DO UPDATE SET hashes = $1, sizes = $2",
+    position: int = rows[0]["next"]
+    edge = rows[0]
+    frontier = list(zip(edge["sizes"], map(bytes, edge["hashes"]), strict=True)) if edge["sizes"] else []
+    by_id: dict[Any, _Held] = {}
+    by_place: dict[tuple[str, int], _Held] = {}
+    for row in rows:
+        if row["event_id"] is not None:
+            known = (row["event_id"], bytes(row["content_hash"]), row["source"], row["source_sequence"])
+            by_id[known[0]] = by_place[known[2], known[3]] = known
+    logged: list[bool] = []
+    written: list[tuple[int, Arrival, bytes, bytes, bytes]] = []  # position, arrival, digest, leaf, root
+    cells: list[tuple[int, int, int, bytes]] = []
+    for arrival in arrivals:
+        envelope = arrival.envelope
+        digest = hashlib.sha256(arrival.raw).digest()
+        place = (envelope.source, envelope.source_sequence)
+        # By id first, as one event's own row says more than another's at its place.
+        held = by_id.get(envelope.event_id) or by_place.get(place)
+        if held is not None:
+            same_place = (held[2], held[3]) == place
+            if held[0] == envelope.event_id and held[1] == digest and same_place:
+                logged.append(False)
+                continue
+            raise Fork(
+                held=Held(str(held[0]), held[1].hex()),
+                other=Held(str(envelope.event_id), digest.hex()),
+                source=envelope.source,
+                source_sequence=envelope.source_sequence,
+                why="the log holds another event at this source sequence"
+                if held[0] != envelope.event_id
+                else "the log holds this event id with other bytes"
+                + ("" if same_place else f" at {held[2]} sequence {held[3]}"),
+            )
+        leaf = merkle.leaf_hash(arrival.raw)
+        frontier, completed = merkle.push_completing(frontier, leaf)
+        cells += merkle.tile_cells(position, completed)  # once in 256 entries, and rarer above
+        written.append((position, arrival, digest, leaf, merkle.frontier_root(frontier)))
+        by_id[envelope.event_id] = by_place[place] = (envelope.event_id, digest, *place)
+        logged.append(True)
+        position += 1
+    if not written:
+        return logged
+    tiles = _tiles(cells)
+    entries = [(p, a.envelope, a.signed) for p, a, _, _, _ in written]
+    lengths = await conn.fetch(
+        _WRITE,
+        [p for p, _, _ in entries],
+        [e.event_id for _, e, _ in entries],
+        [e.source for _, e, _ in entries],
+        [e.source_sequence for _, e, _ in entries],
+        [e.event_type for _, e, _ in entries],
+        [e.stream_id for _, e, _ in entries],
+        [e.case_id for _, e, _ in entries],
+        [e.occurred_at for _, e, _ in entries],
+        [e.actor.id for _, e, _ in entries],
+        [e.actor.role for _, e, _ in entries],
+        [a.raw.decode() for _, a, _, _, _ in written],
+        [digest for _, _, digest, _, _ in written],
+        [leaf for _, _, _, leaf, _ in written],
+        [root for _, _, _, _, root in written],
+        [s.signature if s else None for _, _, s in entries],
+        [s.key_id if s else None for _, _, s in entries],
+        [s.topic if s else None for _, _, s in entries],
         [h for _, h in frontier],
         [n for n, _ in frontier],
+        [level for level, _, _, _ in tiles],
+        [index for _, index, _, _ in tiles],
+        [hashes for _, _, _, hashes in tiles],
     )
-    if cells := merkle.tile_cells(position, completed):  # once in 256 entries, and rarer above
-        await _store_cells(conn, cells)
-    await links.link(conn, position, envelope)
-    return True
+    landed = {(row["level"], row["idx"]): row["length"] for row in lengths}
+    for level, index, end, _ in tiles:
+        if landed.get((level, index)) != 32 * end:
+            raise RuntimeError(f"tile {index} of level {level} does not end where hash {end - 1} belongs")
+    for p, envelope, _ in entries:
+        await links.link(conn, p, envelope)  # an action's events only: none for most entries
+    return logged
 
 
-async def _store_cells(conn: Connection, cells: list[tuple[int, int, int, bytes]]) -> None:
-    """Each hash appended to its tile (a tile's first makes it): each must land at its offset, or the
-    tiles do not describe this log (a log whose tiles were never filled: migration 008)."""
-    lengths = await conn.fetch(
-        "INSERT INTO audit_tiles (level, idx, hashes) SELECT * FROM unnest($1::smallint[], $2::bigint[],"
-        " $3::bytea[]) ON CONFLICT (level, idx) DO UPDATE SET hashes = audit_tiles.hashes || excluded.hashes"
-        " RETURNING level, octet_length(hashes) AS length",
-        [level for level, _, _, _ in cells],
-        [index for _, index, _, _ in cells],
-        [node for _, _, _, node in cells],
-    )
-    landed = {row["level"]: row["length"] for row in lengths}
-    for level, index, offset, _ in cells:
-        if landed.get(level) != 32 * (offset + 1):
-            raise RuntimeError(f"tile {index} of level {level} does not end where hash {offset} belongs")
+def _tiles(cells: list[tuple[int, int, int, bytes]]) -> list[tuple[int, int, int, bytes]]:
+    """The cells appended, as (level, tile index, the offset its last lands at + 1, their hashes) per
+    tile: one statement changes each tile once. A tile's cells come in order, one after another; each
+    must land at its offset, or the tiles do not describe this log (a log whose tiles were never
+    filled: migration 008)."""
+    tiles: dict[tuple[int, int], tuple[int, list[bytes]]] = {}
+    for level, index, offset, node in cells:
+        end, nodes = tiles.setdefault((level, index), (offset, []))
+        if offset != end:
+            raise RuntimeError(f"tile {index} of level {level}: hash {offset} follows hash {end - 1}")
+        nodes.append(node)
+        tiles[level, index] = (offset + 1, nodes)
+    return [(level, index, end, b"".join(nodes)) for (level, index), (end, nodes) in tiles.items()]
 
 
 _LEAVES = "SELECT leaf_hash FROM audit_log WHERE $1::bigint IS NULL OR position < $1 ORDER BY position"

@@ -5,14 +5,17 @@ a redelivery (whole or in part) a quiet duplicate, a fork an alarm, an id twice 
 once."""
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from infra.db import Connection
 from infra.eventstore import EventStore
 from infra.inbox import Delivery, InboxConsumer, content_hash
 
 TOPIC = "leder.test.batch"
+Body = dict[str, Any]
 
 
 class Broker:
@@ -149,3 +152,44 @@ async def test_two_events_at_one_version_in_one_batch_are_a_fork(store: EventSto
     assert await effects(store) == ["c1", "c2"]
     forks = await store.pool.fetch("SELECT stream_version, logged_event_id, other_event_id FROM inbox_forks")
     assert [tuple(r) for r in forks] == [(1, "c1", "rival")]
+
+
+async def test_a_consumer_given_apply_batch_applies_a_batch_in_one_call_and_a_poison_message_alone(
+    store: EventStore,
+) -> None:
+    await store.pool.execute("CREATE TABLE effects (n serial PRIMARY KEY, event_id text)")
+    calls: list[list[str]] = []
+
+    async def apply(conn: Connection, body: Body, _: Delivery) -> None:
+        calls.append([body["id"]])
+        if body["text"] == "poison":
+            raise ValueError("no event may hold this")
+        await conn.execute("INSERT INTO effects (event_id) VALUES ($1)", body["id"])
+
+    async def apply_batch(conn: Connection, bodies: Sequence[tuple[Body, Delivery]]) -> None:
+        calls.append([body["id"] for body, _ in bodies])
+        # One statement for the whole batch: a poison message fails it, not knowing which it was.
+        await conn.execute(
+            "INSERT INTO effects (event_id) SELECT unnest($1::text[])", [body["id"] for body, _ in bodies]
+        )
+        if any(body["text"] == "poison" for body, _ in bodies):
+            raise ValueError("no event may hold this")
+
+    c = consumer(store, [])
+    c.apply, c.apply_batch, c.max_tries = apply, apply_batch, 1
+    assert await c.handle_batch(batch(message("a1", "a", 1), message("b1", "b", 1))) == {}
+    assert calls == [["a1", "b1"]]
+    poisoned = batch(message("a2", "a", 2), message("p1", "p", 1, text="poison"), message("b2", "b", 2))
+    assert await c.handle_batch(poisoned) == {}
+    # The batch failed whole and was rolled back; then each alone: the poison one set aside alone.
+    assert calls[1:] == [["a2", "p1", "b2"], ["a2"], ["p1"], ["b2"]]
+    assert await effects(store) == ["a1", "b1", "a2", "b2"]
+    assert isinstance(c.broker, Broker)
+    assert [json.loads(p["body"])["id"] for p in c.broker.published] == ["p1"]
+    # A redelivery among new messages: only the new ones are handed over.
+    del calls[:]
+    assert (
+        await c.handle_batch(batch(message("a2", "a", 2), message("a3", "a", 3), message("p2", "p", 2))) == {}
+    )
+    assert calls == [["a3", "p2"]]
+    assert await effects(store) == ["a1", "b1", "a2", "b2", "a3", "p2"]
