@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from events.topics import SERVICES, service_topic
 from infra.ed25519 import b64url, key_id, raw_public_key
-from infra.inbox import Delivery, Unprocessable
+from infra.inbox import Delivery, Unprocessable, read_envelope
 
 KEY_DIR_ENV = "LEDER_EVENT_SIGNING_KEY_DIR"
 PUBLIC_KEYS_ENV = "LEDER_EVENT_PUBLIC_KEYS_FILE"
@@ -277,6 +277,11 @@ class EventVerifier:
 
 def _source(value: bytes) -> str | None:
     """The envelope's source, if it names one (a record that is no envelope is for the parser to refuse)."""
+    try:
+        # Read as the inbox's parser reads it next (read_envelope keeps it): parsed once, not twice.
+        return read_envelope(value).source
+    except ValueError:
+        pass  # not a whole envelope: what source it names, if any, is still checked
     try:
         document = json.loads(value)
     except ValueError:
