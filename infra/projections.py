@@ -23,6 +23,7 @@ takes the checked path (`Envelope.from_bytes`, upcast by `payload`), so a fold a
 current version. While it runs, the cycle collector is paused (`_no_cycle_collection`).
 """
 
+import asyncio
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -82,45 +83,61 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)  # as Envelope gives them
 
 
-# What folds read of a stored envelope, parsed with its payload in one pass of pydantic's JSON parser
-# (`_head_validator` adds `data` as one payload class); the other fields are parsed when asked for.
+# What every fold reads of a stored envelope (when it occurred), parsed with its payload in one pass of
+# pydantic's JSON parser (`_head_validator` adds `data` as one payload class).
 _HEAD = {
-    "stream_id": core_schema.typed_dict_field(core_schema.str_schema()),
-    "stream_version": core_schema.typed_dict_field(core_schema.int_schema()),
     "occurred_at": core_schema.typed_dict_field(
         core_schema.no_info_after_validator_function(_utc, core_schema.datetime_schema())
     ),
-    "actor": core_schema.typed_dict_field(Actor.__pydantic_core_schema__),
 }
+# What a few folds read (the governance's, the actor), parsed from the envelope again the first time
+# one is asked for: the actor's validator is a call into Python, most of a small event's time.
+_MORE = SchemaValidator(
+    core_schema.typed_dict_schema(
+        {
+            "stream_id": core_schema.typed_dict_field(core_schema.str_schema()),
+            "stream_version": core_schema.typed_dict_field(core_schema.int_schema()),
+            "actor": core_schema.typed_dict_field(Actor.__pydantic_core_schema__),
+        },
+        extra_behavior="ignore",
+    )
+)
 
 
 class StoredEvent:
-    """An event read back from the service's own store on the trusted path: a `Recorded` whose
-    stream, version, time and actor were parsed with its payload, and whose other fields are the
-    checked envelope's, parsed the first time one is asked for (no fold of this project asks)."""
+    """An event read back from the service's own store on the trusted path: a `Recorded` whose time
+    was parsed with its payload, whose stream, version and actor are parsed together the first time
+    one of them is asked for, and whose other fields are the checked envelope's, parsed the first time
+    one is asked for (no fold of this project asks)."""
 
-    __slots__ = ("_envelope", "_head", "_raw")
+    __slots__ = ("_envelope", "_head", "_more", "_raw")
 
     def __init__(self, head: dict[str, Any], raw: str) -> None:
         self._head = head
         self._raw = raw
+        self._more: dict[str, Any] | None = None
         self._envelope: Envelope | None = None
-
-    @property
-    def stream_id(self) -> str:
-        return self._head["stream_id"]  # type: ignore[no-any-return]
-
-    @property
-    def stream_version(self) -> int:
-        return self._head["stream_version"]  # type: ignore[no-any-return]
 
     @property
     def occurred_at(self) -> datetime:
         return self._head["occurred_at"]  # type: ignore[no-any-return]
 
     @property
+    def stream_id(self) -> str:
+        return self._more_of_head()["stream_id"]  # type: ignore[no-any-return]
+
+    @property
+    def stream_version(self) -> int:
+        return self._more_of_head()["stream_version"]  # type: ignore[no-any-return]
+
+    @property
     def actor(self) -> Actor:
-        return self._head["actor"]  # type: ignore[no-any-return]
+        return self._more_of_head()["actor"]  # type: ignore[no-any-return]
+
+    def _more_of_head(self) -> dict[str, Any]:
+        if self._more is None:
+            self._more = _MORE.validate_json(self._raw, context=TEXT_CHECKED)  # checked when stored
+        return self._more
 
     @property
     def event_id(self) -> UUID:
@@ -324,15 +341,23 @@ async def _fold_wanted(
     the store holds up to there (its sequence is gapless from 1), all replayed: those of other types
     change nothing."""
     last = await store.last_sequence(conn=conn)
-    position = 0
-    while position < last:
-        rows = await store.read_types_after(conn, position, last, wanted, batch)
-        if not rows:
-            break
-        decoded = [decode(r.event_type, r.schema_version, r.envelope) for r in rows]
+    rows = await store.read_types_after(conn, 0, last, wanted, batch) if last else []
+    while rows:
+        following = None
+        if len(rows) == batch and rows[-1].source_sequence < last:  # a shorter page is the last
+            # The server reads the next page while this one is decoded (most of a page's Python time,
+            # longer than the server takes): the read overlaps the decoding instead of waiting for it.
+            # The folds get the connection back before they run, as they may read through it.
+            following = asyncio.ensure_future(
+                store.read_types_after(conn, rows[-1].source_sequence, last, wanted, batch)
+            )
+            await asyncio.sleep(0)  # the next page's query sent
+        try:
+            decoded = [decode(r.event_type, r.schema_version, r.envelope) for r in rows]
+        finally:  # even if decoding failed: the connection must be free to roll back
+            rows = await following if following is not None else []
         for fold in folds:
             await fold.add(conn, decoded)
-        position = rows[-1].source_sequence
     for fold in folds:
         await fold.write(conn)
     return last
@@ -349,6 +374,15 @@ async def copy_rows(conn: Connection, table: str, rows: Iterable[Row]) -> None:
     await conn.copy_records_to_table(
         table, records=[tuple(first.values()), *map(values, records)], columns=columns
     )
+
+
+async def copy_records(
+    conn: Connection, table: str, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+) -> None:
+    """Records (tuples of `columns`, in their order) into `table`, in one COPY: for a fold that builds
+    its rows' tuples itself, without a dictionary each."""
+    if records:
+        await conn.copy_records_to_table(table, records=records, columns=list(columns))
 
 
 def add_missing(current: list[str], new: Iterable[str]) -> list[str]:
