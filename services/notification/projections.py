@@ -209,48 +209,29 @@ class CasesProjection:
 
 class CasesFold:
     """The same rows as `CasesProjection.apply`, built in memory for a rebuild (infra.projections).
-    Each event goes to its type's method (`_handlers`) in one dictionary look-up, where a `match` on
-    class patterns tries the types one after the other: a rebuild folds tens of thousands."""
+    Each event goes to its type's function (`_CASE_UPDATES`, `_NOTIFICATION_EVENTS`) in one dictionary
+    look-up, where a `match` on class patterns tries the types one after the other: a rebuild folds
+    tens of thousands."""
 
     def __init__(self) -> None:
         self.cases: dict[UUID, Row] = {}
         self.notifications: dict[UUID, Row] = {}
         self.references: dict[int, int] = {}
-        # The types that change a notification (and may add a case), then those that change a case:
-        # an UPDATE of `cases` that finds no row changes nothing.
-        self._handlers: dict[type, Callable[[Any, Any], None]] = {
-            CaseOpened: self._opened,
-            EligibilityToConfirm: self._opened,
-            DuplicateNotificationLinked: self._linked,
-            ReferredToChildDeathOverviewPanel: self._referred,
-            NotificationNotEligible: self._referred,
-            NotificationPersonalDataDestroyed: self._notification_destroyed,
-        }
-        self._updates: dict[type, Callable[[Row, Any], None]] = {
-            EligibilityRejected: _rejected,
-            EthnicityRecorded: _ethnicity,
-            CaseEscalatedToFocused: _escalated,
-            CaseAllocationRecorded: _allocated,
-            CaseAllocationEnded: _allocation_ended,
-            PersonalDataDestroyed: _personal_destroyed,
-            CaseClosureRecorded: _closed,
-            CaseReopeningRecorded: _reopened,
-        }
 
     async def add(self, conn: Connection, events: Sequence[Decoded]) -> None:
-        handlers, updates, cases = self._handlers, self._updates, self.cases
+        cases = self.cases
         for envelope, event in events:
             kind = type(event)
-            update = updates.get(kind)
+            update = _CASE_UPDATES.get(kind)
             if update is not None:
                 case = cases.get(event.case_id)  # type: ignore[attr-defined]
-                if case is not None:
+                if case is not None:  # else an UPDATE of no row
                     update(case, event)
                     case["updated_at"] = envelope.occurred_at
                 continue
-            handler = handlers.get(kind)
+            handler = _NOTIFICATION_EVENTS.get(kind)
             if handler is not None:
-                handler(envelope.occurred_at, event)
+                handler(self, envelope.occurred_at, event)
 
     async def write(self, conn: Connection) -> None:
         dumps = json.dumps
@@ -360,6 +341,17 @@ class CasesFold:
             notification["personal_destroyed"] = True
 
 
+# The events about a notification (that may add a case), and those that update a case. Functions, not
+# bound methods in each fold, which would make it a cycle that only the collector frees.
+_NOTIFICATION_EVENTS: dict[type, Callable[[CasesFold, Any, Any], None]] = {
+    CaseOpened: CasesFold._opened,
+    EligibilityToConfirm: CasesFold._opened,
+    DuplicateNotificationLinked: CasesFold._linked,
+    ReferredToChildDeathOverviewPanel: CasesFold._referred,
+    NotificationNotEligible: CasesFold._referred,
+    NotificationPersonalDataDestroyed: CasesFold._notification_destroyed,
+}
+
 # A case's columns but its two JSON ones (facts, notifiers), as a tuple in one call.
 _CASE_COLUMNS = (
     "case_id", "status", "review_type", "focused_reasons", "flags", "unknown_diagnoses", "updated_at",
@@ -413,6 +405,18 @@ def _closed(case: Row, event: CaseClosureRecorded) -> None:
 
 def _reopened(case: Row, event: CaseReopeningRecorded) -> None:
     case["status"] = "open"
+
+
+_CASE_UPDATES: dict[type, Callable[[Row, Any], None]] = {
+    EligibilityRejected: _rejected,
+    EthnicityRecorded: _ethnicity,
+    CaseEscalatedToFocused: _escalated,
+    CaseAllocationRecorded: _allocated,
+    CaseAllocationEnded: _allocation_ended,
+    PersonalDataDestroyed: _personal_destroyed,
+    CaseClosureRecorded: _closed,
+    CaseReopeningRecorded: _reopened,
+}
 
 
 def status_outcome(status: str) -> str:
