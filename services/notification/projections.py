@@ -3,10 +3,10 @@
 import json
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from pydantic_core import SchemaValidator, core_schema
+from pydantic_core import SchemaValidator, core_schema, to_json
 
 from events import Envelope
 from events.notification import (
@@ -243,7 +243,7 @@ class CasesFold:
                 (
                     *_case_columns(c),
                     c["facts"] if isinstance(c["facts"], str) else dumps(c["facts"]),
-                    dumps(c["notifiers"]),
+                    to_json(c["notifiers"]).decode(),  # jsonb: the same value as json.dumps gives
                 )
                 for c in self.cases.values()
             ],
@@ -268,17 +268,25 @@ class CasesFold:
                 "personal_destroyed": False,
             }
 
-    def _opened(self, at: Any, event: CaseOpened | EligibilityToConfirm) -> None:
-        opened = isinstance(event, CaseOpened)
-        status = "open" if opened else "eligibility_to_confirm"
-        reference = event.reference if isinstance(event, CaseOpened) else None
+    # Each type's own function, as `isinstance` on a pydantic model class goes through its metaclass's
+    # `__instancecheck__` in Python.
+    def _opened(self, at: Any, event: CaseOpened) -> None:
+        self._open(at, event, "open", event.review_type, [], event.reference)
+
+    def _to_confirm(self, at: Any, event: EligibilityToConfirm) -> None:
+        self._open(at, event, "eligibility_to_confirm", None, list(event.unknown), None)
+
+    def _open(
+        self, at: Any, event: CaseOpened | EligibilityToConfirm, status: str, review_type: str | None,
+        unknown: list[str], reference: str | None,
+    ) -> None:  # fmt: skip
         facts = event.facts
         changes = {
             "status": status,
-            "review_type": event.review_type if isinstance(event, CaseOpened) else None,
+            "review_type": review_type,
             "focused_reasons": list(event.focused_reasons),
             "flags": list(event.flags),
-            "unknown_diagnoses": list(event.unknown) if isinstance(event, EligibilityToConfirm) else [],
+            "unknown_diagnoses": unknown,
             "facts": facts.model_dump_json(),
             "updated_at": at,
         }
@@ -328,11 +336,16 @@ class CasesFold:
             event.content_hash,
         )  # fmt: skip
 
-    def _referred(self, at: Any, event: ReferredToChildDeathOverviewPanel | NotificationNotEligible) -> None:
-        cdop = isinstance(event, ReferredToChildDeathOverviewPanel)
+    def _referred(self, at: Any, event: ReferredToChildDeathOverviewPanel) -> None:
         self._first_outcome(
-            event.notification_id, "referred_to_cdop" if cdop else "not_eligible", None, at,
-            event.facts.notifier_organisation, event.content_hash,
+            event.notification_id, "referred_to_cdop", None, at, event.facts.notifier_organisation,
+            event.content_hash,
+        )  # fmt: skip
+
+    def _not_eligible(self, at: Any, event: NotificationNotEligible) -> None:
+        self._first_outcome(
+            event.notification_id, "not_eligible", None, at, event.facts.notifier_organisation,
+            event.content_hash,
         )  # fmt: skip
 
     def _notification_destroyed(self, at: Any, event: NotificationPersonalDataDestroyed) -> None:
@@ -345,10 +358,10 @@ class CasesFold:
 # bound methods in each fold, which would make it a cycle that only the collector frees.
 _NOTIFICATION_EVENTS: dict[type, Callable[[CasesFold, Any, Any], None]] = {
     CaseOpened: CasesFold._opened,
-    EligibilityToConfirm: CasesFold._opened,
+    EligibilityToConfirm: CasesFold._to_confirm,
     DuplicateNotificationLinked: CasesFold._linked,
     ReferredToChildDeathOverviewPanel: CasesFold._referred,
-    NotificationNotEligible: CasesFold._referred,
+    NotificationNotEligible: CasesFold._not_eligible,
     NotificationPersonalDataDestroyed: CasesFold._notification_destroyed,
 }
 
@@ -507,16 +520,14 @@ class PersonIndexFold:
 
     async def write(self, conn: Connection) -> None:
         values = self._values
-        await copy_records(
-            conn,
-            "person_index",
-            ("case_id", "match_kind", "match_value"),
-            [
-                (case_id, kind_and_value[0], values[kind_and_value])
-                for case_id, entries in self.index.items()
-                for kind_and_value in entries
-            ],
-        )
+        records = [
+            (kind_and_value[0], values[kind_and_value], case_id)
+            for case_id, entries in self.index.items()
+            for kind_and_value in entries
+        ]
+        records.sort(key=itemgetter(1))
+        records.sort(key=itemgetter(0))
+        await copy_records(conn, "person_index", ("match_kind", "match_value", "case_id"), records)
 
     async def _load_keys(self, conn: Connection, key_ids: set[str]) -> None:
         """As `unseal_with_stored_key` reads a key, for all the page's keys in one statement."""
@@ -540,7 +551,7 @@ class PersonIndexFold:
         self._data_keys.update(zip(live, opened, strict=True))
 
     async def _hash(self, wanted: set[tuple[str, str]]) -> None:
-        new = sorted(wanted - self._values.keys())
+        new = list(wanted - self._values.keys())
         if new:
             self._values.update(zip(new, await match_values(new), strict=True))
 
@@ -570,15 +581,15 @@ def _match_keys(event: Person, details: dict[str, Any]) -> list[tuple[str, str]]
     found = []
     if details["nhs_number"]:
         found.append(("nhs_number", details["nhs_number"]))
-    if not isinstance(event, DuplicateNotificationLinked):
-        found.append(
-            (
-                "name_and_dates",
-                name_and_dates(
-                    details["family_name"], str(details["date_of_birth"]), str(event.facts.date_of_death)
-                ),
-            )
+    if type(event) is DuplicateNotificationLinked:  # not isinstance: see CasesFold._opened
+        return found
+    date_of_death = cast(CaseOpened | EligibilityToConfirm, event).facts.date_of_death
+    found.append(
+        (
+            "name_and_dates",
+            name_and_dates(details["family_name"], str(details["date_of_birth"]), str(date_of_death)),
         )
+    )
     return found
 
 
