@@ -525,6 +525,9 @@ class PersonIndexFold:
             for case_id, entries in self.index.items()
             for kind_and_value in entries
         ]
+        # In the order of the table's key (match_kind, match_value: two words and hex digests, in the
+        # same order in any collation): PostgreSQL then adds each row at the index's right end instead
+        # of searching the index for it. Two stable sorts on strings take a third of one on tuples.
         records.sort(key=itemgetter(1))
         records.sort(key=itemgetter(0))
         await copy_records(conn, "person_index", ("match_kind", "match_value", "case_id"), records)
