@@ -11,12 +11,13 @@ updated again and again inside the one transaction. Folding must give exactly th
 projection's `apply` gives event by event (tests/integration/test_projection_rebuild.py and
 bench/rebuild.py compare them); a projection that cannot fold is replayed event by event. When every
 projection folds and names the event types it reads (`event_types`), the events of other types are
-not decoded at all: decoding (pydantic) is most of what is left of a rebuild's time.
+not decoded at all (nor read), and the next page is read while this one is decoded: decoding
+(pydantic) is most of what is left of a rebuild's time.
 
 The events a fold reads come from the service's own store, which checked each of them whole when it
 was appended (`Envelope`, its payload class) and never changes them (append-only): a rebuild decodes
 them on a trusted path (`Decoder`), one pass of pydantic's JSON parser straight into the payload's
-class and the few envelope fields folds read (`StoredEvent`; the others are parsed if asked for),
+class and the envelope's time, which every fold reads (`StoredEvent`; the others are parsed if asked for),
 without the envelope's checks of its text and limits, and without its `data` as a dict, which no fold
 reads. An event stored in an older version of its payload, or of a type the registry does not know,
 takes the checked path (`Envelope.from_bytes`, upcast by `payload`), so a fold always sees the
