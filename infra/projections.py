@@ -261,11 +261,13 @@ def reads(*payloads: type[EventPayload]) -> frozenset[str]:
 async def rebuild(
     store: EventStore,
     projections: Sequence[Projection] | None = None,
-    batch: int = 5000,
+    batch: int = 10_000,
     conn: Connection | None = None,
 ) -> int:
     """With `conn`, the rebuild joins its transaction (as a savepoint): a check can rebuild into copies
-    of the tables and compare them with the live ones in one snapshot, then roll back."""
+    of the tables and compare them with the live ones in one snapshot, then roll back. `batch` events
+    a page: each page costs its folds a few statements and calls to the key manager, and pages of
+    10,000 rebuilt the notification service about 5% faster than pages of 5,000 (bench/rebuild.py)."""
     projections = store.projections if projections is None else tuple(projections)
     if not projections:
         return 0
