@@ -554,7 +554,10 @@ class PersonIndexFold:
         self._data_keys.update(zip(live, opened, strict=True))
 
     async def _hash(self, wanted: set[tuple[str, str]]) -> None:
-        new = list(wanted - self._values.keys())
+        values = self._values
+        new = [
+            k for k in wanted if k not in values
+        ]  # `wanted - values.keys()` walks every value hashed so far
         if new:
             self._values.update(zip(new, await match_values(new), strict=True))
 
