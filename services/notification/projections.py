@@ -2,11 +2,10 @@
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import date
 from operator import itemgetter
 from typing import Any, cast
 from uuid import UUID
-
-from pydantic_core import SchemaValidator, core_schema, to_json
 
 from events import Envelope
 from events.notification import (
@@ -28,9 +27,18 @@ from events.notification import (
 from events.partner import normalise_name
 from infra import sealing
 from infra.db import Connection
-from infra.projections import Decoded, Row, add_missing, copy_records, copy_rows, reads
+from infra.projections import (
+    Decoded,
+    Row,
+    add_missing,
+    copy_records,
+    copy_rows,
+    fields_parser,
+    json_text,
+    reads,
+)
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
-from services.notification.personal import keys, unseal_with_stored_key
+from services.notification.personal import PersonalDetails, keys, unseal_with_stored_key
 
 PERSON_INDEX = "person-index"  # the purpose of the key the index's values are hashed under
 
@@ -243,7 +251,7 @@ class CasesFold:
                 (
                     *_case_columns(c),
                     c["facts"] if isinstance(c["facts"], str) else dumps(c["facts"]),
-                    to_json(c["notifiers"]).decode(),  # jsonb: the same value as json.dumps gives
+                    json_text(c["notifiers"]),
                 )
                 for c in self.cases.values()
             ],
@@ -505,7 +513,7 @@ class PersonIndexFold:
         for person in people:
             key = data_keys[person.personal.key_id]
             wanted.append(
-                () if key is None else _match_keys(person, _identity(sealing.unseal(key, person.personal)))
+                () if key is None else _keys_of(person, **_identity(sealing.unseal(key, person.personal)))
             )
         await self._hash({k for ks in wanted for k in ks})
         unsealed = iter(wanted)
@@ -570,32 +578,27 @@ _INDEXED = _PEOPLE | {PersonalDataDestroyed, EligibilityRejected}  # PersonIndex
 # parses them: the rest of the sealed JSON (the next of kin's email checked by email-validator, the
 # notifier...) is skipped, not validated, which is most of the model's time. The details were a
 # `PersonalDetails` when they were sealed, and AES-GCM proves they are the bytes that were sealed.
-_identity = SchemaValidator(
-    core_schema.typed_dict_schema(
-        {
-            "nhs_number": core_schema.typed_dict_field(core_schema.nullable_schema(core_schema.str_schema())),
-            "family_name": core_schema.typed_dict_field(core_schema.str_schema()),
-            "date_of_birth": core_schema.typed_dict_field(core_schema.date_schema()),
-        },
-        extra_behavior="ignore",
-    )
-).validate_json
+_identity = fields_parser(PersonalDetails, "nhs_number", "family_name", "date_of_birth")
 
 
-def _match_keys(event: Person, details: dict[str, Any]) -> list[tuple[str, str]]:
+def _match_keys(
+    event: CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked, details: PersonalDetails
+) -> list[tuple[str, str]]:
     """What `PersonIndex.apply` indexes a person by: (kind, normalised value) pairs, in its order."""
+    return _keys_of(event, details.nhs_number, details.family_name, details.date_of_birth)
+
+
+def _keys_of(
+    event: Person, nhs_number: str | None, family_name: str, date_of_birth: date
+) -> list[tuple[str, str]]:
+    """`_match_keys` of the fields it reads (a rebuild parses only those)."""
     found = []
-    if details["nhs_number"]:
-        found.append(("nhs_number", details["nhs_number"]))
+    if nhs_number:
+        found.append(("nhs_number", nhs_number))
     if type(event) is DuplicateNotificationLinked:  # not isinstance: see CasesFold._opened
         return found
     date_of_death = cast(CaseOpened | EligibilityToConfirm, event).facts.date_of_death
-    found.append(
-        (
-            "name_and_dates",
-            name_and_dates(details["family_name"], str(details["date_of_birth"]), str(date_of_death)),
-        )
-    )
+    found.append(("name_and_dates", name_and_dates(family_name, str(date_of_birth), str(date_of_death))))
     return found
 
 
