@@ -20,11 +20,12 @@ from events.notification import (
     EligibilityToConfirm,
     PersonalDataDestroyed,
 )
+from events.registry import payload_class
 from events.review import ReviewCompleted
 from events.topics import service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, EventStore, Transaction
-from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
 from infra.service import Runtime
 from services.allocation import domain, handlers
 from services.allocation.projections import record_case_not_open, record_opened_case
@@ -105,7 +106,11 @@ HANDLERS: dict[type[EventPayload], Handler] = {
 def handler_for(table: dict[type[EventPayload], Handler], event: EventPayload) -> Handler | None:
     """The handler of `event`'s type, or of the type it is a later version of (a version's class
     subclasses the one it replaces), nearest first."""
-    for cls in type(event).__mro__:
+    return handler_for_type(table, type(event))
+
+
+def handler_for_type(table: dict[type[EventPayload], Handler], kind: type[EventPayload]) -> Handler | None:
+    for cls in kind.__mro__:
         if cls in table:
             return table[cls]
     return None
@@ -117,9 +122,11 @@ def case_events(
     """`today`: the service's day (the runtime's clock), for the rules a reopened case is decided by."""
 
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
-        event = envelope.payload()
-        handler = handler_for(HANDLERS, event)
+        # An event of a type no handler takes changes nothing: its payload is not even decoded (the
+        # parser validated only the payloads of the types below).
+        handler = handler_for_type(HANDLERS, payload_class(envelope.event_type))
         if handler is not None:
+            event = payload_of(envelope)
             context = Context.caused_by(envelope, SYSTEM)
             await handler(Consumed(event, envelope, store, conn, context, today))
 
@@ -128,7 +135,7 @@ def case_events(
         topic=topic,
         pool=store.pool,
         apply=apply,
-        parse=parse_envelope,
+        parse=envelope_parser(lambda cls: handler_for_type(HANDLERS, cls) is not None),
         message_id=lambda e: str(e.event_id),
         order=envelope_order,
     )

@@ -17,7 +17,7 @@ from events.review import ReviewSubmittedForQA
 from events.topics import service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, Transaction
-from infra.inbox import Delivery, InboxConsumer, envelope_order, parse_envelope
+from infra.inbox import Delivery, InboxConsumer, envelope_order, parse_envelope, payload_of
 from infra.logging import get_logger
 from infra.service import Runtime
 from services.governance import handlers
@@ -79,7 +79,8 @@ def observed(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]
             envelope.occurred_at,
             json.dumps(envelope.data),
         )
-        event = envelope.payload()
+        # Every payload was validated as it was parsed (each is a fact a report reads); decoded once.
+        event = payload_of(envelope)
         handler = handler_for(event)
         if handler is not None:
             await handler(Consumed(event, store, conn, Context.caused_by(envelope, SYSTEM)))

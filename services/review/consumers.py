@@ -24,10 +24,11 @@ from events.allocation import (
 )
 from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedByQA
 from events.notification import CaseEscalatedToFocused, CaseOpened, PersonalDataDestroyed
+from events.registry import payload_class
 from events.topics import service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, Transaction
-from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
 from infra.sealing import DataKeys, KeyDestroyed
 from infra.service import Runtime
 from services.review import domain, handlers, texts
@@ -130,7 +131,11 @@ HANDLERS: dict[type[EventPayload], Handler] = {
 def handler_for(event: EventPayload) -> Handler | None:
     """The handler of `event`'s type, or of the type it is a later version of (a version's class
     subclasses the one it replaces), nearest first."""
-    for cls in type(event).__mro__:
+    return handler_for_type(type(event))
+
+
+def handler_for_type(kind: type[EventPayload]) -> Handler | None:
+    for cls in kind.__mro__:
         if cls in HANDLERS:
             return HANDLERS[cls]
     return None
@@ -140,9 +145,11 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
     store = runtime.store
 
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
-        event = envelope.payload()
-        handler = handler_for(event)
+        # An event of a type no handler takes changes nothing: its payload is not even decoded (the
+        # parser validated only the payloads of the types in HANDLERS).
+        handler = handler_for_type(payload_class(envelope.event_type))
         if handler is not None:
+            event = payload_of(envelope)
             context = Context.caused_by(envelope, SYSTEM)
             await handler(Consumed(event, store, runtime.keys, conn, context, runtime.today))
 
@@ -151,7 +158,7 @@ def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelo
         topic=topic,
         pool=store.pool,
         apply=apply,
-        parse=parse_envelope,
+        parse=envelope_parser(lambda cls: handler_for_type(cls) is not None),
         message_id=lambda e: str(e.event_id),
         order=envelope_order,
     )
