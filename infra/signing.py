@@ -26,10 +26,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import ValidationError
 
 from events.topics import SERVICES, service_topic
 from infra.ed25519 import b64url, key_id, raw_public_key
-from infra.inbox import Delivery, Unprocessable
+from infra.inbox import Delivery, Unprocessable, read_envelope
 
 KEY_DIR_ENV = "LEDER_EVENT_SIGNING_KEY_DIR"
 PUBLIC_KEYS_ENV = "LEDER_EVENT_PUBLIC_KEYS_FILE"
@@ -276,7 +277,13 @@ class EventVerifier:
 
 
 def _source(value: bytes) -> str | None:
-    """The envelope's source, if it names one (a record that is no envelope is for the parser to refuse)."""
+    """The envelope's source, if it names one (a record that is no envelope is for the parser to refuse).
+    Read as the inbox reads the record next (read_envelope keeps it, so it is parsed once); only a
+    record that is no valid envelope is read as plain JSON."""
+    try:
+        return read_envelope(value).source
+    except ValidationError:
+        pass
     try:
         document = json.loads(value)
     except ValueError:
