@@ -395,6 +395,9 @@ class _HandleAlone(Exception):
 _Ready = tuple[T, str, Delivery, tuple[str, int] | None, bytes]
 
 Apply = Callable[[Connection, T, Delivery], Awaitable[None]]
+# A batch's new messages applied at once, in order, in the batch's transaction: what `apply` does to
+# each, for a service that writes a batch's rows in one statement rather than one a message.
+ApplyBatch = Callable[[Connection, Sequence[tuple[T, Delivery]]], Awaitable[None]]
 # What goes to the DLQ in place of a message's bytes: a service whose messages carry personal data
 # (the partner topic's notifications) seals them, so that the DLQ keeps the reason in clear and the
 # message only as long as its key lives.
@@ -412,6 +415,7 @@ class InboxConsumer(Generic[T]):
         topic: str,
         pool: asyncpg.Pool,
         apply: Apply[T],
+        apply_batch: ApplyBatch[T] | None = None,
         parse: Callable[[bytes], T],
         message_id: Callable[[T], str],
         order: Callable[[bytes], tuple[str, int] | None] | None = None,
@@ -428,6 +432,7 @@ class InboxConsumer(Generic[T]):
         self.topic = topic
         self.pool = pool
         self.apply = apply
+        self.apply_batch = apply_batch
         self.parse = parse
         self.message_id = message_id
         self.order = order
@@ -560,10 +565,16 @@ class InboxConsumer(Generic[T]):
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 handled = await self._record_together(conn, ready)
-                for i, (r, first_time) in enumerate(zip(ready, handled, strict=True)):
-                    if first_time:
-                        applying[:] = [i]
-                        await self.apply(conn, r[0], r[2])
+                if self.apply_batch is not None:
+                    # A failure names no one message: each is then handled alone, its tries counted.
+                    fresh = [(r[0], r[2]) for r, first_time in zip(ready, handled, strict=True) if first_time]
+                    if fresh:
+                        await self.apply_batch(conn, fresh)
+                else:
+                    for i, (r, first_time) in enumerate(zip(ready, handled, strict=True)):
+                        if first_time:
+                            applying[:] = [i]
+                            await self.apply(conn, r[0], r[2])
         except _HandleAlone:
             return None  # rolled back: a duplicate id, a fork, an event out of order, handled alone
         except Exception as exc:
