@@ -14,7 +14,8 @@ verified or not parsed), the transaction is rolled back and each message is hand
 so that one is retried and set aside alone and its neighbours are applied; a message that failed is
 handled alone when it comes again. A failure that is not the messages' fault (`is_transient`) has the
 whole batch read again, later. A partition is rewound to its first message not done, and committed up
-to it; the others are committed past the batch.
+to it; the others are committed past the batch. A consumer given `apply_batch` is handed a batch's new
+messages at once, in order (to write their rows in one statement); `apply` takes a message alone.
 
 No message can stall a consumer. When applying one fails, the failure is one of two kinds
 (`is_transient`):
