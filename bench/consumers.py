@@ -44,6 +44,7 @@ ROUTES = [
     ("governance", "notification"),
     ("review", "allocation"),
     ("governance", "allocation"),
+    ("notification", "allocation"),
 ]
 
 
