@@ -76,7 +76,8 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from events import Envelope, UnknownEventType
+from events import Envelope, EventPayload, UnknownEventType
+from events.registry import can_upcast, payload_class
 from events.text import unstorable
 from events.topics import dlq
 from infra.db import Connection
@@ -315,18 +316,76 @@ def envelope_order(raw: bytes) -> tuple[str, int] | None:
     return f"{envelope.source}/{envelope.stream_id}", envelope.stream_version
 
 
+# Payloads decoded by a parser, by the envelope they came from (held, so that its id is not reused
+# while it is here), until the handler asks for them: a batch parses every message before it applies
+# any, so one slot would not do. Bounded (a message parsed but never applied, a duplicate, leaves its
+# entry behind): an envelope gone from here is decoded again when asked.
+_decoded: dict[int, tuple[Envelope, EventPayload]] = {}
+_DECODED_LIMIT = 1024
+
+
+def payload_of(envelope: Envelope) -> EventPayload:
+    """`envelope.payload()`, the one its parser validated if it is still held (taken: a second ask
+    decodes again)."""
+    held = _decoded.pop(id(envelope), None)
+    if held is not None and held[0] is envelope:
+        return held[1]
+    return envelope.payload()
+
+
+def _decode(envelope: Envelope) -> EventPayload:
+    payload = envelope.payload()
+    if len(_decoded) >= _DECODED_LIMIT:
+        del _decoded[next(iter(_decoded))]
+    _decoded[id(envelope)] = (envelope, payload)
+    return payload
+
+
+def _unknown_type(exc: UnknownEventType) -> Unprocessable:
+    return Unprocessable([{"field": "event_type", "message": str(exc), "type": "unknown_event_type"}])
+
+
 def parse_envelope(raw: bytes) -> Envelope:
     """The default parser: an event envelope whose payload is a known, valid event."""
     try:
         envelope = read_envelope(raw)
-        envelope.payload()
+        _decode(envelope)
     except ValidationError as exc:
         raise Unprocessable(validation_reasons(exc)) from exc
     except UnknownEventType as exc:
-        raise Unprocessable(
-            [{"field": "event_type", "message": str(exc), "type": "unknown_event_type"}]
-        ) from exc
+        raise _unknown_type(exc) from exc
     return envelope
+
+
+def envelope_parser(reacts_to: Callable[[type[EventPayload]], bool]) -> Callable[[bytes], Envelope]:
+    """A parser for a consumer that acts on some event types only and takes the others as read (they
+    change nothing but the inbox's record): the envelope is checked whole and its type must be one
+    this code knows (or can upcast to), as `parse_envelope` asks, but the payload is validated only
+    for a type `reacts_to` names (given the type's class). Validating a payload nothing reads was most
+    of what an ignored event cost once its signature was checked; its source validated it when it
+    recorded it, and the signature says the source published these bytes. A payload that is not
+    valid is then refused (dead-lettered) only by a consumer that acts on its type."""
+    reacting: dict[type[EventPayload], bool] = {}
+
+    def parse(raw: bytes) -> Envelope:
+        try:
+            envelope = read_envelope(raw)
+            cls = payload_class(envelope.event_type, envelope.schema_version)
+            acts = reacting.get(cls)
+            if acts is None:
+                acts = reacting[cls] = reacts_to(cls)
+            if acts:
+                _decode(envelope)
+            elif not can_upcast(envelope.event_type, envelope.schema_version, cls.schema_version):
+                # What decoding would have refused: a version no upcaster lifts.
+                raise UnknownEventType(envelope.event_type, envelope.schema_version)
+        except ValidationError as exc:
+            raise Unprocessable(validation_reasons(exc)) from exc
+        except UnknownEventType as exc:
+            raise _unknown_type(exc) from exc
+        return envelope
+
+    return parse
 
 
 class _HandleAlone(Exception):
@@ -359,6 +418,7 @@ class InboxConsumer(Generic[T]):
         topic: str,
         pool: asyncpg.Pool,
         apply: Apply[T],
+        apply_batch: ApplyBatch[T] | None = None,
         parse: Callable[[bytes], T],
         message_id: Callable[[T], str],
         order: Callable[[bytes], tuple[str, int] | None] | None = None,
@@ -370,7 +430,6 @@ class InboxConsumer(Generic[T]):
         max_tries: int = 3,
         stuck_seconds: float | None = None,
         batch_size: int | None = None,
-        apply_batch: ApplyBatch[T] | None = None,
     ) -> None:
         self.name = name
         self.topic = topic

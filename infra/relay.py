@@ -38,6 +38,28 @@ _RELAY_LOCK = 48_151_623
 _PRODUCE_BATCH_BYTES = 512 * 1024
 
 
+# Where the correlation id begins in a store's canonical envelope text (events.canonical: keys sorted,
+# no spaces), and the key that follows the ones before it.
+_CORRELATION_KEY = '"correlation_id":"'
+_DATA_KEY = '"data":'
+_JSON_STRING = json.JSONDecoder()
+
+
+def correlation_id(envelope: str) -> str:
+    """The envelope's correlation id (the header consumers log it by), read without parsing the
+    whole envelope: a JSON string holds no unescaped quote, so in canonical text the first
+    `"correlation_id":"` before `"data":` is the top-level key (only the actor, the case id and the
+    causation id, all plain, come before it in sorted order). Text in another form is parsed whole."""
+    at = envelope.find(_CORRELATION_KEY)
+    if 0 < at < envelope.find(_DATA_KEY) and envelope.startswith('{"actor":{'):
+        start = at + len(_CORRELATION_KEY) - 1
+        value, _ = _JSON_STRING.raw_decode(envelope, start)
+        if isinstance(value, str):
+            return value
+    found: str = json.loads(envelope)["correlation_id"]
+    return found
+
+
 class _LockLost(Exception):
     """The connection holding the relay's advisory lock closed."""
 
@@ -86,6 +108,7 @@ class OutboxRelay:
         self._partitioner = DefaultPartitioner()
         self._partition_of: dict[str, int] = {}
         self._partitions: list[int] = []
+        self._type_header_cache: dict[tuple[str, int], tuple[tuple[str, bytes], ...]] = {}
         # The mark, as this relay last read or moved it (None: read it from the database).
         self._published_through: int | None = None
 
@@ -172,26 +195,22 @@ class OutboxRelay:
         futures = []
         for row in rows:
             envelope = row.envelope
-            correlation_id = json.loads(envelope)["correlation_id"]
             # Keyed by stream (a case's stream is named by its case id) so each stays in order.
             key = row.stream_id.encode()
             value = envelope.encode()
-            # Signed as published: these exact bytes on this topic (Ed25519 signs the same bytes the
-            # same way, so a record published again carries the same signature).
-            signature = self.signer.headers(self.topic, value) if self.signer is not None else []
+            partition = self._partition_of.get(row.stream_id)
+            if partition is None:
+                partition = await self._partition(producer, row.stream_id, key)
+            headers = [
+                *self._type_headers(row.event_type, row.schema_version),
+                ("correlation_id", correlation_id(envelope).encode()),
+            ]
+            if self.signer is not None:
+                # Signed as published: these exact bytes on this topic (Ed25519 signs the same bytes
+                # the same way, so a record published again carries the same signature).
+                headers += self.signer.headers(self.topic, value)
             futures.append(
-                await producer.send(
-                    self.topic,
-                    key=key,
-                    value=value,
-                    partition=await self._partition(producer, row.stream_id, key),
-                    headers=[
-                        ("event_type", row.event_type.encode()),
-                        ("schema_version", str(row.schema_version).encode()),
-                        ("correlation_id", correlation_id.encode()),
-                        *signature,
-                    ],
-                )
+                await producer.send(self.topic, key=key, value=value, partition=partition, headers=headers)
             )
         acked: list[RecordMetadata] = await asyncio.gather(*futures)
         if self._offsets_went_back(acked):
@@ -206,6 +225,14 @@ class OutboxRelay:
         self._published_through = last
         log.debug("relay_published", topic=self.topic, count=len(rows), through=last)
         return len(rows)
+
+    def _type_headers(self, event_type: str, schema_version: int) -> tuple[tuple[str, bytes], ...]:
+        """The headers naming an event's type and version: made once for each (a store has a few)."""
+        made = self._type_header_cache.get((event_type, schema_version))
+        if made is None:
+            made = (("event_type", event_type.encode()), ("schema_version", str(schema_version).encode()))
+            self._type_header_cache[(event_type, schema_version)] = made
+        return made
 
     def _fenced(self) -> bool:
         reason = self.fence() if self.fence is not None else None

@@ -282,12 +282,13 @@ class EventVerifier:
 
 
 def _source(value: bytes) -> str | None:
-    """The envelope's source, if it names one (a record that is no envelope is for the parser to refuse)."""
+    """The envelope's source, if it names one (a record that is no envelope is for the parser to refuse).
+    Read as the inbox reads the record next (read_envelope keeps it, so it is parsed once); only a
+    record that is no valid envelope is read as plain JSON."""
     try:
-        # Read as the inbox's parser reads it next (read_envelope keeps it): parsed once, not twice.
         return read_envelope(value).source
-    except ValueError:
-        pass  # not a whole envelope: what source it names, if any, is still checked
+    except ValueError:  # pydantic's ValidationError among them
+        pass
     try:
         document = json.loads(value)
     except ValueError:

@@ -20,14 +20,15 @@ from events.notification import (
     EligibilityToConfirm,
     PersonalDataDestroyed,
 )
+from events.registry import payload_class
 from events.review import ReviewCompleted
 from events.topics import service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, EventStore, Transaction
-from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
 from infra.service import Runtime
 from services.allocation import domain, handlers
-from services.allocation.projections import record_case_not_open, record_opened_case
+from services.allocation.projections import record_case_not_open, record_opened_cases
 from services.allocation.tables import POSTGRES, Tables
 
 SYSTEM = Actor.system("allocation")
@@ -51,9 +52,17 @@ Handler = Callable[[Consumed], Awaitable[None]]
 
 
 async def _opened(c: Consumed) -> None:
-    event: CaseOpened = c.event
-    await record_opened_case(c.conn, event.case_id, event.reference, event.facts.place_of_death)
-    await handlers.queue(c.store, c.conn, event, c.envelope.occurred_at.date(), c.context)
+    await _opened_together([c])
+
+
+async def _opened_together(opened: Sequence[Consumed]) -> None:
+    """Cases opened one after the other in a batch: their rows for the LAC's pages written in one
+    statement, then each queued, in order (queuing reads none of those rows)."""
+    events: list[CaseOpened] = [c.event for c in opened]
+    rows = [(e.case_id, e.reference, e.facts.place_of_death) for e in events]
+    await record_opened_cases(opened[0].conn, rows)
+    for c, event in zip(opened, events, strict=True):
+        await handlers.queue(c.store, c.conn, event, c.envelope.occurred_at.date(), c.context)
 
 
 async def _to_confirm(c: Consumed) -> None:
@@ -105,7 +114,11 @@ HANDLERS: dict[type[EventPayload], Handler] = {
 def handler_for(table: dict[type[EventPayload], Handler], event: EventPayload) -> Handler | None:
     """The handler of `event`'s type, or of the type it is a later version of (a version's class
     subclasses the one it replaces), nearest first."""
-    for cls in type(event).__mro__:
+    return handler_for_type(table, type(event))
+
+
+def handler_for_type(table: dict[type[EventPayload], Handler], kind: type[EventPayload]) -> Handler | None:
+    for cls in kind.__mro__:
         if cls in table:
             return table[cls]
     return None
@@ -116,19 +129,36 @@ def case_events(
 ) -> InboxConsumer[Envelope]:
     """`today`: the service's day (the runtime's clock), for the rules a reopened case is decided by."""
 
-    async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
-        event = envelope.payload()
-        handler = handler_for(HANDLERS, event)
-        if handler is not None:
+    async def apply_batch(conn: Connection, messages: Sequence[tuple[Envelope, Delivery]]) -> None:
+        opened: list[Consumed] = []  # cases opened one after the other, not yet applied
+        for envelope, _ in messages:
+            # An event of a type no handler takes changes nothing: its payload is not even decoded
+            # (the parser validated only the payloads of the types in HANDLERS).
+            handler = handler_for_type(HANDLERS, payload_class(envelope.event_type))
+            if handler is None:
+                continue
             context = Context.caused_by(envelope, SYSTEM)
-            await handler(Consumed(event, envelope, store, conn, context, today))
+            consumed = Consumed(payload_of(envelope), envelope, store, conn, context, today)
+            if handler is _opened:
+                opened.append(consumed)
+                continue
+            if opened:
+                await _opened_together(opened)
+                opened = []
+            await handler(consumed)
+        if opened:
+            await _opened_together(opened)
+
+    async def apply(conn: Connection, envelope: Envelope, delivery: Delivery) -> None:
+        await apply_batch(conn, [(envelope, delivery)])
 
     return InboxConsumer(
         name=name,
         topic=topic,
         pool=store.pool,
         apply=apply,
-        parse=parse_envelope,
+        apply_batch=apply_batch,
+        parse=envelope_parser(lambda cls: handler_for_type(HANDLERS, cls) is not None),
         message_id=lambda e: str(e.event_id),
         order=envelope_order,
     )

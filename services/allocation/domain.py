@@ -282,8 +282,11 @@ def organisations_involved(facts: CaseFacts) -> list[str]:
         facts.notifier_organisation,
     ]
     involved: list[str] = []
+    keys: set[str] = set()  # each name's key made once, not once for every name it is compared with
     for organisation in named:
-        if not any(_same_organisation(organisation, o) for o in involved):
+        key = organisation_key(organisation)
+        if key not in keys:
+            keys.add(key)
             involved.append(organisation)
     return involved
 

@@ -6,7 +6,7 @@ as everywhere)."""
 from collections.abc import Sequence
 from typing import Any
 
-from events import Actor, Envelope
+from events import Actor, Envelope, EventPayload
 from events.allocation import (
     AllocationEnded,
     AllocationRestored,
@@ -18,11 +18,12 @@ from events.allocation import (
 from events.governance import CaseClosed, CaseReopened
 from events.notification import AllocationEndReason
 from events.partner import InvalidNotification, PartnerNotification, parse_notification
+from events.registry import payload_class
 from events.review import ReviewEscalatedToFocused
 from events.topics import partner_topic, service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventStore
-from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
 from infra.service import Runtime
 from services.notification import domain, handlers
 
@@ -80,9 +81,19 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
     )  # fmt: skip
 
 
+# The other services' events this one acts on (every other one, allocation.CaseAwaitingAllocation
+# for each case opened, say, is taken as read without decoding its payload).
+ACTS_ON: tuple[type[EventPayload], ...] = (
+    ReviewerAllocated, AllocationRestored, ConflictOfInterestDeclared, CaseReturnedToQueue, CaseReallocated,
+    AllocationEnded, ReviewEscalatedToFocused, CaseClosed, CaseReopened,
+)  # fmt: skip
+
+
 def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envelope]:
     async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
-        event = envelope.payload()
+        if not issubclass(payload_class(envelope.event_type), ACTS_ON):
+            return
+        event = payload_of(envelope)
         context = Context.caused_by(envelope, SYSTEM)
         if isinstance(event, ReviewerAllocated | AllocationRestored):
             reviewer, senior = event.reviewer_user_id, event.senior_reviewer_user_id
@@ -105,7 +116,8 @@ def case_events(store: EventStore, topic: str, name: str) -> InboxConsumer[Envel
             await _on_case(store, conn, event.case_id, lambda c: domain.decide_reopening(c, reason), context)
 
     return InboxConsumer(
-        name=name, topic=topic, pool=store.pool, apply=apply, parse=parse_envelope,
+        name=name, topic=topic, pool=store.pool, apply=apply,
+        parse=envelope_parser(lambda cls: issubclass(cls, ACTS_ON)),
         message_id=lambda e: str(e.event_id), order=envelope_order,
     )  # fmt: skip
 

@@ -24,10 +24,11 @@ from events.allocation import (
 )
 from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedByQA
 from events.notification import CaseEscalatedToFocused, CaseOpened, PersonalDataDestroyed
+from events.registry import payload_class
 from events.topics import service_topic
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, Transaction
-from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, parse_envelope
+from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
 from infra.sealing import DataKeys, KeyDestroyed
 from infra.service import Runtime
 from services.review import domain, handlers, texts
@@ -72,7 +73,12 @@ async def _restored(c: Consumed) -> None:
 
 
 async def _opened(c: Consumed) -> None:
-    await handlers.remember_reference(c.conn, c.event.case_id, c.event.reference)
+    await _opened_together([c])
+
+
+async def _opened_together(opened: Sequence[Consumed]) -> None:
+    """Cases opened one after the other in a batch: their references written in one statement."""
+    await handlers.remember_references(opened[0].conn, [(c.event.case_id, c.event.reference) for c in opened])
 
 
 async def _registered(c: Consumed) -> None:
@@ -130,7 +136,11 @@ HANDLERS: dict[type[EventPayload], Handler] = {
 def handler_for(event: EventPayload) -> Handler | None:
     """The handler of `event`'s type, or of the type it is a later version of (a version's class
     subclasses the one it replaces), nearest first."""
-    for cls in type(event).__mro__:
+    return handler_for_type(type(event))
+
+
+def handler_for_type(kind: type[EventPayload]) -> Handler | None:
+    for cls in kind.__mro__:
         if cls in HANDLERS:
             return HANDLERS[cls]
     return None
@@ -139,19 +149,36 @@ def handler_for(event: EventPayload) -> Handler | None:
 def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]:
     store = runtime.store
 
-    async def apply(conn: Connection, envelope: Envelope, _: Delivery) -> None:
-        event = envelope.payload()
-        handler = handler_for(event)
-        if handler is not None:
+    async def apply_batch(conn: Connection, messages: Sequence[tuple[Envelope, Delivery]]) -> None:
+        opened: list[Consumed] = []  # cases opened one after the other, not yet applied
+        for envelope, _ in messages:
+            # An event of a type no handler takes changes nothing: its payload is not even decoded
+            # (the parser validated only the payloads of the types in HANDLERS).
+            handler = handler_for_type(payload_class(envelope.event_type))
+            if handler is None:
+                continue
             context = Context.caused_by(envelope, SYSTEM)
-            await handler(Consumed(event, store, runtime.keys, conn, context, runtime.today))
+            consumed = Consumed(payload_of(envelope), store, runtime.keys, conn, context, runtime.today)
+            if handler is _opened:
+                opened.append(consumed)
+                continue
+            if opened:
+                await _opened_together(opened)
+                opened = []
+            await handler(consumed)
+        if opened:
+            await _opened_together(opened)
+
+    async def apply(conn: Connection, envelope: Envelope, delivery: Delivery) -> None:
+        await apply_batch(conn, [(envelope, delivery)])
 
     return InboxConsumer(
         name=name,
         topic=topic,
         pool=store.pool,
         apply=apply,
-        parse=parse_envelope,
+        apply_batch=apply_batch,
+        parse=envelope_parser(lambda cls: handler_for_type(cls) is not None),
         message_id=lambda e: str(e.event_id),
         order=envelope_order,
     )

@@ -109,13 +109,19 @@ async def record_deadlines(store: EventStore, today: date, context: Context) -> 
     return recorded
 
 
-async def remember_reference(conn: Connection, case_id: UUID, reference: str | None) -> None:
-    """A case's reference, as notification.CaseOpened gave it (a redelivery without one keeps it)."""
+async def remember_references(conn: Connection, opened: Sequence[tuple[UUID, str | None]]) -> None:
+    """Cases' references, as notification.CaseOpened gave them, in order (a redelivery without one
+    keeps it), in one statement however many."""
+    latest: dict[UUID, str | None] = {}
+    for case_id, reference in opened:
+        # A case told twice here ends as it would one after the other.
+        latest[case_id] = reference if reference is not None else latest.get(case_id)
     await conn.execute(
-        "INSERT INTO case_references (case_id, reference) VALUES ($1, $2) ON CONFLICT (case_id)"
+        "INSERT INTO case_references (case_id, reference) SELECT * FROM unnest($1::uuid[], $2::text[])"
+        " ON CONFLICT (case_id)"
         " DO UPDATE SET reference = COALESCE(EXCLUDED.reference, case_references.reference)",
-        case_id,
-        reference,
+        list(latest),
+        list(latest.values()),
     )
 
 

@@ -193,3 +193,56 @@ async def test_a_consumer_given_apply_batch_applies_a_batch_in_one_call_and_a_po
     )
     assert calls == [["a3", "p2"]]
     assert await effects(store) == ["a1", "b1", "a2", "b2", "a3", "p2"]
+
+
+async def test_a_batch_applied_at_once_gets_only_its_new_messages_and_a_refusal_sets_aside_only_its_own(
+    store: EventStore,
+) -> None:
+    # A consumer given apply_batch (a service that writes a batch's rows in one statement) is handed
+    # the batch's new messages together, in order; when that fails for one message's sake, each is
+    # handled alone through apply, so only the poison one is set aside.
+    await store.pool.execute("CREATE TABLE effects (n serial PRIMARY KEY, event_id text)")
+    together: list[list[str]] = []
+    alone: list[str] = []
+
+    async def effect(conn: Connection, body: dict[str, Any]) -> None:
+        if body["text"] == "poison":
+            raise ValueError("no event may hold this")
+        await conn.execute("INSERT INTO effects (event_id) VALUES ($1)", body["id"])
+
+    async def apply(conn: Connection, body: dict[str, Any], _: Delivery) -> None:
+        alone.append(body["id"])
+        await effect(conn, body)
+
+    async def apply_batch(conn: Connection, messages: Sequence[tuple[dict[str, Any], Delivery]]) -> None:
+        together.append([body["id"] for body, _ in messages])
+        for body, _ in messages:
+            await effect(conn, body)
+
+    c: InboxConsumer[dict[str, Any]] = InboxConsumer(
+        name="together",
+        topic=TOPIC,
+        pool=store.pool,
+        apply=apply,
+        apply_batch=apply_batch,
+        parse=json.loads,
+        message_id=lambda body: body["id"],
+        order=order,
+        max_tries=1,
+    )
+    sink = Broker()
+    c.broker = sink  # type: ignore[assignment]
+    assert await c.handle_batch(batch(message("a1", "a", 1), message("b1", "b", 1))) == {}
+    # a1 again (a redelivery) is not handed over; a2 and b2 are, together.
+    assert (
+        await c.handle_batch(batch(message("a1", "a", 1), message("a2", "a", 2), message("b2", "b", 2))) == {}
+    )
+    assert together == [["a1", "b1"], ["a2", "b2"]] and alone == []
+    poisoned = batch(
+        message("a3", "a", 3), message("b3", "b", 3, "poison"), message("a4", "a", 4), first_offset=3
+    )
+    assert await c.handle_batch(poisoned) == {}
+    assert together[-1] == ["a3", "b3", "a4"]  # rolled back, then each alone
+    assert alone == ["a3", "b3", "a4"]
+    assert await effects(store) == ["a1", "b1", "a2", "b2", "a3", "a4"]
+    assert [p["topic"] for p in sink.published] == [f"{TOPIC}.dlq"]

@@ -371,6 +371,154 @@ async def test_the_review_read_model_folded_equals_the_live_one_update_by_update
     assert len(live["reviews"]) == 1
 
 
+async def test_the_notification_read_models_folded_equal_the_live_ones_update_by_update(
+    database_url: str,
+) -> None:
+    """Every event type the notification folds read, on cases that exist and one that does not, people
+    with and without an NHS number (one named beyond ASCII), a key destroyed before the rebuild, and
+    pages that split a case's events: the folds (type by type, a sealed person's three fields) build
+    the rows `apply` built event by event."""
+    from events.notification import (
+        CaseAllocationEnded,
+        CaseAllocationRecorded,
+        CaseClosureRecorded,
+        CaseEscalatedToFocused,
+        CaseFacts,
+        CaseOpened,
+        CaseReopeningRecorded,
+        DuplicateNotificationLinked,
+        EligibilityRejected,
+        EligibilityToConfirm,
+        EthnicityRecorded,
+        NotificationNotEligible,
+        NotificationPersonalDataDestroyed,
+        PersonalDataDestroyed,
+        PersonalDetailsViewed,
+        ReferredToChildDeathOverviewPanel,
+    )
+    from events.partner import NextOfKin
+    from services.notification.personal import PersonalDetails, data_key, destroy_key, seal
+    from services.notification.projections import projections
+
+    pool = await db.create_pool(database_url)
+    try:
+        await db.migrate(pool, Path("services") / "notification" / "migrations")
+        store = EventStore(pool, "notification", projections())
+
+        async def sealed(key_id: UUID, nhs_number: str | None, family_name: str) -> Sealed:
+            details = PersonalDetails(
+                nhs_number=nhs_number, given_name="Ann", family_name=family_name,
+                date_of_birth=date(1961, 4, 2), postcode="BS1 4ND", notifier_name="Dr Lee",
+                notifier_email="lee@example.nhs.uk", notifier_phone=None,
+                next_of_kin=NextOfKin(
+                    name="Bo", relationship="son", email="bo@example.com", involve_family=True
+                ),
+                cause_of_death=None, concerns_details=None,
+            )  # fmt: skip
+            async with pool.acquire() as conn:
+                return seal(await data_key(conn, str(key_id), create=True), str(key_id), details)
+
+        def facts(ethnicity: str, organisation: str = "North Hospital") -> CaseFacts:
+            return CaseFacts(
+                age_at_death=40, sex="female", ethnicity=ethnicity, learning_disability=True,
+                learning_disability_level="mild", autism=None, accommodation_type="supported_living",
+                opted_out_of_secondary_use=False, date_of_death=date(2026, 3, 1), place_of_death="home",
+                place_of_death_organisation=None, gp_practice_code=None,
+                organisations_involved=["North Hospital", "Cedars Surgery"],
+                notifier_organisation=organisation, notifier_role="hospital", involve_family=True,
+            )  # fmt: skip
+
+        first, second, gone, nobody = uuid4(), uuid4(), uuid4(), uuid4()
+        n1, n2, n3, n4, n5, n6 = (uuid4() for _ in range(6))
+
+        def opened(case: UUID, notification: UUID, person: Sealed, reference: str | None) -> CaseOpened:
+            return CaseOpened(
+                case_id=case, notification_id=notification, reference=reference, notified_on=date(2026, 3, 2),
+                review_type="initial", focused_reasons=["learning"], flags=[], facts=facts("A"),
+                personal=person, content_hash="h-" + str(notification),
+            )  # fmt: skip
+
+        allocated = CaseAllocationRecorded(
+            case_id=first, reviewer_user_id="ann", senior_reviewer_user_id="sam"
+        )
+        appends: list[tuple[str, list[Any]]] = [
+            (str(first), [
+                opened(first, n1, await sealed(first, "9434765919", "Ünal-Smith"), "LDR-2026-00001"),
+                EthnicityRecorded(case_id=first, ethnicity="Z"),
+                EthnicityRecorded(case_id=first, ethnicity="99"),
+                CaseEscalatedToFocused(case_id=first, reasons=["ethnicity", "learning", "ethnicity"],
+                                       source="ethnicity_recorded"),
+                allocated,
+                CaseAllocationEnded(case_id=first, reviewer_user_id="ann", senior_reviewer_user_id="sam",
+                                    reason="conflict_declared"),
+                allocated,
+                CaseAllocationEnded(case_id=first, reviewer_user_id="ann", senior_reviewer_user_id="sam",
+                                    reason="review_completed"),
+                PersonalDetailsViewed(case_id=first, viewer="ann", role="reviewer", reason="review"),
+                DuplicateNotificationLinked(case_id=first, notification_id=n2, matched_on="nhs_number",
+                                            notifier_organisation="GP", notifier_role="gp",
+                                            personal=await sealed(first, "9434765919", "Unal Smith")),
+                CaseClosureRecorded(case_id=first, closed_on=date(2026, 9, 1)),
+                CaseReopeningRecorded(case_id=first, reason="new evidence"),
+                EthnicityRecorded(case_id=first, ethnicity="B"),
+            ]),
+            (str(second), [
+                EligibilityToConfirm(case_id=second, notification_id=n3, unknown=["autism"],
+                                     focused_reasons=[], flags=["ethnicity_not_stated"], facts=facts("Z"),
+                                     personal=await sealed(second, None, "  Jones  Price ")),
+                # Confirmed: the same case opened, with its reference.
+                opened(second, n3, await sealed(second, None, "Jones Price"), "LDR-2026-00002"),
+                EligibilityRejected(case_id=second, reason="not a learning disability"),
+            ]),
+            (str(gone), [
+                opened(gone, n4, await sealed(gone, "4010232137", "Gone"), "LDR-2025-00007"),
+                CaseAllocationRecorded(case_id=gone, reviewer_user_id="cat", senior_reviewer_user_id="sol"),
+                CaseAllocationEnded(case_id=gone, reviewer_user_id="cat", senior_reviewer_user_id="sol",
+                                    reason="returned_to_queue"),  # back in the queue: nobody has it
+                PersonalDataDestroyed(case_id=gone, reason="retention_period_ended", retention_years=7),
+            ]),
+            (f"notification-{n5}", [
+                ReferredToChildDeathOverviewPanel(notification_id=n5, facts=facts("C", "Child Hospital"),
+                                                  personal=await sealed(n5, None, "Young")),
+                NotificationPersonalDataDestroyed(notification_id=n5, reason="retention_period_ended",
+                                                  retention_days=90),
+            ]),
+            (f"notification-{n6}", [
+                NotificationNotEligible(notification_id=n6, reason="over 18 without", facts=facts("A"),
+                                        personal=await sealed(n6, None, "Old")),
+                NotificationPersonalDataDestroyed(notification_id=uuid4(), reason="retention_period_ended",
+                                                  retention_days=90),  # of no notification
+            ]),
+            (str(nobody), [
+                CaseAllocationRecorded(case_id=nobody, reviewer_user_id="ann", senior_reviewer_user_id=None),
+                EthnicityRecorded(case_id=nobody, ethnicity="Z"),
+                PersonalDataDestroyed(case_id=nobody, reason="retention_period_ended", retention_years=7),
+            ]),
+        ]  # fmt: skip
+        for stream, payloads in appends:
+            await store.append(stream, await store.stream_version(stream), payloads, CTX)
+        async with pool.acquire() as conn:
+            await destroy_key(conn, str(gone))  # shredded: the rebuild cannot unseal its person any more
+
+        async def rows() -> dict[str, list[str]]:
+            return {
+                t: [r[0] for r in await pool.fetch(f'SELECT t::text FROM "{t}" t ORDER BY 1')]
+                for p in store.projections
+                for t in p.tables
+            }
+
+        live = await rows()
+        assert [len(live[t]) for t in ("cases", "notifications", "case_references")] == [3, 6, 2]
+        # The first case by its NHS number and both names (the duplicate's is not indexed), none of the rest.
+        assert len(live["person_index"]) == 2 and all(str(first) in row for row in live["person_index"])
+        for batch in (1, 4, 5000):
+            await pool.execute("UPDATE cases SET status = 'x'; DELETE FROM person_index")
+            assert await rebuild(store, batch=batch) == await store.last_sequence()
+            assert await rows() == live, batch
+    finally:
+        await pool.close()
+
+
 @pytest.mark.parametrize("service", ["notification", "allocation", "review", "governance"])
 def test_a_folding_projection_names_every_event_type_its_module_handles(service: str) -> None:
     """A rebuild decodes only the event types the projections name (`event_types`): a type one of them
