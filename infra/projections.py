@@ -263,8 +263,8 @@ async def rebuild(
 ) -> int:
     """With `conn`, the rebuild joins its transaction (as a savepoint): a check can rebuild into copies
     of the tables and compare them with the live ones in one snapshot, then roll back. `batch` events
-    a page: each page costs its folds a few statements and calls to the key manager, and pages of
-    10,000 rebuilt the notification service about 5% faster than pages of 5,000 (bench/rebuild.py)."""
+    a page: each page costs its folds a few statements and calls to the key manager (the notification
+    service's: its people's keys, their index values), fewer with larger pages, which take more memory."""
     projections = store.projections if projections is None else tuple(projections)
     if not projections:
         return 0
