@@ -65,9 +65,14 @@ class KeyManager(Protocol):
     async def wrap(self, name: str, plaintext: bytes) -> bytes:
         """`plaintext` (a data key) encrypted under the latest version of `name`."""
 
-    async def make(self, name: str, plaintext: bytes) -> bytes:
+    async def make(self, name: str, plaintext: bytes, *, durable: bool = True) -> bytes:
         """A new case's data key: `create(name)`, `wrap(name, plaintext)` and `escrow` of the wrapping,
-        returned, in one call (the local file takes one trip to its worker thread, not three)."""
+        returned, in one call (the local file takes one trip to its worker thread, not three).
+        `durable=False`: the key and its wrapping may be durable only once `sync` returns, for a
+        caller making many in one transaction, which calls `sync` before it commits."""
+
+    async def sync(self) -> None:
+        """Every key and wrapping made so far durable (after `make(durable=False)`)."""
 
     async def unwrap(self, name: str, wrapped: bytes) -> bytes:
         """Raises KeyDestroyed once `name` is destroyed, or if it never existed."""
@@ -143,6 +148,9 @@ class LocalKeyFile:
         self._reading = threading.Lock()
         # An HMAC key is never rotated or destroyed: read once, it is the same for the process's life.
         self._hmac_keys: dict[str, bytes] = {}
+        # The files written to by `make(durable=False)` since the last `sync`.
+        self._unsynced: set[Path] = set()
+        self._syncing = threading.Lock()
 
     # Writes (each ends in an fsync) run in a worker thread so the event loop never waits on the disk,
     # and so does reading the file whole (after a destroy rewrote it: with a case's key a line, large).
@@ -169,14 +177,29 @@ class LocalKeyFile:
     async def wrap(self, name: str, plaintext: bytes) -> bytes:
         return _wrap(await self._versions_of(name), name, plaintext)
 
-    async def make(self, name: str, plaintext: bytes) -> bytes:
-        return await asyncio.to_thread(self._make, name, plaintext)
+    async def make(self, name: str, plaintext: bytes, *, durable: bool = True) -> bytes:
+        return await asyncio.to_thread(self._make, name, plaintext, durable)
 
-    def _make(self, name: str, plaintext: bytes) -> bytes:
-        self._create(name)
+    def _make(self, name: str, plaintext: bytes, durable: bool) -> bytes:
+        self._create(name, durable=durable)
         wrapped = _wrap(self._versions(name), name, plaintext)
-        self._escrow(name, wrapped)
+        self._escrow(name, wrapped, durable=durable)
         return wrapped
+
+    async def sync(self) -> None:
+        if self._unsynced:
+            await asyncio.to_thread(self._sync)
+
+    def _sync(self) -> None:
+        # Taken before the fsyncs: a line written after them is another caller's to sync.
+        with self._syncing:
+            paths, self._unsynced = self._unsynced, set()
+        for path in sorted(paths):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     async def unwrap(self, name: str, wrapped: bytes) -> bytes:
         return _open(await self._versions_of(name), name, wrapped)
@@ -241,12 +264,12 @@ class LocalKeyFile:
             raise KeyDestroyed(name)
         return versions
 
-    def _create(self, name: str) -> None:
+    def _create(self, name: str, *, durable: bool = True) -> None:
         if name in self._current():
             return
         with self._locked():
             if name not in self._current():
-                self._append(name, 1)
+                self._append(name, 1, durable=durable)
 
     def _rotate(self, name: str) -> None:
         with self._locked():
@@ -275,16 +298,12 @@ class LocalKeyFile:
                     "".join(_escrow_line(n, w) for n, w in escrows.items() if n != name),
                 )
 
-    def _escrow(self, name: str, wrapped: bytes) -> None:
+    def _escrow(self, name: str, wrapped: bytes, *, durable: bool = True) -> None:
         with self._locked():
             # Under the lock a destroy takes too: a wrapping is never kept for a key already destroyed.
             if not self._current().get(name):
                 raise KeyDestroyed(name)
-            fd = os.open(self.escrow_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "a") as f:
-                f.write(_escrow_line(name, wrapped))
-                f.flush()
-                os.fsync(f.fileno())
+            self._write(self.escrow_path, _escrow_line(name, wrapped), durable)
 
     def _escrowed(self, name: str) -> bytes | None:
         if not self._current().get(name):
@@ -310,13 +329,22 @@ class LocalKeyFile:
         self._escrow_loaded = (stamp, escrows)
         return escrows
 
-    def _append(self, name: str, version: int) -> None:
-        """Under the lock: one new key version, durable before it wraps anything."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    def _append(self, name: str, version: int, *, durable: bool = True) -> None:
+        """Under the lock: one new key version, durable before it wraps anything (unless not `durable`:
+        then before `sync` returns, which its caller awaits before it commits what it wrapped)."""
+        self._write(self.path, _line(name, version, AESGCM.generate_key(bit_length=256)), durable)
+
+    def _write(self, path: Path, line: str, durable: bool) -> None:
+        """Under the lock: `line` appended to `path`, fsynced now, or by the next `sync`."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as f:
-            f.write(_line(name, version, AESGCM.generate_key(bit_length=256)))
+            f.write(line)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
+            else:
+                with self._syncing:
+                    self._unsynced.add(path)
 
     def _current(self) -> dict[str, list[bytes]]:
         """The keys as the file holds them now. Appends (creates, rotations, by any process) are read
@@ -467,11 +495,14 @@ class VaultTransit:
         )
         return str(data["ciphertext"]).encode()
 
-    async def make(self, name: str, plaintext: bytes) -> bytes:
+    async def make(self, name: str, plaintext: bytes, *, durable: bool = True) -> bytes:
         await self.create(name)
         wrapped = await self.wrap(name, plaintext)
         await self.escrow(name, wrapped)
         return wrapped
+
+    async def sync(self) -> None:
+        pass  # Vault has stored each key and secret before it answers
 
     async def unwrap(self, name: str, wrapped: bytes) -> bytes:
         data = await self._call(

@@ -68,18 +68,21 @@ class DataKeys:
         """The name of the case's key-encryption key in the key manager."""
         return f"{self.service}/{key_id}"
 
-    async def key(self, conn: Connection, key_id: str, *, create: bool = False, new: bool = False) -> bytes:
+    async def key(
+        self, conn: Connection, key_id: str, *, create: bool = False, new: bool = False, durable: bool = True
+    ) -> bytes:
         """The data key of `key_id`, made on first use when `create`. Raises KeyDestroyed once the case
         was shredded (or, without `create`, if it never had a key). `new`: the caller expects no key
         yet (a case id it has just drawn), so it is made without a look first (should one exist after
-        all, that one is the key)."""
+        all, that one is the key). `durable=False`: a key made is durable in the key manager only once
+        `sync` returns, which the caller awaits before it commits (a batch's keys synced at once)."""
         if new:
-            made = await self._create(conn, key_id)
+            made = await self._create(conn, key_id, durable)
             if made is not None:
                 return made
         row = await conn.fetchrow("SELECT wrapped, destroyed_at FROM data_keys WHERE key_id = $1", key_id)
         if row is None and create:
-            made = await self._create(conn, key_id)
+            made = await self._create(conn, key_id, durable)
             if made is not None:
                 return made
             row = await conn.fetchrow("SELECT wrapped, destroyed_at FROM data_keys WHERE key_id = $1", key_id)
@@ -94,14 +97,18 @@ class DataKeys:
         self._remember(key_id, wrapped, key)
         return key
 
-    async def _create(self, conn: Connection, key_id: str) -> bytes | None:
+    async def sync(self) -> None:
+        """Every key made with `durable=False` durable in the key manager."""
+        await self.keys.sync()
+
+    async def _create(self, conn: Connection, key_id: str, durable: bool = True) -> bytes | None:
         """A new data key for `key_id`, or None if another's (or a destroyed one's) row was there first."""
         name = self.kek(key_id)
         key = AESGCM.generate_key(bit_length=256)
         # The backup (escrow) before the row: once the row commits, its wrapping is kept outside the
         # database too. Should the transaction roll back, the key manager keeps the wrapping of a key
         # nothing was sealed under: harmless, and replaced when the case's key is made again.
-        wrapped = await self.keys.make(name, key)
+        wrapped = await self.keys.make(name, key, durable=durable)
         # A concurrent creator may win: then its key is the case's, and ours is never used.
         won = await conn.fetchval(
             "INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING"

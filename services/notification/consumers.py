@@ -26,6 +26,7 @@ from infra.eventstore import Context, EventStore
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
 from infra.service import Runtime
 from services.notification import domain, handlers
+from services.notification.personal import sync_keys
 
 SYSTEM = Actor.system("notification")
 
@@ -55,7 +56,9 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
             known = digests[id(notification)] = (notification, domain.content_hash(notification))
         return f"{notification.notification_id}:{known[1]}"
 
-    async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
+    async def take(
+        conn: Connection, notification: PartnerNotification, delivery: Delivery, *, durable_key: bool
+    ) -> None:
         # The partner's own system is the actor; its Kafka key says which notification it sent.
         actor = Actor(kind="partner", id=notification.notifier.organisation[:200], role="partner_system")
         # The header is unsigned, the sender's word: cut to what an envelope holds, never a refusal.
@@ -65,7 +68,7 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
         try:
             # The inbox applies a batch of them in one transaction: the reference lock first.
             await handlers.take_partner_notification(
-                store, conn, notification, Context(actor, correlation), digest=digest
+                store, conn, notification, Context(actor, correlation), digest=digest, durable_key=durable_key
             )
         except domain.NotificationIdConflict as conflict:
             # Never dropped in silence: the partner's new notification waits in the DLQ, saying why.
@@ -73,8 +76,19 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
                 [{"field": "notification_id", "type": conflict.code, "message": conflict.detail}]
             ) from conflict
 
+    async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
+        await take(conn, notification, delivery, durable_key=True)
+
+    async def apply_batch(conn: Connection, batch: Sequence[tuple[PartnerNotification, Delivery]]) -> None:
+        # Each case's new data key is written to the key manager as it is made, and all of them made
+        # durable at once before the batch commits: one sync a batch, not one a notification.
+        for notification, delivery in batch:
+            await take(conn, notification, delivery, durable_key=False)
+        await sync_keys()
+
     return InboxConsumer(
-        name="partner-notifications", topic=topic, pool=store.pool, apply=apply, parse=parse_partner,
+        name="partner-notifications", topic=topic, pool=store.pool, apply=apply, apply_batch=apply_batch,
+        parse=parse_partner,
         # The same notification delivered again is applied once; the same id with other content is
         # another message, which the intake refuses (to the DLQ).
         message_id=message_id, seal_dead_letter=seal,

@@ -67,16 +67,19 @@ async def take_partner_notification(
     context: Context,
     *,
     digest: str | None = None,
+    durable_key: bool = True,
 ) -> None:
     """`take_notification` for the partner consumer, which applies a batch of them in one transaction
     (so the year's reference lock comes first) and answers nobody: what was recorded is not read back.
     Nor is it tried again at a savepoint of its own: a deadlock fails the consumer's transaction, which
     is tried again whole (a transient failure), and a reference taken twice cannot happen under the
     year's lock taken first (should it, the message is tried again alone, in a transaction of its own).
-    `digest`: the notification's domain.content_hash, when the caller has it."""
+    `digest`: the notification's domain.content_hash, when the caller has it. `durable_key=False`: a
+    case's data key made is durable only after `personal.sync_keys`, which the caller awaits before
+    it commits."""
     await _take_once(
         store, conn, notification, context, digest or domain.content_hash(notification),
-        reference_first=True, read_back=False,
+        reference_first=True, read_back=False, durable_key=durable_key,
     )  # fmt: skip
 
 
@@ -118,6 +121,7 @@ async def _take_once(
     *,
     reference_first: bool,
     read_back: bool,
+    durable_key: bool = True,
 ) -> NotificationResult | None:
     values = await match_values(notification)
     locked_year = store.clock().year if reference_first else None
@@ -134,7 +138,7 @@ async def _take_once(
     new_case_id = uuid4()
     outcome = domain.classify(notification, match)
     stream_id = domain.intake_stream(outcome, notification, match, new_case_id)
-    key = await data_key(conn, stream_id, create=True, new=stream_id == str(new_case_id))
+    key = await data_key(conn, stream_id, create=True, new=stream_id == str(new_case_id), durable=durable_key)
     personal = seal(key, stream_id, PersonalDetails.of(notification))
     now = store.clock()
     reference = None

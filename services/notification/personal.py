@@ -15,7 +15,7 @@ from infra import sealing
 from infra.db import Connection
 from infra.keys import KeyDestroyed
 
-__all__ = ["KeyDestroyed", "PersonalDetails", "data_key", "destroy_key", "seal", "unseal"]
+__all__ = ["KeyDestroyed", "PersonalDetails", "data_key", "destroy_key", "seal", "sync_keys", "unseal"]
 
 SERVICE = "notification"
 
@@ -66,10 +66,17 @@ def unseal(key: bytes, sealed: SealedPersonalData) -> PersonalDetails:
     return PersonalDetails.model_validate(json.loads(sealing.unseal(key, sealed)))
 
 
-async def data_key(conn: Connection, key_id: str, *, create: bool = False, new: bool = False) -> bytes:
+async def data_key(
+    conn: Connection, key_id: str, *, create: bool = False, new: bool = False, durable: bool = True
+) -> bytes:
     """The key for `key_id`; made on first use when `create` (without a look first when `new`: a case
-    id just drawn). Raises KeyDestroyed once destroyed."""
-    return await keys().key(conn, key_id, create=create, new=new)
+    id just drawn; durable only after `sync_keys` when not `durable`). Raises KeyDestroyed once destroyed."""
+    return await keys().key(conn, key_id, create=create, new=new, durable=durable)
+
+
+async def sync_keys() -> None:
+    """The keys made with `durable=False` durable: before the transaction that holds their rows commits."""
+    await keys().sync()
 
 
 async def destroy_key(conn: Connection, key_id: str) -> None:

@@ -336,3 +336,37 @@ async def test_an_hmac_key_read_once_is_the_same_key_after_the_file_is_rewritten
     assert await local.hmac("notification/person-index", b"nhs_number:9434765919") == first
     # Another process reading the file gets the same key.
     assert await LocalKeyFile(path).hmac("notification/person-index", b"nhs_number:9434765919") == first
+
+
+async def test_keys_made_not_durable_are_synced_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make(durable=False)` writes the key and its escrowed wrapping at once and fsyncs neither; `sync`
+    fsyncs each file once, however many were made: a batch's keys cost two fsyncs, not two each."""
+    import infra.keys
+
+    synced: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(infra.keys.os, "fsync", fsync)
+    local = LocalKeyFile(tmp_path / "keys" / "notification.keys")
+    made = {f"notification/case-{n}": os.urandom(32) for n in range(3)}
+    wrapped = {name: await local.make(name, key, durable=False) for name, key in made.items()}
+    assert synced == []
+    for name, key in made.items():
+        assert await local.unwrap(name, wrapped[name]) == key
+        assert await local.escrowed(name) == wrapped[name]
+    await local.sync()
+    assert len(synced) == 2  # the key file and the escrow file
+    await local.sync()
+    assert len(synced) == 2  # nothing new to sync
+    await local.make("notification/case-durable", os.urandom(32))
+    assert len(synced) == 4  # a durable make syncs both files itself
+    # What was written is what another process reads.
+    other = LocalKeyFile(tmp_path / "keys" / "notification.keys")
+    for name, key in made.items():
+        assert await other.unwrap(name, wrapped[name]) == key
