@@ -126,11 +126,11 @@ async def _take_once(
     values = await match_values(notification)
     locked_year = store.clock().year if reference_first else None
     first = [_reference_lock(locked_year)] if locked_year is not None else []
-    await _lock(conn, [*first, f"notification:{notification.notification_id}", *values.values()])
     # Under the locks: the notification taken already, or the same person's case.
-    earlier, match, last_number = await _earlier_and_match(
-        conn, notification.notification_id, values, locked_year
-    )
+    earlier, match, last_number = await _locked_earlier_and_match(
+        conn, [*first, f"notification:{notification.notification_id}", *values.values()],
+        notification.notification_id, values, locked_year,
+    )  # fmt: skip
     if earlier is not None:
         owner, earlier_digest = await _ownership(conn, notification.notification_id)
         domain.decide_resend(notification, digest, owner, earlier_digest)
@@ -246,38 +246,15 @@ async def result_of(conn: Connection, notification_id: UUID) -> NotificationResu
     return _result(notification_id, row)
 
 
-# What `_indexed` finds, as a scalar subquery: the case matched by a kind of value (whether to skip the
-# cases that have an NHS number: `skip`).
-_INDEXED = (
-    "(SELECT p.case_id FROM person_index p JOIN cases c USING (case_id)"
-    " WHERE p.match_kind = {kind} AND p.match_value = {value} AND NOT ({skip} AND EXISTS ("
-    "   SELECT 1 FROM person_index q WHERE q.case_id = p.case_id AND q.match_kind = 'nhs_number'))"
-    " ORDER BY c.notified_at LIMIT 1)"
-)
-
-# result_of and find_match in one round trip: the notification's earlier result (outcome NULL when it
-# is new), the case of the same NHS number ($2, NULL without one) and of the same name and dates ($3,
-# skipping cases with an NHS number when the notification has one, $4); and the last reference number
-# given in the year $5 (next_reference's read, for a caller holding that year's lock).
-_EARLIER_AND_MATCH = (
-    "SELECT n.outcome, n.case_id, c.review_type, c.focused_reasons, c.flags, c.reference, "
-    + _INDEXED.format(kind="'nhs_number'", value="$2", skip="false")
-    + " AS by_nhs_number, "
-    + _INDEXED.format(kind="'name_and_dates'", value="$3", skip="$4")
-    + " AS by_name_and_dates,"
-    " (SELECT last_number FROM case_references WHERE year = $5::int) AS last_number"
-    " FROM (SELECT $1::uuid AS notification_id) AS asked"
-    " LEFT JOIN notifications n USING (notification_id) LEFT JOIN cases c ON c.case_id = n.case_id"
-)
-
-
-async def _earlier_and_match(
-    conn: Connection, notification_id: UUID, values: dict[str, str], year: int | None
+async def _locked_earlier_and_match(
+    conn: Connection, keys: Sequence[str], notification_id: UUID, values: dict[str, str], year: int | None
 ) -> tuple[NotificationResult | None, domain.Match | None, int | None]:
-    """`result_of` the notification, and `find_match` for it (`values`: its match_values), at once;
-    with the last reference number given in `year` (None: none given, or no year asked)."""
+    """`_lock` on `keys`, then under the locks `result_of` the notification and `find_match` for it
+    (`values`: its match_values), with the last reference number given in `year` (None: none given,
+    or no year asked): one round trip (migration 005's intake_lookup)."""
     row = await conn.fetchrow(
-        _EARLIER_AND_MATCH,
+        "SELECT * FROM intake_lookup($1, $2, $3, $4, $5, $6)",
+        list(keys),
         notification_id,
         values.get("nhs_number"),
         values["name_and_dates"],
