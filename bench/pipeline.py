@@ -458,13 +458,18 @@ def row(run: Run) -> str:
     )
 
 
+def drained(run: Run) -> dict[str, float]:
+    """Each watched service's rate: the run's cases over the time from its first commit to its last."""
+    return {s: len(run.case_of) / span if span else math.inf for s, span in run.span.items()}
+
+
 def hops_row(run: Run) -> str:
     first, second = run.first_hop or [math.nan], run.second_hop or [math.nan]
-    drained = {s: len(run.case_of) / span if span else math.inf for s, span in run.span.items()}
+    rates = drained(run)
     return (
         f"| {run.label} | {ms(percentile(first, 50))} / {ms(percentile(first, 99))} |"
         f" {ms(percentile(second, 50))} / {ms(percentile(second, 99))} |"
-        f" {rate(drained.get('notification', math.inf))} | {rate(drained.get('allocation', math.inf))} |"
+        f" {rate(rates.get('notification', math.inf))} | {rate(rates.get('allocation', math.inf))} |"
     )
 
 
@@ -561,6 +566,19 @@ def limits(results: "Results") -> list[str]:
         f" a time, {ms(percentile(results.intake_single, 50))} ms), so one consumer takes at most"
         f" ~{rate(serial_ceiling)}/s whatever the number of cores.",
     ]
+    live = drained(burst).get("notification", math.inf)
+    busy = sum(burst.cpu.values()) / burst.cpu_wall if burst.cpu_wall else 0.0
+    if live < 0.9 * min(cpu_ceiling, serial_ceiling):
+        lines.append(
+            f"- **Below both ceilings: the consumer's time in the running stack.** In the burst the"
+            f" notification service opened cases at {rate(live)}/s, {ms(1 / live)} ms a notification"
+            f" against {ms(intake)} ms alone, with the stack using {busy:.2f} of its {cores} cores: each of"
+            " intake's round trips to PostgreSQL (five a notification, and a batch's own) waits for a core"
+            " that the other services' consumers, their relays, the broker and the database's other"
+            " backends keep busy meanwhile, so one consumer's serial work stretches while the cores are"
+            " not all used. Taking partitions in parallel would overlap those waits, but every append"
+            " holds the store's sequence row until its transaction commits, which serialises the batches."
+        )
     below = [r for r in results.runs if r.kept_up and r.latencies]
     above = [r for r in results.runs if not r.kept_up and r.first_hop and r.second_hop]
     if below:
