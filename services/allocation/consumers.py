@@ -5,7 +5,7 @@ queue the case again); the end of a case's retention, which destroys the service
 Each consumed event type has one handler in HANDLERS (the dispatch table): it loads, calls the
 domain's decide function, appends. Every decision is in domain.py."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,6 +23,7 @@ from events.notification import (
 from events.registry import payload_class
 from events.review import ReviewCompleted
 from events.topics import service_topic
+from infra import dispatch
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, EventStore, Transaction
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
@@ -118,10 +119,7 @@ def handler_for(table: dict[type[EventPayload], Handler], event: EventPayload) -
 
 
 def handler_for_type(table: dict[type[EventPayload], Handler], kind: type[EventPayload]) -> Handler | None:
-    for cls in kind.__mro__:
-        if cls in table:
-            return table[cls]
-    return None
+    return dispatch.handler_for_type(table, kind)
 
 
 def case_events(
@@ -130,24 +128,17 @@ def case_events(
     """`today`: the service's day (the runtime's clock), for the rules a reopened case is decided by."""
 
     async def apply_batch(conn: Connection, messages: Sequence[tuple[Envelope, Delivery]]) -> None:
-        opened: list[Consumed] = []  # cases opened one after the other, not yet applied
-        for envelope, _ in messages:
-            # An event of a type no handler takes changes nothing: its payload is not even decoded
-            # (the parser validated only the payloads of the types in HANDLERS).
-            handler = handler_for_type(HANDLERS, payload_class(envelope.event_type))
-            if handler is None:
-                continue
-            context = Context.caused_by(envelope, SYSTEM)
-            consumed = Consumed(payload_of(envelope), envelope, store, conn, context, today)
-            if handler is _opened:
-                opened.append(consumed)
-                continue
-            if opened:
-                await _opened_together(opened)
-                opened = []
-            await handler(consumed)
-        if opened:
-            await _opened_together(opened)
+        def handled() -> Iterator[tuple[Handler, Consumed]]:
+            for envelope, _ in messages:
+                # An event of a type no handler takes changes nothing: its payload is not even decoded
+                # (the parser validated only the payloads of the types in HANDLERS).
+                handler = handler_for_type(HANDLERS, payload_class(envelope.event_type))
+                if handler is not None:
+                    context = Context.caused_by(envelope, SYSTEM)
+                    yield handler, Consumed(payload_of(envelope), envelope, store, conn, context, today)
+
+        # Cases opened one after the other: their rows written together, then each queued in order.
+        await dispatch.in_runs(handled(), _opened, _opened_together)
 
     async def apply(conn: Connection, envelope: Envelope, delivery: Delivery) -> None:
         await apply_batch(conn, [(envelope, delivery)])

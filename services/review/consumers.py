@@ -6,7 +6,7 @@ notification service, and the QA panel's decisions and case reopenings from the 
 Each consumed event type has one handler in HANDLERS (the dispatch table): it loads, calls the
 domain's decide function, appends. Every decision is in domain.py."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
@@ -26,6 +26,7 @@ from events.governance import CaseReopened, ReviewApprovedByQA, ReviewReturnedBy
 from events.notification import CaseEscalatedToFocused, CaseOpened, PersonalDataDestroyed
 from events.registry import payload_class
 from events.topics import service_topic
+from infra import dispatch
 from infra.db import Connection
 from infra.eventstore import Context, EventLog, Transaction
 from infra.inbox import Delivery, InboxConsumer, Unprocessable, envelope_order, envelope_parser, payload_of
@@ -140,34 +141,25 @@ def handler_for(event: EventPayload) -> Handler | None:
 
 
 def handler_for_type(kind: type[EventPayload]) -> Handler | None:
-    for cls in kind.__mro__:
-        if cls in HANDLERS:
-            return HANDLERS[cls]
-    return None
+    return dispatch.handler_for_type(HANDLERS, kind)
 
 
 def case_events(runtime: Runtime, topic: str, name: str) -> InboxConsumer[Envelope]:
     store = runtime.store
 
     async def apply_batch(conn: Connection, messages: Sequence[tuple[Envelope, Delivery]]) -> None:
-        opened: list[Consumed] = []  # cases opened one after the other, not yet applied
-        for envelope, _ in messages:
-            # An event of a type no handler takes changes nothing: its payload is not even decoded
-            # (the parser validated only the payloads of the types in HANDLERS).
-            handler = handler_for_type(payload_class(envelope.event_type))
-            if handler is None:
-                continue
-            context = Context.caused_by(envelope, SYSTEM)
-            consumed = Consumed(payload_of(envelope), store, runtime.keys, conn, context, runtime.today)
-            if handler is _opened:
-                opened.append(consumed)
-                continue
-            if opened:
-                await _opened_together(opened)
-                opened = []
-            await handler(consumed)
-        if opened:
-            await _opened_together(opened)
+        def handled() -> Iterator[tuple[Handler, Consumed]]:
+            for envelope, _ in messages:
+                # An event of a type no handler takes changes nothing: its payload is not even decoded
+                # (the parser validated only the payloads of the types in HANDLERS).
+                handler = handler_for_type(payload_class(envelope.event_type))
+                if handler is not None:
+                    context = Context.caused_by(envelope, SYSTEM)
+                    event = payload_of(envelope)
+                    yield handler, Consumed(event, store, runtime.keys, conn, context, runtime.today)
+
+        # Cases opened one after the other: their rows written together, then each queued in order.
+        await dispatch.in_runs(handled(), _opened, _opened_together)
 
     async def apply(conn: Connection, envelope: Envelope, delivery: Delivery) -> None:
         await apply_batch(conn, [(envelope, delivery)])
