@@ -166,6 +166,9 @@ if __name__ == "__main__":
     parser.add_argument("--no-relay", action="store_true", help="the consumers only, no broker")
     parser.add_argument("--relay-batch", type=int, default=20)
     parser.add_argument("--log-level", default="INFO", help="the services' own is INFO")
+    parser.add_argument("--quick", action="store_true", help="100 notifications, once (what CI runs)")
     args = parser.parse_args()
+    if args.quick:
+        args.notifications, args.repeat = 100, 1
     configure_logging("bench", args.log_level)
     asyncio.run(main(args.notifications, args.batch, args.repeat, not args.no_relay, args.relay_batch))
