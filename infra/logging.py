@@ -3,19 +3,27 @@ contextvars so every line written while handling carries it."""
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
 class _Stderr:
-    """sys.stderr as it is when a line is written, not when logging was configured: what replaced it
-    since (pytest's capture of a test that ran a command, say) may be closed by now."""
+    """The sys.stderr logging was configured with, for as long as it is open; then sys.stderr as it is
+    when a line is written. A stream replaced since and closed (pytest's capture of a test that ran a
+    command) would otherwise fail every line logged after it, in whatever test came next."""
+
+    def __init__(self) -> None:
+        self.stream: TextIO = sys.stderr
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        if self.stream.closed:
+            self.stream = sys.stderr
+        return self.stream.write(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        if not self.stream.closed:
+            self.stream.flush()
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
