@@ -60,6 +60,39 @@ SELECT (SELECT base + 1 FROM allocated) AS first, (SELECT version FROM current) 
        (SELECT count(*) FROM notified) AS notified, txid_current() AS txid
 """
 
+# The same for many streams at once (a batch of intakes, each its own stream): every stream must be
+# at its expected version ($11, $12: distinct streams) or nothing is allocated or inserted.
+_APPEND_STREAMS = """
+WITH expected AS (
+    SELECT * FROM unnest($11::text[], $12::int[]) AS x(stream_id, version)
+), current AS (
+    SELECT x.stream_id, x.version,
+           coalesce((SELECT max(e.stream_version) FROM events e WHERE e.stream_id = x.stream_id), 0) AS actual
+    FROM expected x
+), allocated AS (
+    UPDATE event_sequence SET last_value = last_value + $1
+    WHERE NOT EXISTS (SELECT 1 FROM current WHERE version <> actual)
+    RETURNING last_value - $1 AS base
+), inserted AS (
+    INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,
+                        event_type, schema_version, recorded_at, envelope)
+    SELECT a.base + d.n, d.event_id, d.stream_id, d.stream_version, d.case_id, d.event_type,
+           d.schema_version, d.recorded_at, d.head || (a.base + d.n)::text || d.tail
+    FROM allocated a, unnest($2::uuid[], $3::text[], $4::int[], $5::uuid[], $6::text[],
+                             $7::int[], $8::timestamptz[], $9::text[], $10::text[])
+         WITH ORDINALITY AS d(event_id, stream_id, stream_version, case_id, event_type,
+                              schema_version, recorded_at, head, tail, n)
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify($13, x.stream_id) FROM allocated, expected x
+)
+SELECT (SELECT base + 1 FROM allocated) AS first,
+       (SELECT array_agg(stream_id) FROM current WHERE version <> actual) AS moved,
+       (SELECT array_agg(actual) FROM current WHERE version <> actual) AS actual,
+       (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT count(*) FROM notified) AS notified, txid_current() AS txid
+"""
+
 # The same for one event.
 _APPEND_ONE = """
 WITH current AS (
@@ -158,6 +191,17 @@ class Projection(Protocol):
     tables: Sequence[str]
 
     async def apply(self, conn: Connection, envelope: Envelope) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamAppend:
+    """One stream's part of `EventStore.append_streams`: as `append`'s arguments."""
+
+    stream_id: str
+    expected_version: int
+    payloads: Sequence[EventPayload]
+    context: Context
+    case_id: UUID | None = None
 
 
 class RecordedEvent(NamedTuple):
@@ -338,33 +382,9 @@ class EventStore:
         occurred_at: datetime | None,
     ) -> list[Envelope]:
         recorded_at = self.clock()
-        # The sequence is allocated last, in the one statement that inserts: from there to commit this
-        # transaction holds the sequence row, so nothing else may happen in between. Envelopes are made
-        # with a placeholder sequence of 1 and the statement writes the real one into their text.
-        drafts: list[Envelope] = []
-        texts: list[str] = []
-        for i, p in enumerate(payloads):
-            draft, text = _drafted(
-                {
-                    "event_id": uuid4(),
-                    "event_type": p.event_type,
-                    "schema_version": p.schema_version,
-                    "stream_id": stream_id,
-                    "case_id": case_id,
-                    "stream_version": expected_version + i + 1,
-                    "source": self.source,
-                    "source_sequence": 1,
-                    "occurred_at": occurred_at or recorded_at,
-                    "recorded_at": recorded_at,
-                    "actor": context.actor,
-                    "correlation_id": context.correlation_id,
-                    "causation_id": context.causation_id,
-                    "data": p.model_dump(mode="json"),
-                    "store_epoch": self.epoch,
-                }
-            )
-            drafts.append(draft)
-            texts.append(text)
+        drafts, texts = self._drafts(
+            StreamAppend(stream_id, expected_version, payloads, context, case_id), occurred_at, recorded_at
+        )
         cuts = [t.rindex(_SEQUENCE_PLACEHOLDER) + len('"source_sequence":') for t in texts]
         for draft in drafts:
             for projection in self.projections:
@@ -426,6 +446,108 @@ class EventStore:
             ],  # a batch's first ten: the store has them all
             event_types=sorted({e.event_type for e in envelopes}),
             through_sequence=last,
+        )
+        return envelopes
+
+    def _drafts(
+        self, part: StreamAppend, occurred_at: datetime | None, recorded_at: datetime
+    ) -> tuple[list[Envelope], list[str]]:
+        """The envelopes (and their canonical texts) of one stream's payloads, with a placeholder
+        sequence of 1: the sequence is allocated last, in the one statement that inserts (from there to
+        commit the transaction holds the sequence row, so nothing else may happen in between), which
+        writes the real one into their text."""
+        drafts: list[Envelope] = []
+        texts: list[str] = []
+        for i, p in enumerate(part.payloads):
+            draft, text = _drafted(
+                {
+                    "event_id": uuid4(),
+                    "event_type": p.event_type,
+                    "schema_version": p.schema_version,
+                    "stream_id": part.stream_id,
+                    "case_id": part.case_id,
+                    "stream_version": part.expected_version + i + 1,
+                    "source": self.source,
+                    "source_sequence": 1,
+                    "occurred_at": occurred_at or recorded_at,
+                    "recorded_at": recorded_at,
+                    "actor": part.context.actor,
+                    "correlation_id": part.context.correlation_id,
+                    "causation_id": part.context.causation_id,
+                    "data": p.model_dump(mode="json"),
+                    "store_epoch": self.epoch,
+                }
+            )
+            drafts.append(draft)
+            texts.append(text)
+        return drafts, texts
+
+    async def append_streams(
+        self, parts: Sequence[StreamAppend], *, occurred_at: datetime | None = None, conn: Connection
+    ) -> list[Envelope]:
+        """`append` of each part, to as many distinct streams, in `conn`'s transaction (all or nothing,
+        as `append(savepoint=False)`: the caller rolls it back on any error): each projection applies
+        them all (in one go where it has `apply_many`), then one statement checks every stream's
+        version and inserts every event, where appending them one by one takes a round trip a stream
+        and one or more a projection. Appends nothing and raises ConcurrencyError, naming a stream not
+        at its expected version, if any is not."""
+        if len({p.stream_id for p in parts}) < len(parts):
+            raise ValueError("append_streams: each stream at most once")
+        if self.fenced_because is not None:
+            raise StoreFenced(f"the {self.source} service takes no command now: {self.fenced_because}")
+        recorded_at = self.clock()
+        drafts: list[Envelope] = []
+        texts: list[str] = []
+        for part in parts:
+            made, text = self._drafts(part, occurred_at, recorded_at)
+            drafts += made
+            texts += text
+        if not drafts:
+            return []
+        for projection in self.projections:
+            many = getattr(projection, "apply_many", None)
+            if many is not None:
+                await many(conn, drafts)
+            else:
+                for draft in drafts:
+                    await projection.apply(conn, draft)
+        cuts = [t.rindex(_SEQUENCE_PLACEHOLDER) + len('"source_sequence":') for t in texts]
+        try:
+            row = await conn.fetchrow(
+                _APPEND_STREAMS,
+                len(drafts),
+                [e.event_id for e in drafts],
+                [e.stream_id for e in drafts],
+                [e.stream_version for e in drafts],
+                [e.case_id for e in drafts],
+                [e.event_type for e in drafts],
+                [e.schema_version for e in drafts],
+                [e.recorded_at for e in drafts],
+                [t[:c] for t, c in zip(texts, cuts, strict=True)],
+                [t[c + 1 :] for t, c in zip(texts, cuts, strict=True)],
+                [p.stream_id for p in parts],
+                [p.expected_version for p in parts],
+                NOTIFY_CHANNEL,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            # A concurrent append took a version between the check and the insert: which is not said.
+            raise ConcurrencyError(parts[0].stream_id, parts[0].expected_version, -1) from exc
+        assert row is not None
+        if row["first"] is None:
+            moved = row["moved"][0]
+            expected = next(p.expected_version for p in parts if p.stream_id == moved)
+            raise ConcurrencyError(moved, expected, row["actual"][0])
+        first = row["first"]
+        if (txids := self._txids.get(id(conn))) is not None:
+            txids.append(row["txid"])
+        envelopes = [d.model_copy(update={"source_sequence": first + i}) for i, d in enumerate(drafts)]
+        log.info(
+            "events_appended",
+            streams=len(parts),
+            count=len(envelopes),
+            event_ids=[str(e.event_id) for e in envelopes[:10]],  # the first ten: the store has them all
+            event_types=sorted({e.event_type for e in envelopes}),
+            through_sequence=first + len(envelopes) - 1,
         )
         return envelopes
 

@@ -17,6 +17,7 @@ caller's transaction (a case opened and its key, a shredding and its event, comm
 import base64
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -103,12 +104,7 @@ class DataKeys:
 
     async def _create(self, conn: Connection, key_id: str, durable: bool = True) -> bytes | None:
         """A new data key for `key_id`, or None if another's (or a destroyed one's) row was there first."""
-        name = self.kek(key_id)
-        key = AESGCM.generate_key(bit_length=256)
-        # The backup (escrow) before the row: once the row commits, its wrapping is kept outside the
-        # database too. Should the transaction roll back, the key manager keeps the wrapping of a key
-        # nothing was sealed under: harmless, and replaced when the case's key is made again.
-        wrapped = await self.keys.make(name, key, durable=durable)
+        key, wrapped = await self._made(key_id, durable)
         # A concurrent creator may win: then its key is the case's, and ours is never used.
         won = await conn.fetchval(
             "INSERT INTO data_keys (key_id, wrapped) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING"
@@ -117,19 +113,55 @@ class DataKeys:
             wrapped,
         )
         if not won:
-            # Our escrow may have replaced the winner's (written before its row): keep its wrapping
-            # again. The insert waited for the winner's commit, so this comes after the winner's escrow.
-            winner = await conn.fetchval(
-                "SELECT wrapped FROM data_keys WHERE key_id = $1 AND destroyed_at IS NULL", key_id
-            )
-            if winner is not None:
-                await self.keys.escrow(name, winner)
-            else:
-                # The case was shredded: the key-encryption key just made goes the way of the first.
-                await self.keys.destroy(name)
+            await self._lost(conn, key_id)
             return None
         self._remember(key_id, wrapped, key)
         return key
+
+    async def new_keys(self, conn: Connection, key_ids: Sequence[str]) -> dict[str, bytes]:
+        """`key(conn, k, create=True, new=True, durable=False)` of each (ids just drawn), their rows
+        written in one statement: the keys made, by id; an id whose row another wrote first is left
+        out (its key, or KeyDestroyed, is `key`'s to tell)."""
+        made = [(key_id, *await self._made(key_id, durable=False)) for key_id in key_ids]
+        won = {
+            r["key_id"]
+            for r in await conn.fetch(
+                "INSERT INTO data_keys (key_id, wrapped) SELECT * FROM unnest($1::text[], $2::bytea[])"
+                " ON CONFLICT (key_id) DO NOTHING RETURNING key_id",
+                [m[0] for m in made],
+                [m[2] for m in made],
+            )
+        }
+        keys = {}
+        for key_id, key, wrapped in made:
+            if key_id in won:
+                self._remember(key_id, wrapped, key)
+                keys[key_id] = key
+            else:
+                await self._lost(conn, key_id)
+        return keys
+
+    async def _made(self, key_id: str, durable: bool) -> tuple[bytes, bytes]:
+        """A new data key for `key_id` and its wrapping, escrowed (the row is the caller's to write)."""
+        key = AESGCM.generate_key(bit_length=256)
+        # The backup (escrow) before the row: once the row commits, its wrapping is kept outside the
+        # database too. Should the transaction roll back, the key manager keeps the wrapping of a key
+        # nothing was sealed under: harmless, and replaced when the case's key is made again.
+        return key, await self.keys.make(self.kek(key_id), key, durable=durable)
+
+    async def _lost(self, conn: Connection, key_id: str) -> None:
+        """Another's row for `key_id` was there first: our escrow may have replaced the winner's (written
+        before its row), so its wrapping is kept again. The insert waited for the winner's commit, so
+        this comes after the winner's escrow."""
+        name = self.kek(key_id)
+        winner = await conn.fetchval(
+            "SELECT wrapped FROM data_keys WHERE key_id = $1 AND destroyed_at IS NULL", key_id
+        )
+        if winner is not None:
+            await self.keys.escrow(name, winner)
+        else:
+            # The case was shredded: the key-encryption key just made goes the way of the first.
+            await self.keys.destroy(name)
 
     def cached(self, key_id: str) -> tuple[bytes, bytes] | None:
         """The wrapping and the data key of `key_id` as this process last made or read them, unchecked:

@@ -42,6 +42,9 @@ from infra.projections import (
 from services.notification.domain import ETHNICITY_NOT_STATED, FLAG_ETHNICITY_NOT_STATED, reference_parts
 from services.notification.personal import PersonalDetails, keys, unseal, unseal_with_stored_key
 
+# The events that name a person, to be indexed.
+Person = CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked
+
 PERSON_INDEX = "person-index"  # the purpose of the key the index's values are hashed under
 
 
@@ -63,54 +66,8 @@ class CasesProjection:
         at = envelope.occurred_at
         match event:
             case CaseOpened() | EligibilityToConfirm():
-                status = "open" if isinstance(event, CaseOpened) else "eligibility_to_confirm"
-                review_type = event.review_type if isinstance(event, CaseOpened) else None
-                unknown = event.unknown if isinstance(event, EligibilityToConfirm) else []
-                reference = event.reference if isinstance(event, CaseOpened) else None
-                notifier = {
-                    "organisation": event.facts.notifier_organisation,
-                    "role": event.facts.notifier_role,
-                    "notification_id": str(event.notification_id),
-                }
-                year, number = reference_parts(reference) if reference is not None else (None, None)
                 # One statement for the three tables (each its own part), one round trip: intake's cost.
-                await conn.execute(
-                    """
-                    WITH opened AS (
-                        INSERT INTO cases (case_id, status, review_type, focused_reasons, flags,
-                                           unknown_diagnoses, notified_at, facts, notifiers, updated_at,
-                                           reference)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10)
-                        ON CONFLICT (case_id) DO UPDATE SET status = $2, review_type = $3,
-                            focused_reasons = $4, flags = $5, unknown_diagnoses = $6, facts = $8,
-                            updated_at = $7, reference = coalesce($10, cases.reference)
-                    ), numbered AS (
-                        INSERT INTO case_references (year, last_number)
-                        SELECT $11::int, $12::int WHERE $11::int IS NOT NULL
-                        ON CONFLICT (year) DO UPDATE
-                            SET last_number = greatest(case_references.last_number, excluded.last_number)
-                    )
-                    INSERT INTO notifications (notification_id, outcome, case_id, received_at,
-                                               organisation, content_hash)
-                    VALUES ($13, $14, $1, $7, $15, $16) ON CONFLICT (notification_id) DO NOTHING
-                    """,
-                    event.case_id,
-                    status,
-                    review_type,
-                    event.focused_reasons,
-                    event.flags,
-                    unknown,
-                    at,
-                    event.facts.model_dump_json(),
-                    json.dumps([notifier]),
-                    reference,
-                    year,
-                    number,
-                    event.notification_id,
-                    status_outcome(status),
-                    event.facts.notifier_organisation,
-                    event.content_hash,
-                )
+                await conn.execute(_OPENED, *_opened_args(event, at))
             case DuplicateNotificationLinked():
                 notifier = {
                     "organisation": event.notifier_organisation,
@@ -194,6 +151,22 @@ class CasesProjection:
             case CaseReopeningRecorded():
                 await self._set(conn, event.case_id, at, "status = 'open'")
 
+    async def apply_many(self, conn: Connection, envelopes: Sequence[Envelope]) -> None:
+        """`apply` of each in turn, but the cases each run of them opens one after the other written
+        in one round trip (a batch of intakes opens many)."""
+        opened: list[tuple[Any, ...]] = []
+        for envelope in envelopes:
+            event = envelope.payload()
+            if isinstance(event, CaseOpened | EligibilityToConfirm):
+                opened.append(_opened_args(event, envelope.occurred_at))
+                continue
+            if opened:
+                await conn.executemany(_OPENED, opened)
+                opened = []
+            await self.apply(conn, envelope)
+        if opened:
+            await conn.executemany(_OPENED, opened)
+
     def fold(self) -> "CasesFold":
         return CasesFold()
 
@@ -221,6 +194,58 @@ class CasesProjection:
             organisation,
             content_hash,
         )
+
+
+# A case opened (or waiting for its eligibility to be confirmed): its row, its year's last reference
+# number, and the notification's first outcome.
+_OPENED = """
+    WITH opened AS (
+        INSERT INTO cases (case_id, status, review_type, focused_reasons, flags, unknown_diagnoses,
+                           notified_at, facts, notifiers, updated_at, reference)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10)
+        ON CONFLICT (case_id) DO UPDATE SET status = $2, review_type = $3,
+            focused_reasons = $4, flags = $5, unknown_diagnoses = $6, facts = $8,
+            updated_at = $7, reference = coalesce($10, cases.reference)
+    ), numbered AS (
+        INSERT INTO case_references (year, last_number)
+        SELECT $11::int, $12::int WHERE $11::int IS NOT NULL
+        ON CONFLICT (year) DO UPDATE
+            SET last_number = greatest(case_references.last_number, excluded.last_number)
+    )
+    INSERT INTO notifications (notification_id, outcome, case_id, received_at, organisation, content_hash)
+    VALUES ($13, $14, $1, $7, $15, $16) ON CONFLICT (notification_id) DO NOTHING
+"""
+
+
+def _opened_args(event: CaseOpened | EligibilityToConfirm, at: Any) -> tuple[Any, ...]:
+    """`_OPENED`'s parameters for `event`, which occurred `at`."""
+    opened = isinstance(event, CaseOpened)
+    status = "open" if opened else "eligibility_to_confirm"
+    reference = event.reference if isinstance(event, CaseOpened) else None
+    notifier = {
+        "organisation": event.facts.notifier_organisation,
+        "role": event.facts.notifier_role,
+        "notification_id": str(event.notification_id),
+    }
+    year, number = reference_parts(reference) if reference is not None else (None, None)
+    return (
+        event.case_id,
+        status,
+        event.review_type if isinstance(event, CaseOpened) else None,
+        event.focused_reasons,
+        event.flags,
+        event.unknown if isinstance(event, EligibilityToConfirm) else [],
+        at,
+        event.facts.model_dump_json(),
+        json.dumps([notifier]),
+        reference,
+        year,
+        number,
+        event.notification_id,
+        status_outcome(status),
+        event.facts.notifier_organisation,
+        event.content_hash,
+    )
 
 
 class CasesFold:
@@ -480,6 +505,45 @@ class PersonIndex:
             case PersonalDataDestroyed() | EligibilityRejected():
                 await conn.execute("DELETE FROM person_index WHERE case_id = $1", event.case_id)
 
+    async def apply_many(self, conn: Connection, envelopes: Sequence[Envelope]) -> None:
+        """`apply` of each in turn, but each run of people indexed under the data keys this process
+        holds (a batch of intakes has just made them) written in one statement, which checks each key
+        is still its case's: those it was not are applied one by one, as `apply` does."""
+        run: list[Envelope] = []
+        for envelope in envelopes:
+            if envelope.event_type in _PEOPLE_TYPES:
+                run.append(envelope)
+                continue
+            await self._index_run(conn, run)
+            run = []
+            await self.apply(conn, envelope)
+        await self._index_run(conn, run)
+
+    async def _index_run(self, conn: Connection, run: Sequence[Envelope]) -> None:
+        # Inserts only (each ignoring a row already there), so their order in the run does not matter.
+        alone: list[Envelope] = []
+        given: list[tuple[Any, str, str, bytes]] = []  # case, kind, key id, its wrapping held
+        values: list[tuple[str, str]] = []
+        cases = []
+        for envelope in run:
+            event = cast(Person, envelope.payload())
+            held = _under_cached_key(event)
+            if held is None:
+                alone.append(envelope)
+                continue
+            found, wrapped = held
+            given += [(event.case_id, kind, event.personal.key_id, wrapped) for kind, _ in found]
+            values += found
+            cases.append((envelope, event.case_id) if found else None)
+        if given:
+            rows = await conn.fetch(
+                _INDEX_MANY_IF_KEYS_LIVE, *map(list, zip(*given, strict=True)), await match_values(values)
+            )
+            live = {r["case_id"] for r in rows}
+            alone += [envelope for envelope, case_id in filter(None, cases) if case_id not in live]
+        for envelope in alone:
+            await self.apply(conn, envelope)
+
     def fold(self) -> "PersonIndexFold":
         return PersonIndexFold()
 
@@ -488,6 +552,21 @@ _INDEX = """
     INSERT INTO person_index (case_id, match_kind, match_value)
     SELECT $1, kind, value FROM unnest($2::text[], $3::text[]) AS t(kind, value)
     ON CONFLICT DO NOTHING
+"""
+# As _INDEX_IF_KEY_LIVE for many cases: each row ($1 its case, $2 its kind, $5 its value) written if
+# its case's data key is still the one given ($3, $4); the cases whose keys were.
+_INDEX_MANY_IF_KEYS_LIVE = """
+    WITH live AS (
+        SELECT t.case_id, t.kind, t.value
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[])
+             AS t(case_id, kind, key_id, wrapped, value)
+        JOIN data_keys d ON d.key_id = t.key_id AND d.wrapped = t.wrapped AND d.destroyed_at IS NULL
+    ), indexed AS (
+        INSERT INTO person_index (case_id, match_kind, match_value)
+        SELECT case_id, kind, value FROM live
+        ON CONFLICT DO NOTHING
+    )
+    SELECT DISTINCT case_id FROM live
 """
 # As _INDEX, if the case's data key is still the one given ($4, $5): true when it was.
 _INDEX_IF_KEY_LIVE = """
@@ -503,23 +582,35 @@ _INDEX_IF_KEY_LIVE = """
 """
 
 
-async def _index_under_cached_key(
-    conn: Connection, event: CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked
-) -> bool:
-    """Index the person with the data key this process holds for the case (intake has just made it),
-    in one statement that checks the key is still the case's: False (nothing written) when no key is
-    held, or the one held is not the case's any more (destroyed, rewrapped), for the caller to read it."""
-    key_id = event.personal.key_id
-    cached = keys().cached(key_id)
+def _under_cached_key(event: Person) -> tuple[list[tuple[str, str]], bytes] | None:
+    """What the person is indexed by, unsealed with the data key this process holds for the case (intake
+    has just made it), and that key's wrapping (to check it is still the case's); None when no key is
+    held, or the personal data is sealed under another (the stored key will say)."""
+    cached = keys().cached(event.personal.key_id)
     if cached is None:
-        return False
+        return None
     wrapped, key = cached
     try:
-        found = _match_keys(event, unseal(key, event.personal))
+        return _match_keys(event, unseal(key, event.personal)), wrapped
     except InvalidTag:
-        return False  # sealed under another key than the one held: the stored key will say
+        return None
+
+
+async def _index_under_cached_key(conn: Connection, event: Person) -> bool:
+    """Index the person under the data key this process holds for the case, in one statement that
+    checks the key is still the case's: False (nothing written) when no key is held, or the one held is
+    not the case's any more (destroyed, rewrapped), for the caller to read it."""
+    held = _under_cached_key(event)
+    if held is None:
+        return False
+    found, wrapped = held
     live: bool = await conn.fetchval(
-        _INDEX_IF_KEY_LIVE, event.case_id, [k for k, _ in found], await match_values(found), key_id, wrapped
+        _INDEX_IF_KEY_LIVE,
+        event.case_id,
+        [k for k, _ in found],
+        await match_values(found),
+        event.personal.key_id,
+        wrapped,
     )
     return live
 
@@ -600,8 +691,10 @@ class PersonIndexFold:
             self._values.update(zip(new, await match_values(new), strict=True))
 
 
-Person = CaseOpened | EligibilityToConfirm | DuplicateNotificationLinked
 _PEOPLE: frozenset[type] = frozenset({CaseOpened, EligibilityToConfirm, DuplicateNotificationLinked})
+_PEOPLE_TYPES = frozenset(
+    t.event_type for t in (CaseOpened, EligibilityToConfirm, DuplicateNotificationLinked)
+)
 _INDEXED = _PEOPLE | {PersonalDataDestroyed, EligibilityRejected}  # PersonIndex.event_types
 
 # What the index reads of a person's details (`PersonalDetails`), its three fields parsed as the model
