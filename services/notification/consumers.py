@@ -56,34 +56,32 @@ def partner_notifications(store: EventStore, topic: str) -> InboxConsumer[Partne
             known = digests[id(notification)] = (notification, domain.content_hash(notification))
         return f"{notification.notification_id}:{known[1]}"
 
-    async def take(
-        conn: Connection, notification: PartnerNotification, delivery: Delivery, *, durable_key: bool
-    ) -> None:
+    def context_and_digest(notification: PartnerNotification, delivery: Delivery) -> tuple[Context, str]:
         # The partner's own system is the actor; its Kafka key says which notification it sent.
         actor = Actor(kind="partner", id=notification.notifier.organisation[:200], role="partner_system")
         # The header is unsigned, the sender's word: cut to what an envelope holds, never a refusal.
         correlation = delivery.headers.get("correlation_id", "")[:100] or str(notification.notification_id)
         known = digests.pop(id(notification), None)
         digest = known[1] if known is not None and known[0] is notification else None
+        return Context(actor, correlation), digest or domain.content_hash(notification)
+
+    async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
+        context, digest = context_and_digest(notification, delivery)
         try:
-            # The inbox applies a batch of them in one transaction: the reference lock first.
-            await handlers.take_partner_notification(
-                store, conn, notification, Context(actor, correlation), digest=digest, durable_key=durable_key
-            )
+            await handlers.take_partner_notification(store, conn, notification, context, digest=digest)
         except domain.NotificationIdConflict as conflict:
             # Never dropped in silence: the partner's new notification waits in the DLQ, saying why.
             raise Unprocessable(
                 [{"field": "notification_id", "type": conflict.code, "message": conflict.detail}]
             ) from conflict
 
-    async def apply(conn: Connection, notification: PartnerNotification, delivery: Delivery) -> None:
-        await take(conn, notification, delivery, durable_key=True)
-
     async def apply_batch(conn: Connection, batch: Sequence[tuple[PartnerNotification, Delivery]]) -> None:
-        # Each case's new data key is written to the key manager as it is made, and all of them made
-        # durable at once before the batch commits: one sync a batch, not one a notification.
-        for notification, delivery in batch:
-            await take(conn, notification, delivery, durable_key=False)
+        # A few statements for the whole batch. Each case's new data key is written to the key manager
+        # as it is made, and all of them made durable at once before the batch commits. Should any
+        # notification fail, each is applied alone (by `apply`), where a refusal is told.
+        await handlers.take_partner_batch(
+            store, conn, [(n, *context_and_digest(n, delivery)) for n, delivery in batch]
+        )
         await sync_keys()
 
     return InboxConsumer(

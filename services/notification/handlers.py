@@ -12,10 +12,17 @@ from events import Actor, EventPayload
 from events.partner import PartnerNotification
 from infra.aggregates import Repository
 from infra.db import Connection
-from infra.eventstore import ConcurrencyError, Context, EventLog, EventStore, Transaction
+from infra.eventstore import ConcurrencyError, Context, EventLog, EventStore, StreamAppend, Transaction
 from infra.sealing import seal as seal_bytes
 from services.notification import domain
-from services.notification.personal import PersonalDetails, data_key, destroy_key, seal, unseal
+from services.notification.personal import (
+    PersonalDetails,
+    data_key,
+    destroy_key,
+    keys_of_new_cases,
+    seal,
+    unseal,
+)
 from services.notification.projections import match_value, name_and_dates
 
 # Intake takes a transaction lock on each value duplicate detection matches on (find_match: the NHS
@@ -81,6 +88,60 @@ async def take_partner_notification(
         store, conn, notification, context, digest or domain.content_hash(notification),
         reference_first=True, read_back=False, durable_key=durable_key,
     )  # fmt: skip
+
+
+async def take_partner_batch(
+    store: EventStore, conn: Connection, batch: Sequence[tuple[PartnerNotification, Context, str]]
+) -> None:
+    """`take_partner_notification` of each (a notification, its context and its content_hash), in
+    `conn`'s transaction, in a few statements for the whole batch rather than a few a notification:
+    every lock and look-up in one, the new cases' data keys in one, the events in one with their
+    projections. Where notifications of the batch share a lock (the same person, or the same id, twice)
+    or one was taken before, they are taken one after the other, as `take_partner_notification` does.
+    A case's data key made is durable only after `personal.sync_keys`, which the caller awaits before
+    it commits."""
+    asked = [(notification, await match_values(notification)) for notification, _, _ in batch]
+    year = store.clock().year
+    keys = [_reference_lock(year)]
+    for notification, values in asked:
+        keys += [f"notification:{notification.notification_id}", *values.values()]
+    found = None
+    if len(set(keys)) == len(keys):
+        found = await _locked_lookup(conn, keys, [(n.notification_id, v) for n, v in asked], year)
+    now = store.clock()
+    if found is None or now.year != year or any(earlier is not None for earlier, _, _ in found):
+        for notification, context, digest in batch:
+            await _take_once(
+                store, conn, notification, context, digest,
+                reference_first=True, read_back=False, durable_key=False,
+            )  # fmt: skip
+        return
+    # Each notification's stream: a new case's (its id just drawn), or another (a case it is the
+    # same person's, or a notification's that opens none), whose key and version are read.
+    drawn = []
+    for (notification, _, _), (_, match, _) in zip(batch, found, strict=True):
+        case_id = uuid4()
+        outcome = domain.classify(notification, match)
+        drawn.append((case_id, domain.intake_stream(outcome, notification, match, case_id)))
+    made = await keys_of_new_cases(conn, [stream for case_id, stream in drawn if stream == str(case_id)])
+    number = found[0][2] or 0
+    parts = []
+    for (notification, context, digest), (_, match, _), (case_id, stream) in zip(
+        batch, found, drawn, strict=True
+    ):
+        key = made.get(stream) or await data_key(conn, stream, create=True)
+        reference = None
+        if domain.classify(notification, match) == "case_opened":
+            number += 1
+            reference = domain.case_reference(year, number)
+        intake = domain.decide_intake(
+            notification, match, case_id, seal(key, stream, PersonalDetails.of(notification)),
+            reference=reference, notified_on=now.date(), digest=digest,
+        )  # fmt: skip
+        new = intake.stream_id == str(case_id)
+        version = 0 if new else await store.stream_version(intake.stream_id, conn=conn)
+        parts.append(StreamAppend(intake.stream_id, version, intake.events, context, intake.case_id))
+    await store.append_streams(parts, occurred_at=now, conn=conn)
 
 
 async def _take(
@@ -251,24 +312,34 @@ async def _locked_earlier_and_match(
 ) -> tuple[NotificationResult | None, domain.Match | None, int | None]:
     """`_lock` on `keys`, then under the locks `result_of` the notification and `find_match` for it
     (`values`: its match_values), with the last reference number given in `year` (None: none given,
-    or no year asked): one round trip (migration 005's intake_lookup)."""
-    row = await conn.fetchrow(
-        "SELECT * FROM intake_lookup($1, $2, $3, $4, $5, $6)",
+    or no year asked): one round trip."""
+    return (await _locked_lookup(conn, keys, [(notification_id, values)], year))[0]
+
+
+async def _locked_lookup(
+    conn: Connection, keys: Sequence[str], asked: Sequence[tuple[UUID, dict[str, str]]], year: int | None
+) -> list[tuple[NotificationResult | None, domain.Match | None, int | None]]:
+    """`_locked_earlier_and_match` of each notification asked (its id and match_values) under every one
+    of `keys`: one round trip (migration 006's intake_lookup_many)."""
+    rows = await conn.fetch(
+        "SELECT * FROM intake_lookup_many($1, $2, $3, $4, $5, $6)",
         list(keys),
-        notification_id,
-        values.get("nhs_number"),
-        values["name_and_dates"],
-        "nhs_number" in values,
+        [notification_id for notification_id, _ in asked],
+        [values.get("nhs_number") for _, values in asked],
+        [values["name_and_dates"] for _, values in asked],
+        ["nhs_number" in values for _, values in asked],
         year,
     )
-    assert row is not None
-    earlier = _result(notification_id, row) if row["outcome"] is not None else None
-    last_number: int | None = row["last_number"]
-    if row["by_nhs_number"] is not None:
-        return earlier, domain.Match(row["by_nhs_number"], "nhs_number"), last_number
-    if row["by_name_and_dates"] is not None:
-        return earlier, domain.Match(row["by_name_and_dates"], "name_and_dates"), last_number
-    return earlier, None, last_number
+    found = []
+    for (notification_id, _), row in zip(asked, rows, strict=True):
+        earlier = _result(notification_id, row) if row["outcome"] is not None else None
+        match = None
+        if row["by_nhs_number"] is not None:
+            match = domain.Match(row["by_nhs_number"], "nhs_number")
+        elif row["by_name_and_dates"] is not None:
+            match = domain.Match(row["by_name_and_dates"], "name_and_dates")
+        found.append((earlier, match, row["last_number"]))
+    return found
 
 
 def _result(notification_id: UUID, row: asyncpg.Record | None) -> NotificationResult | None:

@@ -4,6 +4,7 @@ Destroying the key (crypto-shredding) makes every copy unreadable, on every topi
 service, while the events themselves stay."""
 
 import json
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -15,7 +16,16 @@ from infra import sealing
 from infra.db import Connection
 from infra.keys import KeyDestroyed
 
-__all__ = ["KeyDestroyed", "PersonalDetails", "data_key", "destroy_key", "seal", "sync_keys", "unseal"]
+__all__ = [
+    "KeyDestroyed",
+    "PersonalDetails",
+    "data_key",
+    "destroy_key",
+    "keys_of_new_cases",
+    "seal",
+    "sync_keys",
+    "unseal",
+]
 
 SERVICE = "notification"
 
@@ -72,6 +82,12 @@ async def data_key(
     """The key for `key_id`; made on first use when `create` (without a look first when `new`: a case
     id just drawn; durable only after `sync_keys` when not `durable`). Raises KeyDestroyed once destroyed."""
     return await keys().key(conn, key_id, create=create, new=new, durable=durable)
+
+
+async def keys_of_new_cases(conn: Connection, key_ids: Sequence[str]) -> dict[str, bytes]:
+    """`data_key(conn, k, create=True, new=True, durable=False)` of each (case ids just drawn), their rows
+    written together: by id, each key made; one whose row was there first is left out (`data_key`'s)."""
+    return await keys().new_keys(conn, key_ids)
 
 
 async def sync_keys() -> None:
