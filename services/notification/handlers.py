@@ -25,7 +25,7 @@ from services.notification.personal import (
 )
 from services.notification.projections import match_value, name_and_dates
 
-# Intake takes a transaction lock on each value duplicate detection matches on (find_match: the NHS
+# Intake takes a transaction lock on each value duplicate detection matches on (_locked_lookup: the NHS
 # number, the family name with the dates of birth and death) and on the notification id, so that two
 # notifications of one person (or two sends of one id) are decided one after the other, the second
 # seeing the first's case; notifications of different people are taken at once (each partition of the
@@ -310,7 +310,7 @@ async def result_of(conn: Connection, notification_id: UUID) -> NotificationResu
 async def _locked_earlier_and_match(
     conn: Connection, keys: Sequence[str], notification_id: UUID, values: dict[str, str], year: int | None
 ) -> tuple[NotificationResult | None, domain.Match | None, int | None]:
-    """`_lock` on `keys`, then under the locks `result_of` the notification and `find_match` for it
+    """`_lock` on `keys`, then under the locks `result_of` the notification and its match (see below)
     (`values`: its match_values), with the last reference number given in `year` (None: none given,
     or no year asked): one round trip."""
     return (await _locked_lookup(conn, keys, [(notification_id, values)], year))[0]
@@ -320,7 +320,10 @@ async def _locked_lookup(
     conn: Connection, keys: Sequence[str], asked: Sequence[tuple[UUID, dict[str, str]]], year: int | None
 ) -> list[tuple[NotificationResult | None, domain.Match | None, int | None]]:
     """`_locked_earlier_and_match` of each notification asked (its id and match_values) under every one
-    of `keys`: one round trip (migration 006's intake_lookup_many)."""
+    of `keys`: one round trip (migration 006's intake_lookup_many). A notification's match is the
+    same person's case: the same NHS number; or, where the notification or the case has none, the same
+    family name (case- and accent-insensitive), date of birth and date of death. Two different NHS
+    numbers are two different people, whatever their names."""
     rows = await conn.fetch(
         "SELECT * FROM intake_lookup_many($1, $2, $3, $4, $5, $6)",
         list(keys),
@@ -367,38 +370,6 @@ async def match_values(notification: PartnerNotification) -> dict[str, str]:
     key = name_and_dates(person.family_name, str(person.date_of_birth), str(notification.death.date_of_death))
     values["name_and_dates"] = await match_value("name_and_dates", key)
     return values
-
-
-async def find_match(
-    conn: Connection, notification: PartnerNotification, values: dict[str, str] | None = None
-) -> domain.Match | None:
-    """The same person: the same NHS number; or, where the notification or the case has none, the same
-    family name (case- and accent-insensitive), date of birth and date of death. Two different NHS
-    numbers are two different people, whatever their names. `values`: match_values, when known."""
-    values = values if values is not None else await match_values(notification)
-    if "nhs_number" in values:
-        case_id = await _indexed(conn, "nhs_number", values["nhs_number"], skip_cases_with_nhs_number=False)
-        if case_id:
-            return domain.Match(case_id, "nhs_number")
-    case_id = await _indexed(
-        conn, "name_and_dates", values["name_and_dates"], skip_cases_with_nhs_number="nhs_number" in values
-    )
-    return domain.Match(case_id, "name_and_dates") if case_id else None
-
-
-async def _indexed(
-    conn: Connection, kind: str, indexed: str, *, skip_cases_with_nhs_number: bool
-) -> UUID | None:
-    found: UUID | None = await conn.fetchval(
-        "SELECT p.case_id FROM person_index p JOIN cases c USING (case_id)"
-        " WHERE p.match_kind = $1 AND p.match_value = $2 AND NOT ($3 AND EXISTS ("
-        "   SELECT 1 FROM person_index q WHERE q.case_id = p.case_id AND q.match_kind = 'nhs_number'))"
-        " ORDER BY c.notified_at LIMIT 1",
-        kind,
-        indexed,
-        skip_cases_with_nhs_number,
-    )
-    return found
 
 
 class CaseNotFound(Exception):
