@@ -553,8 +553,8 @@ _INDEX = """
     SELECT $1, kind, value FROM unnest($2::text[], $3::text[]) AS t(kind, value)
     ON CONFLICT DO NOTHING
 """
-# As _INDEX_IF_KEY_LIVE for many cases: each row ($1 its case, $2 its kind, $5 its value) written if
-# its case's data key is still the one given ($3, $4); the cases whose keys were.
+# As _INDEX, for many cases and only under their keys: each row ($1 its case, $2 its kind, $5 its
+# value) written if its case's data key is still the one given ($3, $4); the cases whose keys were.
 _INDEX_MANY_IF_KEYS_LIVE = """
     WITH live AS (
         SELECT t.case_id, t.kind, t.value
@@ -567,18 +567,6 @@ _INDEX_MANY_IF_KEYS_LIVE = """
         ON CONFLICT DO NOTHING
     )
     SELECT DISTINCT case_id FROM live
-"""
-# As _INDEX, if the case's data key is still the one given ($4, $5): true when it was.
-_INDEX_IF_KEY_LIVE = """
-    WITH live AS (
-        SELECT 1 FROM data_keys WHERE key_id = $4 AND wrapped = $5 AND destroyed_at IS NULL
-    ), indexed AS (
-        INSERT INTO person_index (case_id, match_kind, match_value)
-        SELECT $1, kind, value FROM unnest($2::text[], $3::text[]) AS t(kind, value)
-        WHERE EXISTS (SELECT 1 FROM live)
-        ON CONFLICT DO NOTHING
-    )
-    SELECT EXISTS (SELECT 1 FROM live)
 """
 
 
@@ -604,15 +592,13 @@ async def _index_under_cached_key(conn: Connection, event: Person) -> bool:
     if held is None:
         return False
     found, wrapped = held
-    live: bool = await conn.fetchval(
-        _INDEX_IF_KEY_LIVE,
-        event.case_id,
-        [k for k, _ in found],
-        await match_values(found),
-        event.personal.key_id,
-        wrapped,
+    if not found:
+        return True  # nothing to index by
+    rows = [(event.case_id, kind, event.personal.key_id, wrapped) for kind, _ in found]
+    live = await conn.fetch(
+        _INDEX_MANY_IF_KEYS_LIVE, *map(list, zip(*rows, strict=True)), await match_values(found)
     )
-    return live
+    return bool(live)
 
 
 class PersonIndexFold:
