@@ -17,6 +17,11 @@ comes again. A failure that is not the messages' fault (`is_transient`) has the
 whole batch read again, later. A partition is rewound to its first message not done, and committed up
 to it; the others are committed past the batch.
 
+Offsets are committed behind the batches (`OffsetCommitter`): the next batch starts as soon as one's
+transaction has committed, not after a commit round trip to the broker as well. The inbox is what makes
+that safe: an offset committed late, or never (a crash, a rebalance), costs a redelivery, and a
+redelivery changes nothing. What is committed never runs ahead of what the database holds.
+
 No message can stall a consumer. When applying one fails, the failure is one of two kinds
 (`is_transient`):
 - transient, not the message's fault: the database, the broker or the key manager away (connection
@@ -61,7 +66,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -69,11 +75,12 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from pydantic import ValidationError
 
 from events import Envelope, EventPayload, UnknownEventType
@@ -410,6 +417,93 @@ SealDeadLetter = Callable[[bytes, Delivery], Awaitable[bytes]]
 Verify = Callable[[bytes, Delivery], None]
 
 
+# How long a consumer that stops, or loses partitions in a rebalance, waits for its offsets to be
+# committed: past that they are read again by whoever consumes the partition next (the inbox dedups).
+FLUSH_SECONDS = 2.0
+
+
+class OffsetCommitter:
+    """Commits one Kafka consumer's offsets behind its batches, in a task of its own (`run`).
+
+    Why: the inbox makes a redelivered message change nothing, so an offset committed late (or never)
+    costs a redelivery, not a double effect; committing here, not in `_consume`, takes a round trip to
+    the broker out of every batch. Offsets handed over while a commit is in flight are coalesced: the
+    next commit carries each partition's latest offset (the latest, not the highest: a rewind lowers
+    it), so under load there are fewer commit requests than batches."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, name: str) -> None:
+        self.consumer = consumer
+        self.name = name
+        self.pending: dict[TopicPartition, int] = {}
+        self._handed = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing pending and no commit in flight
+        self._idle.set()
+
+    def hand_over(self, offsets: dict[TopicPartition, int]) -> None:
+        self.pending.update(offsets)
+        self._idle.clear()
+        self._handed.set()
+
+    async def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait (at most `timeout`) until what was handed over is committed or refused: whether it was."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return self._idle.is_set()
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions this consumer no longer has: their offsets are their new consumer's to commit."""
+        for tp in partitions:
+            self.pending.pop(tp, None)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._handed.wait()
+                await self._commit()
+        except asyncio.CancelledError:
+            # The subscriber stops (FastStream cancels its tasks, then stops the consumer): what is
+            # pending goes out first if the broker takes it soon (the commit request goes ahead of the
+            # consumer's leaving its group); else it is read again.
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._commit(), FLUSH_SECONDS)
+            raise
+
+    async def _commit(self) -> None:
+        self._handed.clear()
+        offsets, self.pending = self.pending, {}
+        # A partition a rebalance took away is another consumer's: aiokafka would refuse the whole
+        # commit (IllegalStateError), and the offset could only move its new consumer back.
+        assigned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        try:
+            if offsets:
+                await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance under way or done (CommitFailedError), the broker away: the partitions are
+            # read again from the last commit, and the inbox makes what comes again change nothing.
+            log.warning("offset_commit_failed", consumer=self.name, error=repr(exc))
+        finally:
+            if not self._handed.is_set():
+                self._idle.set()
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before a rebalance: each committer's offsets committed (briefly waited for) while the partitions
+    are still this consumer's, then those of the partitions given up forgotten, so that an offset
+    handed over late never moves a partition's next consumer back."""
+
+    def __init__(self, committers: dict[AIOKafkaConsumer, OffsetCommitter]) -> None:
+        self.committers = committers
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for committer in list(self.committers.values()):
+            await committer.flush()
+            committer.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+
 class InboxConsumer(Generic[T]):
     def __init__(
         self,
@@ -462,6 +556,9 @@ class InboxConsumer(Generic[T]):
         )
         # The messages being handled or failed and waiting to be delivered again, by position.
         self._attempts: dict[tuple[str, int, int], Attempt] = {}
+        self._subscriber: DefaultSubscriber | None = None
+        # Each Kafka consumer's committer (one at a time, but a restarted subscriber has a new consumer).
+        self._committers: dict[AIOKafkaConsumer, OffsetCommitter] = {}
 
     def subscribe(self, broker: KafkaBroker, group_id: str) -> None:
         self.broker = broker
@@ -480,19 +577,21 @@ class InboxConsumer(Generic[T]):
             await self._consume(consumer, records)
 
         handle.__name__ = f"handle_{self.name}"
-        broker.subscriber(
+        self._subscriber = broker.subscriber(
             self.topic,
             group_id=group_id,
             auto_offset_reset="earliest",
             # Offsets are committed (and partitions rewound) here, after the transaction: see _consume.
             ack_policy=AckPolicy.MANUAL,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            listener=_Revocations(self._committers),
             description=f"{self.name}: applied once each through the idempotent inbox",
-        )(handle)
+        )
+        self._subscriber(handle)
 
     async def _consume(self, consumer: AIOKafkaConsumer, records: "list[ConsumerRecord[Any, Any]]") -> None:
-        """Apply the records, then commit each partition's offset past what is done and rewind each
-        partition to its first record not done (it is delivered again)."""
+        """Apply the records, then rewind each partition to its first record not done (it is delivered
+        again) and hand each partition's offset past what is done to the committer (committed behind)."""
         batch = [(record.value or b"", delivery_of(record)) for record in records]
         try:
             rewind = await self.handle_batch(batch)
@@ -509,12 +608,29 @@ class InboxConsumer(Generic[T]):
                 offsets[tp] = rewind[tp.partition]
             else:
                 offsets[tp] = last + 1
+        committer = self._committer(consumer)
+        if committer is not None:
+            committer.hand_over(offsets)
+
+    def _committer(self, consumer: AIOKafkaConsumer) -> "OffsetCommitter | None":
+        """The consumer's committer, started as a task of its subscriber (FastStream cancels it when it
+        stops the subscriber, before it stops the consumer). None while the subscriber is not running
+        (stopping): a task started then would outlive it, and an offset not committed is only read again."""
+        committer = self._committers.get(consumer)
+        if committer is None:
+            subscriber = self._subscriber
+            if subscriber is None or not subscriber.running:
+                return None
+            committer = self._committers[consumer] = OffsetCommitter(consumer, self.name)
+            subscriber.add_task(self._commit_behind, (consumer, committer), restart_on_failure=False)
+        return committer
+
+    async def _commit_behind(self, consumer: AIOKafkaConsumer, committer: "OffsetCommitter") -> None:
         try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:
-            # A rebalance took the partitions away: their new consumer reads from the last commit,
-            # and the inbox makes what is delivered again change nothing.
-            log.warning("offset_commit_failed", consumer=self.name, error=repr(exc))
+            await committer.run()
+        finally:
+            if self._committers.get(consumer) is committer:
+                del self._committers[consumer]
 
     def _rewind(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         try:
