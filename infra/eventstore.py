@@ -33,35 +33,9 @@ _SEQUENCE_PLACEHOLDER = '"source_sequence":1,'
 
 log = get_logger(__name__)
 
-# One round trip: check the stream's version, allocate the sequence (taking its lock only if the
-# version is right), insert, and wake the relay at commit.
-_APPEND_MANY = """
-WITH current AS (
-    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $11
-), allocated AS (
-    UPDATE event_sequence SET last_value = last_value + $1
-    WHERE (SELECT version FROM current) = $12
-    RETURNING last_value - $1 AS base
-), inserted AS (
-    INSERT INTO events (source_sequence, event_id, stream_id, stream_version, case_id,
-                        event_type, schema_version, recorded_at, envelope)
-    SELECT a.base + d.n, d.event_id, d.stream_id, d.stream_version, d.case_id, d.event_type,
-           d.schema_version, d.recorded_at, d.head || (a.base + d.n)::text || d.tail
-    FROM allocated a, unnest($2::uuid[], $3::text[], $4::int[], $5::uuid[], $6::text[],
-                             $7::int[], $8::timestamptz[], $9::text[], $10::text[])
-         WITH ORDINALITY AS d(event_id, stream_id, stream_version, case_id, event_type,
-                              schema_version, recorded_at, head, tail, n)
-    RETURNING 1
-), notified AS (
-    SELECT pg_notify($13, $11) FROM allocated
-)
-SELECT (SELECT base + 1 FROM allocated) AS first, (SELECT version FROM current) AS version,
-       (SELECT count(*) FROM inserted) AS inserted,
-       (SELECT count(*) FROM notified) AS notified, txid_current() AS txid
-"""
-
-# The same for many streams at once (a batch of intakes, each its own stream): every stream must be
-# at its expected version ($11, $12: distinct streams) or nothing is allocated or inserted.
+# One round trip: check each stream's version ($11, $12: distinct streams), allocate the sequence
+# (taking its lock only if every version is right), insert, and wake the relay at commit. One stream's
+# events, or many streams' at once (a batch of intakes, each its own stream).
 _APPEND_STREAMS = """
 WITH expected AS (
     SELECT * FROM unnest($11::text[], $12::int[]) AS x(stream_id, version)
@@ -93,7 +67,7 @@ SELECT (SELECT base + 1 FROM allocated) AS first,
        (SELECT count(*) FROM notified) AS notified, txid_current() AS txid
 """
 
-# The same for one event.
+# The same for one event (scalar parameters cost less to send and to execute than arrays).
 _APPEND_ONE = """
 WITH current AS (
     SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $2
@@ -137,6 +111,13 @@ def _drafted(fields: dict[str, Any]) -> tuple[Envelope, str]:
     if "\\u0000" in text or not (text.isascii() or _encodes(text)):
         draft = Envelope.model_validate(fields)
     return draft, text
+
+
+def _split(texts: Sequence[str]) -> list[tuple[str, str]]:
+    """Each draft's text cut around its placeholder sequence number: what goes before the real one
+    and what after (the insert statement writes it in between)."""
+    cuts = [t.rindex(_SEQUENCE_PLACEHOLDER) + len('"source_sequence":') for t in texts]
+    return [(t[:c], t[c + 1 :]) for t, c in zip(texts, cuts, strict=True)]
 
 
 def _encodes(text: str) -> bool:
@@ -382,18 +363,17 @@ class EventStore:
         occurred_at: datetime | None,
     ) -> list[Envelope]:
         recorded_at = self.clock()
-        drafts, texts = self._drafts(
-            StreamAppend(stream_id, expected_version, payloads, context, case_id), occurred_at, recorded_at
-        )
-        cuts = [t.rindex(_SEQUENCE_PLACEHOLDER) + len('"source_sequence":') for t in texts]
+        part = StreamAppend(stream_id, expected_version, payloads, context, case_id)
+        drafts, texts = self._drafts(part, occurred_at, recorded_at)
         for draft in drafts:
             for projection in self.projections:
                 await projection.apply(conn, draft)
-        try:
-            if len(drafts) == 1:
-                # Most commands record one event: scalar parameters cost less to send and to execute
-                # than arrays to unnest.
-                draft, text, cut = drafts[0], texts[0], cuts[0]
+        if len(drafts) > 1:
+            first = await self._insert(conn, [part], drafts, texts)
+        else:
+            # Most commands record one event.
+            (draft,), ((head, tail),) = drafts, _split(texts)
+            try:
                 row = await conn.fetchrow(
                     _APPEND_ONE,
                     draft.event_id,
@@ -403,37 +383,20 @@ class EventStore:
                     draft.event_type,
                     draft.schema_version,
                     recorded_at,
-                    text[:cut],
-                    text[cut + 1 :],
+                    head,
+                    tail,
                     expected_version,
                     NOTIFY_CHANNEL,
                 )
-            else:
-                row = await conn.fetchrow(
-                    _APPEND_MANY,
-                    len(drafts),
-                    [e.event_id for e in drafts],
-                    [e.stream_id for e in drafts],
-                    [e.stream_version for e in drafts],
-                    [e.case_id for e in drafts],
-                    [e.event_type for e in drafts],
-                    [e.schema_version for e in drafts],
-                    [e.recorded_at for e in drafts],
-                    [t[:c] for t, c in zip(texts, cuts, strict=True)],
-                    [t[c + 1 :] for t, c in zip(texts, cuts, strict=True)],
-                    stream_id,
-                    expected_version,
-                    NOTIFY_CHANNEL,
-                )
-        except asyncpg.UniqueViolationError as exc:
-            # A concurrent append took the version between our check and our insert.
-            raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
-        assert row is not None
-        if row["first"] is None:
-            raise ConcurrencyError(stream_id, expected_version, row["version"])
-        first = row["first"]
-        if (txids := self._txids.get(id(conn))) is not None:
-            txids.append(row["txid"])
+            except asyncpg.UniqueViolationError as exc:
+                # A concurrent append took the version between our check and our insert.
+                raise ConcurrencyError(stream_id, expected_version, expected_version + 1) from exc
+            assert row is not None
+            if row["first"] is None:
+                raise ConcurrencyError(stream_id, expected_version, row["version"])
+            first = row["first"]
+            if (txids := self._txids.get(id(conn))) is not None:
+                txids.append(row["txid"])
         envelopes = [d.model_copy(update={"source_sequence": first + i}) for i, d in enumerate(drafts)]
         last = first + len(envelopes) - 1
         log.info(
@@ -511,7 +474,28 @@ class EventStore:
             else:
                 for draft in drafts:
                     await projection.apply(conn, draft)
-        cuts = [t.rindex(_SEQUENCE_PLACEHOLDER) + len('"source_sequence":') for t in texts]
+        first = await self._insert(conn, parts, drafts, texts)
+        envelopes = [d.model_copy(update={"source_sequence": first + i}) for i, d in enumerate(drafts)]
+        log.info(
+            "events_appended",
+            streams=len(parts),
+            count=len(envelopes),
+            event_ids=[str(e.event_id) for e in envelopes[:10]],  # the first ten: the store has them all
+            event_types=sorted({e.event_type for e in envelopes}),
+            through_sequence=first + len(envelopes) - 1,
+        )
+        return envelopes
+
+    async def _insert(
+        self,
+        conn: Connection,
+        parts: Sequence[StreamAppend],
+        drafts: Sequence[Envelope],
+        texts: Sequence[str],
+    ) -> int:
+        """`_APPEND_STREAMS` of the parts' drafts (and their texts): the sequence of the first. Raises
+        ConcurrencyError, naming a stream not at its expected version, if any is not."""
+        heads, tails = zip(*_split(texts), strict=True)
         try:
             row = await conn.fetchrow(
                 _APPEND_STREAMS,
@@ -523,33 +507,25 @@ class EventStore:
                 [e.event_type for e in drafts],
                 [e.schema_version for e in drafts],
                 [e.recorded_at for e in drafts],
-                [t[:c] for t, c in zip(texts, cuts, strict=True)],
-                [t[c + 1 :] for t, c in zip(texts, cuts, strict=True)],
+                list(heads),
+                list(tails),
                 [p.stream_id for p in parts],
                 [p.expected_version for p in parts],
                 NOTIFY_CHANNEL,
             )
         except asyncpg.UniqueViolationError as exc:
-            # A concurrent append took a version between the check and the insert: which is not said.
-            raise ConcurrencyError(parts[0].stream_id, parts[0].expected_version, -1) from exc
+            # A concurrent append took a version between our check and our insert.
+            part = parts[0]
+            raise ConcurrencyError(part.stream_id, part.expected_version, part.expected_version + 1) from exc
         assert row is not None
         if row["first"] is None:
             moved = row["moved"][0]
             expected = next(p.expected_version for p in parts if p.stream_id == moved)
             raise ConcurrencyError(moved, expected, row["actual"][0])
-        first = row["first"]
         if (txids := self._txids.get(id(conn))) is not None:
             txids.append(row["txid"])
-        envelopes = [d.model_copy(update={"source_sequence": first + i}) for i, d in enumerate(drafts)]
-        log.info(
-            "events_appended",
-            streams=len(parts),
-            count=len(envelopes),
-            event_ids=[str(e.event_id) for e in envelopes[:10]],  # the first ten: the store has them all
-            event_types=sorted({e.event_type for e in envelopes}),
-            through_sequence=first + len(envelopes) - 1,
-        )
-        return envelopes
+        first: int = row["first"]
+        return first
 
     async def read_stream(
         self,

@@ -501,7 +501,8 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
             committer.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        pass
+        """Nothing to do: a partition gained is read from its group's last commit, which the inbox
+        makes safe to read again (required by aiokafka's listener interface)."""
 
 
 class InboxConsumer(Generic[T]):

@@ -74,19 +74,16 @@ async def take_partner_notification(
     context: Context,
     *,
     digest: str | None = None,
-    durable_key: bool = True,
 ) -> None:
     """`take_notification` for the partner consumer, which applies a batch of them in one transaction
     (so the year's reference lock comes first) and answers nobody: what was recorded is not read back.
     Nor is it tried again at a savepoint of its own: a deadlock fails the consumer's transaction, which
     is tried again whole (a transient failure), and a reference taken twice cannot happen under the
     year's lock taken first (should it, the message is tried again alone, in a transaction of its own).
-    `digest`: the notification's domain.content_hash, when the caller has it. `durable_key=False`: a
-    case's data key made is durable only after `personal.sync_keys`, which the caller awaits before
-    it commits."""
+    `digest`: the notification's domain.content_hash, when the caller has it."""
     await _take_once(
         store, conn, notification, context, digest or domain.content_hash(notification),
-        reference_first=True, read_back=False, durable_key=durable_key,
+        reference_first=True, read_back=False,
     )  # fmt: skip
 
 
@@ -118,29 +115,29 @@ async def take_partner_batch(
         return
     # Each notification's stream: a new case's (its id just drawn), or another (a case it is the
     # same person's, or a notification's that opens none), whose key and version are read.
-    drawn = []
+    drawn = []  # each notification's outcome, case id drawn, stream, and whether that stream is new
     for (notification, _, _), (_, match, _) in zip(batch, found, strict=True):
         case_id = uuid4()
         outcome = domain.classify(notification, match)
-        drawn.append((case_id, domain.intake_stream(outcome, notification, match, case_id)))
-    made = await keys_of_new_cases(conn, [stream for case_id, stream in drawn if stream == str(case_id)])
+        stream = domain.intake_stream(outcome, notification, match, case_id)
+        drawn.append((outcome, case_id, stream, stream == str(case_id)))
+    made = await keys_of_new_cases(conn, [stream for _, _, stream, new in drawn if new])
     number = found[0][2] or 0
     parts = []
-    for (notification, context, digest), (_, match, _), (case_id, stream) in zip(
+    for (notification, context, digest), (_, match, _), (outcome, case_id, stream, new) in zip(
         batch, found, drawn, strict=True
     ):
         key = made.get(stream) or await data_key(conn, stream, create=True)
         reference = None
-        if domain.classify(notification, match) == "case_opened":
+        if outcome == "case_opened":
             number += 1
             reference = domain.case_reference(year, number)
         intake = domain.decide_intake(
             notification, match, case_id, seal(key, stream, PersonalDetails.of(notification)),
             reference=reference, notified_on=now.date(), digest=digest,
         )  # fmt: skip
-        new = intake.stream_id == str(case_id)
-        version = 0 if new else await store.stream_version(intake.stream_id, conn=conn)
-        parts.append(StreamAppend(intake.stream_id, version, intake.events, context, intake.case_id))
+        version = 0 if new else await store.stream_version(stream, conn=conn)
+        parts.append(StreamAppend(stream, version, intake.events, context, intake.case_id))
     await store.append_streams(parts, occurred_at=now, conn=conn)
 
 

@@ -524,7 +524,7 @@ class PersonIndex:
         alone: list[Envelope] = []
         given: list[tuple[Any, str, str, bytes]] = []  # case, kind, key id, its wrapping held
         values: list[tuple[str, str]] = []
-        cases = []
+        cases: list[tuple[Envelope, Any]] = []  # those written together, with their case ids
         for envelope in run:
             event = cast(Person, envelope.payload())
             held = _under_cached_key(event)
@@ -534,13 +534,14 @@ class PersonIndex:
             found, wrapped = held
             given += [(event.case_id, kind, event.personal.key_id, wrapped) for kind, _ in found]
             values += found
-            cases.append((envelope, event.case_id) if found else None)
+            if found:
+                cases.append((envelope, event.case_id))
         if given:
             rows = await conn.fetch(
                 _INDEX_MANY_IF_KEYS_LIVE, *map(list, zip(*given, strict=True)), await match_values(values)
             )
             live = {r["case_id"] for r in rows}
-            alone += [envelope for envelope, case_id in filter(None, cases) if case_id not in live]
+            alone += [envelope for envelope, case_id in cases if case_id not in live]
         for envelope in alone:
             await self.apply(conn, envelope)
 
