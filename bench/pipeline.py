@@ -573,7 +573,7 @@ def limits(results: "Results") -> list[str]:
             f"- **Below both ceilings: the consumer's time in the running stack.** In the burst the"
             f" notification service opened cases at {rate(live)}/s, {ms(1 / live)} ms a notification"
             f" against {ms(intake)} ms alone, with the stack using {busy:.2f} of its {cores} cores: each of"
-            " intake's round trips to PostgreSQL (five a notification, and a batch's own) waits for a core"
+            " intake's round trips to PostgreSQL (a few a batch, whatever its size) waits for a core"
             " that the other services' consumers, their relays, the broker and the database's other"
             " backends keep busy meanwhile, so one consumer's serial work stretches while the cores are"
             " not all used. Taking partitions in parallel would overlap those waits, but every append"
