@@ -182,6 +182,12 @@ class Up:
         backends (all descendants of `leder up`)."""
         return {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)}
 
+    def started(self) -> set[int]:
+        """The processes `leder up` started itself (the services, the web application, the broker,
+        PostgreSQL's postmaster), without PostgreSQL's backends, which come and go on their own (an
+        autovacuum worker, a connection a pool opens)."""
+        return {p.pid for p in psutil.Process(self.process.pid).children(recursive=False)}
+
 
 def up_env(home: Path) -> tuple[dict[str, str], list[int]]:
     base = free_ports(len(SERVICES) + 1)
@@ -273,7 +279,8 @@ def test_leder_up_started_with_sigint_ignored_still_stops_on_sigint(running: Up)
 def test_leder_down_stops_a_system_started_elsewhere_and_a_second_leder_up_says_it_would(
     running: Up, tmp_path: Path
 ) -> None:
-    system = running.system()
+    system, started = running.system(), running.started()
+    assert len(started) == len(SERVICES) + 3  # and the web application, the broker, PostgreSQL
     # A second `leder up` on the same LEDER_HOME and ports: nothing starts, one line says what to do.
     began = time.monotonic()
     second = subprocess.run(
@@ -282,7 +289,7 @@ def test_leder_down_stops_a_system_started_elsewhere_and_a_second_leder_up_says_
     said = (second.stdout + second.stderr).decode()
     assert second.returncode == 1 and time.monotonic() - began < 10, said
     assert len(said.splitlines()) == 1 and "`leder down` stops it" in said, said
-    assert running.system() == system
+    assert running.started() == started
 
     # From another folder, as another shell would.
     elsewhere = tmp_path / "elsewhere"
